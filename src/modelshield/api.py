@@ -1,0 +1,103 @@
+"""The public Python API: `modelshield.scan(paths, policy=None) -> Report`."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+from modelshield import __version__
+from modelshield.core.engine import Engine
+from modelshield.core.policy import Policy
+from modelshield.core.report import FileResult, Report
+from modelshield.registry import HANDLERS
+
+#: Version-control folders hold history, not models; they are skipped in folder scans.
+SKIPPED_DIRS = frozenset({".git", ".hg", ".svn"})
+
+Progress = Callable[[FileResult, int, int], None]
+
+
+class ScanInputError(FileNotFoundError):
+    """A path given to scan does not exist."""
+
+
+def scan_file(path: str, policy: Policy | None = None) -> FileResult:
+    """Scan one file (never loading or executing it)."""
+    return Engine(HANDLERS, policy or Policy()).scan_file(path)
+
+
+def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Files to scan: the given files, and every file under the given folders, each file once."""
+    files: list[str] = []
+    seen: set[tuple[int, int]] = set()
+
+    def add(path: str) -> None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            files.append(path)  # reported as unreadable by the engine
+            return
+        key = (st.st_dev, st.st_ino)
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
+    for raw in paths:
+        path = os.fspath(raw)
+        if not os.path.lexists(path):
+            raise ScanInputError(f"no such file or directory: {path}")
+        if os.path.isdir(path):
+            for name in _walk(path):
+                add(name)
+        else:
+            add(path)
+    return files
+
+
+def _walk(root: str) -> Iterator[str]:
+    for folder, dirs, names in os.walk(root, onerror=None):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
+        for name in sorted(names):
+            full = os.path.join(folder, name)
+            if os.path.isfile(full):
+                yield full
+
+
+def _jobs(jobs: int | None, count: int) -> int:
+    wanted = jobs if jobs and jobs > 0 else (os.cpu_count() or 1)
+    return max(1, min(wanted, count))
+
+
+def scan(
+    paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+    policy: Policy | None = None,
+    *,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    """Scan files and folders; raises `ScanInputError` for a path that does not exist."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    policy = policy or Policy()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = time.perf_counter()
+    files = collect_files(paths)
+    results: list[FileResult] = []
+    workers = _jobs(jobs, len(files))
+    if workers == 1:
+        mapped: Iterable[FileResult] = (scan_file(f, policy) for f in files)
+        for result in mapped:
+            results.append(result)
+            if progress:
+                progress(result, len(results), len(files))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for result in pool.map(scan_file, files, [policy] * len(files), chunksize=4):
+                results.append(result)
+                if progress:
+                    progress(result, len(results), len(files))
+    return Report(results, policy, __version__, started_at, time.perf_counter() - started)

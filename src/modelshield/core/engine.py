@@ -1,0 +1,137 @@
+"""The scan engine: identifies each object from its bytes, dispatches it to handlers, recurses
+into containers within bounds, and turns every failure into a fail-closed finding."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+
+from modelshield.core.errors import LimitExceeded, ScanError
+from modelshield.core.findings import Finding, Location
+from modelshield.core.handler import Context, Handler
+from modelshield.core.limits import Meter
+from modelshield.core.policy import Policy
+from modelshield.core.report import FileResult, ScannedObject
+from modelshield.core.scan_rules import (
+    EXTENSION_MISMATCH,
+    LIMIT_EXCEEDED,
+    NOT_ANALYSED,
+    POLYGLOT,
+    UNRECOGNISED,
+)
+from modelshield.core.sniff import classify_plain, suffix_of
+from modelshield.core.source import FileSource, Source
+
+#: Suffixes used for too many things (raw tensor data, GGML, ONNX external data) to call unknown
+#: content under them suspicious; content of a *recognised* other format is still a mismatch.
+AMBIGUOUS_SUFFIXES = frozenset({".bin", ".data", ".dat"})
+
+
+class Engine:
+    """Scans one top-level file; holds that file's byte meter and object count."""
+
+    def __init__(self, handlers: Sequence[Handler], policy: Policy) -> None:
+        self.handlers = handlers
+        self.policy = policy
+        self.limits = policy.limits
+        self.meter = Meter(policy.limits)
+        self.objects: list[ScannedObject] = []
+        self._stopped = False
+
+    def scan_file(self, path: str) -> FileResult:
+        result = FileResult(path)
+        started = time.perf_counter()
+        try:
+            source = FileSource(path)
+        except OSError as exc:
+            result.error = f"cannot read {path}: {exc.strerror or exc}"
+            return result
+        try:
+            result.size = source.size
+            for finding in self.scan_object(source, Location(path), 0):
+                finding, suppression = self.policy.apply(finding)
+                if suppression is None:
+                    result.findings.append(finding)
+                else:
+                    result.suppressed.append((finding, suppression))
+        finally:
+            source.close()
+        result.objects = self.objects
+        if self.objects:
+            result.format = self.objects[0].format
+        result.is_model = any(o.format not in _PLAIN for o in self.objects) or bool(result.findings)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def detect(self, source: Source) -> list[Handler]:
+        return [h for h in self.handlers if h.detect(source)]
+
+    def scan_object(self, source: Source, location: Location, depth: int) -> Iterator[Finding]:
+        """Identify `source` by content and scan it with every handler that recognises it."""
+        if self._stopped:
+            return
+        if depth > self.limits.max_depth:
+            yield Finding(LIMIT_EXCEEDED, location, f"nesting deeper than max_depth={self.limits.max_depth}")
+            return
+        if len(self.objects) >= self.limits.max_members:
+            self._stopped = True
+            yield Finding(
+                LIMIT_EXCEEDED, location, f"more than max_members={self.limits.max_members} objects in one file"
+            )
+            return
+        name = location.members[-1] if location.members else os.path.basename(location.path)
+        try:
+            detected = self.detect(source)
+        except ScanError as exc:
+            yield _failure(location, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - fail closed on scanner bugs
+            yield Finding(NOT_ANALYSED, location, f"internal error while identifying content: {exc!r}")
+            return
+        if not detected:
+            yield from self._unrecognised(source, location, name)
+            return
+        self.objects.append(ScannedObject(location.display, "+".join(h.name for h in detected)))
+        yield from self._check_name(detected, location, name)
+        if len(detected) > 1:
+            views = " and ".join(h.label for h in detected)
+            yield Finding(POLYGLOT, location, f"content is valid as {views}; every view is scanned")
+        ctx = Context(self, location, depth)
+        for handler in detected:
+            try:
+                yield from handler.scan(source, ctx)
+            except ScanError as exc:
+                yield _failure(location, exc)
+            except (RecursionError, MemoryError) as exc:
+                yield Finding(NOT_ANALYSED, location, f"{handler.label} analysis aborted: {type(exc).__name__}")
+            except Exception as exc:  # noqa: BLE001 - fail closed on scanner bugs, never report clean
+                yield Finding(
+                    NOT_ANALYSED, location, f"internal error in the {handler.name} analyser: {type(exc).__name__}: {exc}"
+                )
+
+    def _check_name(self, detected: list[Handler], location: Location, name: str) -> Iterator[Finding]:
+        suffix = suffix_of(name)
+        claims = [h for h in self.handlers if suffix in h.extensions]
+        if claims and not any(h in claims for h in detected) and not any(h.transparent for h in detected):
+            claimed = "/".join(dict.fromkeys(h.label for h in claims))
+            actual = " + ".join(h.label for h in detected)
+            yield Finding(
+                EXTENSION_MISMATCH, location, f"named '{suffix}' ({claimed}) but the content is {actual}"
+            )
+
+    def _unrecognised(self, source: Source, location: Location, name: str) -> Iterator[Finding]:
+        kind = classify_plain(source.head())
+        self.objects.append(ScannedObject(location.display, kind))
+        suffix = suffix_of(name)
+        if kind != "empty" and suffix not in AMBIGUOUS_SUFFIXES and any(suffix in h.extensions for h in self.handlers):
+            yield Finding(UNRECOGNISED, location, f"named '{suffix}' but the content is {kind} of no known format")
+
+
+_PLAIN = frozenset({"empty", "text", "image", "binary"})
+
+
+def _failure(location: Location, exc: ScanError) -> Finding:
+    if isinstance(exc, LimitExceeded):
+        return Finding(LIMIT_EXCEEDED, location, exc.detail, details={"limit": exc.limit})
+    return Finding(NOT_ANALYSED, location, str(exc))

@@ -1,0 +1,47 @@
+"""Resource bounds that keep a scan finite on hostile input, and the meter that enforces them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from modelshield.core.errors import LimitExceeded
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds per top-level file; each can be set in the policy's `[limits]` table."""
+
+    max_depth: int = 10
+    max_members: int = 100_000
+    max_total_bytes: int = 8 * 1024 * MiB
+    max_ratio: int = 250
+    ratio_floor_bytes: int = 64 * MiB
+    max_buffer_bytes: int = 512 * MiB
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in fields(cls))
+
+
+class Meter:
+    """Counts decompressed bytes for one top-level file across every nested stream."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.total = 0
+
+    def add(self, produced: int, consumed: int, stream_out: int, what: str) -> None:
+        """Record `produced` new bytes; `stream_out`/`consumed` are that stream's running totals."""
+        self.total += produced
+        if self.total > self.limits.max_total_bytes:
+            raise LimitExceeded(
+                "max_total_bytes",
+                f"more than {self.limits.max_total_bytes} bytes decompressed in total ({what})",
+            )
+        if stream_out > self.limits.ratio_floor_bytes and stream_out > self.limits.max_ratio * max(consumed, 1):
+            raise LimitExceeded(
+                "max_ratio",
+                f"{what} expands more than {self.limits.max_ratio}:1 ({consumed} -> {stream_out}+ bytes)",
+            )

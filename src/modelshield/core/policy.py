@@ -1,0 +1,173 @@
+"""Policy: failing severity, suppressions, severity overrides, limits and allowlists.
+
+Read from `--policy FILE` (a standalone TOML file, or a pyproject.toml) or from `[tool.modelshield]` in
+the nearest pyproject.toml. Unknown keys are errors: a typo in a security gate must not pass silently.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from modelshield.core.findings import Finding
+from modelshield.core.limits import Limits
+from modelshield.core.rules import CATALOGUE, Severity
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+class PolicyError(ValueError):
+    """The policy is invalid; the CLI prints it on one line and exits 2."""
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """Silence a rule (glob on rule id) for locations matching a glob; the reason is reported."""
+
+    rule: str
+    path: str = "*"
+    reason: str = ""
+
+    def matches(self, finding: Finding) -> bool:
+        if not fnmatch.fnmatchcase(finding.rule_id, self.rule.upper()):
+            return False
+        loc = finding.location
+        return any(fnmatch.fnmatchcase(text, self.path) for text in (loc.display, loc.path))
+
+
+@dataclass(frozen=True)
+class Policy:
+    fail_on: Severity = Severity.MEDIUM
+    suppressions: tuple[Suppression, ...] = ()
+    severity_overrides: Mapping[str, Severity] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    allow: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    source: str | None = None
+
+    def allowed(self, key: str) -> frozenset[str]:
+        """User-trusted entries of one allowlist (e.g. 'pickle-globals')."""
+        return self.allow.get(key, frozenset())
+
+    def apply(self, finding: Finding) -> tuple[Finding, Suppression | None]:
+        """The finding with its severity override, and the suppression that silences it, if any."""
+        override = self.severity_overrides.get(finding.rule_id)
+        if override is not None:
+            finding = replace(finding, severity=override)
+        for suppression in self.suppressions:
+            if suppression.matches(finding):
+                return finding, suppression
+        return finding, None
+
+    def with_fail_on(self, severity: Severity | None) -> Policy:
+        return self if severity is None else replace(self, fail_on=severity)
+
+
+_TOP_KEYS = {"fail-on", "suppress", "severity", "limits", "allow"}
+
+
+def _check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise PolicyError(f"unknown key {unknown[0]!r} in {where} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _severity(value: Any, where: str) -> Severity:
+    if not isinstance(value, str):
+        raise PolicyError(f"{where} must be a severity name")
+    try:
+        return Severity.parse(value)
+    except ValueError as exc:
+        raise PolicyError(f"{where}: {exc}") from None
+
+
+def parse_policy(table: Mapping[str, Any], allowlists: Iterable[str], source: str | None = None) -> Policy:
+    """Validate a `[tool.modelshield]`-shaped table; `allowlists` are the keys handlers accept."""
+    where = source or "policy"
+    _check_keys(table, _TOP_KEYS, where)
+    fail_on = _severity(table.get("fail-on", "medium"), f"{where}: fail-on")
+
+    suppressions = []
+    raw_supp = table.get("suppress", [])
+    if not isinstance(raw_supp, list):
+        raise PolicyError(f"{where}: suppress must be an array of tables")
+    for i, entry in enumerate(raw_supp):
+        if not isinstance(entry, dict):
+            raise PolicyError(f"{where}: suppress[{i}] must be a table")
+        _check_keys(entry, {"rule", "path", "reason"}, f"{where}: suppress[{i}]")
+        rule = entry.get("rule")
+        if not isinstance(rule, str) or not rule:
+            raise PolicyError(f"{where}: suppress[{i}] needs a rule id (globs allowed)")
+        if not any(ch in rule for ch in "*?[") and rule not in CATALOGUE:
+            raise PolicyError(f"{where}: suppress[{i}]: unknown rule {rule!r}")
+        path = entry.get("path", "*")
+        reason = entry.get("reason", "")
+        if not isinstance(path, str) or not isinstance(reason, str):
+            raise PolicyError(f"{where}: suppress[{i}]: path and reason must be strings")
+        suppressions.append(Suppression(rule, path, reason))
+
+    overrides: dict[str, Severity] = {}
+    raw_sev = table.get("severity", {})
+    if not isinstance(raw_sev, dict):
+        raise PolicyError(f"{where}: severity must be a table of RULE = \"level\"")
+    for rule_id, level in raw_sev.items():
+        if rule_id not in CATALOGUE:
+            raise PolicyError(f"{where}: severity: unknown rule {rule_id!r}")
+        overrides[rule_id.upper()] = _severity(level, f"{where}: severity.{rule_id}")
+
+    raw_limits = table.get("limits", {})
+    if not isinstance(raw_limits, dict):
+        raise PolicyError(f"{where}: limits must be a table")
+    names = {n.replace("_", "-"): n for n in Limits.field_names()}
+    _check_keys(raw_limits, names, f"{where}: limits")
+    values: dict[str, int] = {}
+    for key, value in raw_limits.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise PolicyError(f"{where}: limits.{key} must be a positive integer")
+        values[names[key]] = value
+    limits = Limits(**values)
+
+    raw_allow = table.get("allow", {})
+    if not isinstance(raw_allow, dict):
+        raise PolicyError(f"{where}: allow must be a table of lists")
+    _check_keys(raw_allow, allowlists, f"{where}: allow")
+    allow: dict[str, frozenset[str]] = {}
+    for key, entries in raw_allow.items():
+        if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
+            raise PolicyError(f"{where}: allow.{key} must be a list of non-empty strings")
+        allow[key] = frozenset(entries)
+
+    return Policy(fail_on, tuple(suppressions), overrides, limits, allow, source)
+
+
+def load_policy_file(path: Path, allowlists: Iterable[str]) -> Policy:
+    """Load `--policy FILE`: a pyproject.toml's `[tool.modelshield]`, or a standalone TOML file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy file {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"policy file {path} is not valid TOML: {exc}") from None
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("modelshield", {})
+    return parse_policy(data, allowlists, str(path))
+
+
+def discover_policy(start: Path, allowlists: Iterable[str]) -> Policy | None:
+    """`[tool.modelshield]` from the nearest pyproject.toml at or above `start`, if it has one."""
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                data = tomllib.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise PolicyError(f"cannot read {candidate}: {exc}") from None
+            table = data.get("tool", {}).get("modelshield")
+            return None if table is None else parse_policy(table, allowlists, f"{candidate} [tool.modelshield]")
+    return None

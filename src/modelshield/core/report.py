@@ -1,0 +1,74 @@
+"""The report object: one per scan, rendered by the separate modules in `modelshield.reports`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from modelshield.core.findings import Finding
+from modelshield.core.policy import Policy, Suppression
+from modelshield.core.rules import Severity
+
+
+@dataclass(frozen=True)
+class ScannedObject:
+    """An object that was identified and scanned: the file itself or a member inside it."""
+
+    location: str
+    format: str
+
+
+@dataclass
+class FileResult:
+    """Everything learned about one file given on the command line or found in a folder."""
+
+    path: str
+    format: str = "unknown"
+    is_model: bool = False
+    size: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    suppressed: list[tuple[Finding, Suppression]] = field(default_factory=list)
+    objects: list[ScannedObject] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def max_severity(self) -> Severity | None:
+        return max((f.level for f in self.findings), default=None)
+
+
+@dataclass
+class Report:
+    files: list[FileResult]
+    policy: Policy
+    version: str
+    started_at: str
+    seconds: float
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for result in self.files for f in result.findings]
+
+    @property
+    def errors(self) -> list[tuple[str, str]]:
+        return [(r.path, r.error) for r in self.files if r.error]
+
+    def counts(self) -> dict[Severity, int]:
+        counted = Counter(f.level for f in self.findings)
+        return {s: counted.get(s, 0) for s in sorted(Severity, reverse=True)}
+
+    @property
+    def max_severity(self) -> Severity | None:
+        return max((f.level for f in self.findings), default=None)
+
+    def failing(self, fail_on: Severity | None = None) -> list[Finding]:
+        """Unsuppressed findings at or above the failing severity."""
+        threshold = self.policy.fail_on if fail_on is None else fail_on
+        return [f for f in self.findings if f.level >= threshold]
+
+    @property
+    def exit_code(self) -> int:
+        """0 clean, 1 findings at or above the failing severity, 2 inputs that could not be read."""
+        if self.errors:
+            return 2
+        return 1 if self.failing() else 0

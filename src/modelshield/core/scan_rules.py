@@ -1,0 +1,93 @@
+"""Rules the engine itself reports: disguised content, polyglots, bounds and fail-closed coverage."""
+
+from __future__ import annotations
+
+from modelshield.core.rules import Category, Rule, Severity
+
+EXTENSION_MISMATCH = Rule(
+    id="SCN001",
+    title="Content does not match the file name",
+    severity=Severity.MEDIUM,
+    category=Category.ARCHIVE,
+    overview="The file's bytes are one format while its name claims another, such as a pickle named "
+    "`model.safetensors` or a LiteRT model named `weights.bin`.",
+    attack="Loaders such as `torch.load`, `pickle.load` and `joblib.load` ignore file names, while people, "
+    "hubs and many scanners trust them. Renaming a pickle to a 'safe' extension gets it past filters that "
+    "only open pickle-looking names, and past reviewers who believe the name.",
+    impact="A file believed to be inert data may execute code when a loader that sniffs content opens it.",
+    remediation="Treat the file as the format its content shows (modelshield already scanned it as such). "
+    "Ask the publisher why the name is misleading, and rename it or drop it.",
+    example="`pytorch_model.safetensors` whose first bytes are `80 04 95` (a protocol-4 pickle).",
+)
+
+POLYGLOT = Rule(
+    id="SCN002",
+    title="File is valid as more than one format (polyglot)",
+    severity=Severity.MEDIUM,
+    category=Category.ARCHIVE,
+    overview="The same bytes parse as two formats, for example a pickle followed by a zip archive.",
+    attack="Different tools read different views: `pickle.load` runs the leading pickle, while a scanner "
+    "that sees a zip only inspects the archive members. The attacker puts the payload in the view the "
+    "scanner skips.",
+    impact="Code hidden in one view runs in the loader that reads that view.",
+    remediation="Every view was scanned; review the findings of each. Legitimate models are not polyglots: "
+    "rebuild the file with the framework's own save function.",
+)
+
+NOT_ANALYSED = Rule(
+    id="SCN003",
+    title="Model file could not be fully analysed",
+    severity=Severity.MEDIUM,
+    category=Category.INTEGRITY,
+    overview="Part of a model-like file could not be analysed: it is truncated, malformed, uses an "
+    "unsupported encoding, or the scanner hit an internal error on it.",
+    attack="Attackers break a file deliberately so that scanners give up while the loader still runs "
+    "what comes before the break (the 'nullifAI' models put a reverse shell before a corrupt section). "
+    "A scanner that reports such a file as clean is bypassed.",
+    impact="Whatever sits in the unanalysed part is unknown and may run code when loaded.",
+    remediation="Do not load the file until it can be analysed. Obtain an intact copy from the publisher "
+    "and compare its hash; findings made before the break are reported separately.",
+)
+
+UNRECOGNISED = Rule(
+    id="SCN004",
+    title="Unrecognised content under a model file name",
+    severity=Severity.MEDIUM,
+    category=Category.INTEGRITY,
+    overview="The file is named like a model (for example `.pkl`, `.pt`, `.safetensors`) but its bytes are "
+    "no format modelshield recognises.",
+    attack="Custom encodings, obfuscated or encrypted payloads and corrupted files all look like this; a "
+    "custom loader may still decode and execute them.",
+    impact="Nothing can be said about what the file does when loaded.",
+    remediation="Find out which program reads this file and how; do not load it with a generic loader.",
+)
+
+LIMIT_EXCEEDED = Rule(
+    id="SCN005",
+    title="Resource limit exceeded (possible archive or decompression bomb)",
+    severity=Severity.HIGH,
+    category=Category.ARCHIVE,
+    overview="Scanning stopped at a bound: nesting depth, member count, total decompressed bytes, "
+    "compression ratio, or buffer size.",
+    attack="Archive bombs (a few kilobytes that inflate to terabytes, or archives nested hundreds deep) "
+    "exhaust the disk, memory or time of any tool that unpacks them, and can hide payloads past the "
+    "point where a scanner gives up.",
+    impact="Loading or unpacking the file may exhaust resources; content past the bound was not analysed.",
+    remediation="Do not unpack or load the file. If it is a legitimate very large model, raise the bound in "
+    "the policy's `[limits]` table and scan again.",
+)
+
+NO_ANALYSER = Rule(
+    id="SCN006",
+    title="Recognised model format that this version does not analyse",
+    severity=Severity.MEDIUM,
+    category=Category.INTEGRITY,
+    overview="The content was identified as a model format, but this modelshield version has no analyser "
+    "for it, so it cannot be called safe.",
+    attack="Formats such as ONNX, GGUF, Keras, TensorFlow and LiteRT can carry code or file access that "
+    "runs at load or inference time.",
+    impact="The file was not checked for code execution.",
+    remediation="Upgrade modelshield, or review the file with a tool that analyses this format.",
+)
+
+ENGINE_RULES = (EXTENSION_MISMATCH, POLYGLOT, NOT_ANALYSED, UNRECOGNISED, LIMIT_EXCEEDED, NO_ANALYSER)
