@@ -8,11 +8,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from modelshield.api import ScanInputError, scan, scan_file  # noqa: E402
-from modelshield.core.findings import Finding, Location  # noqa: E402
-from modelshield.core.policy import Policy, PolicyError, load_policy_file  # noqa: E402
-from modelshield.core.report import FileResult, Report  # noqa: E402
-from modelshield.core.rules import CATALOGUE, Category, Rule, Severity  # noqa: E402
+from modelshield.api import ScanInputError, scan, scan_file
+from modelshield.core.findings import Finding, Location
+from modelshield.core.policy import Policy, PolicyError, load_policy_file
+from modelshield.core.report import FileResult, Report
+from modelshield.core.rules import CATALOGUE, Category, Rule, Severity
 
 __all__ = [
     "CATALOGUE",

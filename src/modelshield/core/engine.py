@@ -49,8 +49,8 @@ class Engine:
             return result
         try:
             result.size = source.size
-            for finding in self.scan_object(source, Location(path), 0):
-                finding, suppression = self.policy.apply(finding)
+            for raw in self.scan_object(source, Location(path), 0):
+                finding, suppression = self.policy.apply(raw)
                 if suppression is None:
                     result.findings.append(finding)
                 else:
@@ -86,7 +86,7 @@ class Engine:
         except ScanError as exc:
             yield _failure(location, exc)
             return
-        except Exception as exc:  # noqa: BLE001 - fail closed on scanner bugs
+        except Exception as exc:
             yield Finding(NOT_ANALYSED, location, f"internal error while identifying content: {exc!r}")
             return
         if not detected:
@@ -105,10 +105,9 @@ class Engine:
                 yield _failure(location, exc)
             except (RecursionError, MemoryError) as exc:
                 yield Finding(NOT_ANALYSED, location, f"{handler.label} analysis aborted: {type(exc).__name__}")
-            except Exception as exc:  # noqa: BLE001 - fail closed on scanner bugs, never report clean
-                yield Finding(
-                    NOT_ANALYSED, location, f"internal error in the {handler.name} analyser: {type(exc).__name__}: {exc}"
-                )
+            except Exception as exc:
+                detail = f"internal error in the {handler.name} analyser: {type(exc).__name__}: {exc}"
+                yield Finding(NOT_ANALYSED, location, detail)
 
     def _check_name(self, detected: list[Handler], location: Location, name: str) -> Iterator[Finding]:
         suffix = suffix_of(name)

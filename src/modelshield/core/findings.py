@@ -7,7 +7,6 @@ from typing import Any
 
 from modelshield.core.rules import Category, Rule, Severity
 
-
 MEMBER_SEPARATOR = "!"
 EVIDENCE_LIMIT = 400
 

@@ -38,7 +38,7 @@ class Source(ABC):
 
     def stream(self) -> BinaryIO:
         """A fresh sequential reader from offset 0."""
-        return io.BufferedReader(_RangeReader(self), CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(_RangeReader(self), CHUNK)
 
     def head(self, n: int = HEAD) -> bytes:
         """The first bytes, for content sniffing; cached."""
@@ -222,7 +222,7 @@ class DecodedSource(Source):
         if self._data is not None:
             return io.BytesIO(self._data)
         raw = _DecodingReader(self._encoded, self._make, self._meter, self._what)
-        return io.BufferedReader(raw, CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(raw, CHUNK)
 
     def head(self, n: int = HEAD) -> bytes:
         if self._data is not None:

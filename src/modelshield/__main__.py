@@ -1,0 +1,7 @@
+"""`python -m modelshield`."""
+
+import sys
+
+from modelshield.cli import main
+
+sys.exit(main())

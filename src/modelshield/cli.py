@@ -1,0 +1,239 @@
+"""The `modelshield` command line: scan, rules, explain.
+
+stdout carries only the report (or the requested listing); logs, progress and errors go to stderr.
+Exit codes: 0 nothing at or above the failing severity, 1 findings at or above it, 2 usage errors and
+paths that do not exist or cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from modelshield import __version__
+from modelshield.api import ScanInputError, scan
+from modelshield.core.policy import Policy, PolicyError, discover_policy, load_policy_file
+from modelshield.core.report import FileResult
+from modelshield.core.rules import CATALOGUE, Severity
+from modelshield.registry import ALLOWLISTS
+from modelshield.reports import RENDERERS
+
+log = logging.getLogger("modelshield")
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+SEVERITIES = [s.label for s in sorted(Severity, reverse=True)]
+
+
+class UsageError(Exception):
+    """Printed as one line on stderr; exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _severity(text: str) -> Severity:
+    try:
+        return Severity.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="modelshield",
+        description="Static security scanner for machine-learning model files. Finds code that would run "
+        "when a model is loaded or used, without ever loading or executing it.",
+        epilog="Exit codes: 0 no finding at or above the failing severity; 1 at least one; "
+        "2 usage error or unreadable input.",
+    )
+    parser.add_argument("--version", action="version", version=f"modelshield {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    scan_cmd = commands.add_parser(
+        "scan",
+        help="scan model files and folders",
+        description="Scan files and folders. Formats are identified from content, never from names; "
+        "archives and compressed streams are walked in memory, to any depth within limits.",
+        epilog="Policy: --policy FILE, else [tool.modelshield] in the nearest pyproject.toml. "
+        "Version-control folders (.git, .hg, .svn) are skipped.",
+    )
+    scan_cmd.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
+    scan_cmd.add_argument(
+        "-f", "--format", choices=sorted(RENDERERS), default="text", help="report format (default: text)"
+    )
+    scan_cmd.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    scan_cmd.add_argument(
+        "--fail-on",
+        type=_severity,
+        metavar="SEVERITY",
+        help=f"exit 1 if a finding is at or above SEVERITY ({', '.join(SEVERITIES)}; default: medium, "
+        "or the policy's fail-on)",
+    )
+    scan_cmd.add_argument("--policy", metavar="FILE", help="policy file (TOML, or a pyproject.toml)")
+    scan_cmd.add_argument(
+        "-j", "--jobs", type=_positive_int, metavar="N", help="files scanned in parallel (default: CPU cores)"
+    )
+    scan_cmd.add_argument(
+        "-v", "--verbose", action="store_true", help="also list files that are not models, and every object scanned"
+    )
+    scan_cmd.add_argument("--no-color", action="store_true", help="plain text output even on a terminal")
+    scan_cmd.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+
+    rules_cmd = commands.add_parser("rules", help="list every rule", description="List every rule.")
+    rules_cmd.add_argument("-f", "--format", choices=["text", "json"], default="text", help="listing format")
+
+    explain_cmd = commands.add_parser(
+        "explain", help="show a rule's threat page", description="Show a rule's threat page."
+    )
+    explain_cmd.add_argument("rule", metavar="RULE_ID", help="e.g. SCN001 (see 'modelshield rules')")
+    return parser
+
+
+class _ProgressBar:
+    """A progress bar on stderr that appears only once a scan has taken more than a moment."""
+
+    DELAY = 0.75
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started = time.monotonic()
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __call__(self, result: FileResult, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._progress is None:
+            if time.monotonic() - self.started < self.DELAY or done >= total:
+                return
+            self._progress = Progress(
+                TextColumn("scanning"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("scan", total=total)
+        assert self._task is not None
+        self._progress.update(self._task, completed=done)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    if args.policy:
+        path = Path(args.policy)
+        if not path.is_file():
+            raise UsageError(f"policy file not found: {args.policy}")
+        policy = load_policy_file(path, ALLOWLISTS)
+    else:
+        policy = discover_policy(Path.cwd(), ALLOWLISTS) or Policy()
+    return policy.with_fail_on(args.fail_on)
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    policy = _policy(args)
+    if policy.source:
+        log.info("policy: %s", policy.source)
+    interactive = sys.stderr.isatty() and not os.environ.get("CI") and not args.no_progress
+    bar = _ProgressBar(interactive)
+    try:
+        report = scan(args.paths, policy, jobs=args.jobs, progress=bar)
+    except ScanInputError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        bar.close()
+    for _path, message in report.errors:
+        print(f"modelshield: error: {message}", file=sys.stderr)
+    to_terminal = args.output is None and sys.stdout.isatty()
+    color = args.format == "text" and to_terminal and not args.no_color
+    rendered = RENDERERS[args.format](report, args.verbose, color)
+    if args.output:
+        try:
+            Path(args.output).write_text(rendered, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write report to {args.output}: {exc.strerror or exc}") from None
+        log.info("report written to %s", args.output)
+    else:
+        sys.stdout.write(rendered)
+        sys.stdout.flush()
+    return report.exit_code
+
+
+def _run_rules(args: argparse.Namespace) -> int:
+    if args.format == "json":
+        rows = [
+            {"id": r.id, "title": r.title, "severity": r.severity.label, "category": r.category.value}
+            for r in CATALOGUE
+        ]
+        print(json.dumps(rows, indent=2))
+        return EXIT_CLEAN
+    width = max(len(r.id) for r in CATALOGUE)
+    for rule in CATALOGUE:
+        print(f"{rule.id:<{width}}  {rule.severity.label:<8}  {rule.category.value:<24}  {rule.title}")
+    return EXIT_CLEAN
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    rule = CATALOGUE.get(args.rule)
+    if rule is None:
+        raise UsageError(f"unknown rule {args.rule!r} (see 'modelshield rules')")
+    if sys.stdout.isatty():
+        Console().print(Markdown(rule.page()))
+    else:
+        sys.stdout.write(rule.page())
+    return EXIT_CLEAN
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(stream=sys.stderr, format="modelshield: %(message)s", level=logging.WARNING)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "verbose", False):
+            log.setLevel(logging.INFO)
+        if args.command == "scan":
+            return _run_scan(args)
+        if args.command == "rules":
+            return _run_rules(args)
+        if args.command == "explain":
+            return _run_explain(args)
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    except (UsageError, PolicyError) as exc:
+        print(f"modelshield: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("modelshield: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""JSON report: a documented, versioned schema (see report.schema.json beside this module)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from modelshield.core.findings import Finding
+from modelshield.core.policy import Suppression
+from modelshield.core.report import FileResult, Report
+
+#: Bump the major version on any incompatible change to the document's shape.
+SCHEMA_VERSION = "1.0"
+
+
+def finding_dict(finding: Finding) -> dict[str, Any]:
+    loc = finding.location
+    return {
+        "rule_id": finding.rule_id,
+        "title": finding.title,
+        "severity": finding.level.label,
+        "category": finding.category.value,
+        "location": {
+            "path": loc.path,
+            "members": list(loc.members),
+            "display": loc.display,
+            "offset": loc.offset,
+        },
+        "evidence": finding.evidence,
+        "remediation": finding.remediation,
+        "details": finding.details,
+    }
+
+
+def _suppressed_dict(finding: Finding, suppression: Suppression) -> dict[str, Any]:
+    entry = finding_dict(finding)
+    entry["suppressed_by"] = {"rule": suppression.rule, "path": suppression.path, "reason": suppression.reason}
+    return entry
+
+
+def _file_dict(result: FileResult) -> dict[str, Any]:
+    worst = result.max_severity
+    return {
+        "path": result.path,
+        "format": result.format,
+        "is_model": result.is_model,
+        "size": result.size,
+        "max_severity": worst.label if worst is not None else None,
+        "findings": [finding_dict(f) for f in result.findings],
+        "suppressed": [_suppressed_dict(f, s) for f, s in result.suppressed],
+        "objects": [{"location": o.location, "format": o.format} for o in result.objects],
+        "error": result.error,
+        "seconds": round(result.seconds, 6),
+    }
+
+
+def report_dict(report: Report, verbose: bool = False) -> dict[str, Any]:
+    """The report as plain data; files that are not models are included only when verbose."""
+    worst = report.max_severity
+    shown = [r for r in report.files if verbose or r.is_model or r.error or r.suppressed]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "modelshield", "version": report.version},
+        "started_at": report.started_at,
+        "duration_seconds": round(report.seconds, 6),
+        "policy": {"fail_on": report.policy.fail_on.label, "source": report.policy.source},
+        "summary": {
+            "files": len(report.files),
+            "models": sum(r.is_model for r in report.files),
+            "findings": len(report.findings),
+            "suppressed": sum(len(r.suppressed) for r in report.files),
+            "by_severity": {s.label: n for s, n in report.counts().items()},
+            "max_severity": worst.label if worst is not None else None,
+            "failed": report.exit_code != 0,
+            "exit_code": report.exit_code,
+        },
+        "files": [_file_dict(r) for r in shown],
+        "errors": [{"path": path, "message": message} for path, message in report.errors],
+    }
+
+
+def render(report: Report, verbose: bool = False, color: bool = False) -> str:
+    return json.dumps(report_dict(report, verbose), indent=2, ensure_ascii=False) + "\n"
