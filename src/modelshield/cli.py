@@ -217,8 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if getattr(args, "verbose", False):
-            log.setLevel(logging.INFO)
+        log.setLevel(logging.INFO if getattr(args, "verbose", False) else logging.WARNING)
         if args.command == "scan":
             return _run_scan(args)
         if args.command == "rules":

@@ -4,6 +4,7 @@ into containers within bounds, and turns every failure into a fail-closed findin
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Iterator, Sequence
 
@@ -43,6 +44,9 @@ class Engine:
         result = FileResult(path)
         started = time.perf_counter()
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                result.error = f"cannot read {path}: not a regular file"
+                return result
             source = FileSource(path)
         except OSError as exc:
             result.error = f"cannot read {path}: {exc.strerror or exc}"
