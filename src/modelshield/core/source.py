@@ -143,7 +143,8 @@ class SliceSource(Source):
 class Decompressor(Protocol):
     """What the decoders of zlib, bz2 and lzma have in common, as used here."""
 
-    eof: bool
+    @property
+    def eof(self) -> bool: ...
 
     def decompress(self, data: bytes, max_length: int = ...) -> bytes: ...
 

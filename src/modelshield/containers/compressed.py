@@ -1,0 +1,201 @@
+"""Single-stream compression wrappers (gzip, bzip2, xz, lzma-alone, zlib, lz4, zstd).
+
+`joblib.dump(compress=...)`, `pandas.to_pickle` and `.tar.gz` bundles wrap pickles and archives in these
+streams, and their loaders decompress by magic bytes regardless of the file name. Each handler hands the
+decoded content, metered against the decompression limits, to the engine as one member.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import zlib
+from collections.abc import Callable, Iterator
+
+from modelshield.core.findings import Finding
+from modelshield.core.handler import Context, Handler
+from modelshield.core.scan_rules import NOT_ANALYSED
+from modelshield.core.sniff import suffix_of
+from modelshield.core.source import DecodedSource, Decompressor, Source
+
+GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_WBITS = 31
+
+#: Suffixes that stand for '.tar' plus a compression.
+_TAR_ALIASES = frozenset({".tgz", ".tbz", ".tbz2", ".txz", ".tlz"})
+
+
+def inner_name(name: str, extensions: frozenset[str]) -> str:
+    """The decoded member's name: `a.pkl.gz` -> `a.pkl`, `a.tgz` -> `a.tar`, anything else unchanged."""
+    suffix = suffix_of(name)
+    if suffix not in extensions:
+        return name
+    stem = name[: -len(suffix)]
+    return stem + ".tar" if suffix in _TAR_ALIASES else stem
+
+
+class _GzipMembers:
+    """A gzip decoder that continues across members: `gunzip` and `joblib` read all of them.
+
+    It follows the `Decompressor` protocol as `DecodedSource` drives zlib objects: input that a bounded
+    call could not consume yet is offered back as `unconsumed_tail` and returned in the next call.
+    """
+
+    def __init__(self, total: Callable[[], int]) -> None:
+        self._total = total
+        self._dec = zlib.decompressobj(_GZIP_WBITS)
+        self._tail = b""
+        self._carry = b""
+        self._seen = 0
+        self.eof = False
+
+    @property
+    def unconsumed_tail(self) -> bytes:
+        return self._tail
+
+    def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+        if data is not self._tail:  # fresh input rather than our own tail handed back
+            self._seen += len(data)
+            data = self._carry + data
+            self._carry = b""
+        out = self._dec.decompress(data, max_length)
+        self._tail = self._dec.unconsumed_tail
+        if self._dec.eof:
+            rest = self._dec.unused_data
+            self._tail = b""
+            if rest.startswith(GZIP_MAGIC):
+                self._dec = zlib.decompressobj(_GZIP_WBITS)
+                self._tail = rest
+            elif len(rest) < len(GZIP_MAGIC) and self._seen < self._total():
+                self._carry = rest  # the next member's magic may be split across reads
+            else:
+                self.eof = True  # trailing non-gzip bytes are ignored, as most readers do
+        return out
+
+
+class CompressedHandler(Handler):
+    """Base for one compression format: detect its magic, scan the decoded stream as the member."""
+
+    transparent = True
+    magic: bytes = b""
+
+    def detect(self, source: Source) -> bool:
+        return bool(self.magic) and source.head(len(self.magic)) == self.magic
+
+    def decompressor(self, source: Source) -> Callable[[], Decompressor] | None:
+        """How to decode `source`, or None when this installation cannot."""
+        return None
+
+    def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
+        name = ctx.location.members[-1] if ctx.location.members else ctx.location.path.replace("\\", "/")
+        name = inner_name(name.rsplit("/", 1)[-1], self.extensions)
+        make = self.decompressor(source)
+        if make is None:
+            yield ctx.finding(NOT_ANALYSED, f"{self.label} content cannot be decoded by this installation")
+            return
+        yield from ctx.scan_member(name, DecodedSource(source, make, ctx.engine.meter, self.label))
+
+
+class GzipHandler(CompressedHandler):
+    name = "gzip"
+    label = "gzip stream"
+    extensions = frozenset({".gz", ".gzip", ".tgz"})
+    magic = GZIP_MAGIC + b"\x08"
+
+    def decompressor(self, source: Source) -> Callable[[], Decompressor]:
+        return lambda: _GzipMembers(lambda: source.size)
+
+
+class Bzip2Handler(CompressedHandler):
+    name = "bzip2"
+    label = "bzip2 stream"
+    extensions = frozenset({".bz2", ".tbz", ".tbz2"})
+
+    def detect(self, source: Source) -> bool:
+        head = source.head(10)
+        return (
+            len(head) == 10
+            and head.startswith(b"BZh")
+            and head[3:4] in b"123456789"
+            and head[4:10] in (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90")
+        )
+
+    def decompressor(self, source: Source) -> Callable[[], Decompressor]:
+        return bz2.BZ2Decompressor
+
+
+class XzHandler(CompressedHandler):
+    name = "xz"
+    label = "xz stream"
+    extensions = frozenset({".xz", ".txz"})
+    magic = b"\xfd7zXZ\x00"
+
+    def decompressor(self, source: Source) -> Callable[[], Decompressor]:
+        return lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)
+
+
+def _decodes(make: Callable[[], Decompressor], head: bytes) -> bool:
+    """Whether the first bytes decode without error (weak magic numbers need this to avoid false hits)."""
+    try:
+        return bool(make().decompress(head, 64)) or len(head) < 64
+    except (zlib.error, lzma.LZMAError, EOFError, ValueError):
+        return False
+
+
+class LzmaHandler(CompressedHandler):
+    """The legacy `.lzma` ('lzma-alone') format: properties byte, dictionary size, 8-byte length."""
+
+    name = "lzma"
+    label = "lzma-alone stream"
+    extensions = frozenset({".lzma", ".tlz"})
+
+    def detect(self, source: Source) -> bool:
+        head = source.head()
+        if len(head) < 13 or head[0] >= 9 * 5 * 5:
+            return False
+        dict_size = int.from_bytes(head[1:5], "little")
+        length = int.from_bytes(head[5:13], "little")
+        if not 4096 <= dict_size <= 1 << 30 or (length != (1 << 64) - 1 and length > 1 << 48):
+            return False
+        return _decodes(self.decompressor(source), head)
+
+    def decompressor(self, source: Source) -> Callable[[], Decompressor]:
+        return lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE)
+
+
+class ZlibHandler(CompressedHandler):
+    """Raw zlib streams, as written by `joblib.dump(compress='zlib')` (`.z`)."""
+
+    name = "zlib"
+    label = "zlib stream"
+    extensions = frozenset({".z", ".zlib"})
+
+    def detect(self, source: Source) -> bool:
+        head = source.head()
+        if len(head) < 2:
+            return False
+        cmf, flg = head[0], head[1]
+        if cmf & 0x0F != 8 or cmf >> 4 > 7 or (cmf << 8 | flg) % 31 or flg & 0x20:
+            return False
+        return _decodes(self.decompressor(source), head)
+
+    def decompressor(self, source: Source) -> Callable[[], Decompressor]:
+        return lambda: zlib.decompressobj(zlib.MAX_WBITS)
+
+
+class Lz4Handler(CompressedHandler):
+    """LZ4 frames (joblib's `compress='lz4'`): recognised, reported as not analysed (no decoder wired in)."""
+
+    name = "lz4"
+    label = "lz4 frame"
+    extensions = frozenset({".lz4"})
+    magic = b"\x04\x22\x4d\x18"
+
+
+class ZstdHandler(CompressedHandler):
+    """Zstandard frames: recognised, reported as not analysed (no streaming decoder is wired in)."""
+
+    name = "zstd"
+    label = "zstd frame"
+    extensions = frozenset({".zst", ".zstd"})
+    magic = b"\x28\xb5\x2f\xfd"

@@ -1,0 +1,94 @@
+"""Tar archives (legacy PyTorch checkpoints, NeMo bundles, the inside of .tar.gz), read without extracting.
+
+The standard library's `tarfile` only parses headers here; a member's data is a zero-copy slice of the
+archive, so the engine sniffs large members without reading them.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from modelshield.containers.members import MemberNames, link_findings, name_findings
+from modelshield.containers.rules import DUPLICATE_NAME, LINK_ESCAPE, PATH_ESCAPE, SPECIAL_FILE
+from modelshield.core.errors import ScanError
+from modelshield.core.findings import Finding
+from modelshield.core.handler import Context, Handler
+from modelshield.core.scan_rules import LIMIT_EXCEEDED, NOT_ANALYSED
+from modelshield.core.source import SliceSource, Source
+
+BLOCK = 512
+_V7_TYPES = b"01234567\x00"
+
+
+def _checksum_ok(block: bytes) -> bool:
+    """Whether a 512-byte header carries a valid checksum (unsigned or the historic signed variant)."""
+    field = block[148:156].split(b"\x00", 1)[0].strip()
+    if not field:
+        return False
+    try:
+        stored = int(field, 8)
+    except ValueError:
+        return False
+    rest = block[:148] + b" " * 8 + block[156:]
+    unsigned = sum(rest)
+    signed = sum(b - 256 if b > 127 else b for b in rest)
+    return stored in (unsigned, signed)
+
+
+def _open(raw: BinaryIO) -> tarfile.TarFile:
+    """Parse the first header (tarfile does so on open), turning its errors into a scan error."""
+    try:
+        return tarfile.open(fileobj=raw, mode="r:")
+    except tarfile.TarError as exc:
+        raise ScanError(f"unreadable tar archive: {exc}") from exc
+
+
+class TarHandler(Handler):
+    name = "tar"
+    label = "tar archive"
+    extensions = frozenset({".tar", ".nemo"})
+    rules = (PATH_ESCAPE, LINK_ESCAPE, SPECIAL_FILE, DUPLICATE_NAME)
+
+    def detect(self, source: Source) -> bool:
+        block = source.head(BLOCK)
+        if len(block) < BLOCK or not _checksum_ok(block):
+            return False
+        return block[257:262] == b"ustar" or (block[0] != 0 and block[156:157] in _V7_TYPES)
+
+    def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
+        limit = ctx.policy.limits.max_members
+        # tarfile seeks; a decoded stream becomes seekable once materialised (within max_buffer_bytes).
+        _ = source.size
+        names = MemberNames()
+        with source.stream() as raw, _open(raw) as tar:
+            count = 0
+            while True:
+                try:
+                    member = tar.next()
+                except tarfile.TarError as exc:
+                    raise ScanError(f"tar archive is corrupt or truncated after {count} members: {exc}") from exc
+                if member is None:
+                    return
+                count += 1
+                if count > limit:
+                    yield ctx.finding(LIMIT_EXCEEDED, f"archive holds more than max_members={limit} members")
+                    return
+                tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header; we need none
+                yield from self._member(source, ctx, names, member)
+
+    def _member(self, source: Source, ctx: Context, names: MemberNames, member: tarfile.TarInfo) -> Iterator[Finding]:
+        display, found = name_findings(ctx, names, member.name)
+        yield from found
+        if member.issym():
+            yield from link_findings(ctx, display, member.name, member.linkname)
+        elif member.islnk():
+            yield from link_findings(ctx, display, member.name, member.linkname, hard=True)
+        elif member.ischr() or member.isblk() or member.isfifo():
+            kind = "character device" if member.ischr() else "block device" if member.isblk() else "FIFO"
+            yield ctx.finding(SPECIAL_FILE, f"{kind} member {member.name!r}", member=display)
+        elif member.issparse():
+            yield ctx.finding(NOT_ANALYSED, "sparse tar member: its content is not reassembled", member=display)
+        elif member.isreg():
+            yield from ctx.scan_member(display, SliceSource(source, member.offset_data, member.size))
