@@ -5,11 +5,49 @@ Adding a format means writing one module with a `Handler` subclass and adding on
 
 from __future__ import annotations
 
+from modelshield.containers.compressed import (
+    Bzip2Handler,
+    GzipHandler,
+    Lz4Handler,
+    LzmaHandler,
+    XzHandler,
+    ZlibHandler,
+    ZstdHandler,
+)
+from modelshield.containers.sevenzip import SevenZipHandler
+from modelshield.containers.tararchive import TarHandler
+from modelshield.containers.ziparchive import ZipHandler
 from modelshield.core.handler import Handler
 from modelshield.core.rules import CATALOGUE
 from modelshield.core.scan_rules import ENGINE_RULES
+from modelshield.formats.gguf import GgufHandler
+from modelshield.formats.hdf5 import Hdf5Handler
+from modelshield.formats.keras import KerasConfigHandler
+from modelshield.formats.numpy_array import NpyHandler
+from modelshield.formats.onnx import OnnxHandler
+from modelshield.formats.safetensors import SafetensorsHandler
+from modelshield.formats.savedmodel import SavedModelHandler
+from modelshield.formats.tflite import TfliteHandler
 
 HANDLERS: tuple[Handler, ...] = (
+    ZipHandler(),
+    TarHandler(),
+    SevenZipHandler(),
+    GzipHandler(),
+    Bzip2Handler(),
+    XzHandler(),
+    LzmaHandler(),
+    ZlibHandler(),
+    Lz4Handler(),
+    ZstdHandler(),
+    NpyHandler(),
+    SafetensorsHandler(),
+    GgufHandler(),
+    OnnxHandler(),
+    TfliteHandler(),
+    Hdf5Handler(),
+    SavedModelHandler(),
+    KerasConfigHandler(),
 )
 
 CATALOGUE.register(ENGINE_RULES)

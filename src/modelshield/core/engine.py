@@ -69,7 +69,23 @@ class Engine:
         return result
 
     def detect(self, source: Source) -> list[Handler]:
-        return [h for h in self.handlers if h.detect(source)]
+        """Handlers that recognise the bytes (a detector that fails counts as not recognising)."""
+        return self._identify(source)[0]
+
+    def _identify(self, source: Source) -> tuple[list[Handler], list[str]]:
+        """Recognising handlers, and why any detector could not decide: one failing detector
+        (a truncated stream, a bound) must not stop the others from recognising the content."""
+        detected: list[Handler] = []
+        problems: list[str] = []
+        for handler in self.handlers:
+            try:
+                if handler.detect(source):
+                    detected.append(handler)
+            except ScanError as exc:
+                problems.append(f"{handler.label}: {exc}")
+            except Exception as exc:  # fail closed on scanner bugs
+                problems.append(f"internal error in the {handler.name} detector: {exc!r}")
+        return detected, problems
 
     def scan_object(self, source: Source, location: Location, depth: int) -> Iterator[Finding]:
         """Identify `source` by content and scan it with every handler that recognises it."""

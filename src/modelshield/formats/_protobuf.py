@@ -1,0 +1,96 @@
+"""A minimal protobuf wire-format walker for sniffing (ONNX, SavedModel): tags and lengths only.
+
+It never materialises a length-delimited payload: it reports where each field's value sits, so a
+caller can skip a multi-gigabyte `graph` field by its length or read a short string on purpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from modelshield.core.source import Source
+
+VARINT = 0
+I64 = 1
+LEN = 2
+I32 = 5
+
+#: Longest tag (field numbers < 2**29) plus longest varint value: enough to decode any field head.
+_HEAD_BYTES = 5 + 10
+
+
+class WireError(ValueError):
+    """The bytes are not well-formed protobuf wire format at this point."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field: for VARINT/I64/I32 `value` is the number, for LEN it is the payload length."""
+
+    number: int
+    wire_type: int
+    offset: int
+    value: int
+
+
+def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """Decode a base-128 varint at `pos`; return (value, position after it)."""
+    value = 0
+    for shift in range(0, 70, 7):
+        if pos >= len(buf):
+            raise WireError("varint runs past the end of the data")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            if value >= 1 << 64:
+                raise WireError("varint wider than 64 bits")
+            return value, pos
+    raise WireError("varint longer than 10 bytes")
+
+
+def fields(source: Source, start: int, end: int, limit: int) -> Iterator[Field]:
+    """The fields of the message occupying `source[start:end]`, at most `limit` of them.
+
+    Raises `WireError` at the first malformed field (bad wire type, field number 0, a value that
+    runs past `end`). Stops silently after `limit` fields, so a caller sees a bounded prefix.
+    """
+    pos = start
+    for _ in range(limit):
+        if pos == end:
+            return
+        head = source.read_at(pos, min(_HEAD_BYTES, end - pos))
+        tag, used = read_varint(head, 0)
+        number, wire_type = tag >> 3, tag & 7
+        if number == 0 or number >= 1 << 29:
+            raise WireError(f"invalid field number {number} at offset {pos}")
+        if wire_type == VARINT:
+            value, after = read_varint(head, used)
+            field = Field(number, wire_type, pos + used, value)
+            pos += after
+        elif wire_type == LEN:
+            length, after = read_varint(head, used)
+            field = Field(number, wire_type, pos + after, length)
+            pos += after + length
+        elif wire_type in (I64, I32):
+            width = 8 if wire_type == I64 else 4
+            if len(head) < used + width:
+                raise WireError(f"fixed-width field runs past the end at offset {pos}")
+            field = Field(number, wire_type, pos + used, int.from_bytes(head[used : used + width], "little"))
+            pos += used + width
+        else:
+            raise WireError(f"unsupported wire type {wire_type} at offset {pos}")
+        if pos > end:
+            raise WireError(f"field {number} at offset {field.offset} runs past the end of its message")
+        yield field
+
+
+def read_text(source: Source, field: Field, limit: int) -> str | None:
+    """A short LEN field as UTF-8 text; None if it is longer than `limit` or not valid UTF-8."""
+    if field.wire_type != LEN or field.value > limit:
+        return None
+    try:
+        return source.read_at(field.offset, field.value).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
