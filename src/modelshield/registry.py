@@ -25,6 +25,7 @@ from modelshield.formats.hdf5 import Hdf5Handler
 from modelshield.formats.keras import KerasConfigHandler
 from modelshield.formats.numpy_array import NpyHandler
 from modelshield.formats.onnx import OnnxHandler
+from modelshield.formats.pickle import PickleHandler
 from modelshield.formats.safetensors import SafetensorsHandler
 from modelshield.formats.savedmodel import SavedModelHandler
 from modelshield.formats.tflite import TfliteHandler
@@ -40,6 +41,7 @@ HANDLERS: tuple[Handler, ...] = (
     ZlibHandler(),
     Lz4Handler(),
     ZstdHandler(),
+    PickleHandler(),
     NpyHandler(),
     SafetensorsHandler(),
     GgufHandler(),

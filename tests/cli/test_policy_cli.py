@@ -36,7 +36,9 @@ def test_suppression_by_rule_and_glob(capsys: pytest.CaptureFixture[str], tmp_pa
     assert files[0]["suppressed"][0]["suppressed_by"]["reason"] == "placeholder file"
 
 
-def test_suppression_glob_that_does_not_match(capsys: pytest.CaptureFixture[str], tmp_path: Path, disguised: Path) -> None:
+def test_suppression_glob_that_does_not_match(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, disguised: Path
+) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text('[[suppress]]\nrule = "SCN004"\npath = "*/other/*"\n')
     code, _, _ = scan_json(capsys, "--policy", str(policy), str(disguised))

@@ -35,6 +35,7 @@ from modelshield.containers.rules import (
     PREPENDED_DATA,
     TRAILING_DATA,
 )
+from modelshield.core.engine import failure_finding
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
@@ -505,8 +506,10 @@ class ZipHandler(Handler):
             reader = member.stream()
             content = reader.read(entry.usize)
             beyond = reader.read(1) if has_end_marker else b""
-        except ScanError:
-            return None  # the engine meets the same error while scanning the stream, and reports it
+        except ScanError as exc:
+            # Reported here: an analyser that only sniffs the member's head would never meet it.
+            yield failure_finding(ctx.location.child(display), exc)
+            return None
         if beyond:
             yield ctx.finding(
                 HEADER_MISMATCH, f"member decodes to more than its declared {entry.usize} bytes", member=display

@@ -53,7 +53,12 @@ class Engine:
             return result
         try:
             result.size = source.size
+            seen: set[tuple[str, str, str]] = set()
             for raw in self.scan_object(source, Location(path), 0):
+                key = (raw.rule_id, str(raw.location), raw.evidence)
+                if key in seen:  # the same error met by a container and again by the member's analyser
+                    continue
+                seen.add(key)
                 finding, suppression = self.policy.apply(raw)
                 if suppression is None:
                     result.findings.append(finding)
@@ -104,7 +109,7 @@ class Engine:
         try:
             detected = self.detect(source)
         except ScanError as exc:
-            yield _failure(location, exc)
+            yield failure_finding(location, exc)
             return
         except Exception as exc:
             yield Finding(NOT_ANALYSED, location, f"internal error while identifying content: {exc!r}")
@@ -122,7 +127,7 @@ class Engine:
             try:
                 yield from handler.scan(source, ctx)
             except ScanError as exc:
-                yield _failure(location, exc)
+                yield failure_finding(location, exc)
             except (RecursionError, MemoryError) as exc:
                 yield Finding(NOT_ANALYSED, location, f"{handler.label} analysis aborted: {type(exc).__name__}")
             except Exception as exc:
@@ -150,7 +155,8 @@ class Engine:
 _PLAIN = frozenset({"empty", "text", "image", "binary"})
 
 
-def _failure(location: Location, exc: ScanError) -> Finding:
+def failure_finding(location: Location, exc: ScanError) -> Finding:
+    """The fail-closed finding for an error: a bound hit (possible bomb) or unanalysable data."""
     if isinstance(exc, LimitExceeded):
         return Finding(LIMIT_EXCEEDED, location, exc.detail, details={"limit": exc.limit})
     return Finding(NOT_ANALYSED, location, str(exc))

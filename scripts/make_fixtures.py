@@ -1,0 +1,353 @@
+"""Write the committed model fixtures and bundled examples with the real frameworks.
+
+The tests read the files this script wrote and committed, so CI needs none of these frameworks.
+Regenerate them only when a fixture must change:
+
+    pip install /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl  # any CPU wheel
+    pip install -e '.[fixtures]'  # scikit-learn, joblib, safetensors
+    python scripts/make_fixtures.py
+
+It writes:
+  tests/fixtures/real/       benign files as torch, scikit-learn/joblib, numpy and safetensors save them
+  tests/fixtures/malicious/  hostile files: a payload object serialised next to real model data
+  examples/safe/, examples/unsafe/   the small models the README quickstart scans
+
+Hostile files are only ever dumped, never loaded: their payloads run `touch /tmp/modelshield-marker-NAME`,
+harmless if a loader were ever pointed at them, and the tests only scan them. Seeds and the string hash
+seed are fixed, so reruns write the same bytes, except in torch's legacy format, which names storages by
+memory address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import io
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import safetensors.numpy
+import safetensors.torch
+import torch
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_classification
+from sklearn.decomposition import PCA
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from sklearn.tree import DecisionTreeClassifier
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL = ROOT / "tests" / "fixtures" / "real"
+MALICIOUS = ROOT / "tests" / "fixtures" / "malicious"
+EXAMPLES = ROOT / "examples"
+#: A deterministic timestamp for the archives this script assembles itself (tar, zip, gzip).
+EPOCH = 1_700_000_000
+
+
+class Payload:
+    """Pickles as a call to `func(*args)`: what a poisoned model runs when it is loaded."""
+
+    def __init__(self, func: Callable[..., Any], *args: Any) -> None:
+        self.func = func
+        self.args = args
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        return self.func, self.args
+
+
+def marker(name: str) -> str:
+    return f"touch /tmp/modelshield-marker-{name}"
+
+
+def seed() -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+# ---------------------------------------------------------------- benign model objects
+
+
+class TinyNet(nn.Module):
+    """A small model of torch's own layers, the shape of a typical state_dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(16, 8)
+        self.conv = nn.Conv1d(8, 8, 3, padding=1)
+        self.norm = nn.BatchNorm1d(8)
+        self.lstm = nn.LSTM(8, 8, batch_first=True)
+        self.head = nn.Sequential(nn.LayerNorm(8), nn.Linear(8, 4), nn.ReLU(), nn.Dropout(0.1), nn.Linear(4, 2))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens).transpose(1, 2)
+        x = torch.relu(self.norm(self.conv(x))).transpose(1, 2)
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+def whole_module() -> nn.Module:
+    """An nn.Sequential pickled whole (torch's classes only, so it loads without user code)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4, 4),
+        nn.GELU(),
+        nn.LayerNorm(4),
+        nn.Linear(4, 2),
+        nn.Softmax(dim=-1),
+    )
+
+
+def training_checkpoint() -> dict[str, Any]:
+    """What a training loop saves: model, Adam state after a few steps, scheduler, epoch, loss."""
+    model = TinyNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    tokens = torch.randint(0, 16, (4, 5))
+    for _ in range(2):
+        optimizer.zero_grad()
+        loss = model(tokens).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    return {
+        "epoch": 2,
+        "model_state_dict": model.state_dict(),
+        "optimizer_state_dict": optimizer.state_dict(),
+        "scheduler_state_dict": scheduler.state_dict(),
+        "loss": loss.item(),
+        "config": {"vocab": 16, "hidden": 8, "layers": [8, 4, 2], "dropout": 0.1, "name": "tiny"},
+    }
+
+
+def mixed_dtype_state() -> dict[str, torch.Tensor]:
+    """Half, bfloat16, integer, boolean and shared-storage tensors, as quantised/HF checkpoints hold."""
+    base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    return {
+        "fp16": base.half(),
+        "bf16": base.bfloat16(),
+        "int8": torch.arange(-4, 4, dtype=torch.int8),
+        "mask": torch.tensor([True, False, True]),
+        "view": base[1:],  # shares storage with "base"
+        "base": base,
+        "scalar": torch.tensor(3.5),
+    }
+
+
+def torch_extras() -> dict[str, Any]:
+    """Values beyond plain tensors that real checkpoints carry, one file each: quantised and sparse
+    tensors, dtypes, devices and sizes in configs, and fairseq-style `argparse.Namespace` arguments."""
+    return {
+        "quantised": {"weight": torch.quantize_per_tensor(torch.linspace(-1, 1, 8), 0.01, 0, torch.qint8)},
+        "sparse": {"adjacency": torch.eye(3).to_sparse()},
+        "config_values": {"dtype": torch.bfloat16, "device": torch.device("cpu"), "shape": torch.Size([2, 3])},
+        "namespace_args": {"args": argparse.Namespace(arch="tiny", lr=1e-3, layers=[8, 4]), "model": {}},
+    }
+
+
+def sklearn_estimators() -> dict[str, Any]:
+    """Small fitted scikit-learn estimators of the common kinds."""
+    x, y = make_classification(n_samples=60, n_features=4, n_informative=3, n_redundant=0, random_state=0)
+    return {
+        "logistic": LogisticRegression(max_iter=200).fit(x, y),
+        "forest": RandomForestClassifier(n_estimators=3, max_depth=3, random_state=0).fit(x, y),
+        "pipeline": Pipeline(
+            [("scale", StandardScaler()), ("pca", PCA(n_components=2, random_state=0)), ("svc", SVC())]
+        ).fit(x, y),
+        "boosting": GradientBoostingClassifier(n_estimators=3, max_depth=2, random_state=0).fit(x, y),
+        "kmeans": KMeans(n_clusters=3, n_init=2, random_state=0).fit(x),
+        "tree": DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, y),
+        "linear": LinearRegression().fit(x, y.astype(float)),
+        "string_labels": LogisticRegression(max_iter=200).fit(x, np.array(["cat", "dog"], dtype=object)[y]),
+    }
+
+
+def plain_data() -> dict[str, Any]:
+    """Builtin data as vocabularies, label maps and configs pickled next to models hold it."""
+    return {
+        "labels": ["negative", "neutral", "positive"],
+        "label2id": collections.OrderedDict([("negative", 0), ("neutral", 1), ("positive", 2)]),
+        "vocab": {"<pad>": 0, "<unk>": 1, "héllo": 2, "世界": 3},
+        "stopwords": {"a", "an", "the"},
+        "frozen": frozenset({1, 2, 3}),
+        "shape": (3, 4),
+        "weights": [0.25, -1.5, 1e-300, float("inf")],
+        "big": 2**100,
+        "raw": b"\x00\x01binary",
+        "buffer": bytearray(b"abc"),
+        "flags": {"trained": True, "tuned": False, "notes": None},
+    }
+
+
+# ---------------------------------------------------------------- writers
+
+
+def write_real(out: Path) -> None:
+    seed()
+    net = TinyNet()
+    torch.save(net.state_dict(), out / "torch_state_dict.pt")
+    torch.save(net.state_dict(), out / "pytorch_model.bin")
+    torch.save(net.state_dict(), out / "torch_state_dict_legacy.pt", _use_new_zipfile_serialization=False)
+    torch.save(whole_module(), out / "torch_whole_module.pt")
+    torch.save(whole_module(), out / "torch_whole_module_legacy.pth", _use_new_zipfile_serialization=False)
+    torch.save(training_checkpoint(), out / "torch_checkpoint.pth.tar")
+    torch.save(mixed_dtype_state(), out / "torch_mixed_dtypes.pt")
+    for name, value in torch_extras().items():
+        torch.save(value, out / f"torch_{name}.pt")
+
+    net.eval()
+    torch.jit.save(torch.jit.script(net), out / "torchscript_scripted.pt")
+    sample = (torch.randn(2, 4),)
+    torch.jit.save(torch.jit.trace(nn.Sequential(nn.Linear(4, 3), nn.Tanh()), sample), out / "torchscript_traced.pt")
+
+    estimators = sklearn_estimators()
+    joblib.dump(estimators, out / "sklearn_estimators.joblib")
+    joblib.dump(estimators["pipeline"], out / "sklearn_pipeline.pkl")
+    for compress, name in [
+        (3, "sklearn_estimators_zlib3.joblib"),
+        ("gzip", "sklearn_estimators.joblib.gz"),
+        ("bz2", "sklearn_estimators.joblib.bz2"),
+        ("xz", "sklearn_estimators.joblib.xz"),
+        ("lzma", "sklearn_estimators.joblib.lzma"),
+    ]:
+        joblib.dump(estimators, out / name, compress=compress)
+    for protocol in (2, 3, 4, 5):
+        with open(out / f"sklearn_estimators_p{protocol}.pkl", "wb") as fh:
+            pickle.dump(estimators, fh, protocol=protocol)
+
+    rng = np.random.default_rng(0)
+    np.save(out / "numpy_float32.npy", rng.standard_normal((8, 4), dtype=np.float32))
+    np.save(out / "numpy_fortran_int64.npy", np.asfortranarray(np.arange(12, dtype=np.int64).reshape(3, 4)))
+    np.save(out / "numpy_bigendian.npy", np.arange(5, dtype=">f8"))
+    np.save(out / "numpy_strings.npy", np.array(["cat", "dog", "émeu"]))
+    np.save(out / "numpy_object_labels.npy", np.array(["cat", "dog", None, 1.5], dtype=object), allow_pickle=True)
+    records = np.array(
+        [(1, 0.5, b"ab", [1, 2]), (2, 1.5, b"cd", [3, 4])],
+        dtype=[("id", "<i4"), ("score", "<f8"), ("tag", "S2"), ("pair", "<u2", (2,))],
+    )
+    np.save(out / "numpy_structured.npy", records)
+    arrays = {"embeddings": rng.standard_normal((16, 8)).astype(np.float16), "bias": np.zeros(8), "ids": np.arange(16)}
+    np.savez(out / "numpy_arrays.npz", **arrays)
+    np.savez_compressed(out / "numpy_arrays_compressed.npz", **arrays, records=records)
+
+    safetensors.numpy.save_file(
+        {"weight": rng.standard_normal((4, 4)).astype(np.float32), "bias": np.zeros(4, dtype=np.float64)},
+        out / "numpy.safetensors",
+        metadata={"format": "np", "note": "generated by make_fixtures"},
+    )
+    state = {k: v.contiguous() for k, v in mixed_dtype_state().items() if k != "view"}
+    safetensors.torch.save_file(state, out / "torch.safetensors", metadata={"format": "pt"})
+    safetensors.torch.save_file(net.state_dict(), out / "model.safetensors")
+
+    for protocol in range(6):
+        with open(out / f"python_data_p{protocol}.pkl", "wb") as fh:
+            pickle.dump(plain_data(), fh, protocol=protocol)
+
+
+def write_malicious(out: Path) -> None:
+    seed()
+    state = TinyNet().state_dict()
+    torch.save({"state_dict": state, "hook": Payload(os.system, marker("torch-zip"))}, out / "torch_payload.pt")
+    torch.save(
+        {"state_dict": state, "hook": Payload(exec, "import os; os.system('" + marker("torch-legacy") + "')")},
+        out / "torch_legacy_payload.pt",
+        _use_new_zipfile_serialization=False,
+    )
+    arrays = {"coef": np.ones((4, 3)), "intercept": np.zeros(3)}
+    for name, compress in [("joblib_payload.joblib", 0), ("joblib_payload_zlib.joblib", 3)]:
+        payload = Payload(subprocess.call, ["sh", "-c", marker(name)])
+        joblib.dump({**arrays, "postprocess": payload}, out / name, compress=compress)
+    objects = np.empty(2, dtype=object)
+    objects[0] = "weights"
+    objects[1] = Payload(os.system, marker("numpy-object"))
+    np.save(out / "numpy_object_payload.npy", objects, allow_pickle=True)
+    np.savez(out / "numpy_payload.npz", weights=np.ones(4), extra=objects)
+    with open(out / "pickle_as.safetensors", "wb") as fh:
+        pickle.dump({"weight": [0.0] * 4, "meta": Payload(eval, f"__import__('os').system('{marker('st')}')")}, fh)
+
+
+def write_examples(out: Path) -> None:
+    seed()
+    safe, unsafe = out / "safe", out / "unsafe"
+    safe.mkdir()
+    unsafe.mkdir()
+    net = TinyNet()
+    torch.save(net.state_dict(), safe / "state_dict.pt")
+    joblib.dump(sklearn_estimators()["pipeline"], safe / "classifier.joblib")
+    safetensors.torch.save_file(net.state_dict(), safe / "weights.safetensors")
+
+    hook = Payload(os.system, marker("example-checkpoint"))
+    torch.save({"model": net.state_dict(), "callback": hook}, unsafe / "poisoned_checkpoint.pt")
+    with open(unsafe / "model.safetensors", "wb") as fh:
+        pickle.dump({"weight": [0.0] * 4, "init": Payload(os.system, marker("example-renamed"))}, fh, protocol=4)
+    bundle_tar(unsafe / "release.tar.gz", Payload(os.system, marker("example-nested")))
+
+
+def bundle_tar(path: Path, payload: Payload) -> None:
+    """release.tar.gz holding model.zip holding a poisoned pickle beside harmless files."""
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in [
+            ("model/config.json", b'{"hidden": 8}\n'),
+            ("model/weights.pkl", pickle.dumps({"weight": [1.0, 2.0], "init": payload}, protocol=4)),
+        ]:
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in [("release/README.txt", b"Model release 1.0\n"), ("release/model.zip", inner.getvalue())]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = EPOCH
+            tf.addfile(info, io.BytesIO(data))
+    with open(path, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", mtime=EPOCH, filename="") as gz:
+        gz.write(raw.getvalue())
+
+
+def fresh(folder: Path) -> Path:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def main() -> None:
+    if os.environ.get("PYTHONHASHSEED") != "0":  # set order in pickles follows the string hash seed
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
+    write_real(fresh(REAL))
+    write_malicious(fresh(MALICIOUS))
+    for sub in ("safe", "unsafe"):
+        if (EXAMPLES / sub).exists():
+            shutil.rmtree(EXAMPLES / sub)
+    EXAMPLES.mkdir(exist_ok=True)
+    write_examples(EXAMPLES)
+    total = 0
+    for folder in (REAL, MALICIOUS, EXAMPLES):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix != ".md":
+                total += path.stat().st_size
+                print(f"{path.stat().st_size:>8}  {path.relative_to(ROOT)}")
+    print(f"{total:>8}  total")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,891 @@
+"""A streaming, symbolic unpickler: reads opcodes like CPython's loader and records what it would do.
+
+Nothing is executed. Imports become `Global` values judged by name, calls become `Call` values that are
+reported when they are made (so results dropped from the stack still count), and large payloads are
+skipped with only a bounded prefix kept. The reader follows the unpickler's FRAME rules.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import re
+import struct
+import sys
+from collections.abc import Callable, Generator
+from typing import Any, BinaryIO
+
+from modelshield.core.errors import LimitExceeded, ScanError
+from modelshield.core.findings import Finding
+from modelshield.core.handler import Context
+from modelshield.core.rules import Rule, Severity
+from modelshield.core.source import BytesSource, SliceSource, Source
+from modelshield.formats.pickle.names import (
+    NESTED_LOADERS,
+    TORCH_STORAGE_SIZES,
+    Judge,
+    Verdict,
+    resolve,
+    valid_module,
+)
+from modelshield.formats.pickle.rules import (
+    COMPUTED_CALL,
+    DYNAMIC_IMPORT,
+    EXTENSION_GLOBAL,
+    FOREIGN_MUTATION,
+    FRAME_VIOLATION,
+    IMPORT_GADGET,
+    MODEL_DEPENDENCY,
+    PERSISTENT_ID,
+    STATE_ON_GLOBAL,
+)
+from modelshield.formats.pickle.values import (
+    ITEM_CAP,
+    Blob,
+    Call,
+    Fresh,
+    Global,
+    Unknown,
+    plain,
+    render,
+    render_args,
+)
+
+KEEP = 64 * 1024
+"""Bytes of a large constant kept for evidence and nested scans; the rest is skipped, not buffered."""
+CHUNK = 256 * 1024
+MAX_LINE = 1024 * 1024
+MAX_OPS = 20_000_000
+MAX_STACK = 1_000_000
+MAX_MEMO = 2_000_000
+MAX_WEIGHT = 1 << 30
+"""Elements a container may expand to through shared references ('billion laughs') before we stop."""
+MAX_FINDINGS = 200
+NOFRAME = 1 << 62
+_BOUNDS_EVERY = 0xFFF
+
+_RECONSTRUCTOR_BASES = frozenset(
+    f"builtins.{n}" for n in "object dict list set frozenset tuple int float str bytes complex bytearray".split()
+)
+_JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+_DTYPE_CODE = re.compile(r"[<>|=]?([A-Za-z?])(\d*)")
+
+
+class Malformed(Exception):
+    """The stream breaks here; the loader would raise at this offset."""
+
+    def __init__(self, offset: int, message: str) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.message = message
+
+
+class Machine:
+    """One file's opcode reader and symbolic unpickler; `run()` analyses one pickle with a fresh memo."""
+
+    def __init__(self, source: Source, ctx: Context, judge: Judge) -> None:
+        self.source = source
+        self.ctx = ctx
+        self.judge = judge
+        self.f: BinaryIO = source.stream()
+        self.seekable = self.f.seekable()
+        # One raw read per call, so a stream that breaks (truncated or bomb-limited) still yields its prefix.
+        self._read1: Callable[[int], bytes] = getattr(self.f, "read1", self.f.read)
+        self.read_error: ScanError | None = None
+        self.buf = b""
+        self.pos = 0
+        self.lim = 0
+        self.base = 0
+        self.eof = False
+        self.fend = NOFRAME
+        self.at = 0
+        self.chain = ""
+        self.found: list[Finding] = []
+        self.storages: dict[str, int] = {}
+        self._table = self._dispatch()
+        self.reset()
+
+    # ----------------------------------------------------------------- state per pickle
+    def reset(self) -> None:
+        """Fresh stack, memo and protocol, exactly like a new `pickle.load` call."""
+        self.stack: list[Any] = []
+        self.metastack: list[list[Any]] = []
+        self.memo: dict[int, Any] = {}
+        self.proto = 0
+        self.fend = NOFRAME
+        self.pending: list[Global] = []
+        self.seen: set[tuple[str, str]] = set()
+        self.seen_rules: set[str] = set()
+        self.result: Any = None
+
+    @property
+    def offset(self) -> int:
+        return self.base + self.pos
+
+    # ----------------------------------------------------------------- byte reading
+    def _fill(self, n: int) -> None:
+        """Make `n` bytes available from `pos` if the stream has them; drops consumed bytes."""
+        pos = self.pos
+        if pos:
+            self.buf = self.buf[pos:]
+            self.base += pos
+            if self.fend != NOFRAME:
+                self.fend -= pos
+            self.pos = 0
+        buf = self.buf
+        while len(buf) < n and not self.eof:
+            buf += self._read(max(CHUNK, n - len(buf)))
+        self.buf = buf
+        self.lim = len(buf)
+
+    def _read(self, n: int) -> bytes:
+        """Up to `n` bytes; at the end or on a read error, b'' and `eof` (the error is kept for later)."""
+        if self.read_error is None:
+            try:
+                chunk = self._read1(n)
+            except ScanError as exc:
+                self.read_error = exc
+            else:
+                if chunk:
+                    return chunk
+        self.eof = True
+        return b""
+
+    def at_eof(self) -> bool:
+        if self.pos >= self.lim:
+            self._fill(1)
+        return self.pos >= self.lim
+
+    def peek(self, n: int) -> bytes:
+        if self.lim - self.pos < n:
+            self._fill(n)
+        return self.buf[self.pos : self.pos + n]
+
+    def read_exact(self, n: int, what: str) -> bytes:
+        """`n` bytes (n small), or a Malformed error at end of data."""
+        if self.lim - self.pos < n:
+            self._fill(n)
+            if self.lim - self.pos < n:
+                raise Malformed(self.offset, f"data ends inside {what}")
+        p = self.pos
+        self.pos = p + n
+        return self.buf[p : p + n]
+
+    def skip(self, n: int, what: str) -> None:
+        """Advance `n` bytes without buffering them."""
+        avail = self.lim - self.pos
+        if n <= avail:
+            self.pos += n
+            return
+        n -= avail
+        dropped = self.lim
+        self.base += dropped
+        if self.fend != NOFRAME:
+            self.fend -= dropped
+        self.buf, self.pos, self.lim = b"", 0, 0
+        if self.seekable:
+            here = self.f.tell()
+            end = self.f.seek(0, io.SEEK_END)
+            if here + n > end:
+                self.base += end - here
+                self.eof = True
+                raise Malformed(self.base, f"data ends inside {what} ({n} more bytes declared)")
+            self.f.seek(here + n)
+            self.base += n
+            return
+        while n:
+            chunk = self._read(min(n, CHUNK))
+            if not chunk:
+                raise Malformed(self.base, f"data ends inside {what} ({n} more bytes declared)")
+            n -= len(chunk)
+            self.base += len(chunk)
+
+    def _take(self, n: int) -> bytes | Blob:
+        """A length-prefixed argument: the bytes, or a `Blob` prefix when larger than KEEP."""
+        p = self.pos
+        end = p + n
+        if end <= self.lim:
+            self.pos = end
+            return self.buf[p:end]
+        if n <= KEEP:
+            return self.read_exact(n, "a string or bytes argument")
+        start = self.offset
+        self._fill(KEEP)
+        prefix = self.buf[self.pos : self.pos + KEEP]
+        self.skip(n, "a large bytes argument")
+        return Blob(prefix, n, start)
+
+    def _line(self) -> bytes:
+        """A newline-terminated argument (protocol 0), without its newline."""
+        p = self.pos
+        i = self.buf.find(b"\n", p)
+        while i < 0:
+            if self.eof:
+                raise Malformed(self.offset, "data ends inside a text argument")
+            scanned = self.lim - self.pos
+            if scanned > MAX_LINE:
+                raise LimitExceeded("pickle-line", f"text argument longer than {MAX_LINE} bytes at {self.offset}")
+            self._fill(scanned + CHUNK)
+            p = self.pos
+            i = self.buf.find(b"\n", p + scanned)
+        self.pos = i + 1
+        return self.buf[p:i]
+
+    def find_proto(self) -> int | None:
+        """Advance to the next `PROTO 2..5` followed by an opcode byte (resynchronisation point)."""
+        pattern = _PROTO_START
+        while True:
+            found = pattern.search(self.buf, self.pos)
+            if found is not None:
+                self.pos = found.start()
+                return self.offset
+            if self.eof:
+                self.pos = self.lim
+                return None
+            self.pos = max(self.pos, self.lim - 2)
+            self._fill(self.lim - self.pos + CHUNK)
+
+    # ----------------------------------------------------------------- findings
+    def add(self, rule: Rule, evidence: str, severity: Severity | None = None, **details: Any) -> None:
+        """Record a finding at the current opcode, once per evidence, bounded per pickle."""
+        text = self.chain + evidence
+        key = (rule.id, text)
+        if key in self.seen or (len(self.seen) >= MAX_FINDINGS and rule.id in self.seen_rules):
+            return
+        self.seen.add(key)
+        self.seen_rules.add(rule.id)
+        self.found.append(self.ctx.finding(rule, text, offset=self.at, severity=severity, **details))
+
+    def drain(self) -> list[Finding]:
+        found = self.found[:]
+        self.found.clear()
+        return found
+
+    def flush_pending(self) -> None:
+        """Report globals imported but never called: importing alone runs module code."""
+        for g in self.pending:
+            if not g.called and g.verdict.rule is not None:
+                self.at = g.offset
+                self.add(g.verdict.rule, f"imports {g.text}{g.raw_note}: {g.verdict.reason}")
+        self.pending = []
+
+    # ----------------------------------------------------------------- the loop
+    def run(self) -> Generator[Finding, None, Any]:
+        """Analyse one pickle up to its STOP; returns the value STOP pops (abstract)."""
+        table = self._table
+        found = self.found
+        budget = 0
+        try:
+            while True:
+                pos = self.pos
+                if self.lim - pos < 16 and not self.eof:
+                    self._fill(16)
+                    pos = self.pos
+                op = self.buf[pos]
+                self.at = self.base + pos
+                self.pos = pos + 1
+                stop = table[op]()
+                if self.pos > self.fend:
+                    self._left_frame()
+                if self.pos > self.lim:
+                    raise Malformed(self.at, "data ends inside an opcode argument")
+                if found:
+                    yield from self.drain()
+                if stop:
+                    break
+                budget += 1
+                if not budget & _BOUNDS_EVERY:
+                    self._check_bounds(budget)
+        except IndexError:
+            if self.pos >= self.lim and self.eof:
+                raise Malformed(self.offset, "pickle ends without a STOP opcode") from None
+            raise Malformed(self.at, "stack underflow (opcode needs more values or a MARK)") from None
+        except KeyError as exc:
+            raise Malformed(self.at, f"memo has no entry {exc}") from None
+        except (ValueError, OverflowError, UnicodeDecodeError, struct.error) as exc:
+            raise Malformed(self.at, f"invalid opcode argument: {exc}") from None
+        finally:
+            self.flush_pending()
+        yield from self.drain()
+        return self.result
+
+    def _check_bounds(self, ops: int) -> None:
+        if ops > MAX_OPS:
+            raise LimitExceeded("pickle-opcodes", f"more than {MAX_OPS} opcodes in one pickle")
+        if len(self.stack) + len(self.metastack) > MAX_STACK:
+            raise LimitExceeded("pickle-stack", f"stack deeper than {MAX_STACK} at offset {self.at}")
+        if len(self.memo) > MAX_MEMO:
+            raise LimitExceeded("pickle-memo", f"memo larger than {MAX_MEMO} entries at offset {self.at}")
+
+    def _left_frame(self) -> None:
+        """The last opcode ended past the current frame: fine if it began after it, else a crossing."""
+        fend = self.fend
+        self.fend = NOFRAME
+        if self.at - self.base < fend:
+            self.add(
+                FRAME_VIOLATION,
+                f"opcode at {self.at} runs {self.pos - fend} bytes past the end of its frame "
+                f"(frame ends at {self.base + fend}); older CPython executes those bytes as opcodes",
+            )
+            if fend >= 0:
+                # Follow the loader that reads past the frame end as opcodes.
+                self.pos = fend
+
+    # ----------------------------------------------------------------- helpers
+    def _pop_mark(self) -> list[Any]:
+        items = self.stack
+        self.stack = self.metastack.pop()
+        return items
+
+    def _int(self, n: int, signed: bool = False) -> int:
+        p = self.pos
+        self.pos = p + n
+        return int.from_bytes(self.buf[p : p + n], "little", signed=signed)
+
+    def _global(self, module: str, name: str) -> Global:
+        if not valid_module(module):
+            raise Malformed(self.at, f"invalid module name {module[:60]!r} in a global")
+        resolved = resolve(module, name, self.proto)
+        verdict = self.judge(resolved, self.proto)
+        value = Global(resolved, verdict, resolved.dotted, self.at)
+        if verdict.rule is not None:
+            self.pending.append(value)
+        return value
+
+    def _opaque_global(self, rule: Rule, text: str, reason: str) -> Global:
+        value = Global(None, Verdict(rule, reason), text, self.at)
+        self.pending.append(value)
+        return value
+
+    def _call(self, func: Any, args: Any, how: str) -> Call:
+        """Record a call the loader makes: judged by its callee, with its constant arguments."""
+        args = tuple(args) if type(args) is not tuple else args
+        if type(func) is not Global:
+            self.add(COMPUTED_CALL, f"{how} calls a computed object: {render(func)}({render_args(args)})")
+            return Call(func, args, False)
+        func.called = True
+        verdict = func.verdict
+        dotted = func.dotted
+        tag = ""
+        if dotted == "copyreg._reconstructor":
+            verdict = self._reconstructor(args)
+            if verdict.rule is None and type(args[0]) is Global and args[0].dotted == _JOBLIB_WRAPPER:
+                tag = "joblib"
+        elif dotted == _JOBLIB_WRAPPER:
+            tag = "joblib"
+        rule = verdict.rule
+        if rule is not None:
+            evidence = f"{func.text}({render_args(args)}){func.raw_note} [{how}]: {verdict.reason}"
+            if rule is MODEL_DEPENDENCY:
+                self.add(rule, evidence, callable=dotted, args=[plain(a) for a in args[:12]])
+                self._nested(dotted, args)
+            else:
+                self.add(rule, evidence, callable=dotted)
+        return Call(func, args, rule is None, tag)
+
+    def _reconstructor(self, args: tuple[Any, ...]) -> Verdict:
+        """`copyreg._reconstructor(cls, base, state)` is safe only with a builtin base type."""
+        if (
+            len(args) == 3
+            and type(args[0]) is Global
+            and type(args[1]) is Global
+            and args[1].dotted in _RECONSTRUCTOR_BASES
+        ):
+            return Verdict(None)
+        return Verdict(IMPORT_GADGET, "copyreg._reconstructor outside its (class, builtin type, state) shape")
+
+    def _nested(self, dotted: str, args: tuple[Any, ...]) -> None:
+        """Bytes handed to a loader are a pickle (or model) of their own: scan them recursively."""
+        if dotted not in NESTED_LOADERS:
+            return
+        name = f"<nested pickle @{self.at}>"
+        for arg in args:
+            data = arg
+            if type(arg) is Call and type(arg.func) is Global and arg.func.dotted == "io.BytesIO" and arg.args:
+                data = arg.args[0]
+            if type(data) is bytes and data:
+                self.found.extend(self.ctx.scan_member(name, BytesSource(data)))
+            elif type(data) is Blob:
+                self.found.extend(self.ctx.scan_member(name, SliceSource(self.source, data.offset, data.size)))
+
+    def _persistent(self, pid: Any) -> Any:
+        """Torch's ('storage', StorageType, key, location, numel[, view]) ids are expected; others are not."""
+        if type(pid) is tuple and len(pid) >= 2 and pid[0] in ("storage", b"storage", "module"):
+            kind = type(pid[1])
+            if pid[0] == "module" and kind is Global:
+                return pid[1]  # legacy torch: a module class with its source, resolved by name
+            if kind is Global and pid[1].verdict.rule is None and len(pid) in (5, 6) and type(pid[2]) is str:
+                self.storages[pid[2]] = TORCH_STORAGE_SIZES.get(pid[1].dotted, 1)
+                return Unknown(f"storage {pid[2]}")
+        self.add(PERSISTENT_ID, f"persistent id {render(pid)} is not a torch storage reference")
+        return Unknown("persistent object")
+
+    def _mutate(self, target: Any, items: list[Any], what: str) -> None:
+        """SETITEM(S)/APPEND(S)/ADDITEMS: fine on a fresh container or a trusted instance."""
+        kind = type(target)
+        if kind is Fresh:
+            target.weight = self._weigh(target.weight, items)
+            room = ITEM_CAP - len(target.items)
+            if room > 0:
+                if target.kind == "dict" and what.startswith("SETITEM"):
+                    target.items.extend(zip(items[: room * 2 : 2], items[1 : room * 2 : 2], strict=False))
+                else:
+                    target.items.extend(items[:room])
+            return
+        if kind is Call and (not target.trusted or target.tag == "joblib"):
+            return  # the call that made it is already reported
+        shown = render_args(items)
+        if kind is Global:
+            self.add(
+                FOREIGN_MUTATION,
+                f"{what} on the global {target.text} with ({shown})",
+                severity=Severity.CRITICAL,
+            )
+        elif kind is not Call:
+            self.add(FOREIGN_MUTATION, f"{what} on {render(target)} with ({shown})")
+
+    # ----------------------------------------------------------------- opcodes
+    def _dispatch(self) -> list[Callable[[], bool | None]]:
+        ops: dict[bytes, Callable[[], bool | None]] = {
+            b"(": self._mark, b".": self._stop, b"0": self._pop, b"1": self._pop_mark_op, b"2": self._dup,
+            b"F": self._float, b"I": self._int_line, b"J": self._binint, b"K": self._binint1, b"L": self._long,
+            b"M": self._binint2, b"N": self._none, b"P": self._persid, b"Q": self._binpersid,
+            b"R": self._reduce, b"S": self._string, b"T": self._binstring, b"U": self._short_binstring,
+            b"V": self._unicode, b"X": self._binunicode, b"a": self._append, b"b": self._build,
+            b"c": self._global_op, b"d": self._dict, b"}": self._empty_dict, b"e": self._appends,
+            b"g": self._get, b"h": self._binget, b"i": self._inst, b"j": self._long_binget, b"l": self._list,
+            b"]": self._empty_list, b"o": self._obj, b"p": self._put, b"q": self._binput, b"r": self._long_binput,
+            b"s": self._setitem, b"t": self._tuple, b")": self._empty_tuple, b"u": self._setitems,
+            b"G": self._binfloat, b"\x80": self._proto, b"\x81": self._newobj, b"\x82": self._ext1,
+            b"\x83": self._ext2, b"\x84": self._ext4, b"\x85": self._tuple1, b"\x86": self._tuple2,
+            b"\x87": self._tuple3, b"\x88": self._true, b"\x89": self._false, b"\x8a": self._long1,
+            b"\x8b": self._long4, b"B": self._binbytes, b"C": self._short_binbytes,
+            b"\x8c": self._short_binunicode, b"\x8d": self._binunicode8, b"\x8e": self._binbytes8,
+            b"\x8f": self._empty_set, b"\x90": self._additems, b"\x91": self._frozenset,
+            b"\x92": self._newobj_ex, b"\x93": self._stack_global, b"\x94": self._memoize, b"\x95": self._frame,
+            b"\x96": self._bytearray8, b"\x97": self._next_buffer, b"\x98": self._readonly_buffer,
+        }  # fmt: skip
+        table: list[Callable[[], bool | None]] = [self._invalid] * 256
+        for code, handler in ops.items():
+            table[code[0]] = handler
+        return table
+
+    def _invalid(self) -> None:
+        raise Malformed(self.at, f"invalid opcode 0x{self.buf[self.pos - 1]:02x}")
+
+    def _mark(self) -> None:
+        self.metastack.append(self.stack)
+        self.stack = []
+
+    def _stop(self) -> bool:
+        self.result = self.stack.pop()
+        return True
+
+    def _pop(self) -> None:
+        if self.stack:
+            self.stack.pop()
+        else:
+            self._pop_mark()
+
+    def _pop_mark_op(self) -> None:
+        self._pop_mark()
+
+    def _dup(self) -> None:
+        self.stack.append(self.stack[-1])
+
+    def _float(self) -> None:
+        self.stack.append(float(self._line()))
+
+    def _int_line(self) -> None:
+        line = self._line()
+        self.stack.append(False if line == b"00" else True if line == b"01" else int(line, 0))
+
+    def _binint(self) -> None:
+        self.stack.append(self._int(4, True))
+
+    def _binint1(self) -> None:
+        p = self.pos
+        self.stack.append(self.buf[p])
+        self.pos = p + 1
+
+    def _binint2(self) -> None:
+        self.stack.append(self._int(2))
+
+    def _long(self) -> None:
+        line = self._line()
+        self.stack.append(int(line[:-1] if line.endswith(b"L") else line, 0))
+
+    def _none(self) -> None:
+        self.stack.append(None)
+
+    def _true(self) -> None:
+        self.stack.append(True)
+
+    def _false(self) -> None:
+        self.stack.append(False)
+
+    def _persid(self) -> None:
+        self.stack.append(self._persistent(self._line().decode("ascii")))
+
+    def _binpersid(self) -> None:
+        self.stack.append(self._persistent(self.stack.pop()))
+
+    def _reduce(self) -> None:
+        stack = self.stack
+        args = stack.pop()
+        if type(args) is not tuple:
+            raise Malformed(self.at, f"REDUCE arguments are {render(args)}, not a tuple")
+        stack[-1] = self._call(stack[-1], args, "REDUCE")
+
+    def _string(self) -> None:
+        data = self._line()
+        if len(data) < 2 or data[0] != data[-1] or data[0] not in b"\"'":
+            raise Malformed(self.at, "the STRING opcode argument must be quoted")
+        self.stack.append(codecs.escape_decode(data[1:-1])[0].decode("latin-1"))
+
+    def _text(self, data: bytes | Blob, encoding: str) -> Any:
+        return data if isinstance(data, Blob) else data.decode(encoding, "surrogatepass")
+
+    def _binstring(self) -> None:
+        n = self._int(4, True)
+        if n < 0:
+            raise Malformed(self.at, "BINSTRING has a negative length")
+        self.stack.append(self._text(self._take(n), "latin-1"))
+
+    def _short_binstring(self) -> None:
+        self.stack.append(self._text(self._take(self._int(1)), "latin-1"))
+
+    def _unicode(self) -> None:
+        self.stack.append(str(self._line(), "raw-unicode-escape"))
+
+    def _binunicode(self) -> None:
+        self.stack.append(self._text(self._take(self._int(4)), "utf-8"))
+
+    def _short_binunicode(self) -> None:
+        p = self.pos
+        n = self.buf[p]
+        end = p + 1 + n
+        if end <= self.lim:
+            self.pos = end
+            self.stack.append(self.buf[p + 1 : end].decode("utf-8", "surrogatepass"))
+        else:
+            self.pos = p + 1
+            self.stack.append(self._text(self._take(n), "utf-8"))
+
+    def _binunicode8(self) -> None:
+        self.stack.append(self._text(self._take(self._size8()), "utf-8"))
+
+    def _size8(self) -> int:
+        n = self._int(8)
+        if n > sys.maxsize:
+            raise Malformed(self.at, f"length {n} exceeds the platform's maximum size")
+        return n
+
+    def _binbytes(self) -> None:
+        self.stack.append(self._take(self._int(4)))
+
+    def _short_binbytes(self) -> None:
+        self.stack.append(self._take(self._int(1)))
+
+    def _binbytes8(self) -> None:
+        self.stack.append(self._take(self._size8()))
+
+    def _bytearray8(self) -> None:
+        self.stack.append(self._take(self._size8()))
+
+    def _next_buffer(self) -> None:
+        self.stack.append(Unknown("out-of-band buffer"))
+
+    def _readonly_buffer(self) -> None:
+        if not self.stack:
+            raise Malformed(self.at, "READONLY_BUFFER on an empty stack")
+
+    def _append(self) -> None:
+        value = self.stack.pop()
+        self._mutate(self.stack[-1], [value], "APPEND")
+
+    def _appends(self) -> None:
+        items = self._pop_mark()
+        self._mutate(self.stack[-1], items, "APPENDS")
+
+    def _setitem(self) -> None:
+        stack = self.stack
+        value = stack.pop()
+        key = stack.pop()
+        self._mutate(stack[-1], [key, value], "SETITEM")
+
+    def _setitems(self) -> None:
+        items = self._pop_mark()
+        self._mutate(self.stack[-1], items, "SETITEMS")
+
+    def _additems(self) -> None:
+        items = self._pop_mark()
+        self._mutate(self.stack[-1], items, "ADDITEMS")
+
+    def _build(self) -> None:
+        stack = self.stack
+        state = stack.pop()
+        inst = stack[-1]
+        kind = type(inst)
+        if kind is Global:
+            self.add(STATE_ON_GLOBAL, f"BUILD sets state {render(state)} on {inst.text}")
+        elif kind is Call:
+            inst.state = state
+            if inst.tag == "joblib":
+                stack[-1] = self._joblib_array(state)
+        elif kind is Unknown:
+            self.add(COMPUTED_CALL, f"BUILD calls __setstate__ on {render(inst)} with {render(state)}")
+
+    def _global_op(self) -> None:
+        module = self._line().decode("utf-8")
+        name = self._line().decode("utf-8")
+        self.stack.append(self._global(module, name))
+
+    def _stack_global(self) -> None:
+        stack = self.stack
+        name = stack.pop()
+        module = stack.pop()
+        if type(module) is str and type(name) is str:
+            stack.append(self._global(module, name))
+        elif type(module) in (Call, Unknown, Global) or type(name) in (Call, Unknown, Global):
+            text = f"<dynamic import {render(module)} . {render(name)}>"
+            stack.append(self._opaque_global(DYNAMIC_IMPORT, text, "the name is computed at load time"))
+        else:
+            raise Malformed(self.at, "STACK_GLOBAL requires two strings")
+
+    def _inst(self) -> None:
+        module = self._line().decode("ascii")
+        name = self._line().decode("ascii")
+        cls = self._global(module, name)
+        args = self._pop_mark()
+        self.stack.append(self._call(cls, args, "INST"))
+
+    def _obj(self) -> None:
+        args = self._pop_mark()
+        cls = args.pop(0)
+        self.stack.append(self._call(cls, args, "OBJ"))
+
+    def _newobj(self) -> None:
+        stack = self.stack
+        args = stack.pop()
+        cls = stack.pop()
+        if type(args) is not tuple:
+            raise Malformed(self.at, "NEWOBJ arguments are not a tuple")
+        stack.append(self._call(cls, args, "NEWOBJ"))
+
+    def _newobj_ex(self) -> None:
+        stack = self.stack
+        kwargs = stack.pop()
+        args = stack.pop()
+        cls = stack.pop()
+        if type(args) is not tuple:
+            raise Malformed(self.at, "NEWOBJ_EX arguments are not a tuple")
+        stack.append(self._call(cls, (*args, kwargs), "NEWOBJ_EX"))
+
+    def _fresh(self, kind: str, flat: list[Any]) -> Fresh:
+        """A container built from MARK items; shared references count towards its expansion."""
+        value = Fresh(kind, list(zip(flat[::2], flat[1::2], strict=False)) if kind == "dict" else flat)
+        value.weight = self._weigh(0, flat)
+        return value
+
+    def _weigh(self, weight: int, items: list[Any]) -> int:
+        """Elements a container expands to once `items` are added: the billion-laughs bound."""
+        weight += len(items)
+        for item in items:
+            if type(item) is Fresh:
+                weight += item.weight
+        if weight > MAX_WEIGHT:
+            raise LimitExceeded(
+                "pickle-expansion",
+                f"container at {self.at} expands to more than {MAX_WEIGHT} elements through shared references",
+            )
+        return weight
+
+    def _dict(self) -> None:
+        items = self._pop_mark()
+        self.stack.append(self._fresh("dict", items))
+
+    def _empty_dict(self) -> None:
+        self.stack.append(Fresh("dict", []))
+
+    def _list(self) -> None:
+        items = self._pop_mark()
+        self.stack.append(self._fresh("list", items))
+
+    def _empty_list(self) -> None:
+        self.stack.append(Fresh("list", []))
+
+    def _empty_set(self) -> None:
+        self.stack.append(Fresh("set", []))
+
+    def _frozenset(self) -> None:
+        items = self._pop_mark()
+        self.stack.append(self._fresh("frozenset", items))
+
+    def _tuple(self) -> None:
+        items = self._pop_mark()
+        self.stack.append(tuple(items))
+
+    def _empty_tuple(self) -> None:
+        self.stack.append(())
+
+    def _tuple1(self) -> None:
+        self.stack[-1] = (self.stack[-1],)
+
+    def _tuple2(self) -> None:
+        stack = self.stack
+        second = stack.pop()
+        stack[-1] = (stack[-1], second)
+
+    def _tuple3(self) -> None:
+        stack = self.stack
+        third = stack.pop()
+        second = stack.pop()
+        stack[-1] = (stack[-1], second, third)
+
+    def _binfloat(self) -> None:
+        p = self.pos
+        self.pos = p + 8
+        self.stack.append(struct.unpack(">d", self.buf[p : p + 8])[0])
+
+    def _long1(self) -> None:
+        self.stack.append(int.from_bytes(self.read_exact(self._int(1), "LONG1"), "little", signed=True))
+
+    def _long4(self) -> None:
+        n = self._int(4, True)
+        if n < 0:
+            raise Malformed(self.at, "LONG4 has a negative length")
+        data = self._take(n)
+        if isinstance(data, Blob):
+            self.stack.append(Unknown(f"{n}-byte integer"))
+        else:
+            self.stack.append(int.from_bytes(data, "little", signed=True))
+
+    def _get(self) -> None:
+        self.stack.append(self.memo[int(self._line())])
+
+    def _binget(self) -> None:
+        p = self.pos
+        self.stack.append(self.memo[self.buf[p]])
+        self.pos = p + 1
+
+    def _long_binget(self) -> None:
+        self.stack.append(self.memo[self._int(4)])
+
+    def _put(self) -> None:
+        index = int(self._line())
+        if index < 0:
+            raise Malformed(self.at, "negative PUT argument")
+        self.memo[index] = self.stack[-1]
+
+    def _binput(self) -> None:
+        p = self.pos
+        self.memo[self.buf[p]] = self.stack[-1]
+        self.pos = p + 1
+
+    def _long_binput(self) -> None:
+        self.memo[self._int(4)] = self.stack[-1]
+
+    def _memoize(self) -> None:
+        memo = self.memo
+        memo[len(memo)] = self.stack[-1]
+
+    def _proto(self) -> None:
+        proto = self._int(1)
+        if not 0 <= proto <= 5:
+            raise Malformed(self.at, f"unsupported pickle protocol {proto}")
+        self.proto = proto
+
+    def _frame(self) -> None:
+        start = self.pos - 1
+        size = self._size8()
+        if self.fend != NOFRAME and start < self.fend:
+            self.add(FRAME_VIOLATION, f"FRAME at {self.at} starts before the current frame ends")
+        self.fend = self.pos + size
+
+    def _ext(self, code: int) -> None:
+        if code <= 0:
+            raise Malformed(self.at, "EXT specifies code <= 0")
+        self.stack.append(
+            self._opaque_global(
+                EXTENSION_GLOBAL,
+                f"<extension code {code}>",
+                "resolved through copyreg's extension registry, not named in the file",
+            )
+        )
+
+    def _ext1(self) -> None:
+        self._ext(self._int(1))
+
+    def _ext2(self) -> None:
+        self._ext(self._int(2))
+
+    def _ext4(self) -> None:
+        self._ext(self._int(4, True))
+
+    # ----------------------------------------------------------------- joblib inline arrays
+    def _joblib_array(self, state: Any) -> Any:
+        """Emulate joblib's `NumpyUnpickler.load_build`: array bytes (or a nested pickle) follow inline."""
+        pairs = state.items if type(state) is Fresh and state.kind == "dict" else []
+        fields = {key: value for key, value in pairs if type(key) is str}
+        shape = fields.get("shape")
+        dtype = fields.get("dtype")
+        if type(shape) is not tuple or not all(type(d) is int and d >= 0 for d in shape) or type(dtype) is not Call:
+            raise Malformed(self.at, "joblib NumpyArrayWrapper state has no readable shape and dtype")
+        if self.fend != NOFRAME and self.pos < self.fend:
+            self.add(FRAME_VIOLATION, "joblib array data starts inside a frame")
+        self.fend = NOFRAME  # joblib commits the frame before writing the array: the data is outside it
+        layout = _dtype_layout(dtype)
+        if layout is None:
+            raise Malformed(self.at, f"joblib array dtype {render(dtype)} is not understood")
+        itemsize, has_object = layout
+        if has_object:
+            return self._inline_pickle()
+        if fields.get("numpy_array_alignment_bytes") is not None:
+            padding = self.read_exact(1, "joblib array padding")[0]
+            self.skip(padding, "joblib array padding")
+        count = 1
+        for dim in shape:
+            count *= dim
+        self.skip(count * itemsize, "joblib array data")
+        return Unknown("ndarray")
+
+    def _inline_pickle(self) -> Any:
+        """An object array's nested pickle, read in place with its own stack and memo."""
+        saved = (self.stack, self.metastack, self.memo, self.proto, self.pending, self.chain, self.result)
+        start = self.offset
+        self.stack, self.metastack, self.memo, self.proto, self.pending = [], [], {}, 0, []
+        self.chain = f"{self.chain}[joblib object array @{start}] "
+        try:
+            yielded = list(self.run())
+        finally:
+            self.stack, self.metastack, self.memo, self.proto, self.pending, self.chain, result = saved
+            self.result = result
+        self.found.extend(yielded)
+        return Unknown("object ndarray")
+
+
+_PROTO_START = re.compile(rb"\x80[\x02-\x05][\x28-\x98]")
+"""PROTO 2..5 and a plausible first opcode: where a pickle can start."""
+
+
+def _dtype_layout(dtype: Call) -> tuple[int, bool] | None:
+    """(itemsize, has objects) of a pickled `numpy.dtype(code, align, copy)` plus its BUILD state."""
+    code = dtype.args[0] if dtype.args else None
+    if type(code) is not str:
+        return None
+    state = dtype.state
+    elsize = state[5] if type(state) is tuple and len(state) > 7 and type(state[5]) is int else -1
+    flags = state[7] if type(state) is tuple and len(state) > 7 and type(state[7]) is int else 0
+    match = _DTYPE_CODE.fullmatch(code)
+    if match is None:
+        return None
+    kind, digits = match.groups()
+    if kind == "O" or flags & 1:
+        return 8, True
+    if elsize > 0:
+        return elsize, False
+    if not digits:
+        return (1, False) if kind in "?bB" else (0, False)
+    size = int(digits)
+    return (size * 4 if kind == "U" else size), False

@@ -1,0 +1,58 @@
+"""Opcode-level builders for hand-assembled pickles used by the pickle tests."""
+
+from __future__ import annotations
+
+import struct
+
+from modelshield import FileResult
+from modelshield.core.rules import Severity
+
+
+def proto(n: int) -> bytes:
+    return bytes([0x80, n])
+
+
+def glob(module: str, name: str) -> bytes:
+    """GLOBAL opcode (protocol 0 spelling, valid in every protocol)."""
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def text(value: str) -> bytes:
+    """SHORT_BINUNICODE (protocol 4) or BINUNICODE for long strings."""
+    data = value.encode()
+    if len(data) < 256:
+        return b"\x8c" + bytes([len(data)]) + data
+    return b"X" + struct.pack("<I", len(data)) + data
+
+
+def binbytes(value: bytes) -> bytes:
+    return b"B" + struct.pack("<I", len(value)) + value
+
+
+def binint1(value: int) -> bytes:
+    return b"K" + bytes([value])
+
+
+def frame(body: bytes) -> bytes:
+    return b"\x95" + struct.pack("<Q", len(body)) + body
+
+
+MARK, STOP, TUPLE, TUPLE1, TUPLE2, REDUCE, BUILD, POP, DUP = b"(", b".", b"t", b"\x85", b"\x86", b"R", b"b", b"0", b"2"
+MEMOIZE, STACK_GLOBAL, EMPTY_DICT, EMPTY_LIST, NONE, SETITEM = b"\x94", b"\x93", b"}", b"]", b"N", b"s"
+
+
+def binget(index: int) -> bytes:
+    return b"h" + bytes([index])
+
+
+def binput(index: int) -> bytes:
+    return b"q" + bytes([index])
+
+
+def rules(result: FileResult, at_least: Severity = Severity.INFO) -> set[str]:
+    """Rule ids of the findings at or above a severity."""
+    return {f.rule_id for f in result.findings if f.level >= at_least}
+
+
+def evidence(result: FileResult, rule_id: str) -> list[str]:
+    return [f.evidence for f in result.findings if f.rule_id == rule_id]
