@@ -7,10 +7,14 @@ import gzip
 import io
 import lzma
 import struct
+import sys
 import tarfile
 import zlib
+from collections.abc import Callable
 
+import lz4.frame
 import py7zr
+import pytest
 
 from modelshield.core.limits import Limits
 from modelshield.core.policy import Policy
@@ -18,6 +22,11 @@ from tests.conftest import ScanData
 from tests.containers.assertions import has_rule, quiet
 from tests.containers.zipbuilder import Member, build
 from tests.helpers import evil_pickle, is_code_execution
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 
 def make_tar(*members: tuple[str, bytes] | tarfile.TarInfo) -> bytes:
@@ -162,10 +171,19 @@ def test_truncated_gzip_keeps_the_payload_before_the_break(scan_data: ScanData) 
     assert any(f.rule_id == "SCN003" or "trunc" in f.evidence.lower() for f in result.findings)
 
 
-def test_lz4_and_zstd_fail_closed(scan_data: ScanData) -> None:
+@pytest.mark.parametrize(
+    ("name", "compress"),
+    [("m.pkl.lz4", lz4.frame.compress), ("m.pkl.zst", zstd.compress)],
+)
+def test_lz4_and_zstd_streams(scan_data: ScanData, name: str, compress: Callable[[bytes], bytes]) -> None:
+    result = scan_data(compress(evil_pickle()), name)
+    assert is_code_execution(result, f"{name}!m.pkl")
+
+
+def test_corrupt_lz4_and_zstd_fail_closed(scan_data: ScanData) -> None:
     for name, magic in (("m.pkl.lz4", b"\x04\x22\x4d\x18"), ("m.pkl.zst", b"\x28\xb5\x2f\xfd")):
         result = scan_data(magic + b"\x00" * 32, name)
-        assert has_rule(result, "SCN003", name), name
+        assert has_rule(result, "SCN003", f"{name}!m.pkl"), name
 
 
 def test_zlib_detection_needs_a_decodable_stream(scan_data: ScanData) -> None:

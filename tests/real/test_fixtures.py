@@ -60,19 +60,6 @@ MALICIOUS: dict[str, tuple[Expect, ...]] = {
 }
 
 
-_PICKLE = "pickle analyser (formats/pickle, in progress): "
-#: Real files that still raise a false alarm, each waiting for the analyser named in its reason.
-#: strict xfail: the test starts failing as soon as the analyser is fixed, so the entry gets removed.
-KNOWN_FALSE_ALARMS = {
-    "torchscript_scripted.pt": _PICKLE + "torch.jit._pickle helpers (PKL001) and __torch__ classes (PKL006)",
-    "torchscript_traced.pt": _PICKLE + "torch.jit._pickle.restore_type_tag (PKL001) and __torch__ classes (PKL006)",
-    "torch_sparse.pt": _PICKLE + "torch.serialization._get_layout, how torch pickles a layout (PKL007)",
-    "torch_namespace_args.pt": _PICKLE + "argparse.Namespace, fairseq-style checkpoint arguments (PKL006)",
-    "torch_checkpoint.pth.tar": "engine name check / tar container: '.pth.tar', torch's classic checkpoint name, "
-    "is taken as a tar archive (SCN001)",
-}
-
-
 def files_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "README.md")
 
@@ -91,12 +78,7 @@ def assert_clean(path: Path) -> None:
 
 
 def real_files() -> list[pytest.ParameterSet]:
-    params = []
-    for path in files_in(FIXTURES / "real"):
-        reason = KNOWN_FALSE_ALARMS.get(path.name)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        params.append(pytest.param(path, id=path.name, marks=marks))
-    return params
+    return [pytest.param(path, id=path.name) for path in files_in(FIXTURES / "real")]
 
 
 @pytest.mark.parametrize("path", real_files())

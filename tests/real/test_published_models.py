@@ -52,19 +52,6 @@ PUBLISHED: dict[str, Package] = {
     ),
 }
 
-#: Published files that still raise a false alarm, each waiting for the analyser named in its reason;
-#: strict, so the test fails once the analyser is fixed and the entry gets removed.
-KNOWN_FALSE_ALARMS = {
-    **dict.fromkeys(
-        ("mtcnn/assets/weights/onet.lz4", "mtcnn/assets/weights/pnet.lz4", "mtcnn/assets/weights/rnet.lz4"),
-        "containers (lz4): joblib's compress='lz4' frames are recognised but not decoded (SCN003)",
-    ),
-    **dict.fromkeys(
-        ("pyvi/models/pyvi.pkl", "pyvi/models/pyvipos.pkl"),
-        "pickle analyser (in progress): a protocol-0 STRING argument over 1 MiB hits the line limit (SCN005)",
-    ),
-}
-
 
 def installed(name: str) -> metadata.Distribution | None:
     try:
@@ -95,9 +82,7 @@ def published_files() -> list[pytest.ParameterSet]:
     for name, package in PUBLISHED.items():
         dist = installed(name)
         for relative in model_files(dist, package.suffixes) if dist else [""]:
-            reason = KNOWN_FALSE_ALARMS.get(relative)
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-            params.append(pytest.param(name, relative, id=relative or f"{name}-missing", marks=marks))
+            params.append(pytest.param(name, relative, id=relative or f"{name}-missing"))
     return params
 
 

@@ -27,6 +27,9 @@ from modelshield.core.source import FileSource, Source
 #: Suffixes used for too many things (raw tensor data, GGML, ONNX external data) to call unknown
 #: content under them suspicious; content of a *recognised* other format is still a mismatch.
 AMBIGUOUS_SUFFIXES = frozenset({".bin", ".data", ".dat"})
+#: Outer suffixes that conventionally follow the real one: `checkpoint.pth.tar` is PyTorch's classic
+#: checkpoint name for what `torch.save` writes (a zip or legacy pickle, not a tar).
+CONVENTIONAL_OUTER_SUFFIXES = frozenset({".tar"})
 
 
 class Engine:
@@ -94,6 +97,11 @@ class Engine:
 
     def scan_object(self, source: Source, location: Location, depth: int) -> Iterator[Finding]:
         """Identify `source` by content and scan it with every handler that recognises it."""
+        yield from self._scan_object(source, location, depth)
+        if source.error is not None:  # met while sniffing: reading only a head must not hide it
+            yield failure_finding(location, source.error)
+
+    def _scan_object(self, source: Source, location: Location, depth: int) -> Iterator[Finding]:
         if self._stopped:
             return
         if depth > self.limits.max_depth:
@@ -137,12 +145,16 @@ class Engine:
     def _check_name(self, detected: list[Handler], location: Location, name: str) -> Iterator[Finding]:
         suffix = suffix_of(name)
         claims = [h for h in self.handlers if suffix in h.extensions]
-        if claims and not any(h in claims for h in detected) and not any(h.transparent for h in detected):
-            claimed = "/".join(dict.fromkeys(h.label for h in claims))
-            actual = " + ".join(h.label for h in detected)
-            yield Finding(
-                EXTENSION_MISMATCH, location, f"named '{suffix}' ({claimed}) but the content is {actual}"
-            )
+        if not claims or any(h.transparent for h in detected):
+            return
+        accepted = {suffix}
+        if suffix in CONVENTIONAL_OUTER_SUFFIXES:
+            accepted.add(suffix_of(name[: -len(suffix)]))
+        if any(accepted & h.extensions for h in detected):
+            return
+        claimed = "/".join(dict.fromkeys(h.label for h in claims))
+        actual = " + ".join(h.label for h in detected)
+        yield Finding(EXTENSION_MISMATCH, location, f"named '{suffix}' ({claimed}) but the content is {actual}")
 
     def _unrecognised(self, source: Source, location: Location, name: str) -> Iterator[Finding]:
         kind = classify_plain(source.head())

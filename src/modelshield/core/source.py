@@ -7,7 +7,6 @@ random access into decoded data buffer it, within `Limits.max_buffer_bytes`.
 
 from __future__ import annotations
 
-import bz2
 import io
 import lzma
 import zlib
@@ -26,6 +25,8 @@ class Source(ABC):
     """Bytes of one scanned object."""
 
     _head: bytes | None = None
+    #: An error met while sniffing (a truncated or corrupt stream); the engine reports it.
+    error: ScanError | None = None
 
     @property
     @abstractmethod
@@ -160,10 +161,11 @@ class _Decoder:
         return self._dec.eof
 
     def has_pending(self) -> bool:
-        dec = self._dec
-        if isinstance(dec, (bz2.BZ2Decompressor, lzma.LZMADecompressor)):
-            return not dec.needs_input
-        return bool(getattr(dec, "unconsumed_tail", b""))
+        """Whether output is still due without new input (bz2, lzma, lz4 and zstd buffer it inside)."""
+        needs_input = getattr(self._dec, "needs_input", None)
+        if needs_input is not None:
+            return not needs_input
+        return bool(getattr(self._dec, "unconsumed_tail", b""))
 
     def pull(self, data: bytes | None, n: int) -> bytes:
         dec = self._dec
@@ -171,7 +173,7 @@ class _Decoder:
             data = getattr(dec, "unconsumed_tail", b"") or b""
         try:
             return dec.decompress(data, n)
-        except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+        except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError, RuntimeError) as exc:
             raise ScanError(f"corrupt compressed data: {exc}") from exc
 
 
@@ -231,7 +233,8 @@ class DecodedSource(Source):
         if self._head is None or len(self._head) < n:
             try:
                 self._head = self.stream().read(max(n, HEAD))
-            except Truncated:
+            except ScanError as exc:
+                self.error = exc
                 self._head = self._partial_head(max(n, HEAD))
         return self._head[:n]
 

@@ -215,21 +215,57 @@ class Machine:
         self.skip(n, "a large bytes argument")
         return Blob(prefix, n, start)
 
-    def _line(self) -> bytes:
-        """A newline-terminated argument (protocol 0), without its newline."""
-        p = self.pos
-        i = self.buf.find(b"\n", p)
+    def _newline(self) -> int | None:
+        """Index in `buf` of the newline ending the current text argument; None past MAX_LINE bytes."""
+        i = self.buf.find(b"\n", self.pos)
         while i < 0:
             if self.eof:
                 raise Malformed(self.offset, "data ends inside a text argument")
             scanned = self.lim - self.pos
             if scanned > MAX_LINE:
-                raise LimitExceeded("pickle-line", f"text argument longer than {MAX_LINE} bytes at {self.offset}")
+                return None
             self._fill(scanned + CHUNK)
-            p = self.pos
-            i = self.buf.find(b"\n", p + scanned)
-        self.pos = i + 1
-        return self.buf[p:i]
+            i = self.buf.find(b"\n", self.pos + scanned)
+        return i
+
+    def _cut(self, newline: int) -> bytes:
+        p = self.pos
+        self.pos = newline + 1
+        return self.buf[p:newline]
+
+    def _line(self) -> bytes:
+        """A newline-terminated argument (protocol 0) that must be short: a name, number or memo index."""
+        newline = self._newline()
+        if newline is None:
+            raise LimitExceeded("pickle-line", f"text argument longer than {MAX_LINE} bytes at {self.offset}")
+        return self._cut(newline)
+
+    def _text_line(self) -> bytes | Blob:
+        """A protocol-0 STRING/UNICODE argument: a `Blob` prefix when long, the rest skipped unbuffered."""
+        newline = self._newline()
+        if newline is not None:
+            return self._cut(newline)
+        start = self.offset
+        prefix = self.buf[self.pos : self.pos + KEEP]
+        size = self.lim - self.pos
+        self._advance_base(self.lim)
+        self.buf, self.pos, self.lim = b"", 0, 0
+        while True:
+            chunk = self._read(CHUNK)
+            if not chunk:
+                raise Malformed(self.offset, "data ends inside a text argument")
+            found = chunk.find(b"\n")
+            if found >= 0:
+                self.buf, self.pos, self.lim = chunk, found + 1, len(chunk)
+                return Blob(prefix, size + found, start)
+            size += len(chunk)
+            self._advance_base(len(chunk))
+
+    def _advance_base(self, dropped: int) -> None:
+        """Account for `dropped` bytes leaving the front of the buffer unbuffered."""
+        self.base += dropped
+        if self.fend != NOFRAME:
+            self.fend -= dropped
 
     def find_proto(self) -> int | None:
         """Advance to the next `PROTO 2..5` followed by an opcode byte (resynchronisation point)."""
@@ -538,7 +574,10 @@ class Machine:
         stack[-1] = self._call(stack[-1], args, "REDUCE")
 
     def _string(self) -> None:
-        data = self._line()
+        data = self._text_line()
+        if isinstance(data, Blob):
+            self.stack.append(data)
+            return
         if len(data) < 2 or data[0] != data[-1] or data[0] not in b"\"'":
             raise Malformed(self.at, "the STRING opcode argument must be quoted")
         self.stack.append(codecs.escape_decode(data[1:-1])[0].decode("latin-1"))
@@ -556,7 +595,8 @@ class Machine:
         self.stack.append(self._text(self._take(self._int(1)), "latin-1"))
 
     def _unicode(self) -> None:
-        self.stack.append(str(self._line(), "raw-unicode-escape"))
+        data = self._text_line()
+        self.stack.append(data if isinstance(data, Blob) else str(data, "raw-unicode-escape"))
 
     def _binunicode(self) -> None:
         self.stack.append(self._text(self._take(self._int(4)), "utf-8"))

@@ -202,6 +202,16 @@ ALLOWLIST = frozenset(
             "_rebuild_device_tensor_from_cpu_tensor".split()
         ),
         "torch._tensor._rebuild_from_type_v2",
+        # TorchScript archives: identity helpers that tag lists and values with their static type.
+        *(
+            f"torch.jit._pickle.{n}"
+            for n in "build_intlist build_tensorlist build_doublelist build_boollist build_tensor_from_id "
+            "restore_type_tag".split()
+        ),
+        # How torch pickles a sparse tensor's layout: a lookup among torch.layout values.
+        "torch.serialization._get_layout",
+        # Training scripts (fairseq and many others) store their parsed arguments in checkpoints.
+        "argparse.Namespace",
         "torch._tensor.Tensor",
         "torch.Tensor",
         "torch.Size",
@@ -219,7 +229,9 @@ ALLOWLIST = frozenset(
 
 #: Packages whose public or private CamelCase classes are trusted as classes (estimators, layers,
 #: optimisers), outside the sub-packages listed in `_FAMILY_EXCLUDED_PARTS`.
-CLASS_FAMILIES = ("sklearn", "xgboost", "lightgbm", "catboost", "torch.nn.modules", "torch.optim")
+#: `__torch__` names TorchScript classes, which torch.jit.load resolves from the archive's own code
+#: and plain unpicklers cannot import at all.
+CLASS_FAMILIES = ("sklearn", "xgboost", "lightgbm", "catboost", "torch.nn.modules", "torch.optim", "__torch__")
 _FAMILY_EXCLUDED_PARTS = frozenset(
     "tests testing _testing externals conftest _build_utils experimental datasets _show_versions".split()
 )
