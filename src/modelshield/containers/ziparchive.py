@@ -331,7 +331,7 @@ class ZipHandler(Handler):
                     f"central directory is corrupt after {len(entries)} entries; walking local headers",
                     offset=directory.cd_start,
                 )
-            elif len(entries) != directory.entries:
+            elif len(entries) != directory.entries and len(entries) <= limits.max_members:
                 yield ctx.finding(
                     BROKEN_DIRECTORY,
                     f"end record declares {directory.entries} entries, the directory holds {len(entries)}",
@@ -343,7 +343,8 @@ class ZipHandler(Handler):
                     f"{source.size - directory.eocd_end} bytes after the end of the archive",
                     offset=directory.eocd_end,
                 )
-        if len(entries) > limits.max_members:
+        over_limit = len(entries) > limits.max_members
+        if over_limit:
             entries = entries[: limits.max_members]
             yield ctx.finding(LIMIT_EXCEEDED, f"archive lists more than max_members={limits.max_members} members")
         for entry in entries:
@@ -352,7 +353,8 @@ class ZipHandler(Handler):
         body_end = directory.cd_start if directory else source.size
         # Without a usable directory every local header is a member; with one, unlisted headers are hidden.
         hidden_rule = HIDDEN_MEMBER if intact else None
-        extra = self._unlisted(source, entries, body_end, limits.max_members)
+        # Past the bound the unparsed listed members would look hidden: the bound is the finding.
+        extra = [] if over_limit else self._unlisted(source, entries, body_end, limits.max_members)
         if not entries and not extra and directory is None:
             raise ScanError("zip archive with neither a central directory nor a local header")
 

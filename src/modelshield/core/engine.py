@@ -114,13 +114,9 @@ class Engine:
             )
             return
         name = location.members[-1] if location.members else os.path.basename(location.path)
-        try:
-            detected = self.detect(source)
-        except ScanError as exc:
-            yield failure_finding(location, exc)
-            return
-        except Exception as exc:
-            yield Finding(NOT_ANALYSED, location, f"internal error while identifying content: {exc!r}")
+        detected, problems = self._identify(source)
+        if problems and not detected:
+            yield Finding(NOT_ANALYSED, location, "could not identify the content: " + "; ".join(problems))
             return
         if not detected:
             yield from self._unrecognised(source, location, name)

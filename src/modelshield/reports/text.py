@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 
 from rich.console import Console
 from rich.markup import escape
@@ -72,7 +73,9 @@ def summary_line(report: Report) -> str:
 
 def render(report: Report, verbose: bool = False, color: bool = False) -> str:
     buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=color, no_color=not color, width=120, highlight=False)
+    # On a terminal wrap to its width; in files and pipes never wrap, so each line stays greppable.
+    width = shutil.get_terminal_size((120, 24)).columns if color else 100_000
+    console = Console(file=buffer, force_terminal=color, no_color=not color, width=width, highlight=False)
     for result in report.files:
         _file(console, result, verbose)
     style = {0: "bold green", 1: "bold red", 2: "bold red"}[report.exit_code]
