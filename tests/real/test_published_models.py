@@ -1,9 +1,8 @@
 """Model files that real projects publish on PyPI must not raise false alarms.
 
-The packages of the `test` extra must be installed: a missing one fails rather than skips, since a
-false-alarm test that passes on an empty file list proves nothing. Those of the heavier `realmodels`
-extra are skipped, visibly, where it is not installed. The files are found through the installed
-distribution's file list; the packages themselves are never imported.
+The packages are in the `test` extra and must be installed: a missing one fails rather than skips,
+since a false-alarm test that passes on an empty file list proves nothing. The files are found through
+the installed distribution's file list; the packages themselves are never imported.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ class Package:
 
     suffixes: tuple[str, ...]
     count: int
-    extra: str = "test"
     #: the package's own classes its pickles build: unknown to modelshield until a user allowlists them
     trusted: frozenset[str] = frozenset()
 
@@ -41,7 +39,6 @@ PUBLISHED: dict[str, Package] = {
     "pyvi": Package(
         (".pkl",),
         4,
-        extra="realmodels",
         trusted=frozenset(
             {
                 "sklearn_crfsuite.estimator.CRF",
@@ -61,14 +58,10 @@ def installed(name: str) -> metadata.Distribution | None:
 
 
 def require(name: str) -> metadata.Distribution:
-    """The distribution; a missing test-extra package fails, a missing optional one skips."""
+    """The distribution; a missing one fails the test (see the module docstring)."""
     dist = installed(name)
     if dist is None:
-        extra = PUBLISHED[name].extra
-        message = f"{name} is not installed: pip install -e '.[{extra}]'"
-        if extra == "test":
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail(f"{name} is not installed: pip install -e '.[test]'")
     return dist
 
 
