@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 
 from modelshield import __version__
 from modelshield.core.engine import Engine
-from modelshield.core.policy import Policy
+from modelshield.core.files import walk_files
+from modelshield.core.policy import Policy, PolicyError
 from modelshield.core.report import FileResult, Report
+from modelshield.integrity.check import check_signature
+from modelshield.integrity.signing import SigningInputError, require_file
 from modelshield.registry import HANDLERS
-
-#: Version-control folders hold history, not models; they are skipped in folder scans.
-SKIPPED_DIRS = frozenset({".git", ".hg", ".svn"})
 
 Progress = Callable[[FileResult, int, int], None]
 
@@ -50,20 +50,11 @@ def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
         if not os.path.lexists(path):
             raise ScanInputError(f"no such file or directory: {path}")
         if os.path.isdir(path):
-            for name in _walk(path):
+            for name in walk_files(path):
                 add(name)
         else:
             add(path)
     return files
-
-
-def _walk(root: str) -> Iterator[str]:
-    for folder, dirs, names in os.walk(root, onerror=None):
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
-        for name in sorted(names):
-            full = os.path.join(folder, name)
-            if os.path.isfile(full):
-                yield full
 
 
 def _jobs(jobs: int | None, count: int) -> int:
@@ -77,14 +68,31 @@ def scan(
     *,
     jobs: int | None = None,
     progress: Progress | None = None,
+    public_key: str | None = None,
+    signature: str | None = None,
 ) -> Report:
-    """Scan files and folders; raises `ScanInputError` for a path that does not exist."""
+    """Scan files and folders; raises `ScanInputError` for a path that does not exist.
+
+    With a public key (here or the policy's `public-key`) each path is also a model whose signature is
+    verified (`signature`, for a single path, or the default place); failures are INT findings.
+    """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    models = [os.fspath(p) for p in paths]
     policy = policy or Policy()
+    public_key = public_key or policy.public_key
+    if public_key is None:
+        if policy.require_signature:
+            raise PolicyError("require-signature = true needs a public key: set public-key or pass --public-key")
+        if signature is not None:
+            raise SigningInputError("a signature can only be checked with a public key (--public-key)")
+    else:
+        require_file(public_key, "public key")
+        if signature is not None and len(models) != 1:
+            raise SigningInputError("--signature applies to one model: give exactly one path")
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
-    files = collect_files(paths)
+    files = collect_files(models)
     results: list[FileResult] = []
     workers = _jobs(jobs, len(files))
     if workers == 1:
@@ -99,4 +107,6 @@ def scan(
                 results.append(result)
                 if progress:
                     progress(result, len(results), len(files))
+    if public_key is not None:
+        results += [check_signature(model, public_key, policy, signature) for model in models]
     return Report(results, policy, __version__, started_at, time.perf_counter() - started)

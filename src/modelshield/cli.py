@@ -1,8 +1,8 @@
-"""The `modelshield` command line: scan, rules, explain.
+"""The `modelshield` command line: scan, rules, explain, and the integrity commands hash, sign, verify.
 
 stdout carries only the report (or the requested listing); logs, progress and errors go to stderr.
 Exit codes: 0 nothing at or above the failing severity, 1 findings at or above it, 2 usage errors and
-paths that do not exist or cannot be read.
+paths that do not exist or cannot be read. `verify` exits 1 when the model does not match its signature.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from modelshield.api import ScanInputError, scan
 from modelshield.core.policy import Policy, PolicyError, discover_policy, load_policy_file
 from modelshield.core.report import FileResult
 from modelshield.core.rules import CATALOGUE, Severity
+from modelshield.integrity.hashing import manifest, manifest_json, sha256sum_line
+from modelshield.integrity.signing import SigningInputError, VerificationError, sign_model, verify_model
 from modelshield.registry import ALLOWLISTS
 from modelshield.reports import RENDERERS
 
@@ -101,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan_cmd.add_argument("--no-color", action="store_true", help="plain text output even on a terminal")
     scan_cmd.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    scan_cmd.add_argument(
+        "--public-key",
+        metavar="KEY",
+        help="verify each PATH's model signature with this PEM public key (default: the policy's public-key); "
+        "failures are INT001/INT002 findings",
+    )
+    scan_cmd.add_argument(
+        "--signature", metavar="SIG", help="signature of the one PATH (default: model.sig in a folder, PATH.sig)"
+    )
 
     rules_cmd = commands.add_parser("rules", help="list every rule", description="List every rule.")
     rules_cmd.add_argument("-f", "--format", choices=["text", "json"], default="text", help="listing format")
@@ -109,6 +120,45 @@ def build_parser() -> argparse.ArgumentParser:
         "explain", help="show a rule's threat page", description="Show a rule's threat page."
     )
     explain_cmd.add_argument("rule", metavar="RULE_ID", help="e.g. SCN001 (see 'modelshield rules')")
+
+    hash_cmd = commands.add_parser(
+        "hash",
+        help="print a SHA-256 manifest of files and folders",
+        description="Print the SHA-256 of every file; a folder's files are named relative to it, so the text "
+        "format can be checked with 'sha256sum -c' from inside the folder.",
+    )
+    hash_cmd.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    hash_cmd.add_argument("-f", "--format", choices=["text", "json"], default="text", help="manifest format")
+
+    sign_cmd = commands.add_parser(
+        "sign",
+        help="sign a model (OpenSSF model signing format)",
+        description="Sign a model folder or file: the signature covers the SHA-256 of every file.",
+    )
+    sign_cmd.add_argument("path", metavar="PATH", help="model folder or file")
+    sign_cmd.add_argument("--private-key", required=True, metavar="KEY", help="PEM elliptic-curve private key")
+    sign_cmd.add_argument(
+        "-o", "--output", metavar="SIG", help="signature file (default: model.sig in the folder, or PATH.sig)"
+    )
+    sign_cmd.add_argument("--signing-certificate", metavar="CERT", help="PEM certificate of the private key")
+    sign_cmd.add_argument(
+        "--certificate-chain", action="append", default=[], metavar="CERT", help="PEM certificates up to the root"
+    )
+
+    verify_cmd = commands.add_parser(
+        "verify",
+        help="verify a model against its signature",
+        description="Verify a model folder or file against its OpenSSF model signature. Exit 0 when every "
+        "file matches, 1 when a file was modified, removed or added or the key does not match.",
+    )
+    verify_cmd.add_argument("path", metavar="PATH", help="model folder or file")
+    verify_cmd.add_argument("--public-key", metavar="KEY", help="PEM public key of the signer")
+    verify_cmd.add_argument(
+        "--certificate-chain", action="append", default=[], metavar="CERT", help="trusted PEM certificates"
+    )
+    verify_cmd.add_argument(
+        "--signature", metavar="SIG", help="signature file (default: model.sig in the folder, or PATH.sig)"
+    )
     return parser
 
 
@@ -165,8 +215,10 @@ def _run_scan(args: argparse.Namespace) -> int:
     interactive = sys.stderr.isatty() and not os.environ.get("CI") and not args.no_progress
     bar = _ProgressBar(interactive)
     try:
-        report = scan(args.paths, policy, jobs=args.jobs, progress=bar)
-    except ScanInputError as exc:
+        report = scan(
+            args.paths, policy, jobs=args.jobs, progress=bar, public_key=args.public_key, signature=args.signature
+        )
+    except (ScanInputError, SigningInputError) as exc:
         raise UsageError(str(exc)) from None
     finally:
         bar.close()
@@ -212,6 +264,45 @@ def _run_explain(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def _run_hash(args: argparse.Namespace) -> int:
+    for path in args.paths:
+        if not os.path.exists(path):
+            raise UsageError(f"no such file or directory: {path}")
+    try:
+        if args.format == "json":
+            print(json.dumps(manifest_json(manifest(args.paths)), indent=2))
+        else:
+            for entry in manifest(args.paths):
+                print(sha256sum_line(entry), flush=True)
+    except OSError as exc:
+        raise UsageError(f"cannot read {exc.filename}: {exc.strerror or exc}") from None
+    return EXIT_CLEAN
+
+
+def _run_sign(args: argparse.Namespace) -> int:
+    signature = sign_model(
+        args.path,
+        args.private_key,
+        args.output,
+        signing_certificate=args.signing_certificate,
+        certificate_chain=args.certificate_chain,
+    )
+    print(f"signed {args.path}: {signature}")
+    return EXIT_CLEAN
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    try:
+        signature = verify_model(
+            args.path, args.signature, public_key=args.public_key, certificate_chain=args.certificate_chain
+        )
+    except VerificationError as exc:
+        print(f"modelshield: verification failed: {exc}", file=sys.stderr)
+        return EXIT_FINDINGS
+    print(f"verified {args.path}: every file matches {signature}")
+    return EXIT_CLEAN
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, format="modelshield: %(message)s", level=logging.WARNING)
     parser = build_parser()
@@ -224,9 +315,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_rules(args)
         if args.command == "explain":
             return _run_explain(args)
+        if args.command == "hash":
+            return _run_hash(args)
+        if args.command == "sign":
+            return _run_sign(args)
+        if args.command == "verify":
+            return _run_verify(args)
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    except (UsageError, PolicyError) as exc:
+    except (UsageError, PolicyError, SigningInputError) as exc:
         print(f"modelshield: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

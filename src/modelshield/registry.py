@@ -22,13 +22,16 @@ from modelshield.core.rules import CATALOGUE
 from modelshield.core.scan_rules import ENGINE_RULES
 from modelshield.formats.gguf import GgufHandler
 from modelshield.formats.hdf5 import Hdf5Handler
-from modelshield.formats.keras import KerasConfigHandler
+from modelshield.formats.keras import KerasConfigHandler, KerasMetadataHandler
 from modelshield.formats.numpy_array import NpyHandler
 from modelshield.formats.onnx import OnnxHandler
 from modelshield.formats.pickle import PickleHandler
 from modelshield.formats.safetensors import SafetensorsHandler
+from modelshield.formats.safetensors_index import SafetensorsIndexHandler
 from modelshield.formats.savedmodel import SavedModelHandler
+from modelshield.formats.templates import ChatTemplateHandler, TokenizerConfigHandler
 from modelshield.formats.tflite import TfliteHandler
+from modelshield.integrity.rules import INTEGRITY_RULES
 
 HANDLERS: tuple[Handler, ...] = (
     ZipHandler(),
@@ -50,9 +53,14 @@ HANDLERS: tuple[Handler, ...] = (
     Hdf5Handler(),
     SavedModelHandler(),
     KerasConfigHandler(),
+    KerasMetadataHandler(),
+    SafetensorsIndexHandler(),
+    TokenizerConfigHandler(),
+    ChatTemplateHandler(),
 )
 
 CATALOGUE.register(ENGINE_RULES)
+CATALOGUE.register(INTEGRITY_RULES)
 for _handler in HANDLERS:
     CATALOGUE.register(_handler.rules)
 

@@ -364,6 +364,7 @@ class ZipHandler(Handler):
             yield from self._prefix(source, ctx, start)
         yield from self._overlaps(ctx, listed + extra)
 
+        yield from ctx.judge_listing([e.name for e in entries + extra])
         names = MemberNames()
         budget = [ARCHIVE_CRC_BUDGET]
         for entry in entries:

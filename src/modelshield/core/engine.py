@@ -62,11 +62,7 @@ class Engine:
                 if key in seen:  # the same error met by a container and again by the member's analyser
                     continue
                 seen.add(key)
-                finding, suppression = self.policy.apply(raw)
-                if suppression is None:
-                    result.findings.append(finding)
-                else:
-                    result.suppressed.append((finding, suppression))
+                result.record(raw, self.policy)
         finally:
             source.close()
         result.objects = self.objects

@@ -49,6 +49,12 @@ class Context:
         """Scan bytes that belong to this object itself (e.g. an archive's prefix) at this location."""
         return self.engine.scan_object(source, self.location, self.depth + 1)
 
+    def judge_listing(self, names: Sequence[str]) -> Iterator[Finding]:
+        """Let every handler judge an archive's member names as a whole (archive handlers call this once):
+        formats that are archives of a fixed layout, like `.keras`, report members that do not belong."""
+        for handler in self.engine.handlers:
+            yield from handler.check_listing(names, self)
+
 
 class Handler(ABC):
     """One format family. Register an instance in `modelshield.registry` to add a format."""
@@ -73,3 +79,8 @@ class Handler(ABC):
     @abstractmethod
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         """Yield findings as they are made, so an error later keeps what came before."""
+
+    def check_listing(self, names: Sequence[str], ctx: Context) -> Iterator[Finding]:
+        """Findings about an archive's member names, at the archive's context; only formats stored as
+        archives of a known layout have any (members are scanned on their own either way)."""
+        return iter(())

@@ -1,4 +1,4 @@
-"""Policy: failing severity, suppressions, severity overrides, limits and allowlists.
+"""Policy: failing severity, suppressions, severity overrides, limits, allowlists and signature checks.
 
 Read from `--policy FILE` (a standalone TOML file, or a pyproject.toml) or from `[tool.modelshield]` in
 the nearest pyproject.toml. Unknown keys are errors: a typo in a security gate must not pass silently.
@@ -50,6 +50,8 @@ class Policy:
     limits: Limits = field(default_factory=Limits)
     allow: Mapping[str, frozenset[str]] = field(default_factory=dict)
     source: str | None = None
+    public_key: str | None = None
+    require_signature: bool = False
 
     def allowed(self, key: str) -> frozenset[str]:
         """User-trusted entries of one allowlist (e.g. 'pickle-globals')."""
@@ -69,7 +71,7 @@ class Policy:
         return self if severity is None else replace(self, fail_on=severity)
 
 
-_TOP_KEYS = {"fail-on", "suppress", "severity", "limits", "allow"}
+_TOP_KEYS = {"fail-on", "suppress", "severity", "limits", "allow", "public-key", "require-signature"}
 
 
 def _check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
@@ -87,8 +89,14 @@ def _severity(value: Any, where: str) -> Severity:
         raise PolicyError(f"{where}: {exc}") from None
 
 
-def parse_policy(table: Mapping[str, Any], allowlists: Iterable[str], source: str | None = None) -> Policy:
-    """Validate a `[tool.modelshield]`-shaped table; `allowlists` are the keys handlers accept."""
+def parse_policy(
+    table: Mapping[str, Any], allowlists: Iterable[str], source: str | None = None, base_dir: Path | None = None
+) -> Policy:
+    """Validate a `[tool.modelshield]`-shaped table; `allowlists` are the keys handlers accept.
+
+    A relative `public-key` is resolved against `base_dir` (the policy file's folder), so that a policy
+    means the same thing from any working directory.
+    """
     where = source or "policy"
     _check_keys(table, _TOP_KEYS, where)
     fail_on = _severity(table.get("fail-on", "medium"), f"{where}: fail-on")
@@ -143,7 +151,16 @@ def parse_policy(table: Mapping[str, Any], allowlists: Iterable[str], source: st
             raise PolicyError(f"{where}: allow.{key} must be a list of non-empty strings")
         allow[key] = frozenset(entries)
 
-    return Policy(fail_on, tuple(suppressions), overrides, limits, allow, source)
+    public_key = table.get("public-key")
+    if public_key is not None and (not isinstance(public_key, str) or not public_key):
+        raise PolicyError(f"{where}: public-key must be the path of a PEM public key")
+    if public_key is not None and base_dir is not None:
+        public_key = str(base_dir / public_key)
+    require_signature = table.get("require-signature", False)
+    if not isinstance(require_signature, bool):
+        raise PolicyError(f"{where}: require-signature must be true or false")
+
+    return Policy(fail_on, tuple(suppressions), overrides, limits, allow, source, public_key, require_signature)
 
 
 def load_policy_file(path: Path, allowlists: Iterable[str]) -> Policy:
@@ -156,7 +173,7 @@ def load_policy_file(path: Path, allowlists: Iterable[str]) -> Policy:
         raise PolicyError(f"policy file {path} is not valid TOML: {exc}") from None
     if path.name == "pyproject.toml":
         data = data.get("tool", {}).get("modelshield", {})
-    return parse_policy(data, allowlists, str(path))
+    return parse_policy(data, allowlists, str(path), path.parent)
 
 
 def discover_policy(start: Path, allowlists: Iterable[str]) -> Policy | None:
@@ -169,5 +186,5 @@ def discover_policy(start: Path, allowlists: Iterable[str]) -> Policy | None:
             except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise PolicyError(f"cannot read {candidate}: {exc}") from None
             table = data.get("tool", {}).get("modelshield")
-            return None if table is None else parse_policy(table, allowlists, f"{candidate} [tool.modelshield]")
+            return None if table is None else parse_policy(table, allowlists, f"{candidate} [tool.modelshield]", folder)
     return None

@@ -36,6 +36,14 @@ class FileResult:
     def max_severity(self) -> Severity | None:
         return max((f.level for f in self.findings), default=None)
 
+    def record(self, finding: Finding, policy: Policy) -> None:
+        """Keep a finding with the policy's severity override, or set it aside if a suppression matches."""
+        finding, suppression = policy.apply(finding)
+        if suppression is None:
+            self.findings.append(finding)
+        else:
+            self.suppressed.append((finding, suppression))
+
 
 @dataclass
 class Report:

@@ -1,13 +1,31 @@
-"""ONNX models (a protobuf `ModelProto` without magic bytes): recognised by walking the top-level
-fields, not yet analysed (fail closed)."""
+"""ONNX models: operators that need native code supplied at load, and external-data references.
+
+An ONNX file cannot carry code, but it can name operators that only a custom-op library (a shared
+object the loader registers) implements, and it can point tensors at files anywhere: loaders that
+follow `external_data` have read arbitrary files (CVE-2022-25882, CVE-2024-27318, CVE-2026-27489).
+The model is parsed with the `onnx` package from bytes read here, so the package never opens an
+external file; external files are only `stat`ed, never read.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
+import onnx
+import onnx.defs
+from google.protobuf.message import DecodeError
+
+from modelshield.core.errors import LimitExceeded, ScanError
+from modelshield.core.findings import Finding
+from modelshield.core.handler import Context, Handler
+from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import Source
+from modelshield.formats._paths import escape_reason
 from modelshield.formats._protobuf import LEN, VARINT, WireError, fields, read_text
-from modelshield.formats._unanalysed import UnanalysedFormat
 
 #: ModelProto's top-level fields and their wire types (onnx.proto).
 MODEL_FIELDS = {
@@ -29,6 +47,139 @@ IR_VERSIONS = range(3, 65)
 #: Top-level fields walked before accepting; real models have a handful plus metadata_props.
 MAX_FIELDS = 4096
 _TEXT_FIELDS = (2, 3, 4)
+
+#: Domain names that mean the default ONNX operator set, besides the empty string.
+DEFAULT_DOMAIN_ALIASES = frozenset({"", "ai.onnx"})
+#: ONNX's own domains; `ai.onnx.training` is reserved by the spec and has no operators yet.
+RESERVED_DOMAINS = frozenset({"ai.onnx.training"})
+#: Domains of operators built into ONNX Runtime and its companion projects (onnxruntime constants.h,
+#: onnxruntime-extensions): they run code that ships with the runtime, not with the model.
+VENDOR_DOMAINS = frozenset(
+    {
+        "com.microsoft",
+        "com.microsoft.nchwc",
+        "com.microsoft.experimental",
+        "com.microsoft.dml",
+        "com.ms.internal.nhwc",
+        "org.pytorch.aten",
+        "com.intel.ai",
+        "com.xilinx",
+        "ai.onnx.contrib",
+    }
+)
+#: Keys ONNX defines for `external_data` (onnx.proto, TensorProto.external_data).
+EXTERNAL_KEYS = frozenset({"location", "offset", "length", "checksum", "basepath"})
+#: Nodes visited per model; real models have at most a few hundred thousand.
+MAX_NODES = 2_000_000
+#: Findings per rule, so a model with a million bad tensors stays a short report.
+MAX_FINDINGS_PER_RULE = 20
+
+_CUSTOM_OPS = (
+    "ONNX Runtime and other runtimes resolve each node by (domain, op type). Operators outside the "
+    "standard set run only if the application registers a custom-op library, a native shared object "
+    "(`SessionOptions.register_custom_ops_library`) or Python callbacks (onnxruntime-extensions `PyOp`)."
+)
+_OPS_REMEDIATION = (
+    "Find out which library implements the operators and review it as the code it is; load the model "
+    "only with libraries you trust. Prefer models that use standard ONNX operators only."
+)
+_EXTERNAL_REMEDIATION = (
+    "Do not load the model from a folder that holds anything else. Rewrite the external-data "
+    "references to plain file names next to the model (`onnx.external_data_helper`), or ask the "
+    "publisher for a corrected file; keep the `onnx` package at 1.21 or later."
+)
+
+CUSTOM_DOMAIN = Rule(
+    id="ONX001",
+    title="Operator from a custom domain needs native code at load",
+    severity=Severity.MEDIUM,
+    category=Category.INFERENCE_TIME_CODE,
+    overview="Nodes use an operator domain that is neither ONNX's own nor a known runtime vendor's. "
+    "The model only runs where a library implementing these operators is registered.",
+    attack=_CUSTOM_OPS + " A model that requires such a library is how an attacker gets users to "
+    "install and load their native code: the model is only the bait, the library is the payload.",
+    impact="Whatever the custom-op library does runs in the inference process with its privileges.",
+    remediation=_OPS_REMEDIATION,
+    example="A node `Decrypt` in domain `com.example.ops`, shipped with `libexample_ops.so`.",
+)
+
+VENDOR_DOMAIN = Rule(
+    id="ONX002",
+    title="Operator from a runtime vendor's domain",
+    severity=Severity.INFO,
+    category=Category.INFERENCE_TIME_CODE,
+    overview="Nodes use operators that ONNX Runtime or a companion project ships (`com.microsoft` "
+    "contrib ops, `org.pytorch.aten`, onnxruntime-extensions' `ai.onnx.contrib`...). Optimised and "
+    "quantised models use them routinely.",
+    attack=_CUSTOM_OPS + " Vendor operators come with the runtime itself, so they need no extra "
+    "library; they are listed so that the model's runtime requirements are known.",
+    impact="The model needs that runtime; no code is supplied by the model's publisher.",
+    remediation="Nothing to do if you use the named runtime; otherwise expect the model not to load.",
+    example="`Attention` and `SkipLayerNormalization` in domain `com.microsoft`.",
+)
+
+UNKNOWN_OPERATOR = Rule(
+    id="ONX003",
+    title="Unknown operator in a standard ONNX domain",
+    severity=Severity.MEDIUM,
+    category=Category.INFERENCE_TIME_CODE,
+    overview="A node uses an operator name that ONNX does not define in that standard domain, and no "
+    "model-local function of that name exists.",
+    attack=_CUSTOM_OPS + " Custom-op libraries can register operators under standard domains too, so "
+    "an unknown name in `ai.onnx` is a custom operator that passes a glance at its domain.",
+    impact="The model needs code from outside the model to run; that code runs in the inference process.",
+    remediation=_OPS_REMEDIATION,
+    example="A node `Exec` in the default domain.",
+)
+
+EXTERNAL_ESCAPE = Rule(
+    id="ONX004",
+    title="External data location escapes the model folder",
+    severity=Severity.HIGH,
+    category=Category.MODEL_DEPENDENCY,
+    overview="A tensor stores its data in an external file whose `location` is absolute, climbs out "
+    "of the model folder with `..`, is a URL, contains a NUL byte, or resolves outside the folder "
+    "through a symbolic link.",
+    attack="`onnx.load` and ONNX Runtime read external data relative to the model. Path traversal in "
+    "that lookup has been fixed repeatedly (CVE-2022-25882, CVE-2024-27318, CVE-2026-27489 for "
+    "symlinks); an older or hand-written loader reads `/etc/passwd`, SSH keys or cloud credentials into "
+    "a tensor, where model outputs or error messages can leak them.",
+    impact="Disclosure of arbitrary files readable by the loading process; loading fails or depends on "
+    "files that were never reviewed with the model.",
+    remediation=_EXTERNAL_REMEDIATION,
+    example="An initializer with `external_data {key: 'location' value: '../../.ssh/id_rsa'}`.",
+)
+
+EXTERNAL_INVALID = Rule(
+    id="ONX005",
+    title="Invalid external data reference",
+    severity=Severity.MEDIUM,
+    category=Category.MODEL_DEPENDENCY,
+    overview="An external-data entry is malformed (no `location`, an `offset` or `length` that is not "
+    "a non-negative integer, a key ONNX does not define) or its byte range lies outside the external "
+    "file found next to the model.",
+    attack="Unknown keys were set as attributes on onnx's `ExternalDataInfo` (CVE-2026-34445); ranges "
+    "past the end make memory-mapping loaders fault or read the wrong bytes; loaders disagree on "
+    "malformed entries, so the weights differ between tools.",
+    impact="Loader crashes, out-of-bounds reads, or weights that differ from what was reviewed.",
+    remediation=_EXTERNAL_REMEDIATION,
+    example="`offset: 4096`, `length: 1048576` against a 10 kB `model.onnx.data`.",
+)
+
+EXTERNAL_MISSING = Rule(
+    id="ONX006",
+    title="External data file not found next to the model",
+    severity=Severity.LOW,
+    category=Category.MODEL_DEPENDENCY,
+    overview="A tensor's external data file does not exist in the scanned model's folder, so its "
+    "contents and size could not be checked.",
+    attack="The file is fetched or placed separately at load time, from a source the scan never saw.",
+    impact="Part of the model was not reviewed; loading fails or uses whatever file is there at load time.",
+    remediation="Scan the model together with its external data files.",
+    example="`model.onnx` scanned alone while its initializers live in `model.onnx.data`.",
+)
+
+RULES = (CUSTOM_DOMAIN, VENDOR_DOMAIN, UNKNOWN_OPERATOR, EXTERNAL_ESCAPE, EXTERNAL_INVALID, EXTERNAL_MISSING)
 
 
 @dataclass(frozen=True)
@@ -53,20 +204,20 @@ def read_model(source: Source) -> OnnxModel | None:
     producer = ""
     has_graph = False
     try:
-        for index, field in enumerate(fields(source, 0, source.size, MAX_FIELDS)):
-            if MODEL_FIELDS.get(field.number) != field.wire_type:
+        for index, item in enumerate(fields(source, 0, source.size, MAX_FIELDS)):
+            if MODEL_FIELDS.get(item.number) != item.wire_type:
                 return None
             if index == 0:
-                if field.value not in IR_VERSIONS:
+                if item.value not in IR_VERSIONS:
                     return None
-                ir_version = field.value
-            elif field.number in _TEXT_FIELDS:
-                text = read_text(source, field, 4096)
+                ir_version = item.value
+            elif item.number in _TEXT_FIELDS:
+                text = read_text(source, item, 4096)
                 if text is None:
                     return None
-                if field.number == 2:
+                if item.number == 2:
                     producer = text
-            has_graph = has_graph or field.number == 7
+            has_graph = has_graph or item.number == 7
     except WireError:
         return None
     if ir_version is None or not has_graph:
@@ -74,17 +225,226 @@ def read_model(source: Source) -> OnnxModel | None:
     return OnnxModel(ir_version, producer)
 
 
-class OnnxHandler(UnanalysedFormat):
+@functools.cache
+def standard_operators() -> dict[str, frozenset[str]]:
+    """Operator names per standard domain, from the installed onnx package's schema registry.
+
+    The registry is used at run time rather than frozen into a data file: onnx is a dependency
+    anyway, its registry only ever grows, and an operator it does not know is also one its checker
+    and the runtimes built against it reject.
+    """
+    names: dict[str, set[str]] = {domain: set() for domain in RESERVED_DOMAINS}
+    for schema in onnx.defs.get_all_schemas_with_history():
+        names.setdefault(schema.domain, set()).add(schema.name)
+    return {domain: frozenset(ops) for domain, ops in names.items()}
+
+
+@dataclass
+class _OpUse:
+    """Nodes of one (domain, operator): how many, and where the first one is."""
+
+    count: int = 0
+    first: str = ""
+
+
+@dataclass
+class _Walk:
+    """Everything found while walking one model, aggregated so reports stay short."""
+
+    ops: dict[tuple[Rule, str, str], _OpUse] = field(default_factory=dict)
+    tensors: list[tuple[str, onnx.TensorProto]] = field(default_factory=list)
+    nodes: int = 0
+    #: the walk stopped at MAX_NODES
+    truncated: bool = False
+
+
+def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+
+
+def _attribute_tensors(attribute: onnx.AttributeProto) -> Iterator[onnx.TensorProto]:
+    if attribute.HasField("t"):
+        yield attribute.t
+    yield from attribute.tensors
+    sparse_tensors = [attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []
+    for sparse in (*sparse_tensors, *attribute.sparse_tensors):
+        yield sparse.values
+        yield sparse.indices
+
+
+class ModelWalker:
+    """Visits every node of the main graph, subgraphs, local functions and training graphs."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        self.functions = {(_domain(f.domain), f.name, f.overload) for f in model.functions}
+        self.standard = standard_operators()
+        self.result = _Walk()
+
+    def walk(self) -> _Walk:
+        """Walk iteratively: nesting depth costs no Python stack."""
+        model = self.model
+        pending: list[tuple[str, Iterable[onnx.NodeProto], Iterable[onnx.TensorProto]]] = []
+        pending.append((f"graph {model.graph.name!r}", model.graph.node, _graph_tensors(model.graph)))
+        for function in model.functions:
+            pending.append((f"function {function.domain}:{function.name}", function.node, ()))
+        for index, info in enumerate(model.training_info):
+            for part in ("initialization", "algorithm"):
+                graph = getattr(info, part)
+                pending.append((f"training_info[{index}].{part}", graph.node, _graph_tensors(graph)))
+        while pending:
+            where, graph_nodes, tensors = pending.pop()
+            self.result.tensors.extend((where, tensor) for tensor in tensors)
+            for node in graph_nodes:
+                self.result.nodes += 1
+                if self.result.nodes > MAX_NODES:
+                    self.result.truncated = True
+                    return self.result
+                node_where = f"{where} > node {node.name or node.op_type!r}"
+                self._classify(node, node_where)
+                for attribute in node.attribute:
+                    self.result.tensors.extend((node_where, t) for t in _attribute_tensors(attribute))
+                    subgraphs = [attribute.g] if attribute.HasField("g") else []
+                    for graph in (*subgraphs, *attribute.graphs):
+                        sub_where = f"{node_where}.{attribute.name}"
+                        pending.append((sub_where, graph.node, _graph_tensors(graph)))
+        return self.result
+
+    def _classify(self, node: onnx.NodeProto, where: str) -> None:
+        domain = _domain(node.domain)
+        if (domain, node.op_type, node.overload) in self.functions:
+            return  # a model-local function: its body is walked on its own
+        if domain in self.standard:
+            if node.op_type in self.standard[domain]:
+                return
+            rule = UNKNOWN_OPERATOR
+        else:
+            rule = VENDOR_DOMAIN if domain in VENDOR_DOMAINS else CUSTOM_DOMAIN
+        use = self.result.ops.setdefault((rule, domain, node.op_type), _OpUse(first=where))
+        use.count += 1
+
+
+def _domain(name: str) -> str:
+    return "" if name in DEFAULT_DOMAIN_ALIASES else name
+
+
+@dataclass(frozen=True)
+class _Problem:
+    rule: Rule
+    evidence: str
+
+
+def _nonnegative(value: str | None) -> int | None:
+    """A decimal offset or length as onnx parses it; None if it is not a non-negative integer."""
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
+
+
+class ExternalData:
+    """Checks external-data references; stats files next to a model on disk, never reads them."""
+
+    def __init__(self, folder: str | None) -> None:
+        self.folder = folder
+        self.problems: list[_Problem] = []
+        self.escapes: dict[tuple[str, str], list[str]] = {}
+        self.missing: dict[str, list[str]] = {}
+
+    def check(self, where: str, tensor: onnx.TensorProto) -> None:
+        external = tensor.data_location == onnx.TensorProto.EXTERNAL
+        if not external and not tensor.external_data:
+            return
+        entries: dict[str, str] = {}
+        what = f"{where}: tensor {tensor.name!r}"
+        for entry in tensor.external_data:
+            if entry.key not in EXTERNAL_KEYS or entry.key in entries:
+                kind = "undefined" if entry.key not in EXTERNAL_KEYS else "repeated"
+                self.problems.append(_Problem(EXTERNAL_INVALID, f"{what} has {kind} external_data key {entry.key!r}"))
+            entries[entry.key] = entry.value
+        location = entries.get("location")
+        if location is None:
+            if external:
+                self.problems.append(_Problem(EXTERNAL_INVALID, f"{what} is stored externally but names no location"))
+            return
+        for key in ("location", "basepath"):
+            reason = escape_reason(entries[key]) if key in entries else None
+            if reason is not None:
+                self.escapes.setdefault((entries[key], f"{key} {reason}"), []).append(what)
+                return
+        offset, length = (entries.get(key) for key in ("offset", "length"))
+        start, span = _nonnegative(offset), _nonnegative(length)
+        if (offset is not None and start is None) or (length is not None and span is None):
+            evidence = f"{what} has offset {offset!r} and length {length!r}; both must be non-negative integers"
+            self.problems.append(_Problem(EXTERNAL_INVALID, evidence))
+            return
+        size = self._size(location, what)
+        if size is None:
+            return
+        end = (start or 0) + (span if span is not None else max(size - (start or 0), 0))
+        if (start or 0) > size or end > size:
+            evidence = f"{what} reads bytes [{start or 0}, {end}) of {location!r}, which has {size} bytes"
+            self.problems.append(_Problem(EXTERNAL_INVALID, evidence))
+
+    def _size(self, location: str, what: str) -> int | None:
+        """The external file's size if it is next to the model; records a missing file or a link out."""
+        if self.folder is None:
+            return None
+        path = os.path.join(self.folder, location)
+        if not os.path.lexists(path):
+            self.missing.setdefault(location, []).append(what)
+            return None
+        folder = os.path.realpath(self.folder)
+        if os.path.commonpath([folder, os.path.realpath(path)]) != folder:
+            self.escapes.setdefault((location, "resolves outside the model folder through a link"), []).append(what)
+            return None
+        if not os.path.isfile(path):
+            self.problems.append(_Problem(EXTERNAL_INVALID, f"{what}: external data {location!r} is not a file"))
+            return None
+        return os.stat(path).st_size
+
+
+class OnnxHandler(Handler):
     name = "onnx"
     label = "ONNX model"
     extensions = frozenset({".onnx"})
-    unchecked = "custom operator domains, external-data paths and model-local functions"
+    rules = RULES
 
     def detect(self, source: Source) -> bool:
         return read_model(source) is not None
 
-    def describe(self, source: Source) -> str:
-        model = read_model(source)
-        assert model is not None
-        producer = f" from {model.producer!r}" if model.producer else ""
-        return f"ONNX model (IR version {model.ir_version}){producer}"
+    def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
+        limit = ctx.policy.limits.max_buffer_bytes
+        if source.size > limit:
+            raise LimitExceeded("max_buffer_bytes", f"ONNX model of {source.size} bytes exceeds {limit}; not parsed")
+        try:
+            model = onnx.load_model_from_string(source.read_at(0, source.size))
+        except DecodeError as exc:
+            raise ScanError(f"malformed ONNX protobuf: {exc}") from exc
+        walk = ModelWalker(model).walk()
+        findings: list[tuple[Rule, str, dict[str, Any]]] = []
+        for (rule, domain, op_type), use in sorted(walk.ops.items(), key=lambda item: (item[0][0].id, *item[0][1:])):
+            shown = f"domain {domain!r}" if domain else "the default domain"
+            evidence = f"{use.count} node(s) of operator {op_type!r} in {shown}; first at {use.first}"
+            findings.append((rule, evidence, {"domain": domain, "op_type": op_type, "nodes": use.count}))
+        # External files are only looked at next to a model on disk, not inside an archive.
+        folder = None if ctx.location.members else os.path.dirname(ctx.location.path) or "."
+        external = ExternalData(folder)
+        for where, tensor in walk.tensors:
+            external.check(where, tensor)
+        for (location, reason), tensors in external.escapes.items():
+            evidence = f"external data {location!r} {reason} ({len(tensors)} tensor(s); first: {tensors[0]})"
+            findings.append((EXTERNAL_ESCAPE, evidence, {"location": location}))
+        findings += [(p.rule, p.evidence, {}) for p in external.problems]
+        for location, tensors in external.missing.items():
+            evidence = f"external data file {location!r} is missing ({len(tensors)} tensor(s); first: {tensors[0]})"
+            findings.append((EXTERNAL_MISSING, evidence, {"location": location}))
+        counts: dict[str, int] = {}
+        for rule, evidence, details in findings:
+            count = counts[rule.id] = counts.get(rule.id, 0) + 1
+            if count <= MAX_FINDINGS_PER_RULE:
+                yield ctx.finding(rule, evidence, **details)
+            elif count == MAX_FINDINGS_PER_RULE + 1:
+                yield ctx.finding(rule, f"further {rule.id} findings in this model are not listed")
+        if walk.truncated:
+            raise LimitExceeded("max_nodes", f"more than {MAX_NODES} ONNX nodes; the rest were not analysed")

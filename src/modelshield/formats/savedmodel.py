@@ -1,16 +1,32 @@
-"""TensorFlow SavedModel `saved_model.pb`: recognised by its protobuf structure, not yet analysed
-(fail closed).
+"""TensorFlow SavedModel (`saved_model.pb`, `saved_model.pbtxt`): every op of every meta graph and of
+its whole function library, judged by the operator catalogue, without TensorFlow.
+
+Real ops live in the function library (the top-level graph of a TF2 SavedModel only holds
+placeholders and calls), so every FunctionDef is walked. The checkpoint ops of the generated save
+and restore functions are not findings; they are identified by reachability, not by name: the
+`saver_def` names the graph nodes that save and restore, and only nodes and functions reachable
+from them and from nothing else (no other graph node, no other library function, no function the
+object graph exposes) are exempt, so an attacker cannot launder a `SaveV2` by naming a function
+`__inference__traced_save_1` or by calling the real save function from a serving function.
 
 No file-name suffix is claimed: `.pb` also names frozen GraphDefs, ONNX test tensors and the
-`fingerprint.pb` / `keras_metadata.pb` files beside every SavedModel, so claiming it would turn
-those into false mismatch findings.
+`fingerprint.pb` / `keras_metadata.pb` files beside every SavedModel.
 """
 
 from __future__ import annotations
 
-from modelshield.core.source import Source
+import codecs
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from modelshield.core.errors import LimitExceeded, ScanError
+from modelshield.core.findings import Finding
+from modelshield.core.handler import Context, Handler
+from modelshield.core.source import BytesSource, Source
+from modelshield.formats import tensorflow_ops
 from modelshield.formats._protobuf import LEN, VARINT, Field, WireError, fields
-from modelshield.formats._unanalysed import UnanalysedFormat
 
 #: `SavedModel.saved_model_schema_version`; TensorFlow has only ever written 1.
 SCHEMA_VERSIONS = range(1, 65)
@@ -18,6 +34,12 @@ SCHEMA_VERSIONS = range(1, 65)
 #: asset_file_def, object_graph_def) are all messages.
 META_GRAPH_FIELDS = range(1, 8)
 MAX_FIELDS = 65536
+#: Nesting of function references inside attribute values (NameAttrList.attr holds AttrValues);
+#: TensorFlow writes two or three levels, deeper is refused rather than skipped.
+MAX_ATTR_DEPTH = 8
+#: Text-format SavedModels are debugging artefacts; parsing one builds a tree in memory.
+MAX_TEXT_BYTES = 64 * 1024 * 1024
+MAX_TEXT_DEPTH = 64
 
 
 def count_meta_graphs(source: Source) -> int | None:
@@ -32,12 +54,12 @@ def count_meta_graphs(source: Source) -> int | None:
         return None
     meta_graphs: list[Field] = []
     try:
-        for index, field in enumerate(fields(source, 0, source.size, MAX_FIELDS)):
+        for index, item in enumerate(fields(source, 0, source.size, MAX_FIELDS)):
             if index == 0:
-                if field.wire_type != VARINT or field.value not in SCHEMA_VERSIONS:
+                if item.wire_type != VARINT or item.value not in SCHEMA_VERSIONS:
                     return None
-            elif field.number == 2 and field.wire_type == LEN:
-                meta_graphs.append(field)
+            elif item.number == 2 and item.wire_type == LEN:
+                meta_graphs.append(item)
             else:
                 return None
         if not meta_graphs:
@@ -53,13 +75,355 @@ def count_meta_graphs(source: Source) -> int | None:
     return len(meta_graphs) if seen & {1, 2} else None
 
 
-class SavedModelHandler(UnanalysedFormat):
+_TEXT_START = re.compile(rb"\A\s*(?:#[^\n]*\n\s*)*(?:saved_model_schema_version\s*:\s*\d+\s*)?meta_graphs\s*[{<]")
+
+
+def is_text_saved_model(source: Source) -> bool:
+    """A text-format SavedModel starts with the schema version and/or the first `meta_graphs` block."""
+    return _TEXT_START.match(source.head(4096)) is not None
+
+
+# -- one view of binary and text messages -----------------------------------------------------------
+
+#: Fields used, as (number, text-format name); both encodings are read through the same code.
+META_GRAPHS = (2, "meta_graphs")
+GRAPH_DEF, SAVER_DEF, OBJECT_GRAPH_DEF = (2, "graph_def"), (3, "saver_def"), (7, "object_graph_def")
+NODE, LIBRARY = (1, "node"), (2, "library")
+FUNCTION, GRADIENT = (1, "function"), (2, "gradient")
+SIGNATURE, NODE_DEF = (1, "signature"), (3, "node_def")
+NAME, OP, INPUT, ATTR = (1, "name"), (2, "op"), (3, "input"), (5, "attr")
+KEY, VALUE = (1, "key"), (2, "value")
+LIST, S, FUNC, LIST_FUNC = (1, "list"), (2, "s"), (10, "func"), (9, "func")
+GRADIENT_NAMES = ((1, "function_name"), (2, "gradient_func"))
+SAVE_TENSOR, RESTORE_OP = (2, "save_tensor_name"), (3, "restore_op_name")
+OBJECT_NODES, CONCRETE_FUNCTIONS = (1, "nodes"), (2, "concrete_functions")
+SAVED_FUNCTION, BARE_FUNCTION = (6, "function"), (8, "bare_concrete_function")
+CONCRETE_NAMES, BARE_NAME = (1, "concrete_functions"), (1, "concrete_function_name")
+
+FieldId = tuple[int, str]
+
+
+class Message(Protocol):
+    def messages(self, field_id: FieldId) -> Iterator[Message]: ...
+
+    def strings(self, field_id: FieldId) -> Iterator[str]: ...
+
+
+class WireMessage:
+    """A binary message: walks its fields each time one is asked for (cheap: payloads are skipped)."""
+
+    def __init__(self, source: Source, start: int, end: int) -> None:
+        self.source, self.start, self.end = source, start, end
+
+    def _fields(self, number: int) -> Iterator[Field]:
+        # Every field takes at least two bytes, so this limit walks the whole message.
+        for item in fields(self.source, self.start, self.end, (self.end - self.start) // 2 + 1):
+            if item.number == number:
+                if item.wire_type != LEN:
+                    raise WireError(f"field {number} at offset {item.offset} is not length-delimited")
+                yield item
+
+    def messages(self, field_id: FieldId) -> Iterator[Message]:
+        for item in self._fields(field_id[0]):
+            yield WireMessage(self.source, item.offset, item.offset + item.value)
+
+    def strings(self, field_id: FieldId) -> Iterator[str]:
+        for item in self._fields(field_id[0]):
+            yield self.source.read_at(item.offset, item.value).decode("utf-8", "replace")
+
+
+@dataclass
+class TextMessage:
+    """A text-format message: the fields the analyser reads, by name."""
+
+    values: dict[str, list[str | TextMessage]] = field(default_factory=dict)
+
+    def messages(self, field_id: FieldId) -> Iterator[Message]:
+        return (v for v in self.values.get(field_id[1], ()) if isinstance(v, TextMessage))
+
+    def strings(self, field_id: FieldId) -> Iterator[str]:
+        return (v for v in self.values.get(field_id[1], ()) if isinstance(v, str))
+
+
+#: Text-format fields worth keeping; everything else (tensors, shapes, object graph details) is
+#: tokenised and dropped, so memory follows what the analysis needs.
+_TEXT_KEEP = frozenset(
+    name
+    for _, name in (
+        META_GRAPHS,
+        GRAPH_DEF,
+        SAVER_DEF,
+        OBJECT_GRAPH_DEF,
+        NODE,
+        LIBRARY,
+        FUNCTION,
+        GRADIENT,
+        SIGNATURE,
+        NODE_DEF,
+        NAME,
+        OP,
+        INPUT,
+        ATTR,
+        KEY,
+        VALUE,
+        LIST,
+        S,
+        FUNC,
+        *GRADIENT_NAMES,
+        SAVE_TENSOR,
+        RESTORE_OP,
+        OBJECT_NODES,
+        CONCRETE_FUNCTIONS,
+        SAVED_FUNCTION,
+        BARE_FUNCTION,
+        BARE_NAME,
+    )
+)
+_TOKENS = re.compile(
+    rb"""\s+|\#[^\n]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[{}<>\[\]:;,]|[^\s{}<>\[\]:;,"'\#]+""", re.DOTALL
+)
+_IDENTIFIER = re.compile(rb"[A-Za-z_]\w*")
+
+
+def parse_text(data: bytes) -> TextMessage:
+    """Parse protobuf text format into nested `TextMessage`s, iteratively and within bounds.
+
+    Accepts what `text_format` writes (`name: value`, `name { ... }`, `name < ... >`, scalar lists
+    `[a, b]`, comments, `;`/`,` separators); anything else is a `WireError` (fail closed).
+    """
+    root = TextMessage()
+    stack: list[TextMessage | None] = [root]
+    name: bytes | None = None
+    in_list = False
+    pos = 0
+    while pos < len(data):
+        match = _TOKENS.match(data, pos)
+        if match is None:
+            raise WireError(f"unexpected character at offset {pos} of the text SavedModel")
+        token, pos = match.group(), match.end()
+        if token[:1].isspace() or token[:1] == b"#":
+            continue
+        if name is None:
+            if token in (b"}", b">"):
+                if len(stack) == 1:
+                    raise WireError(f"unbalanced '{token.decode()}' at offset {match.start()}")
+                stack.pop()
+            elif token == b"[":  # an extension or Any type URL: `[type.googleapis.com/x.Y] { ... }`
+                end = data.find(b"]", pos)
+                if end < 0:
+                    raise WireError(f"unterminated '[' at offset {match.start()}")
+                name, pos = data[match.start() : end + 1], end + 1
+            elif token not in (b",", b";"):
+                if not _IDENTIFIER.fullmatch(token):
+                    raise WireError(f"expected a field name at offset {match.start()}")
+                name = token
+            continue
+        parent = stack[-1]
+        key = name.decode()
+        if token == b":" and not in_list:
+            continue
+        if token in (b"{", b"<") and not in_list:
+            child = TextMessage() if parent is not None and key in _TEXT_KEEP else None
+            if child is not None and parent is not None:
+                parent.values.setdefault(key, []).append(child)
+            stack.append(child)
+            if len(stack) > MAX_TEXT_DEPTH:
+                raise LimitExceeded("max_depth", f"text SavedModel nested deeper than {MAX_TEXT_DEPTH}")
+            name = None
+        elif token == b"[" and not in_list:
+            in_list = True
+        elif token == b"]" and in_list:
+            in_list, name = False, None
+        elif token == b"," and in_list:
+            continue
+        elif token[:1] in b"{}<>[]:;,":
+            raise WireError(f"unexpected '{token.decode()}' at offset {match.start()}")
+        else:
+            if parent is not None and key in _TEXT_KEEP:
+                parent.values.setdefault(key, []).append(_scalar(token))
+            if not in_list:
+                name = None
+    if len(stack) != 1 or name is not None:
+        raise WireError("the text SavedModel ends inside a message")
+    return root
+
+
+def _scalar(token: bytes) -> str:
+    if token[:1] in (b'"', b"'"):
+        return codecs.escape_decode(token[1:-1])[0].decode("utf-8", "replace")
+    return token.decode("utf-8", "replace")
+
+
+# -- the graph model -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    name: str
+    op: str
+    inputs: list[str]
+    calls: list[str]
+    strings: dict[str, list[str]]
+
+
+@dataclass
+class MetaGraph:
+    nodes: list[Node]
+    functions: dict[str, list[Node]]
+    #: functions referenced from outside the graph: gradients and those the object graph exposes
+    exposed: set[str]
+    #: graph nodes the saver runs: its save tensor's and its restore op's
+    saver_roots: list[str]
+
+
+def _attr_values(value: Message, depth: int, calls: list[str], strings: list[str]) -> None:
+    """Collect function names and strings of one AttrValue (`func`, `list.func`, `s`, `list.s`)."""
+    if depth > MAX_ATTR_DEPTH:
+        raise WireError(f"attribute values nested deeper than {MAX_ATTR_DEPTH}")
+    strings.extend(value.strings(S))
+    funcs = list(value.messages(FUNC))
+    for listed in value.messages(LIST):
+        strings.extend(listed.strings(S))
+        funcs.extend(listed.messages(LIST_FUNC))
+    for func in funcs:
+        calls.extend(func.strings(NAME))
+        for entry in func.messages(ATTR):
+            for inner in entry.messages(VALUE):
+                _attr_values(inner, depth + 1, calls, [])
+
+
+def read_node(message: Message) -> Node:
+    name = next(message.strings(NAME), "")
+    op = next(message.strings(OP), "")
+    calls: list[str] = []
+    strings: dict[str, list[str]] = {}
+    for entry in message.messages(ATTR):
+        values: list[str] = []
+        for value in entry.messages(VALUE):
+            _attr_values(value, 0, calls, values)
+        if values and op in tensorflow_ops.JUDGED_OPS:
+            strings[next(entry.strings(KEY), "")] = values
+    inputs = [text.lstrip("^").split(":", 1)[0] for text in message.strings(INPUT)]
+    return Node(name, op, inputs, calls, strings)
+
+
+def read_meta_graph(meta: Message) -> MetaGraph:
+    nodes: list[Node] = []
+    functions: dict[str, list[Node]] = {}
+    exposed: set[str] = set()
+    for graph in meta.messages(GRAPH_DEF):
+        nodes += (read_node(node) for node in graph.messages(NODE))
+        for library in graph.messages(LIBRARY):
+            for function in library.messages(FUNCTION):
+                name = next((n for sig in function.messages(SIGNATURE) for n in sig.strings(NAME)), "")
+                functions.setdefault(name, []).extend(read_node(node) for node in function.messages(NODE_DEF))
+            for gradient in library.messages(GRADIENT):
+                for field_id in GRADIENT_NAMES:
+                    exposed.update(gradient.strings(field_id))
+    for objects in meta.messages(OBJECT_GRAPH_DEF):
+        for entry in objects.messages(CONCRETE_FUNCTIONS):
+            exposed.update(entry.strings(KEY))
+        for obj in objects.messages(OBJECT_NODES):
+            for saved in obj.messages(SAVED_FUNCTION):
+                exposed.update(saved.strings(CONCRETE_NAMES))
+            for bare in obj.messages(BARE_FUNCTION):
+                exposed.update(bare.strings(BARE_NAME))
+    saver_roots = [
+        text.split(":", 1)[0]
+        for saver in meta.messages(SAVER_DEF)
+        for f in (SAVE_TENSOR, RESTORE_OP)
+        for text in saver.strings(f)
+    ]
+    return MetaGraph(nodes, functions, exposed, saver_roots)
+
+
+def read_saved_model(root: Message) -> list[MetaGraph]:
+    return [read_meta_graph(meta) for meta in root.messages(META_GRAPHS)]
+
+
+# -- which checkpoint ops belong to the saver ------------------------------------------------------------
+
+
+def _ancestors(by_name: dict[str, Node], roots: Iterable[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = [r for r in roots if r in by_name]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(i for i in by_name[name].inputs if i in by_name and i not in seen)
+    return seen
+
+
+def _callees(functions: dict[str, list[Node]], roots: Iterable[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = [r for r in roots if r in functions]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            for node in functions[name]:
+                todo.extend(c for c in (*node.calls, node.op) if c in functions and c not in seen)
+    return seen
+
+
+def _node_calls(nodes: Iterable[Node]) -> list[str]:
+    return [c for node in nodes for c in (*node.calls, node.op)]
+
+
+def saver_only(meta: MetaGraph) -> tuple[set[str], set[str]]:
+    """Graph nodes and library functions that only the saver reaches: their checkpoint ops are the
+    generated save/restore machinery (TF2 `__inference__traced_save_N`, TF1 `save/SaveV2`)."""
+    by_name = {node.name: node for node in meta.nodes}
+    saver = _ancestors(by_name, meta.saver_roots)
+    others = _ancestors(by_name, (name for name in by_name if name not in saver))
+    saver_nodes = saver - others
+    saver_functions = _callees(meta.functions, _node_calls(by_name[n] for n in saver_nodes))
+    other_roots = [
+        *_node_calls(node for node in meta.nodes if node.name not in saver_nodes),
+        *(name for name in meta.functions if name not in saver_functions),
+        *meta.exposed,
+    ]
+    return saver_nodes, saver_functions - _callees(meta.functions, other_roots)
+
+
+def judge_meta_graph(meta: MetaGraph, index: int, uses: tensorflow_ops.OpUses) -> None:
+    saver_nodes, saver_functions = saver_only(meta)
+    prefix = f"meta graph {index}: " if index else ""
+    places = [(f"{prefix}graph", meta.nodes, saver_nodes, False)]
+    places += [
+        (f"{prefix}function {name}", nodes, set(), name in saver_functions) for name, nodes in meta.functions.items()
+    ]
+    for place, nodes, exempt_nodes, exempt_all in places:
+        for node in nodes:
+            if node.op in meta.functions:
+                continue  # a call of a library function, judged where it is defined
+            if node.op in tensorflow_ops.CHECKPOINT_OPS and (exempt_all or node.name in exempt_nodes):
+                continue
+            uses.add(node.op, place, node.strings)
+
+
+class SavedModelHandler(Handler):
     name = "savedmodel"
     label = "TensorFlow SavedModel"
-    unchecked = "graph and function-library operators (PyFunc, ReadFile/WriteFile, custom ops)"
+    rules = tensorflow_ops.RULES
+    allowlists = (tensorflow_ops.CUSTOM_OPS_ALLOWLIST,)
 
     def detect(self, source: Source) -> bool:
-        return count_meta_graphs(source) is not None
+        return count_meta_graphs(source) is not None or is_text_saved_model(source)
 
-    def describe(self, source: Source) -> str:
-        return f"TensorFlow SavedModel protobuf with {count_meta_graphs(source)} meta graph(s)"
+    def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
+        text = count_meta_graphs(source) is None
+        limit = MAX_TEXT_BYTES if text else ctx.engine.limits.max_buffer_bytes
+        if source.size > limit:
+            raise LimitExceeded("max_buffer_bytes", f"SavedModel of {source.size} bytes is over {limit}")
+        data = source.read_at(0, source.size)
+        try:
+            root: Message = parse_text(data) if text else WireMessage(BytesSource(data), 0, len(data))
+            meta_graphs = read_saved_model(root)
+        except WireError as exc:
+            raise ScanError(f"malformed SavedModel: {exc}") from exc
+        uses = tensorflow_ops.OpUses(ctx.policy.allowed(tensorflow_ops.CUSTOM_OPS_ALLOWLIST))
+        for index, meta in enumerate(meta_graphs):
+            judge_meta_graph(meta, index, uses)
+        yield from uses.findings(ctx, "op", self.name)

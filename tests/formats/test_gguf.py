@@ -1,0 +1,209 @@
+"""GGUF analysis: files written by llama.cpp's gguf package are clean; hostile counts, lengths, types
+and offsets are findings without allocating what they claim; chat templates in metadata are analysed."""
+
+from __future__ import annotations
+
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelshield import FileResult, scan_file
+from modelshield.core.rules import Severity
+from modelshield.formats import gguf as gguf_format
+from tests.conftest import ScanData
+from tests.formats.test_templates import LLAMA_3_1
+
+gguf = pytest.importorskip("gguf")
+
+
+def rule_ids(result: FileResult) -> list[str]:
+    return sorted(f.rule_id for f in result.findings)
+
+
+def written(path: Path, template: str = LLAMA_3_1, **extra: str) -> Path:
+    """A small llama-architecture GGUF as llama.cpp's converter writes one."""
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-llama")
+    writer.add_context_length(2048)
+    writer.add_block_count(1)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(["<s>", "</s>", "hello", "world"])
+    writer.add_token_scores([0.0, 0.0, -1.5, -2.5])
+    writer.add_array("x.nested", [[1, 2], [3]])
+    writer.add_chat_template(template)
+    for name, value in extra.items():
+        writer.add_string(name, value)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 32), dtype=np.float32))
+    writer.add_tensor("blk.0.attn_q.weight", np.zeros((32, 32), dtype=np.float16))
+    writer.add_tensor("output_norm.weight", np.ones(32, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+# -- a hand-written GGUF for hostile variants -------------------------------------------------------
+
+
+def gstr(text: str | bytes) -> bytes:
+    raw = text.encode() if isinstance(text, str) else text
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def kv_u32(key: str, value: int) -> bytes:
+    return gstr(key) + struct.pack("<II", 4, value)
+
+
+def kv_str(key: str, value: str) -> bytes:
+    return gstr(key) + struct.pack("<I", 8) + gstr(value)
+
+
+def tensor_info(name: str, shape: tuple[int, ...], ggml_type: int = 0, offset: int = 0) -> bytes:
+    return (
+        gstr(name)
+        + struct.pack("<I", len(shape))
+        + struct.pack(f"<{len(shape)}Q", *shape)
+        + struct.pack("<IQ", ggml_type, offset)
+    )
+
+
+def build(
+    kvs: list[bytes], infos: list[bytes], data: bytes = b"", alignment: int = 32, counts: tuple[int, int] | None = None
+) -> bytes:
+    n_tensors, n_kvs = counts or (len(infos), len(kvs))
+    body = b"GGUF" + struct.pack("<IQQ", 3, n_tensors, n_kvs) + b"".join(kvs) + b"".join(infos)
+    body += b"\0" * (-len(body) % alignment)
+    return body + data
+
+
+def test_file_written_by_the_gguf_package_is_clean(tmp_path: Path) -> None:
+    result = scan_file(str(written(tmp_path / "tiny.gguf")))
+    assert result.format == "gguf"
+    assert result.findings == []
+
+
+def test_hand_built_file_is_clean(scan_data: ScanData) -> None:
+    data = build(
+        [kv_u32("general.alignment", 64)], [tensor_info("a", (16,)), tensor_info("b", (4,), offset=64)], b"\0" * 80, 64
+    )
+    assert scan_data(data, "model.gguf").findings == []
+
+
+def test_big_endian_file_is_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "be.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama", endianess=gguf.GGUFEndian.BIG)
+    writer.add_chat_template("{{ lipsum.__globals__ }}")
+    writer.add_tensor("w", np.zeros(32, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert rule_ids(scan_file(str(path))) == ["TPL001", "TPL003"]
+
+
+def test_hostile_chat_templates_are_critical(tmp_path: Path) -> None:
+    path = written(
+        tmp_path / "evil.gguf",
+        **{"tokenizer.chat_template.tool_use": "{{ cycler.__init__.__globals__.os.popen('id').read() }}"},
+    )
+    result = scan_file(str(path))
+    critical = [f for f in result.findings if f.level is Severity.CRITICAL]
+    assert {f.rule_id for f in critical} == {"TPL001", "TPL002"}
+    assert all(f.location.display.endswith("!tokenizer.chat_template.tool_use") for f in critical)
+
+
+def test_unparseable_template_fails_closed(tmp_path: Path) -> None:
+    result = scan_file(str(written(tmp_path / "m.gguf", template="{% if messages %}")))
+    assert rule_ids(result) == ["TPL006"]
+
+
+def test_oversized_template_is_skipped_not_read(scan_data: ScanData, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gguf_format.templates, "MAX_TEMPLATE_CHARS", 10)
+    result = scan_data(build([kv_str("tokenizer.chat_template", "{{ messages }}" * 5)], []), "m.gguf")
+    assert rule_ids(result) == ["TPL006"]
+
+
+# -- hostile structure -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "evidence"),
+    [
+        (build([], [], counts=(0, 2**60)), "declares 1152921504606846976 metadata keys"),
+        (build([], [], counts=(2**62, 0)), "declares 4611686018427387904 tensors"),
+        (build([gstr("k") + struct.pack("<IIQ", 9, 0, 2**61)], []), "elements in k"),
+        (build([gstr("k") + struct.pack("<IIQ", 9, 8, 2**40)], []), "strings in k"),
+        (build([gstr("k") + struct.pack("<IQ", 8, 2**50)], []), "k needs 1125899906842624 bytes"),
+        (build([struct.pack("<Q", 2**63) + b"k"], []), "metadata key needs 9223372036854775808 bytes"),
+        (build([gstr("k") + struct.pack("<I", 13)], []), "unknown value type 13"),
+        (build([gstr("k") + struct.pack("<II", 9, 77) + struct.pack("<Q", 1)], []), "unknown array element type 77"),
+        (build([gstr("k") + struct.pack("<IIQ", 9, 9, 1) + struct.pack("<IQ", 9, 1) * 6], []), "nested more than"),
+        (build([kv_u32("general.alignment", 24)], []), "not a power of two"),
+        (build([gstr("general.alignment") + struct.pack("<IQ", 10, 32)], []), "not UINT32"),
+        (build([], [tensor_info("w", (1, 1, 1, 1, 1))]), "has 5 dimensions"),
+    ],
+)
+def test_malformed_metadata(scan_data: ScanData, data: bytes, evidence: str) -> None:
+    started = time.perf_counter()
+    result = scan_data(data, "model.gguf")
+    assert time.perf_counter() - started < 5
+    assert [f.rule_id for f in result.findings] == ["GGF001"]
+    assert evidence in result.findings[0].evidence
+
+
+@pytest.mark.parametrize(
+    ("infos", "data", "evidence"),
+    [
+        ([tensor_info("w", (2**40, 2**40))], b"", "overflows 64-bit"),
+        ([tensor_info("w", (4,), ggml_type=4)], b"\0" * 32, "unknown ggml type 4"),
+        ([tensor_info("w", (30,), ggml_type=2)], b"\0" * 32, "not whole Q4_0 blocks of 32"),
+        ([tensor_info("w", (4,), offset=1)], b"\0" * 64, "is not 32-byte aligned"),
+        ([tensor_info("w", (64,))], b"\0" * 32, "runs past the 32-byte data section"),
+        ([tensor_info("a", (16,)), tensor_info("b", (8,), offset=32)], b"\0" * 64, "overlaps earlier tensor"),
+        ([tensor_info("a", (4,)), tensor_info("b", (4,), offset=64)], b"\0" * 96, "leaves 48 unreferenced bytes"),
+        ([tensor_info("x" * 64, (4,))], b"\0" * 32, "64 bytes or longer"),
+    ],
+)
+def test_invalid_tensor_info(scan_data: ScanData, infos: list[bytes], data: bytes, evidence: str) -> None:
+    result = scan_data(build([], infos, data), "model.gguf")
+    assert [f.rule_id for f in result.findings] == ["GGF002"]
+    assert evidence in result.findings[0].evidence
+
+
+def test_overlong_keys_are_skipped_not_read(scan_data: ScanData, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gguf_format, "MAX_KEY", 4)
+    result = scan_data(build([kv_u32("general.toolong", 1)], []), "model.gguf")
+    assert [f.evidence for f in result.findings] == ["a metadata key is longer than 4 bytes"]
+
+
+def test_duplicates(scan_data: ScanData) -> None:
+    kvs = [kv_str("tokenizer.chat_template", "{{ messages }}")] * 2
+    infos = [tensor_info("w", (8,)), tensor_info("w", (8,), offset=32)]
+    result = scan_data(build(kvs, infos, b"\0" * 64), "model.gguf")
+    assert rule_ids(result) == ["GGF003", "GGF003"]
+
+
+def test_findings_are_capped(scan_data: ScanData) -> None:
+    infos = [tensor_info(f"w{i}", (4,), ggml_type=99) for i in range(50)]
+    result = scan_data(build([], infos, b"\0" * 32), "model.gguf")
+    assert len(result.findings) == gguf_format.MAX_FINDINGS_PER_RULE + 1
+
+
+def test_huge_string_arrays_are_bounded(scan_data: ScanData, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gguf_format, "MAX_ARRAY_STRINGS", 10)
+    array = gstr("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 20) + gstr("t") * 20
+    assert rule_ids(scan_data(build([array], []), "model.gguf")) == ["SCN005"]
+
+
+def test_version_1_fails_closed(scan_data: ScanData) -> None:
+    result = scan_data(b"GGUF" + struct.pack("<III", 1, 0, 0), "model.gguf")
+    assert [f.rule_id for f in result.findings] == ["SCN003"]
+
+
+def test_ggml_type_table_matches_the_gguf_package() -> None:
+    expected = {t.value: (t.name, *size) for t, size in gguf.GGML_QUANT_SIZES.items()}
+    assert {k: v for k, v in gguf_format.GGML_TYPES.items() if k in expected} == expected

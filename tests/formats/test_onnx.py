@@ -1,0 +1,346 @@
+"""ONNX analysis: real models (onnx.helper, torch.onnx.export) are clean; custom operators, unknown
+operators and hostile external-data references are findings; malformed and oversized files fail closed."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from modelshield import FileResult, Policy, scan_file
+from modelshield.core.limits import Limits
+from modelshield.core.rules import Severity
+from modelshield.formats import onnx as onnx_format
+from modelshield.formats._paths import escape_reason
+from tests.conftest import ScanData
+
+FLOAT = TensorProto.FLOAT
+
+
+def rule_ids(result: FileResult) -> list[str]:
+    return sorted(f.rule_id for f in result.findings)
+
+
+def graph(
+    nodes: list[onnx.NodeProto], name: str = "g", initializers: list[TensorProto] | None = None
+) -> onnx.GraphProto:
+    return helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("x", FLOAT, [2])],
+        [helper.make_tensor_value_info("y", FLOAT, [2])],
+        initializer=initializers or [],
+    )
+
+
+def model(nodes: list[onnx.NodeProto], **kwargs: object) -> onnx.ModelProto:
+    opsets = [helper.make_opsetid("", 17), *kwargs.pop("opsets", [])]  # type: ignore[misc]
+    return helper.make_model(
+        graph(nodes, initializers=kwargs.pop("initializers", None)), opset_imports=opsets, **kwargs
+    )  # type: ignore[arg-type]
+
+
+def save(m: onnx.ModelProto, folder: Path, name: str = "model.onnx") -> Path:
+    path = folder / name
+    path.write_bytes(m.SerializeToString())
+    return path
+
+
+def control_flow_model() -> onnx.ModelProto:
+    """If with two branches, a Loop body containing a Scan, and a model-local function."""
+    then_branch = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["t"])], "then", [], [helper.make_tensor_value_info("t", FLOAT, [2])]
+    )
+    else_branch = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["e"])], "else", [], [helper.make_tensor_value_info("e", FLOAT, [2])]
+    )
+    scan_body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "s_x"], ["s_out"]), helper.make_node("Identity", ["s_out"], ["s_y"])],
+        "scan_body",
+        [helper.make_tensor_value_info("s_in", FLOAT, [2]), helper.make_tensor_value_info("s_x", FLOAT, [2])],
+        [helper.make_tensor_value_info("s_out", FLOAT, [2]), helper.make_tensor_value_info("s_y", FLOAT, [2])],
+    )
+    loop_body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Scan", ["v_in", "v_in"], ["v_out", "scan_y"], body=scan_body, num_scan_inputs=1),
+        ],
+        "loop_body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_in", FLOAT, [2]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_out", FLOAT, [2]),
+        ],
+    )
+    function = helper.make_function(
+        "local.fns",
+        "Swish",
+        ["a"],
+        ["b"],
+        [helper.make_node("Sigmoid", ["a"], ["s"]), helper.make_node("Mul", ["a", "s"], ["b"])],
+        [helper.make_opsetid("", 17)],
+    )
+    nodes = [
+        helper.make_node("Constant", [], ["c"], value=helper.make_tensor("c", TensorProto.BOOL, [], [True])),
+        helper.make_node("If", ["c"], ["z"], then_branch=then_branch, else_branch=else_branch),
+        helper.make_node("Constant", [], ["n"], value=helper.make_tensor("n", TensorProto.INT64, [], [2])),
+        helper.make_node("Loop", ["n", "c", "z"], ["w"], body=loop_body),
+        helper.make_node("Swish", ["w"], ["y"], domain="local.fns"),
+    ]
+    return helper.make_model(
+        graph(nodes, "main"),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local.fns", 1)],
+        functions=[function],
+        producer_name="modelshield-tests",
+    )
+
+
+# -- real models stay quiet ------------------------------------------------------------------------
+
+
+def test_model_with_subgraphs_and_functions_is_clean(tmp_path: Path) -> None:
+    m = control_flow_model()
+    onnx.checker.check_model(m)
+    result = scan_file(str(save(m, tmp_path)))
+    assert result.format == "onnx"
+    assert result.findings == []
+
+
+def test_ml_domain_and_initializers_are_clean(tmp_path: Path) -> None:
+    weights = numpy_helper.from_array(np.ones(2, dtype=np.float32), "w")
+    nodes = [
+        helper.make_node("Mul", ["x", "w"], ["m"]),
+        helper.make_node("Normalizer", ["m"], ["y"], domain="ai.onnx.ml"),
+    ]
+    m = model(nodes, initializers=[weights], opsets=[helper.make_opsetid("ai.onnx.ml", 3)])
+    assert scan_file(str(save(m, tmp_path))).findings == []
+
+
+def test_torch_export_is_clean(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.norm = torch.nn.LayerNorm(4)
+            self.head = torch.nn.Linear(4, 2)
+
+        def forward(self, x: object) -> object:
+            h = torch.relu(self.conv(x)).mean(dim=(2, 3))
+            return torch.softmax(self.head(self.norm(h)), dim=-1)
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:  # the legacy exporter works offline; the dynamo one needs onnxscript
+            torch.onnx.export(Net().eval(), (torch.zeros(1, 3, 8, 8),), buffer, dynamo=False)
+        except Exception as exc:
+            pytest.skip(f"torch.onnx.export unavailable: {exc}")
+    path = tmp_path / "net.onnx"
+    path.write_bytes(buffer.getvalue())
+    result = scan_file(str(path))
+    assert result.format == "onnx"
+    assert result.findings == []
+
+
+def test_external_data_next_to_the_model_is_clean(tmp_path: Path) -> None:
+    weights = numpy_helper.from_array(np.arange(4096, dtype=np.float32), "w")
+    m = model([helper.make_node("Identity", ["x"], ["y"])], initializers=[weights])
+    onnx.save_model(
+        m, str(tmp_path / "model.onnx"), save_as_external_data=True, location="model.onnx.data", size_threshold=0
+    )
+    assert (tmp_path / "model.onnx.data").stat().st_size == 4096 * 4
+    result = scan_file(str(tmp_path / "model.onnx"))
+    assert result.findings == []
+
+
+# -- operators -------------------------------------------------------------------------------------
+
+
+def test_custom_domain_is_medium_and_vendor_domain_is_info(tmp_path: Path) -> None:
+    nodes = [
+        helper.make_node("Decrypt", ["x"], ["a"], domain="com.example.ops"),
+        helper.make_node("Decrypt", ["a"], ["b"], domain="com.example.ops"),
+        helper.make_node("FusedGemm", ["b"], ["y"], domain="com.microsoft"),
+    ]
+    opsets = [helper.make_opsetid("com.example.ops", 1), helper.make_opsetid("com.microsoft", 1)]
+    result = scan_file(str(save(model(nodes, opsets=opsets), tmp_path)))
+    custom = [f for f in result.findings if f.rule_id == "ONX001"]
+    vendor = [f for f in result.findings if f.rule_id == "ONX002"]
+    assert len(custom) == 1 and custom[0].level is Severity.MEDIUM
+    assert "2 node(s) of operator 'Decrypt' in domain 'com.example.ops'" in custom[0].evidence
+    assert custom[0].details["domain"] == "com.example.ops"
+    assert len(vendor) == 1 and vendor[0].level is Severity.INFO
+
+
+def test_unknown_operator_in_the_default_domain(tmp_path: Path) -> None:
+    nodes = [helper.make_node("Exec", ["x"], ["y"]), helper.make_node("Relu", ["x"], ["r"], domain="ai.onnx")]
+    assert rule_ids(scan_file(str(save(model(nodes), tmp_path)))) == ["ONX003"]
+
+
+def test_custom_operators_are_found_in_every_subgraph_and_function(tmp_path: Path) -> None:
+    m = control_flow_model()
+    then_branch = next(a.g for a in m.graph.node[1].attribute if a.name == "then_branch")
+    then_branch.node.append(helper.make_node("Backdoor", ["t"], ["t2"], domain="evil.ops"))
+    scan_body = m.graph.node[3].attribute[0].g.node[1].attribute[0].g
+    scan_body.node.extend([helper.make_node("Hidden", ["s_y"], ["h"], domain="evil.ops")] * 2)
+    m.functions[0].node.append(helper.make_node("Steal", ["b"], ["q"], domain="evil.ops"))
+    m.training_info.append(
+        onnx.TrainingInfoProto(algorithm=graph([helper.make_node("Train", ["x"], ["y"], domain="evil.ops")]))
+    )
+    result = scan_file(str(save(m, tmp_path)))
+    evidence = " | ".join(f.evidence for f in result.findings if f.rule_id == "ONX001")
+    assert (
+        "1 node(s) of operator 'Backdoor' in domain 'evil.ops'; first at graph 'main' > node 'If'.then_branch"
+        in evidence
+    )
+    assert (
+        "2 node(s) of operator 'Hidden' in domain 'evil.ops'; "
+        "first at graph 'main' > node 'Loop'.body > node 'Scan'.body" in evidence
+    )
+    assert "'Steal'" in evidence and "function local.fns:Swish" in evidence
+    assert "'Train'" in evidence and "training_info[0].algorithm" in evidence
+
+
+def test_local_function_in_an_undeclared_name_is_not_a_custom_operator(tmp_path: Path) -> None:
+    m = control_flow_model()
+    m.graph.node[4].op_type = "NotAFunction"
+    assert rule_ids(scan_file(str(save(m, tmp_path)))) == ["ONX001"]
+
+
+def test_huge_graphs_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onnx_format, "MAX_NODES", 50)
+    nodes = [helper.make_node("Custom", ["x"], [f"o{i}"], domain="x.ops") for i in range(100)]
+    result = scan_file(str(save(model(nodes), tmp_path)))
+    assert rule_ids(result) == ["ONX001", "SCN005"]
+
+
+# -- external data ---------------------------------------------------------------------------------
+
+
+def external(name: str, **entries: str) -> TensorProto:
+    tensor = TensorProto(name=name, data_type=FLOAT, dims=[4], data_location=TensorProto.EXTERNAL)
+    for key, value in entries.items():
+        tensor.external_data.add(key=key, value=value)
+    return tensor
+
+
+def external_model(*tensors: TensorProto) -> onnx.ModelProto:
+    return model([helper.make_node("Identity", ["x"], ["y"])], initializers=list(tensors))
+
+
+@pytest.mark.parametrize(
+    ("location", "reason"),
+    [
+        ("../../etc/passwd", "climbs out"),
+        ("subdir/../../secret", "climbs out"),
+        ("..\\..\\windows\\win.ini", "climbs out"),
+        ("/etc/passwd", "absolute"),
+        ("C:\\Windows\\win.ini", "absolute"),
+        ("https://attacker.example/w.bin", "URL"),
+        ("file:///etc/shadow", "URL"),
+        ("data\0.bin", "NUL"),
+    ],
+)
+def test_escaping_external_data_is_high(tmp_path: Path, location: str, reason: str) -> None:
+    result = scan_file(
+        str(save(external_model(external("w", location=location), external("v", location=location)), tmp_path))
+    )
+    [finding] = result.findings
+    assert finding.rule_id == "ONX004" and finding.level is Severity.HIGH
+    assert reason in finding.evidence and "2 tensor(s)" in finding.evidence
+
+
+def test_symlink_out_of_the_folder_is_an_escape(tmp_path: Path) -> None:
+    outside = tmp_path / "secret.bin"
+    outside.write_bytes(b"\0" * 16)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    os.symlink(outside, folder / "weights.bin")
+    result = scan_file(str(save(external_model(external("w", location="weights.bin")), folder)))
+    assert rule_ids(result) == ["ONX004"]
+    assert "through a link" in result.findings[0].evidence
+
+
+def test_external_range_past_the_file_is_invalid(tmp_path: Path) -> None:
+    (tmp_path / "w.bin").write_bytes(b"\0" * 64)
+    tensors = [
+        external("inside", location="w.bin", offset="48", length="16"),
+        external("past", location="w.bin", offset="4096", length="16"),
+        external("long", location="w.bin", offset="0", length="65"),
+    ]
+    result = scan_file(str(save(external_model(*tensors), tmp_path)))
+    evidence = [f.evidence for f in result.findings]
+    assert rule_ids(result) == ["ONX005", "ONX005"]
+    assert any("'past'" in e and "[4096, 4112)" in e for e in evidence)
+    assert any("'long'" in e for e in evidence)
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        {"location": "w.bin", "offset": "-1"},
+        {"location": "w.bin", "length": "0x10"},
+        {"location": "w.bin", "__class__": "x"},
+        {"offset": "0"},
+    ],
+)
+def test_malformed_external_entries(tmp_path: Path, entries: dict[str, str]) -> None:
+    (tmp_path / "w.bin").write_bytes(b"\0" * 64)
+    assert "ONX005" in rule_ids(scan_file(str(save(external_model(external("w", **entries)), tmp_path))))
+
+
+def test_missing_external_file_is_low(tmp_path: Path) -> None:
+    result = scan_file(str(save(external_model(external("w", location="gone.bin")), tmp_path)))
+    [finding] = result.findings
+    assert finding.rule_id == "ONX006" and finding.level is Severity.LOW
+
+
+def test_external_files_are_not_looked_up_inside_archives(tmp_path: Path) -> None:
+    import zipfile
+
+    data = external_model(external("w", location="gone.bin")).SerializeToString()
+    with zipfile.ZipFile(tmp_path / "bundle.zip", "w") as bundle:
+        bundle.writestr("model.onnx", data)
+    assert scan_file(str(tmp_path / "bundle.zip")).findings == []
+
+
+def test_escape_reasons() -> None:
+    assert escape_reason("model.onnx.data") is None
+    assert escape_reason("weights/part1.bin") is None
+    assert escape_reason("a/../b.bin") is None
+
+
+# -- fail closed -----------------------------------------------------------------------------------
+
+
+def test_malformed_protobuf_fails_closed(scan_data: ScanData) -> None:
+    good = control_flow_model().SerializeToString()
+    graph_at = good.index(b"\x3a")  # the graph field's tag (7 << 3 | 2)
+    length = good[graph_at + 1]
+    assert length & 0x80  # a multi-byte length: corrupt the graph's contents, not the top level
+    payload_start = graph_at + 1 + next(i for i in range(10) if not good[graph_at + 1 + i] & 0x80) + 1
+    corrupt = bytearray(good)
+    corrupt[payload_start] = 0xFF  # an invalid field tag inside the graph message
+    result = scan_data(bytes(corrupt), "model.onnx")
+    assert result.format == "onnx"
+    assert [f.rule_id for f in result.findings] == ["SCN003"]
+    assert "malformed ONNX protobuf" in result.findings[0].evidence
+
+
+def test_model_over_the_buffer_limit_fails_closed(scan_data: ScanData) -> None:
+    data = control_flow_model().SerializeToString()
+    policy = Policy(limits=Limits(max_buffer_bytes=len(data) - 1))
+    result = scan_data(data, "model.onnx", policy)
+    assert [f.rule_id for f in result.findings] == ["SCN005"]

@@ -1,0 +1,259 @@
+"""TensorFlow SavedModel analysis: real SavedModels written by TensorFlow (tests/fixtures/tf, made by
+scripts/make_tf_fixtures.py) and hand-built protobufs for what TensorFlow cannot write."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+import modelshield
+from modelshield import FileResult, Policy
+from modelshield.core.rules import Severity
+from modelshield.formats import tensorflow_ops
+from modelshield.formats.savedmodel import MetaGraph, Node, saver_only
+from tests.conftest import ScanData
+from tests.formats.test_format_detection import pb_int, pb_msg
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
+
+
+def scan_dir(name: str, policy: Policy | None = None) -> list[FileResult]:
+    return modelshield.scan(FIXTURES / name, policy).files
+
+
+def rules(results: list[FileResult], at_least: Severity = Severity.INFO) -> list[str]:
+    return [f.rule_id for r in results for f in r.findings if f.level >= at_least]
+
+
+# -- real SavedModels -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["savedmodel_module", "savedmodel_keras_export", "savedmodel_tf1"])
+def test_real_saved_models_are_clean(name: str) -> None:
+    results = scan_dir(name)
+    assert [r.format for r in results if r.is_model] == ["savedmodel"]
+    assert rules(results) == []  # not even the checkpoint ops of the save/restore functions
+
+
+@pytest.mark.parametrize(
+    ("name", "rule", "op"),
+    [
+        ("savedmodel_pyfunc", "TFO001", "EagerPyFunc"),
+        ("savedmodel_pyfunc_pbtxt", "TFO001", "EagerPyFunc"),
+        ("savedmodel_read_file", "TFO002", "ReadFile"),
+        ("savedmodel_restore_in_serving", "TFO002", "RestoreV2"),
+        ("savedmodel_write_file", "TFO003", "WriteFile"),
+        ("savedmodel_custom_op", "TFO005", "ZeroOut"),
+    ],
+)
+def test_dangerous_ops_in_real_saved_models(name: str, rule: str, op: str) -> None:
+    [finding] = [f for r in scan_dir(name) for f in r.findings]
+    assert (finding.rule_id, finding.details["op"]) == (rule, op)
+    assert finding.details["places"][0].startswith("function __inference___call__")
+    assert finding.details["uses"] == 2  # the traced function and its concrete twin
+
+
+def test_py_function_evidence_names_the_token() -> None:
+    [finding] = [f for r in scan_dir("savedmodel_pyfunc") for f in r.findings]
+    assert finding.level is Severity.CRITICAL
+    assert "token=['pyfunc_" in finding.evidence
+
+
+def test_custom_ops_can_be_allowed_by_policy() -> None:
+    policy = Policy(allow={tensorflow_ops.CUSTOM_OPS_ALLOWLIST: frozenset({"ZeroOut"})})
+    assert rules(scan_dir("savedmodel_custom_op", policy)) == []
+
+
+# -- hand-built graphs ------------------------------------------------------------------------------------
+
+
+def attr(key: str, value: bytes) -> bytes:
+    return pb_msg(5, pb_msg(1, key.encode()) + pb_msg(2, value))
+
+
+def node(name: str, op: str, *inputs: str, attrs: bytes = b"") -> bytes:
+    return pb_msg(1, name.encode()) + pb_msg(2, op.encode()) + b"".join(pb_msg(3, i.encode()) for i in inputs) + attrs
+
+
+def call(name: str, function: str, *inputs: str) -> bytes:
+    return node(name, "StatefulPartitionedCall", *inputs, attrs=attr("f", pb_msg(10, pb_msg(1, function.encode()))))
+
+
+def function(name: str, *nodes: bytes) -> bytes:
+    return pb_msg(1, pb_msg(1, pb_msg(1, name.encode())) + b"".join(pb_msg(3, n) for n in nodes))
+
+
+def saved_model(nodes: Sequence[bytes], functions: Sequence[bytes] = (), saver: tuple[str, str] | None = None) -> bytes:
+    graph = b"".join(pb_msg(1, n) for n in nodes) + pb_msg(2, b"".join(functions))
+    meta = pb_msg(1, pb_msg(4, b"serve")) + pb_msg(2, graph)
+    if saver is not None:
+        meta += pb_msg(3, pb_msg(1, b"saver_filename:0") + pb_msg(2, saver[0].encode()) + pb_msg(3, saver[1].encode()))
+    return pb_int(1, 1) + pb_msg(2, meta)
+
+
+SAVE = function("__inference__traced_save_9", node("SaveV2", "SaveV2"), node("Merge", "MergeV2Checkpoints"))
+RESTORE = function("__inference__traced_restore_9", node("RestoreV2", "RestoreV2"))
+SAVER_NODES = [node("saver_filename", "Placeholder"), call("Save", "__inference__traced_save_9", "saver_filename"),
+               call("Restore", "__inference__traced_restore_9", "saver_filename")]  # fmt: skip
+
+
+def findings(scan_data: ScanData, data: bytes) -> list[tuple[str, str]]:
+    result = scan_data(data, "saved_model.pb")
+    assert result.format == "savedmodel"
+    return [(f.rule_id, f.details.get("op", "")) for f in result.findings]
+
+
+def test_generated_save_and_restore_functions_are_exempt(scan_data: ScanData) -> None:
+    data = saved_model(SAVER_NODES, [SAVE, RESTORE], saver=("Save:0", "Restore"))
+    assert findings(scan_data, data) == []
+
+
+def test_the_exemption_is_not_by_function_name(scan_data: ScanData) -> None:
+    data = saved_model(SAVER_NODES, [SAVE, RESTORE], saver=None)  # no saver_def: nothing is the saver
+    assert findings(scan_data, data) == [
+        ("TFO003", "SaveV2"),
+        ("TFO003", "MergeV2Checkpoints"),
+        ("TFO002", "RestoreV2"),
+    ]
+
+
+def test_save_function_also_called_by_serving_is_not_exempt(scan_data: ScanData) -> None:
+    serve = call("serve", "__inference__traced_save_9", "saver_filename")
+    data = saved_model([*SAVER_NODES, serve], [SAVE, RESTORE], saver=("Save:0", "Restore"))
+    assert findings(scan_data, data) == [("TFO003", "SaveV2"), ("TFO003", "MergeV2Checkpoints")]
+
+
+def test_only_checkpoint_ops_are_exempt_in_the_save_function(scan_data: ScanData) -> None:
+    save = function("__inference__traced_save_9", node("w", "WriteFile"), node("SaveV2", "SaveV2"))
+    data = saved_model(SAVER_NODES, [save, RESTORE], saver=("Save:0", "Restore"))
+    assert findings(scan_data, data) == [("TFO003", "WriteFile")]
+
+
+def test_saver_reachability_in_a_tf1_graph() -> None:
+    def n(name: str, op: str, *inputs: str) -> Node:
+        return Node(name, op, list(inputs), [], {})
+
+    graph = [
+        n("x", "Placeholder"),
+        n("w", "VarHandleOp"),
+        n("y", "MatMul", "x", "w"),
+        n("save/SaveV2", "SaveV2", "w"),
+        n("save/Identity", "Identity", "save/SaveV2"),
+        n("save/RestoreV2", "RestoreV2"),
+        n("save/restore_all", "NoOp", "save/RestoreV2"),
+        n("leak", "Identity", "save/RestoreV2"),  # a serving path through the restore op
+    ]
+    meta = MetaGraph(graph, {}, set(), ["save/Identity", "save/restore_all"])
+    nodes, functions = saver_only(meta)
+    assert nodes == {"save/SaveV2", "save/Identity", "save/restore_all"}
+    assert functions == set()
+
+
+def test_library_function_calls_are_not_custom_ops(scan_data: ScanData) -> None:
+    helper = function("my_helper", node("a", "Relu"))
+    data = saved_model([node("c", "my_helper"), node("d", "MadeUpOp")], [helper])
+    assert findings(scan_data, data) == [("TFO005", "MadeUpOp")]
+
+
+@pytest.mark.parametrize(
+    ("op", "key", "value", "expected"),
+    [
+        ("DebugIdentityV2", "debug_urls", b"grpc://evil:6064", "TFO004"),
+        ("ImmutableConst", "memory_region_name", b"/etc/shadow", "TFO002"),
+        ("PrintV2", "output_stream", b"file:///home/u/.bashrc", "TFO003"),
+        ("PrintV2", "output_stream", b"stderr", None),
+        ("DecodeProtoV2", "descriptor_source", b"/tmp/descriptor.bin", "TFO002"),
+        ("DecodeProtoV2", "descriptor_source", b"local://", None),
+    ],
+)
+def test_ops_judged_with_their_attributes(
+    scan_data: ScanData, op: str, key: str, value: bytes, expected: str | None
+) -> None:
+    attrs = attr(key, pb_msg(1, pb_msg(2, value))) if key == "debug_urls" else attr(key, pb_msg(2, value))
+    result = scan_data(saved_model([], [function("f", node("n", op, attrs=attrs))]), "saved_model.pb")
+    assert [f.rule_id for f in result.findings] == ([expected] if expected else [])
+    if expected:
+        assert value.decode() in result.findings[0].evidence
+
+
+def test_ops_in_every_meta_graph_are_judged(scan_data: ScanData) -> None:
+    first = saved_model([node("a", "Placeholder")])
+    second = pb_msg(2, pb_msg(2, pb_msg(1, node("r", "ReadFile"))))
+    result = scan_data(first + second, "saved_model.pb")
+    [finding] = result.findings
+    assert finding.details["places"] == ["meta graph 1: graph"]
+
+
+# -- hostile input -----------------------------------------------------------------------------------------
+
+
+def test_many_nodes_are_summarised_in_one_finding(scan_data: ScanData) -> None:
+    data = saved_model([node(f"r{i}", "ReadFile") for i in range(50_000)])
+    started = time.perf_counter()
+    result = scan_data(data, "saved_model.pb")
+    assert time.perf_counter() - started < 30
+    [finding] = result.findings
+    assert finding.details["uses"] == 50_000
+    assert "and elsewhere" not in finding.evidence  # every use is in the one graph
+
+
+@pytest.mark.parametrize(("depth", "expected"), [(3, []), (50, ["SCN003"])])
+def test_deeply_nested_attribute_functions_fail_closed(scan_data: ScanData, depth: int, expected: list[str]) -> None:
+    value = pb_msg(10, pb_msg(1, b"f"))
+    for _ in range(depth):  # AttrValue.func -> NameAttrList.attr{key, value: AttrValue}
+        value = pb_msg(10, pb_msg(1, b"f") + pb_msg(2, pb_msg(1, b"x") + pb_msg(2, value)))
+    data = saved_model([node("n", "PartitionedCall", attrs=attr("f", value))], [function("f", node("a", "Relu"))])
+    assert [f.rule_id for f in scan_data(data, "saved_model.pb").findings] == expected
+
+
+def test_wrong_wire_types_fail_closed(scan_data: ScanData) -> None:
+    bad_node = pb_int(2, 7)  # NodeDef.op as a varint
+    data = pb_int(1, 1) + pb_msg(2, pb_msg(2, pb_msg(1, bad_node)))
+    result = scan_data(data, "saved_model.pb")
+    assert result.format == "savedmodel"
+    assert [f.rule_id for f in result.findings] == ["SCN003"]
+
+
+# -- text format ---------------------------------------------------------------------------------------------
+
+PBTXT = b"""saved_model_schema_version: 1
+meta_graphs {
+  # a comment
+  graph_def {
+    node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+    library {
+      function {
+        signature { name: "serve" input_arg { name: "x" type: DT_STRING } }
+        node_def { name: "r" op: 'Read\\x46ile' input: ["x", "^y"] }
+      }
+    }
+  }
+  object_graph_def { nodes { [type.googleapis.com/x.Y] { a: 1 } } }
+}
+"""
+
+
+def test_text_format_saved_model(scan_data: ScanData) -> None:
+    result = scan_data(PBTXT, "saved_model.pbtxt")
+    assert result.format == "savedmodel"
+    [finding] = result.findings
+    assert (finding.rule_id, finding.details["op"], finding.details["places"]) == (
+        "TFO002",
+        "ReadFile",
+        ["function serve"],
+    )
+
+
+@pytest.mark.parametrize("cut", [b"}\n}\n", b"{", b"library {\n"])
+def test_malformed_text_fails_closed(scan_data: ScanData, cut: bytes) -> None:
+    data = PBTXT.replace(cut, b"", 1) if cut != b"{" else PBTXT + b"node {"
+    result = scan_data(data, "saved_model.pbtxt")
+    assert [f.rule_id for f in result.findings] == ["SCN003"]
+
+
+def test_text_that_merely_mentions_meta_graphs_is_not_claimed(scan_data: ScanData) -> None:
+    result = scan_data(b"notes about meta_graphs { and such }", "notes.txt")
+    assert result.format != "savedmodel"

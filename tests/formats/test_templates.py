@@ -1,0 +1,357 @@
+"""Chat templates: real ones (Llama 3, Mistral, ChatML/Qwen, Gemma, Phi-3, DeepSeek-R1) are clean;
+templates that reach for Python internals, code or escape helpers are critical; the files that carry
+templates (tokenizer configs, .jinja files) are recognised by content."""
+
+# Real chat templates are reproduced verbatim: long lines and DeepSeek's fullwidth bars included.
+# ruff: noqa: E501, RUF001
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelshield import FileResult
+from modelshield.core.rules import Severity
+from modelshield.core.source import BytesSource
+from modelshield.formats import templates
+from modelshield.formats.templates import ChatTemplateHandler, TokenizerConfigHandler, analyse
+from tests.conftest import ScanData
+
+LLAMA_3_1 = """{{- bos_token }}
+{%- if custom_tools is defined %}{%- set tools = custom_tools %}{%- endif %}
+{%- if not tools_in_user_message is defined %}{%- set tools_in_user_message = true %}{%- endif %}
+{%- if not date_string is defined %}
+    {%- if strftime_now is defined %}{%- set date_string = strftime_now("%d %b %Y") %}
+    {%- else %}{%- set date_string = "26 Jul 2024" %}{%- endif %}
+{%- endif %}
+{%- if not tools is defined %}{%- set tools = none %}{%- endif %}
+{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content']|trim %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "" %}
+{%- endif %}
+{{- "<|start_header_id|>system<|end_header_id|>\\n\\n" }}
+{%- if builtin_tools is defined or tools is not none %}{{- "Environment: ipython\\n" }}{%- endif %}
+{%- if builtin_tools is defined %}
+    {{- "Tools: " + builtin_tools | reject('equalto', 'code_interpreter') | join(", ") + "\\n\\n"}}
+{%- endif %}
+{{- "Cutting Knowledge Date: December 2023\\n" }}
+{{- "Today Date: " + date_string + "\\n\\n" }}
+{{- system_message }}
+{{- "<|eot_id|>" }}
+{%- for message in messages %}
+    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}
+        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' }}
+    {%- elif 'tool_calls' in message %}
+        {%- if not message.tool_calls|length == 1 %}
+            {{- raise_exception("This model only supports single tool-calls at once!") }}
+        {%- endif %}
+        {%- set tool_call = message.tool_calls[0].function %}
+        {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}
+        {{- '{"name": "' + tool_call.name + '", ' }}
+        {{- '"parameters": ' }}
+        {{- tool_call.arguments | tojson }}
+        {{- "}" }}
+        {{- "<|eot_id|>" }}
+    {%- elif message.role == "tool" or message.role == "ipython" %}
+        {{- "<|start_header_id|>ipython<|end_header_id|>\\n\\n" }}
+        {%- if message.content is mapping or message.content is iterable %}
+            {{- message.content | tojson }}
+        {%- else %}
+            {{- message.content }}
+        {%- endif %}
+        {{- "<|eot_id|>" }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}
+{%- endif %}
+"""
+
+MISTRAL = """{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content'] %}
+    {%- set loop_messages = messages[1:] %}
+{%- else %}
+    {%- set loop_messages = messages %}
+{%- endif %}
+{%- set ns = namespace(index=0) %}
+{{- bos_token }}
+{%- for message in loop_messages %}
+    {%- if (message['role'] == 'user') != (ns.index % 2 == 0) %}
+        {{- raise_exception('After the optional system message, conversation roles must alternate user/assistant/user/assistant/...') }}
+    {%- endif %}
+    {%- set ns.index = ns.index + 1 %}
+    {%- if message['role'] == 'user' %}
+        {%- if loop.last and system_message is defined %}
+            {{- '[INST] ' + system_message + '\\n\\n' + message['content'] + '[/INST]' }}
+        {%- else %}
+            {{- '[INST] ' + message['content'] + '[/INST]' }}
+        {%- endif %}
+    {%- elif message['role'] == 'assistant' %}
+        {{- ' ' + message['content'] + eos_token}}
+    {%- else %}
+        {{- raise_exception('Only user and assistant roles are supported, with the exception of an initial optional system message!') }}
+    {%- endif %}
+{%- endfor %}
+"""
+
+QWEN_2_5 = """{%- if tools %}
+    {{- '<|im_start|>system\\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\\n</tools><|im_end|>\\n" }}
+{%- elif messages[0]['role'] == 'system' %}
+    {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}{%- set tool_call = tool_call.function %}{%- endif %}
+            {{- '\\n<tool_call>\\n{"name": "' }}{{- tool_call.name }}{{- '", "arguments": ' }}
+            {{- tool_call.arguments | tojson }}{{- '}\\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}{{- '<|im_start|>user' }}{%- endif %}
+        {{- '\\n<tool_response>\\n' }}{{- message.content }}{{- '\\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}{{- '<|im_end|>\\n' }}{%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}
+"""
+
+GEMMA = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
+    "{% endif %}{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}"
+)
+
+PHI_3 = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\\n' + message['content'] + "
+    "'<|end|>\\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}"
+    "{% elif message['role'] == 'assistant' %}{{'<|assistant|>\\n' + message['content'] + '<|end|>\\n'}}"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
+
+DEEPSEEK_R1 = """{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}
+{% set ns = namespace(is_first=false, is_tool=false, system_prompt='') %}
+{%- for message in messages %}{%- if message['role'] == 'system' %}{% set ns.system_prompt = message['content'] %}{%- endif %}{%- endfor %}
+{{ bos_token }}{{ ns.system_prompt }}
+{%- for message in messages %}
+  {%- if message['role'] == 'user' %}{%- set ns.is_tool = false -%}{{'<｜User｜>' + message['content']}}{%- endif %}
+  {%- if message['role'] == 'assistant' and message['content'] is not none %}
+    {% set content = message['content'] %}
+    {% if '</think>' in content %}{% set content = content.split('</think>')[-1] %}{% endif %}
+    {{'<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>'}}
+  {%- endif %}
+{%- endfor -%}
+{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜><think>\\n'}}{% endif %}
+"""
+
+QWEN_3_WITH_MASKS = """{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}
+{%- for message in messages[::-1] %}
+    {%- set index = (messages|length - 1) - loop.index0 %}
+    {%- if ns.multi_step_tool and message.role == "user" and not(message.content.startswith('<tool_response>')) %}
+        {%- set ns.multi_step_tool = false %}{%- set ns.last_query_index = index %}
+    {%- endif %}
+{%- endfor %}
+{%- for message in messages %}
+    {%- if message.role == "assistant" %}
+        {{- '<|im_start|>assistant\\n' }}
+        {%- generation %}
+        {%- set reasoning_content = message.content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}
+        {{- message.content.split('</think>')[-1].lstrip('\\n') }}<|im_end|>
+        {%- endgeneration %}
+        {%- if loop.index0 > ns.last_query_index %}{% continue %}{% endif %}
+    {%- else %}
+        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}
+"""
+
+REAL_TEMPLATES = {
+    "llama-3.1": LLAMA_3_1,
+    "mistral": MISTRAL,
+    "qwen-2.5": QWEN_2_5,
+    "gemma": GEMMA,
+    "phi-3": PHI_3,
+    "deepseek-r1": DEEPSEEK_R1,
+    "qwen-3": QWEN_3_WITH_MASKS,
+}
+
+#: (template, rule it must raise)
+HOSTILE = [
+    ("{{ lipsum.__globals__['os'].popen('id').read() }}", "TPL001"),
+    ("{{ cycler.__init__.__globals__.os.popen('id').read() }}", "TPL001"),
+    ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "TPL001"),
+    ("{{ self._TemplateReference__context.cycler }}", "TPL001"),
+    ("{% for m in messages %}{{ m['__class__'] }}{% endfor %}", "TPL001"),
+    ("{{ messages|attr('__class__') }}", "TPL001"),
+    ("{{ messages|map(attribute='__class__')|list }}", "TPL001"),
+    ("{{ '{0.__class__}'.format(messages) }}", "TPL001"),
+    ("{{ os.system('id') }}", "TPL002"),
+    ("{{ __import__('os') }}", "TPL002"),
+    ("{{ messages.popen }}", "TPL002"),
+    ("{{ eval('1') }}", "TPL002"),
+    ("{{ request.application }}", "TPL003"),
+    ("{{ config.items() }}", "TPL003"),
+    ("{{ url_for }}", "TPL003"),
+    ("{{ joiner() }}", "TPL003"),
+    ("{{ messages|attr('_' * 2 ~ 'class' ~ '_' * 2) }}", "TPL004"),
+    ("{{ messages|map(attribute=name)|list }}", "TPL004"),
+    ("{% include '/etc/passwd' %}", "TPL005"),
+    ("{% import 'macros.j2' as m %}", "TPL005"),
+    ("{% extends layout %}", "TPL005"),
+    ("{% for m in messages %}{{ m }}", "TPL006"),
+    ("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", "TPL006"),
+]
+
+
+def rules_of(text: str) -> set[str]:
+    return {p.rule.id for p in analyse(text).problems}
+
+
+def ids(result: FileResult) -> list[str]:
+    return sorted({f.rule_id for f in result.findings})
+
+
+@pytest.mark.parametrize("name", sorted(REAL_TEMPLATES))
+def test_real_templates_are_clean(name: str) -> None:
+    analysis = analyse(REAL_TEMPLATES[name])
+    assert analysis.problems == []
+    assert analysis.reads_messages
+
+
+@pytest.mark.parametrize(("template", "rule"), HOSTILE)
+def test_hostile_templates(template: str, rule: str) -> None:
+    assert rule in rules_of(template)
+
+
+def test_code_rules_are_critical() -> None:
+    assert templates.PYTHON_INTERNALS.severity is Severity.CRITICAL
+    assert templates.CODE_REFERENCE.severity is Severity.CRITICAL
+
+
+def test_locally_assigned_names_are_not_references() -> None:
+    assert (
+        rules_of("{% set system = messages[0] %}{{ system.content }}{% for config in messages %}{% endfor %}") == set()
+    )
+
+
+def test_oversized_templates_are_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(templates, "MAX_TEMPLATE_CHARS", 100)
+    assert rules_of("{{ messages }}" * 20) == {"TPL006"}
+
+
+def test_syntax_tree_walk_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(templates, "MAX_NODES", 50)
+    assert "TPL006" in rules_of("{{ messages }}" * 100)
+
+
+def test_repeated_findings_are_capped(scan_data: ScanData) -> None:
+    payload = "".join(f"{{{{ messages.__a{i}__ }}}}" for i in range(30))
+    result = scan_data(json.dumps({"chat_template": payload}).encode(), "tokenizer_config.json")
+    assert len(result.findings) == templates.MAX_FINDINGS_PER_RULE + 1
+    assert "20 more not listed" in result.findings[-1].evidence
+
+
+# -- the files that carry templates ----------------------------------------------------------------
+
+
+def tokenizer_config(chat_template: object) -> bytes:
+    return json.dumps(
+        {
+            "add_bos_token": True,
+            "bos_token": "<|begin_of_text|>",
+            "chat_template": chat_template,
+            "model_max_length": 131072,
+            "tokenizer_class": "PreTrainedTokenizerFast",
+        },
+        indent=2,
+    ).encode()
+
+
+def test_tokenizer_config_with_a_real_template_is_clean(scan_data: ScanData) -> None:
+    result = scan_data(tokenizer_config(LLAMA_3_1), "tokenizer_config.json")
+    assert result.format == "hf-chat-template"
+    assert result.findings == []
+
+
+def test_named_templates_in_a_tokenizer_config(scan_data: ScanData) -> None:
+    variants = [
+        {"name": "default", "template": QWEN_2_5},
+        {"name": "tool_use", "template": "{{ cycler.__init__.__globals__.os.popen('id').read() }}"},
+        {"name": "rag", "template": 42},
+    ]
+    result = scan_data(tokenizer_config(variants), "tokenizer_config.json")
+    critical = [f for f in result.findings if f.level is Severity.CRITICAL]
+    assert critical and all("chat_template[tool_use]" in f.evidence for f in critical)
+    assert any(f.rule_id == "TPL006" and "chat_template[rag]" in f.evidence for f in result.findings)
+
+
+def test_unparseable_template_in_a_config_fails_closed(scan_data: ScanData) -> None:
+    result = scan_data(tokenizer_config("{% for m in messages %}"), "tokenizer_config.json")
+    assert [(f.rule_id, f.level) for f in result.findings] == [("TPL006", Severity.MEDIUM)]
+
+
+def test_configs_without_a_template_are_not_claimed() -> None:
+    data = json.dumps({"tokenizer_class": "LlamaTokenizer", "note": "chat_template"}).encode()
+    assert not TokenizerConfigHandler().detect(BytesSource(data))
+
+
+def test_jinja_file_with_a_real_template(scan_data: ScanData) -> None:
+    result = scan_data(QWEN_3_WITH_MASKS.encode(), "chat_template.jinja")
+    assert result.format == "chat-template"
+    assert result.findings == []
+
+
+def test_jinja_file_with_a_payload_and_no_messages_is_claimed(scan_data: ScanData) -> None:
+    result = scan_data(b"{{ lipsum.__globals__.os.popen('id').read() }}", "template.txt")
+    assert result.format == "chat-template"
+    assert "TPL001" in ids(result)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<a href=\"{{ url_for('index') }}\">{% for m in get_flashed_messages() %}{{ m }}{% endfor %}</a>",
+        "Dear {{ name }}, your order {% if shipped %}shipped{% endif %}.",
+        "Plain text that mentions messages but no markup at all.",
+        "{{ unbalanced",
+        json.dumps({"chat_template": "{{ messages }}"}),
+    ],
+)
+def test_other_text_is_not_a_chat_template(text: str) -> None:
+    assert not ChatTemplateHandler().detect(BytesSource(text.encode()))
+
+
+def test_unrecognised_text_named_jinja_fails_closed(scan_data: ScanData) -> None:
+    result = scan_data(b"Hello {{ name }}", "chat_template.jinja")
+    assert ids(result) == ["SCN004"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_random_text_is_not_claimed(text: str) -> None:
+    source = BytesSource(text.encode())
+    assert not ChatTemplateHandler().detect(source)
+    assert not TokenizerConfigHandler().detect(source)
