@@ -108,7 +108,9 @@ def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     generated = {"tensorflow_version": tf.__version__, "generated_by": "scripts/gen_tf_data.py"}
     write("tf_ops.json", {**generated, "ops": registered_ops()})
-    write("tflite_builtins.json", {**generated, "builtins": builtin_operators(), "stock_custom_ops": stock_custom_ops()})
+    write(
+        "tflite_builtins.json", {**generated, "builtins": builtin_operators(), "stock_custom_ops": stock_custom_ops()}
+    )
 
 
 if __name__ == "__main__":

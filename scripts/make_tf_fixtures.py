@@ -151,7 +151,9 @@ def tf1_saved_model(name: str) -> Path:
     return path
 
 
-def convert(concrete: tf.types.experimental.ConcreteFunction, owner: tf.Module | None = None, *, flex: bool = False) -> bytes:
+def convert(
+    concrete: tf.types.experimental.ConcreteFunction, owner: tf.Module | None = None, *, flex: bool = False
+) -> bytes:
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], owner)
     if flex:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import struct
 
 from modelshield import FileResult
@@ -39,6 +40,37 @@ def frame(body: bytes) -> bytes:
 
 MARK, STOP, TUPLE, TUPLE1, TUPLE2, REDUCE, BUILD, POP, DUP = b"(", b".", b"t", b"\x85", b"\x86", b"R", b"b", b"0", b"2"
 MEMOIZE, STACK_GLOBAL, EMPTY_DICT, EMPTY_LIST, NONE, SETITEM = b"\x94", b"\x93", b"}", b"]", b"N", b"s"
+
+
+def call(module: str, name: str, *args: bytes, p: int = 4) -> bytes:
+    """`module.name(*args)` via GLOBAL + TUPLE + REDUCE, then STOP."""
+    return proto(p) + glob(module, name) + MARK + b"".join(args) + TUPLE + REDUCE + STOP
+
+
+MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def legacy_torch(main: bytes, storages: dict[str, bytes], trailing: bytes = b"") -> bytes:
+    """The stacked layout of `torch.save(_use_new_zipfile_serialization=False)`."""
+    keys = pickle.dumps(sorted(storages), protocol=2)
+    data = b"".join(struct.pack("<q", len(raw) // 4) + raw for _, raw in sorted(storages.items()))
+    return (
+        pickle.dumps(MAGIC, protocol=2)
+        + pickle.dumps(1001, protocol=2)
+        + pickle.dumps({"protocol_version": 1001, "little_endian": True}, protocol=2)
+        + main
+        + keys
+        + data
+        + trailing
+    )
+
+
+def tensor_pickle(key: str, extra: bytes = b"") -> bytes:
+    """An OrderedDict-free main pickle: one tensor rebuilt from a FloatStorage persistent id."""
+    pid = MARK + text("storage") + glob("torch", "FloatStorage") + text(key) + text("cpu") + b"K\x04" + b"N" + TUPLE
+    args = MARK + pid + b"Q" + b"K\x00" + MARK + b"K\x04" + TUPLE + MARK + b"K\x01" + TUPLE + b"\x89"
+    args += glob("collections", "OrderedDict") + b")R" + TUPLE
+    return proto(2) + extra + glob("torch._utils", "_rebuild_tensor_v2") + args + b"R" + STOP
 
 
 def binget(index: int) -> bytes:

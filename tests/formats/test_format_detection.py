@@ -1,6 +1,5 @@
 """Formats recognised by content (GGUF, ONNX, TFLite, HDF5, SavedModel, Keras config): each is
-claimed by its bytes (those without an analyser yet fail closed with SCN006), and none claims ordinary
-files."""
+claimed by its bytes, and none claims ordinary files."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from modelshield import FileResult, scan_file
+from modelshield import scan_file
 from modelshield.core.handler import Handler
 from modelshield.core.source import BytesSource
 from modelshield.formats._protobuf import WireError, fields, read_varint
@@ -44,10 +43,6 @@ MY_HANDLERS: list[Handler] = [
 def claimed_by(data: bytes) -> list[str]:
     source = BytesSource(data)
     return [h.name for h in MY_HANDLERS if h.detect(source)]
-
-
-def no_analyser(result: FileResult) -> list[str]:
-    return [f.evidence for f in result.findings if f.rule_id == "SCN006"]
 
 
 # -- tiny protobuf writer for hand-built messages --------------------------------------------------

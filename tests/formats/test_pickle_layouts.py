@@ -15,10 +15,17 @@ from modelshield.core.rules import Severity
 from modelshield.core.source import BytesSource
 from modelshield.formats.pickle import looks_like_pickle
 from tests.conftest import ScanData
-from tests.formats.pickle_build import MARK, MEMOIZE, STOP, TUPLE, binget, glob, proto, rules, text
+from tests.formats.pickle_build import (
+    MARK,
+    MEMOIZE,
+    STOP,
+    binget,
+    legacy_torch,
+    proto,
+    rules,
+    tensor_pickle,
+)
 from tests.helpers import evil_pickle, is_code_execution
-
-MAGIC = 0x1950A86A20F9469CFC6C
 
 
 class Evil:
@@ -26,29 +33,6 @@ class Evil:
 
     def __reduce__(self) -> tuple[object, tuple[str]]:
         return (os.system, ("echo pwned",))
-
-
-def legacy_torch(main: bytes, storages: dict[str, bytes], trailing: bytes = b"") -> bytes:
-    """The stacked layout of `torch.save(_use_new_zipfile_serialization=False)`."""
-    keys = pickle.dumps(sorted(storages), protocol=2)
-    data = b"".join(struct.pack("<q", len(raw) // 4) + raw for _, raw in sorted(storages.items()))
-    return (
-        pickle.dumps(MAGIC, protocol=2)
-        + pickle.dumps(1001, protocol=2)
-        + pickle.dumps({"protocol_version": 1001, "little_endian": True}, protocol=2)
-        + main
-        + keys
-        + data
-        + trailing
-    )
-
-
-def tensor_pickle(key: str, extra: bytes = b"") -> bytes:
-    """An OrderedDict-free main pickle: one tensor rebuilt from a FloatStorage persistent id."""
-    pid = MARK + text("storage") + glob("torch", "FloatStorage") + text(key) + text("cpu") + b"K\x04" + b"N" + TUPLE
-    args = MARK + pid + b"Q" + b"K\x00" + MARK + b"K\x04" + TUPLE + MARK + b"K\x01" + TUPLE + b"\x89"
-    args += glob("collections", "OrderedDict") + b")R" + TUPLE
-    return proto(2) + extra + glob("torch._utils", "_rebuild_tensor_v2") + args + b"R" + STOP
 
 
 def test_legacy_torch_storage_data_is_expected(scan_data: ScanData) -> None:

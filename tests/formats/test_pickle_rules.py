@@ -29,6 +29,7 @@ from tests.formats.pickle_build import (
     binbytes,
     binget,
     binput,
+    call,
     evidence,
     glob,
     proto,
@@ -38,11 +39,6 @@ from tests.formats.pickle_build import (
 from tests.helpers import evil_pickle, is_code_execution
 
 PLAIN = {"a": [1, 2.5, "x", b"y", None, True], "s": {1, 2}, "f": frozenset([3]), "t": (1, (2, 3)), "c": 1 + 2j}
-
-
-def call(module: str, name: str, *args: bytes, p: int = 4) -> bytes:
-    """`module.name(*args)` via GLOBAL + TUPLE + REDUCE, then STOP."""
-    return proto(p) + glob(module, name) + MARK + b"".join(args) + TUPLE + REDUCE + STOP
 
 
 @pytest.mark.parametrize("protocol", range(6))

@@ -218,6 +218,7 @@ HOSTILE = [
     ("{{ joiner() }}", "TPL003"),
     ("{{ messages|attr('_' * 2 ~ 'class' ~ '_' * 2) }}", "TPL004"),
     ("{{ messages|map(attribute=name)|list }}", "TPL004"),
+    ("{{ messages|selectattr(name)|list }}", "TPL004"),
     ("{% include '/etc/passwd' %}", "TPL005"),
     ("{% import 'macros.j2' as m %}", "TPL005"),
     ("{% extends layout %}", "TPL005"),
@@ -237,7 +238,7 @@ def ids(result: FileResult) -> list[str]:
 @pytest.mark.parametrize("name", sorted(REAL_TEMPLATES))
 def test_real_templates_are_clean(name: str) -> None:
     analysis = analyse(REAL_TEMPLATES[name])
-    assert analysis.problems == []
+    assert analysis.problems == ()
     assert analysis.reads_messages
 
 
@@ -259,11 +260,13 @@ def test_locally_assigned_names_are_not_references() -> None:
 
 def test_oversized_templates_are_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(templates, "MAX_TEMPLATE_CHARS", 100)
+    templates.analyse.cache_clear()
     assert rules_of("{{ messages }}" * 20) == {"TPL006"}
 
 
 def test_syntax_tree_walk_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(templates, "MAX_NODES", 50)
+    templates.analyse.cache_clear()
     assert "TPL006" in rules_of("{{ messages }}" * 100)
 
 

@@ -77,17 +77,4 @@ LIMIT_EXCEEDED = Rule(
     "the policy's `[limits]` table and scan again.",
 )
 
-NO_ANALYSER = Rule(
-    id="SCN006",
-    title="Recognised model format that this version does not analyse",
-    severity=Severity.MEDIUM,
-    category=Category.INTEGRITY,
-    overview="The content was identified as a model format, but this modelshield version has no analyser "
-    "for it, so it cannot be called safe.",
-    attack="Formats such as ONNX, GGUF, Keras, TensorFlow and LiteRT can carry code or file access that "
-    "runs at load or inference time.",
-    impact="The file was not checked for code execution.",
-    remediation="Upgrade modelshield, or review the file with a tool that analyses this format.",
-)
-
-ENGINE_RULES = (EXTENSION_MISMATCH, POLYGLOT, NOT_ANALYSED, UNRECOGNISED, LIMIT_EXCEEDED, NO_ANALYSER)
+ENGINE_RULES = (EXTENSION_MISMATCH, POLYGLOT, NOT_ANALYSED, UNRECOGNISED, LIMIT_EXCEEDED)

@@ -94,6 +94,7 @@ SIGNATURE, NODE_DEF = (1, "signature"), (3, "node_def")
 NAME, OP, INPUT, ATTR = (1, "name"), (2, "op"), (3, "input"), (5, "attr")
 KEY, VALUE = (1, "key"), (2, "value")
 LIST, S, FUNC, LIST_FUNC = (1, "list"), (2, "s"), (10, "func"), (9, "func")
+FUNC_ATTR = (2, "attr")  # NameAttrList.attr
 GRADIENT_NAMES = ((1, "function_name"), (2, "gradient_func"))
 SAVE_TENSOR, RESTORE_OP = (2, "save_tensor_name"), (3, "restore_op_name")
 OBJECT_NODES, CONCRETE_FUNCTIONS = (1, "nodes"), (2, "concrete_functions")
@@ -287,7 +288,7 @@ def _attr_values(value: Message, depth: int, calls: list[str], strings: list[str
         funcs.extend(listed.messages(LIST_FUNC))
     for func in funcs:
         calls.extend(func.strings(NAME))
-        for entry in func.messages(ATTR):
+        for entry in func.messages(FUNC_ATTR):
             for inner in entry.messages(VALUE):
                 _attr_values(inner, depth + 1, calls, [])
 

@@ -9,9 +9,10 @@ syntax tree and walked; they are never rendered.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import TemplateError, nodes
@@ -26,8 +27,9 @@ from modelshield.core.sniff import classify_plain
 from modelshield.core.source import Source
 from modelshield.formats._json import json_object
 
-#: Real chat templates are a few kilobytes; a larger one is not parsed (fail closed).
-MAX_TEMPLATE_CHARS = 1_000_000
+#: Real chat templates are a few kilobytes (the largest about 20 kB); a larger one is not parsed
+#: (fail closed). Jinja parses about 400 kB a second, so this bounds the time per template.
+MAX_TEMPLATE_CHARS = 256 * 1024
 #: Syntax-tree nodes visited per template.
 MAX_NODES = 200_000
 #: Findings per rule and template, so a template repeating one trick stays a short report.
@@ -68,6 +70,8 @@ ESCAPE_HELPERS = frozenset(
 ATTRIBUTE_FILTERS = frozenset(
     {"attr", "map", "selectattr", "rejectattr", "sort", "groupby", "sum", "unique", "min", "max"}
 )
+#: Those of them whose first positional argument is the attribute name.
+POSITIONAL_ATTRIBUTE_FILTERS = frozenset({"attr", "selectattr", "rejectattr", "groupby"})
 _DUNDER = re.compile(r"__\w+__")
 
 _REMEDIATION = (
@@ -194,11 +198,11 @@ class Problem:
     evidence: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Analysis:
     """What a template does: its problems, and whether it reads `messages` as chat templates do."""
 
-    problems: list[Problem] = field(default_factory=list)
+    problems: tuple[Problem, ...]
     reads_messages: bool = False
 
     @property
@@ -224,7 +228,7 @@ def _filter_problems(node: nodes.Filter, line: int) -> Iterator[Problem]:
     if node.name not in ATTRIBUTE_FILTERS:
         return
     arguments = [kw.value for kw in node.kwargs if kw.key == "attribute"]
-    if node.name == "attr":
+    if node.name in POSITIONAL_ATTRIBUTE_FILTERS:
         arguments += node.args[:1]
     for argument in arguments:
         name = _const_string(argument)
@@ -254,20 +258,21 @@ def _node_problems(node: nodes.Node) -> Iterator[Problem]:
         yield Problem(TEMPLATE_LOAD, f"line {line}: {type(node).__name__.lower()} of template {shown}")
 
 
+@functools.lru_cache(maxsize=8)
 def analyse(text: str) -> Analysis:
-    """Parse `text` as Jinja (never render it) and report what it reaches for."""
-    result = Analysis()
+    """Parse `text` as Jinja (never render it) and report what it reaches for.
+
+    Cached because a template file is analysed once to be recognised and again to be scanned.
+    """
     if len(text) > MAX_TEMPLATE_CHARS:
-        result.problems.append(Problem(UNPARSEABLE, f"template of {len(text)} characters exceeds {MAX_TEMPLATE_CHARS}"))
-        return result
+        return Analysis((Problem(UNPARSEABLE, f"template of {len(text)} characters exceeds {MAX_TEMPLATE_CHARS}"),))
     try:
         tree = _ENV.parse(text)
     except TemplateError as exc:
-        result.problems.append(Problem(UNPARSEABLE, f"not valid Jinja: {exc}"))
-        return result
+        return Analysis((Problem(UNPARSEABLE, f"not valid Jinja: {exc}"),))
     except RecursionError:
-        result.problems.append(Problem(UNPARSEABLE, "nested too deeply to parse"))
-        return result
+        return Analysis((Problem(UNPARSEABLE, "nested too deeply to parse"),))
+    problems: list[Problem] = []
     assigned: set[str] = set()
     free: list[nodes.Name] = []
     stack: list[nodes.Node] = [tree]
@@ -276,26 +281,25 @@ def analyse(text: str) -> Analysis:
         node = stack.pop()
         visited += 1
         if visited > MAX_NODES:
-            result.problems.append(Problem(UNPARSEABLE, f"more than {MAX_NODES} syntax nodes; analysis stopped"))
+            problems.append(Problem(UNPARSEABLE, f"more than {MAX_NODES} syntax nodes; analysis stopped"))
             break
         if isinstance(node, nodes.Name):
             if node.ctx == "load":
                 free.append(node)
             else:
                 assigned.add(node.name)
-        result.problems.extend(_node_problems(node))
+        problems.extend(_node_problems(node))
         stack.extend(node.iter_child_nodes())
-    # `{% set messages = messages[1:] %}` still reads the caller's messages, so assignment is ignored here.
-    result.reads_messages = any(name.name == "messages" for name in free)
     for name in free:
         if name.name in assigned:
             continue
         if name.name in CODE_NAMES or _DUNDER.fullmatch(name.name):
-            result.problems.append(Problem(CODE_REFERENCE, f"line {name.lineno}: uses {name.name!r}"))
+            problems.append(Problem(CODE_REFERENCE, f"line {name.lineno}: uses {name.name!r}"))
         elif name.name in ESCAPE_HELPERS:
-            result.problems.append(Problem(ESCAPE_HELPER, f"line {name.lineno}: uses {name.name!r}"))
-    result.problems.sort(key=lambda p: p.rule.id)
-    return result
+            problems.append(Problem(ESCAPE_HELPER, f"line {name.lineno}: uses {name.name!r}"))
+    problems.sort(key=lambda p: p.rule.id)
+    # `{% set messages = messages[1:] %}` still reads the caller's messages, so assignment is ignored here.
+    return Analysis(tuple(problems), any(name.name == "messages" for name in free))
 
 
 def template_findings(ctx: Context, text: str, what: str, *, member: str | None = None) -> Iterator[Finding]:

@@ -101,6 +101,8 @@ NETWORK = Rule(
     "serving network, and remote control of what the model computes.",
     remediation="Do not serve the model, or serve it only where it has no network access, and ask the "
     "publisher why the graph needs remote calls.",
+    example="`DebugIdentityV2` with `debug_urls: ['grpc://collector.example:6064']` after the input "
+    "placeholder streams every request to that server.",
 )
 
 CUSTOM_OP = Rule(

@@ -65,6 +65,7 @@ FLEX_RUNTIME = Rule(
     "on-device runtime that normally has none.",
     impact="Larger attack surface; dangerous TensorFlow ops are reported separately.",
     remediation="Nothing to do if the listed ops are expected; prefer builtin-only conversions.",
+    example="`TFLiteConverter` with `SELECT_TF_OPS` writes `custom_code: 'FlexStringLength'` for `tf.strings.length`.",
 )
 
 UNKNOWN_BUILTIN = Rule(
@@ -78,6 +79,7 @@ UNKNOWN_BUILTIN = Rule(
     impact="The operator's behaviour is unknown to the scanner.",
     remediation="Check that the model was produced by a current converter; upgrade modelshield if the "
     "runtime added operators.",
+    example="`operator_codes[1] = {builtin_code: 250}` where the schema ends at 209 (`STABLEHLO_CASE`).",
 )
 
 STABLEHLO_CALL = Rule(
@@ -91,6 +93,7 @@ STABLEHLO_CALL = Rule(
     "operators they pull in code from outside the model, and `has_side_effect` calls may do anything.",
     impact="Native code outside the model runs when the operator executes.",
     remediation="Find out which runtime provides the call target and trust it only from its publisher.",
+    example="`STABLEHLO_CUSTOM_CALL` with `call_target_name: 'my_native_kernel'`, `has_side_effect: true`.",
 )
 
 RULES: tuple[Rule, ...] = (CUSTOM_OP, FLEX_RUNTIME, UNKNOWN_BUILTIN, STABLEHLO_CALL)

@@ -69,7 +69,7 @@ class _FileScan:
                             return
                     continue
             resyncs += 1
-            if resyncs > MAX_RESYNC or vm.find_proto() is None:
+            if resyncs > MAX_RESYNC or vm.find_start() is None:
                 return
             after_stop = yield from self._resynced()
 
@@ -200,8 +200,9 @@ _OPS: dict[int, tuple[str, int, int, bool]] = {
 
 
 def looks_like_pickle(head: bytes) -> bool:
-    """PROTO 2..5 at offset 0, or a protocol 0/1 head that parses strictly as pickle opcodes."""
-    if head[:1] == b"\x80":
+    """PROTO 2..5 at offset 0, or a protocol 0/1 head (the loader accepts `PROTO 0` and `PROTO 1`
+    too, though no pickler writes them) that parses strictly as pickle opcodes."""
+    if head[:1] == b"\x80" and head[1:2] not in (b"\x00", b"\x01"):
         return _PROTO.match(head) is not None
     return _plausible_old_pickle(head)
 

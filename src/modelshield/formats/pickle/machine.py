@@ -267,9 +267,9 @@ class Machine:
         if self.fend != NOFRAME:
             self.fend -= dropped
 
-    def find_proto(self) -> int | None:
-        """Advance to the next `PROTO 2..5` followed by an opcode byte (resynchronisation point)."""
-        pattern = _PROTO_START
+    def find_start(self) -> int | None:
+        """Advance to the next place a pickle can start (resynchronisation point)."""
+        pattern = _PICKLE_START
         while True:
             found = pattern.search(self.buf, self.pos)
             if found is not None:
@@ -413,8 +413,13 @@ class Machine:
         if rule is not None:
             evidence = f"{func.text}({render_args(args)}){func.raw_note} [{how}]: {verdict.reason}"
             if rule is MODEL_DEPENDENCY:
-                self.add(rule, evidence, callable=dotted, args=[plain(a) for a in args[:12]])
-                self._nested(dotted, args)
+                payloads = [_payload(a) for a in args] if dotted in NESTED_LOADERS else []
+                hidden = any(_computed(p) for p in payloads)
+                if hidden:
+                    evidence += "; the data it loads is computed at load time and cannot be scanned"
+                severity = Severity.CRITICAL if hidden else None
+                self.add(rule, evidence, severity, callable=dotted, args=[plain(a) for a in args[:12]])
+                self._nested(payloads)
             else:
                 self.add(rule, evidence, callable=dotted)
         return Call(func, args, rule is None, tag)
@@ -430,15 +435,10 @@ class Machine:
             return Verdict(None)
         return Verdict(IMPORT_GADGET, "copyreg._reconstructor outside its (class, builtin type, state) shape")
 
-    def _nested(self, dotted: str, args: tuple[Any, ...]) -> None:
+    def _nested(self, payloads: list[Any]) -> None:
         """Bytes handed to a loader are a pickle (or model) of their own: scan them recursively."""
-        if dotted not in NESTED_LOADERS:
-            return
         name = f"<nested pickle @{self.at}>"
-        for arg in args:
-            data = arg
-            if type(arg) is Call and type(arg.func) is Global and arg.func.dotted == "io.BytesIO" and arg.args:
-                data = arg.args[0]
+        for data in payloads:
             if type(data) is bytes and data:
                 self.found.extend(self.ctx.scan_member(name, BytesSource(data)))
             elif type(data) is Blob:
@@ -905,8 +905,45 @@ class Machine:
         return Unknown("object ndarray")
 
 
-_PROTO_START = re.compile(rb"\x80[\x02-\x05][\x28-\x98]")
-"""PROTO 2..5 and a plausible first opcode: where a pickle can start."""
+_BYTES_WRAPPERS = frozenset(["io.BytesIO", "builtins.bytearray", "builtins.bytes", "builtins.memoryview"])
+_LATIN1 = frozenset(["latin1", "latin-1", "iso-8859-1", "iso8859-1", "l1"])
+
+
+def _payload(value: Any) -> Any:
+    """What a loader reads from an argument, through `io.BytesIO(b)`, `bytearray(b)` and the way
+    protocol 2 spells bytes, `_codecs.encode(text, 'latin1')`; a wrapper call it cannot see through
+    stays as it is."""
+    while type(value) is Call and type(value.func) is Global and value.args:
+        dotted = value.func.dotted
+        inner = value.args[0]
+        if dotted == "codecs.encode" and type(inner) is str:
+            encoding = value.args[1] if len(value.args) > 1 else "utf-8"
+            if type(encoding) is not str or encoding.lower() not in _LATIN1:
+                return value
+            try:
+                return inner.encode("latin-1")
+            except UnicodeEncodeError:
+                return value
+        if dotted not in _BYTES_WRAPPERS:
+            return value
+        value = inner
+    return value
+
+
+def _computed(payload: Any) -> bool:
+    """Data a loader gets from a load-time computation (an untrusted call, a bytes wrapper around a
+    value we cannot read, an out-of-band object): its content is invisible to the scan."""
+    if type(payload) is Unknown:
+        return True
+    if type(payload) is not Call:
+        return False
+    func = payload.func
+    return not payload.trusted or (type(func) is Global and func.dotted in (*_BYTES_WRAPPERS, "codecs.encode"))
+
+
+_PICKLE_START = re.compile(rb"\x80[\x00-\x05][\x28-\x98]|[ci][A-Za-z_][\w.]{0,200}\n[\w.<>]{1,200}\n")
+"""Where a pickle can start: PROTO and a plausible first opcode, or the GLOBAL or INST opcode with which
+every protocol 0/1 payload imports its callable."""
 
 
 def _dtype_layout(dtype: Call) -> tuple[int, bool] | None:

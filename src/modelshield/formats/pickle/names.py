@@ -81,7 +81,7 @@ CATALOGUE: dict[str, str] = {
         """builtins.getattr builtins.setattr builtins.delattr builtins.__import__ builtins.globals
         builtins.locals builtins.vars builtins.type builtins.super builtins.classmethod builtins.staticmethod
         builtins.property importlib pkgutil pydoc operator functools copyreg gc inspect logging.config
-        torch.ops torch.classes torch._ops torch.library""",
+        torch.ops torch.classes torch._ops torch.library transformers.models.auto.auto_factory.getattribute_from_module""",
     ),
     **_entries(
         _ACCESS,
@@ -118,7 +118,10 @@ BARE_NAMES: dict[str, str] = {
         check_output check_call getoutput getstatusoutput run_path run_module _run_code runstring runctx
         runcall import_module load_source load_module exec_module""",
     ),
-    **_entries(_GADGET, "getattr setattr delattr attrgetter itemgetter methodcaller resolve_name locate"),
+    **_entries(
+        _GADGET,
+        "getattr setattr delattr attrgetter itemgetter methodcaller resolve_name locate getattribute_from_module",
+    ),
     **_entries(
         _DEPENDENCY,
         """from_pretrained from_single_file load_from_checkpoint load_model hf_hub_download snapshot_download
@@ -353,10 +356,10 @@ def _weight(verdict: Verdict) -> int:
 def _catalogue(module: str, qualname: str) -> Verdict:
     """Judge every component: the module prefix, each attribute walk, dunders and private walks."""
     parts = qualname.split(".")
-    best = _lookup(f"{module}.{qualname}")
+    best = _lookup([*module.split("."), *parts])
     for i in range(len(parts)):
         # `torch.serialization` + `os.system` walks into the os module: judge each walked suffix.
-        found = _lookup(".".join(parts[i:]))
+        found = _lookup(parts, i)
         if found.rule is not None and _weight(found) > _weight(best):
             best = found
     kind = BARE_NAMES.get(parts[-1])
@@ -375,6 +378,8 @@ def _catalogue(module: str, qualname: str) -> Verdict:
     return best
 
 
+_KEY_PARTS = max(key.count(".") + 1 for key in CATALOGUE)
+
 _DESCRIPTIONS = {
     _CODE: "callable that runs code or commands",
     _GADGET: "gadget that reaches arbitrary imports or attributes",
@@ -383,12 +388,14 @@ _DESCRIPTIONS = {
 }
 
 
-def _lookup(dotted: str) -> Verdict:
-    parts = dotted.split(".")
-    for end in range(len(parts), 0, -1):
-        kind = CATALOGUE.get(".".join(parts[:end]))
+def _lookup(parts: list[str], start: int = 0) -> Verdict:
+    """The longest catalogue prefix of `parts[start:]`; only as many parts as a key can have are
+    joined, so a name of thousands of components costs linear time."""
+    for end in range(min(len(parts), start + _KEY_PARTS), start, -1):
+        key = ".".join(parts[start:end])
+        kind = CATALOGUE.get(key)
         if kind is not None:
-            return Verdict(_KIND_RULES[kind], f"{'.'.join(parts[:end])} is a {_DESCRIPTIONS[kind]}")
+            return Verdict(_KIND_RULES[kind], f"{key} is a {_DESCRIPTIONS[kind]}")
     return Verdict(None)
 
 

@@ -123,12 +123,12 @@ def render_args(args: Any, depth: int = 0) -> str:
     return shown + (", ..." if len(args) > _ITEMS else "")
 
 
-def plain(value: Any) -> Any:
-    """A JSON-friendly form of a constant argument for finding details."""
+def plain(value: Any, depth: int = 0) -> Any:
+    """A JSON-friendly form of a constant argument for finding details (bounded: tuples nest deeply)."""
     if value is None or type(value) in (bool, float, str):
         return value
     if type(value) is int:
         return value if value.bit_length() <= 63 else render(value)
-    if type(value) is tuple:
-        return [plain(v) for v in value[: _ITEMS * 2]]
-    return render(value)
+    if type(value) is tuple and depth < _DEPTH:
+        return [plain(v, depth + 1) for v in value[: _ITEMS * 2]]
+    return render(value, depth)

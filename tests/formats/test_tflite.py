@@ -1,0 +1,193 @@
+"""LiteRT / TFLite analysis: real conversions (tests/fixtures/tf, made by scripts/make_tf_fixtures.py),
+models built with the schema's object API, and hostile flatbuffers patched by hand."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelshield import FileResult, Policy
+from modelshield.core.engine import Engine
+from modelshield.core.findings import Location
+from modelshield.core.rules import Severity
+from modelshield.core.source import BytesSource
+from modelshield.formats import tensorflow_ops
+from modelshield.formats.tflite import FlatBuffer, Table, root_table
+from modelshield.registry import HANDLERS
+from tests.conftest import ScanData
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def found(result: FileResult) -> list[tuple[str, str]]:
+    return [(f.rule_id, f.level.label) for f in result.findings]
+
+
+@pytest.mark.parametrize("name", ["dense.tflite", "cnn.tflite", "module.tflite", "stock_custom_op.tflite"])
+def test_standard_models_are_clean(scan_data: ScanData, name: str) -> None:
+    result = scan_data(fixture(name), name)
+    assert result.format == "tflite"
+    assert result.findings == []
+
+
+@pytest.mark.parametrize(
+    ("name", "expected", "op"),
+    [
+        ("flex_read_file.tflite", [("TFO002", "high"), ("TFL002", "info")], "ReadFile"),
+        ("flex_write_file.tflite", [("TFO003", "high"), ("TFL002", "info")], "WriteFile"),
+        ("flex_benign.tflite", [("TFL002", "info")], None),
+    ],
+)
+def test_flex_ops_are_judged_as_tensorflow_ops(
+    scan_data: ScanData, name: str, expected: list[tuple[str, str]], op: str | None
+) -> None:
+    result = scan_data(fixture(name), name)
+    assert found(result) == expected
+    if op is not None:
+        assert result.findings[0].details["op"] == op
+        assert "subgraph 0 'main'" in result.findings[0].evidence
+
+
+@pytest.mark.parametrize(
+    ("name", "rule", "evidence"),
+    [
+        ("custom_op.tflite", "TFL001", "custom operator 'MyNativeKernel': 1 use(s) in subgraph 1 'body'"),
+        ("unknown_builtin.tflite", "TFL003", "unknown builtin operator code 250"),
+        ("stablehlo_custom_call.tflite", "TFL004", "StableHLO custom call to 'my_native_kernel'"),
+    ],
+)
+def test_operators_of_every_subgraph_are_judged(scan_data: ScanData, name: str, rule: str, evidence: str) -> None:
+    [finding] = scan_data(fixture(name), name).findings
+    assert finding.rule_id == rule
+    assert finding.level is Severity.MEDIUM
+    assert evidence in finding.evidence
+
+
+def test_custom_ops_can_be_allowed_by_policy(scan_data: ScanData) -> None:
+    policy = Policy(allow={tensorflow_ops.CUSTOM_OPS_ALLOWLIST: frozenset({"MyNativeKernel"})})
+    assert scan_data(fixture("custom_op.tflite"), "custom_op.tflite", policy).findings == []
+
+
+def test_unused_custom_operator_codes_are_still_reported(scan_data: ScanData) -> None:
+    data = bytearray(fixture("custom_op.tflite"))
+    operator = operators(data)[-1]
+    struct.pack_into("<I", data, field_position(operator, 0), 0)  # the body's operator now uses CALL_ONCE
+    [finding] = scan_data(bytes(data), "m.tflite").findings
+    assert "operator_codes[1] (not used by any operator)" in finding.evidence
+
+
+# -- hostile flatbuffers --------------------------------------------------------------------------------------
+
+
+def model_table(data: bytes | bytearray) -> Table:
+    root = root_table(BytesSource(bytes(data)))
+    assert root is not None
+    return FlatBuffer(bytes(data)).table(root)
+
+
+def field_position(table: Table, slot: int) -> int:
+    position = table._field(slot, 4)
+    assert position is not None
+    return position
+
+
+def operators(data: bytes | bytearray) -> list[Table]:
+    return [op for subgraph in model_table(data).tables(2) for op in subgraph.tables(3)]
+
+
+def patched(name: str, table: str, slot: int, value: int, fmt: str = "<I") -> bytes:
+    data = bytearray(fixture(name))
+    model = model_table(data)
+    target = {"model": model, "subgraph": list(model.tables(2))[-1], "operator": operators(data)[-1]}[table]
+    struct.pack_into(fmt, data, field_position(target, slot), value)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        patched("custom_op.tflite", "model", 1, 0x7FFFFFF0),  # operator_codes offset past the end
+        patched("custom_op.tflite", "model", 2, 2),  # subgraphs offset into the middle of a table
+        patched("custom_op.tflite", "operator", 0, 99),  # opcode_index out of range
+        patched("cnn.tflite", "subgraph", 3, 0xFFFFFFFF - 64),  # operators offset wraps past the end
+    ],
+)
+def test_broken_offsets_fail_closed(scan_data: ScanData, data: bytes) -> None:
+    result = scan_data(data, "m.tflite")
+    assert result.format == "tflite"
+    assert [f.rule_id for f in result.findings] == ["SCN003"]
+    assert "internal error" not in result.findings[0].evidence
+
+
+def test_huge_vector_length_fails_closed(scan_data: ScanData) -> None:
+    data = bytearray(fixture("cnn.tflite"))
+    subgraph = next(model_table(data).tables(2))
+    at = field_position(subgraph, 3)
+    vector = at + struct.unpack_from("<I", data, at)[0]
+    struct.pack_into("<I", data, vector, 0x3FFFFFFF)
+    assert [f.rule_id for f in scan_data(bytes(data), "m.tflite").findings] == ["SCN003"]
+
+
+def test_vtable_outside_the_file_fails_closed(scan_data: ScanData) -> None:
+    data = bytearray(fixture("custom_op.tflite"))
+    operator = operators(data)[-1]
+    struct.pack_into("<i", data, operator.pos, -0x100000)  # vtable = pos + 1 MiB
+    assert [f.rule_id for f in scan_data(bytes(data), "m.tflite").findings] == ["SCN003"]
+
+
+def test_aliased_vectors_are_bounded(scan_data: ScanData) -> None:
+    """Many subgraph entries point at one subgraph whose operators vector points many times at one
+    operator: tiny on disk, a billion reads for a naive reader."""
+    data = bytearray(fixture("custom_op.tflite"))
+    model = model_table(data)
+    count = 2000
+    base = len(data) + (-len(data) % 4)
+    data += b"\0" * (base - len(data))
+    subgraphs_vector = base
+    sub_vtable = subgraphs_vector + 4 + 4 * count
+    sub_table = sub_vtable + 12
+    ops_vector = sub_table + 8
+    op_vtable = ops_vector + 4 + 4 * count
+    op_table = op_vtable + 8
+    out = bytearray(op_table + 8 - base)
+
+    def put(fmt: str, at: int, *values: int) -> None:
+        struct.pack_into(fmt, out, at - base, *values)
+
+    put("<I", subgraphs_vector, count)
+    for i in range(count):
+        element = subgraphs_vector + 4 + 4 * i
+        put("<I", element, sub_table - element)
+    put("<HHHHHH", sub_vtable, 12, 8, 0, 0, 0, 4)  # SubGraph: only operators (slot 3) at +4
+    put("<iI", sub_table, sub_table - sub_vtable, ops_vector - (sub_table + 4))
+    put("<I", ops_vector, count)
+    for i in range(count):
+        element = ops_vector + 4 + 4 * i
+        put("<I", element, op_table - element)
+    put("<HHHH", op_vtable, 8, 8, 4, 0)  # Operator: opcode_index (slot 0) at +4
+    put("<iI", op_table, op_table - op_vtable, 1)
+    data += out
+    slot = field_position(model, 2)
+    struct.pack_into("<I", data, slot, subgraphs_vector - slot)
+    result = scan_data(bytes(data), "m.tflite")
+    assert [f.rule_id for f in result.findings] == ["SCN005"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_corrupted_models_never_crash_the_reader(data: st.DataObject) -> None:
+    model = bytearray(fixture(data.draw(st.sampled_from(["cnn.tflite", "custom_op.tflite", "flex_read_file.tflite"]))))
+    for _ in range(data.draw(st.integers(1, 8))):
+        position = data.draw(st.integers(8, len(model) - 1))
+        model[position] = data.draw(st.integers(0, 255))
+    engine = Engine(HANDLERS, Policy())
+    findings = list(engine.scan_object(BytesSource(bytes(model)), Location("m.tflite"), 0))
+    assert all("internal error" not in f.evidence and "aborted" not in f.evidence for f in findings)
