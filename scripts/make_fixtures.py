@@ -4,18 +4,19 @@ The tests read the files this script wrote and committed, so CI needs none of th
 Regenerate them only when a fixture must change:
 
     pip install /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl  # any CPU wheel
-    pip install -e '.[fixtures]'  # scikit-learn, joblib, safetensors
+    pip install -e '.[fixtures]'  # scikit-learn, joblib, safetensors, dill, cloudpickle
     python scripts/make_fixtures.py
 
 It writes:
-  tests/fixtures/real/       benign files as torch, scikit-learn/joblib, numpy and safetensors save them
+  tests/fixtures/real/       benign files as torch, scikit-learn/joblib, numpy, safetensors, dill and
+                             cloudpickle save them
   tests/fixtures/malicious/  hostile files: a payload object serialised next to real model data
   examples/safe/, examples/unsafe/   the small models the README quickstart scans
 
 Hostile files are only ever dumped, never loaded: their payloads run `touch /tmp/modelshield-marker-NAME`,
 harmless if a loader were ever pointed at them, and the tests only scan them. Seeds and the string hash
 seed are fixed, so reruns write the same bytes, except in torch's legacy format, which names storages by
-memory address.
+memory address, and in TorchScript archives, which carry a random serialization id.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
+import dill
 import joblib
 import numpy as np
 import safetensors.numpy
@@ -72,6 +75,14 @@ class Payload:
 
 def marker(name: str) -> str:
     return f"touch /tmp/modelshield-marker-{name}"
+
+
+def marker_function(name: str) -> Callable[[], int]:
+    """A function that runs the marker command when called, compiled under a fixed file name: dill
+    and cloudpickle serialise its code object, which records where it was compiled."""
+    source = f"lambda: __import__('os').system({marker(name)!r})"
+    function: Callable[[], int] = eval(compile(source, "<modelshield-fixture>", "eval"))
+    return function
 
 
 def seed() -> None:
@@ -261,6 +272,11 @@ def write_real(out: Path) -> None:
         with open(out / f"python_data_p{protocol}.pkl", "wb") as fh:
             pickle.dump(plain_data(), fh, protocol=protocol)
 
+    # dill and cloudpickle dumps of ordinary data: dill routes every array through its own helper.
+    arrays_and_lists = {**arrays, "labels": plain_data()["labels"], "weights": plain_data()["weights"]}
+    (out / "dill_arrays.pkl").write_bytes(dill.dumps(arrays_and_lists))
+    (out / "cloudpickle_arrays.pkl").write_bytes(cloudpickle.dumps(arrays_and_lists))
+
 
 def write_malicious(out: Path) -> None:
     seed()
@@ -280,6 +296,10 @@ def write_malicious(out: Path) -> None:
     objects[1] = Payload(os.system, marker("numpy-object"))
     np.save(out / "numpy_object_payload.npy", objects, allow_pickle=True)
     np.savez(out / "numpy_payload.npz", weights=np.ones(4), extra=objects)
+    # Serialised functions: loading rebuilds a code object that runs when the model calls it.
+    (out / "dill_lambda.pkl").write_bytes(dill.dumps({"weights": [0.5], "postprocess": marker_function("dill")}))
+    cloudpickled = cloudpickle.dumps({"weights": [0.5], "postprocess": marker_function("cloudpickle")})
+    (out / "cloudpickle_function.pkl").write_bytes(cloudpickled)
     with open(out / "pickle_as.safetensors", "wb") as fh:
         pickle.dump({"weight": [0.0] * 4, "meta": Payload(eval, f"__import__('os').system('{marker('st')}')")}, fh)
 

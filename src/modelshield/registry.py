@@ -31,6 +31,7 @@ from modelshield.formats.safetensors_index import SafetensorsIndexHandler
 from modelshield.formats.savedmodel import SavedModelHandler
 from modelshield.formats.templates import ChatTemplateHandler, TokenizerConfigHandler
 from modelshield.formats.tflite import TfliteHandler
+from modelshield.formats.torchscript import TorchScriptCodeHandler
 from modelshield.integrity.rules import INTEGRITY_RULES
 
 HANDLERS: tuple[Handler, ...] = (
@@ -57,6 +58,7 @@ HANDLERS: tuple[Handler, ...] = (
     SafetensorsIndexHandler(),
     TokenizerConfigHandler(),
     ChatTemplateHandler(),
+    TorchScriptCodeHandler(),
 )
 
 CATALOGUE.register(ENGINE_RULES)

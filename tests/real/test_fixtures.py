@@ -57,6 +57,8 @@ MALICIOUS: dict[str, tuple[Expect, ...]] = {
     "numpy_object_payload.npy": (Expect(CODE, None),),
     "numpy_payload.npz": (Expect(CODE, "extra.npy"),),
     "pickle_as.safetensors": (Expect(CODE), Expect(Category.ARCHIVE, level=Severity.MEDIUM)),
+    "dill_lambda.pkl": (Expect(CODE, level=Severity.CRITICAL),),
+    "cloudpickle_function.pkl": (Expect(CODE, level=Severity.CRITICAL),),
 }
 
 

@@ -68,6 +68,7 @@ _RECONSTRUCTOR_BASES = frozenset(
     f"builtins.{n}" for n in "object dict list set frozenset tuple int float str bytes complex bytearray".split()
 )
 _JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+_DILL_ARRAY = frozenset(["dill._dill._create_array", "dill.dill._create_array"])
 _DTYPE_CODE = re.compile(r"[<>|=]?([A-Za-z?])(\d*)")
 
 
@@ -403,6 +404,10 @@ class Machine:
         verdict = func.verdict
         dotted = func.dotted
         tag = ""
+        if dotted in _DILL_ARRAY and len(args) >= 2 and type(args[0]) is Global and type(args[1]) is tuple:
+            # dill pickles every ndarray as `_create_array(f, args, state, npdict)`, which calls `f(*args)`
+            # and sets the state on the result: judged as that call.
+            return self._call(args[0], args[1], f"{how} through {dotted}")
         if dotted == "copyreg._reconstructor":
             verdict = self._reconstructor(args)
             if verdict.rule is None and type(args[0]) is Global and args[0].dotted == _JOBLIB_WRAPPER:

@@ -81,7 +81,8 @@ CATALOGUE: dict[str, str] = {
         """builtins.getattr builtins.setattr builtins.delattr builtins.__import__ builtins.globals
         builtins.locals builtins.vars builtins.type builtins.super builtins.classmethod builtins.staticmethod
         builtins.property importlib pkgutil pydoc operator functools copyreg gc inspect logging.config
-        torch.ops torch.classes torch._ops torch.library transformers.models.auto.auto_factory.getattribute_from_module""",
+        torch.ops torch.classes torch._ops torch.library
+        transformers.models.auto.auto_factory.getattribute_from_module""",
     ),
     **_entries(
         _ACCESS,

@@ -1,0 +1,228 @@
+"""Speed and memory of modelshield next to the scanners users would pick instead.
+
+Installs the peers at pinned versions, each in its own virtual environment under bench/.peers-venv/
+(so that one peer's pins cannot change another's results), generates inputs in a temporary folder
+(removed afterwards), runs every tool on every input in fresh processes and prints one Markdown table
+per input: median wall time, peak RSS, ratios to modelshield and what the tool concluded. Nothing here
+loads the generated files: opcodes are counted with pickletools.genops, which only parses.
+
+    python bench/peers.py            # full sizes: about 3.6 GB of temporary files, 15-20 minutes
+    python bench/peers.py --quick    # sizes / 10 and one run: a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import pickletools
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from _common import in_child, measure, write_folder, write_stored_zip
+
+VENVS = Path(__file__).resolve().parent / ".peers-venv"
+SLOW = 60.0
+"""Seconds after which a tool's first run is also its only one: the budget goes to the other tools."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    requirements: tuple[str, ...]
+    """Pinned PyPI requirements; empty for modelshield, which runs from the current environment."""
+    command: tuple[str, ...]
+    """The command a user would type, without the path; a peer's executable is taken from its venv."""
+    note: str
+    """Regex over the tool's output giving the reason behind a verdict other than clean (group 1 if any)."""
+
+    def argv(self, path: Path) -> list[str]:
+        if not self.requirements:
+            return [sys.executable, "-m", *self.command, str(path)]
+        return [str(VENVS / self.name / "bin" / self.command[0]), *self.command[1:], str(path)]
+
+
+MODELSHIELD = Tool("modelshield", (), ("modelshield", "scan", "--format", "json"), r'"rule_id": "(\w+)"')
+PEERS = (
+    Tool("picklescan", ("picklescan==1.0.5",), ("picklescan", "-p"), r"^(?:ERROR|WARNING): .*"),
+    Tool("modelscan", ("modelscan==0.8.8",), ("modelscan", "-p"), r"^(?:Parsing error: |Error encountered ).*"),
+    # fickling 0.1.12 imports typing_extensions but declares it only for its dev extras.
+    Tool(
+        "fickling",
+        ("fickling==0.1.12", "typing_extensions==4.16.0"),
+        ("fickling", "--check-safety", "--print-results"),
+        r"^(?!Warning|Do not)\S.*",
+    ),
+    # --no-cache: ModelAudit caches results by content, which would turn every run after the first into a lookup.
+    Tool("modelaudit", ("modelaudit==0.2.54",), ("modelaudit", "scan", "--no-cache"), r"^Scanned .*?: (Found .*)"),
+)
+QUIET = {"PROMPTFOO_DISABLE_TELEMETRY": "1", "NO_ANALYTICS": "1", "NO_COLOR": "1"}
+"""ModelAudit sends usage telemetry unless told not to; the same environment is given to every tool."""
+
+
+def install(tool: Tool) -> None:
+    """Create the tool's venv once; a changed pin rebuilds it."""
+    venv = VENVS / tool.name
+    pins = venv / "pins.txt"
+    wanted = "\n".join(tool.requirements) + "\n"
+    if pins.is_file() and pins.read_text() == wanted:
+        return
+    print(f"installing {' '.join(tool.requirements)} into {venv}", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *tool.requirements], check=True)
+    pins.write_text(wanted)
+
+
+def write_dense_pickle(path: Path, count: int) -> None:
+    """Millions of tiny objects (ints, short strings, pairs): cost per opcode, not per byte."""
+    objects = [(i, -i) if i % 3 == 2 else f"k{i}" if i % 3 else i for i in range(count)]
+    with path.open("wb") as out:
+        pickle.dump(objects, out, protocol=4)
+
+
+def count_opcodes(path: Path) -> int:
+    with path.open("rb") as stream:
+        return sum(1 for _ in pickletools.genops(stream))
+
+
+def write_joblib(path: Path, size: int) -> None:
+    """A real joblib dump: NumPy array bytes sit inline between the opcodes of one pickle."""
+    import joblib
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {f"coef_{i}": rng.random(size // 4 // 8) for i in range(4)}
+    joblib.dump({"arrays": arrays, "params": {"alpha": 0.5, "layers": [64, 32]}}, path)
+
+
+def write_npy(path: Path, size: int) -> None:
+    """A plain float32 .npy written in chunks, so that the writer never holds the array."""
+    import numpy as np
+
+    with path.open("wb") as out:
+        np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False, "shape": (size // 4,)})
+        block = os.urandom(64 * 1024 * 1024)
+        for left in range(size, 0, -len(block)):
+            out.write(block[: min(left, len(block))])
+
+
+@dataclass
+class Outcome:
+    seconds: float
+    rss: int
+    verdict: str
+    note: str
+    runs: int
+
+    @property
+    def scanned(self) -> bool:
+        return self.verdict in ("clean", "flagged")
+
+
+def _verdict(tool: Tool, code: int, output: str, timeout: float) -> tuple[str, str]:
+    """What the exit code and output say; the exit codes all tools here document: 0 clean, 1 findings."""
+    if code == -9:
+        return f"timed out (> {timeout:g} s)", ""
+    if "Traceback (most recent call last)" in output:
+        return "could not scan", output.strip().splitlines()[-1]
+    matches = [m.group(m.lastindex or 0) for m in re.finditer(tool.note, output, re.MULTILINE)]
+    note = ", ".join(dict.fromkeys(matches)) if tool is MODELSHIELD else next(iter(matches), "")
+    if code in (0, 1):
+        return ("clean" if code == 0 else "flagged"), note if code else ""
+    return "could not scan", note or f"exit code {code}"
+
+
+def run_tool(tool: Tool, path: Path, root: Path, runs: int, timeout: float) -> Outcome:
+    """Median of `runs` fresh processes; a single run when the first one fails or is slow."""
+    env = os.environ | QUIET | {"HOME": str(root / "home")}
+    log = root / "output.txt"
+    samples: list[tuple[float, int]] = []
+    for _ in range(runs):
+        with log.open("wb") as out:
+            seconds, rss, code = measure(tool.argv(path), cwd=root / "cwd", env=env, output=out, timeout=timeout)
+        samples.append((seconds, rss))
+        verdict, note = _verdict(tool, code, log.read_text(errors="replace"), timeout)
+        if verdict not in ("clean", "flagged") or seconds > SLOW:
+            break
+    note = note.replace(f"{path.parent}/", "").replace("|", "/")[:140]
+    return Outcome(
+        statistics.median(s for s, _ in samples), max(r for _, r in samples), verdict, note, len(samples)
+    )
+
+
+def _ratio(value: float, base: float, ok: bool) -> str:
+    return f"{value / base:.2f}x" if ok and base else "—"
+
+
+def table(label: str, path: Path, outcomes: dict[str, Outcome], opcodes: int | None) -> str:
+    disk = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
+    base = outcomes[MODELSHIELD.name]
+    head = "| tool | runs | time (s) | peak RSS (MiB) | time / modelshield | RSS / modelshield |"
+    rule = "| --- | ---: | ---: | ---: | ---: | ---: |"
+    if opcodes:
+        head += " opcodes/s |"
+        rule += " ---: |"
+    lines = [f"### {label} ({disk / 1024**2:,.0f} MiB on disk)\n", head + " result |", rule + " --- |"]
+    for name, o in outcomes.items():
+        row = (
+            f"| {name} | {o.runs} | {o.seconds:.2f} | {o.rss / 1024**2:,.0f} "
+            f"| {_ratio(o.seconds, base.seconds, o.scanned)} | {_ratio(o.rss, base.rss, o.scanned)} |"
+        )
+        if opcodes:
+            row += f" {opcodes / o.seconds:,.0f} |" if o.scanned else " — |"
+        lines.append(row + f" {o.verdict}{': ' + o.note if o.note else ''} |")
+    if opcodes:
+        lines.append(f"\n{opcodes:,} opcodes (pickletools.genops).")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="sizes / 10 and one run, for a smoke test")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every input size (default 1)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per tool and input (median reported)")
+    parser.add_argument("--timeout", type=float, help="seconds before a run is killed (300, or 15 with --quick)")
+    args = parser.parse_args()
+    scale, runs = (args.scale / 10, 1) if args.quick else (args.scale, args.runs)
+    timeout = args.timeout or (15 if args.quick else 300)
+    for peer in PEERS:
+        install(peer)
+    tools = (MODELSHIELD, *PEERS)
+    mib = 1024**2
+    cases: list[tuple[str, str, Callable[..., None], Any]] = [
+        (f"opcode-dense pickle, {2_000_000 * scale:,.0f} objects", "dense.pkl", write_dense_pickle,
+         int(2_000_000 * scale)),
+        (f"PyTorch zip checkpoint, {2048 * scale:,.0f} MiB", "checkpoint.pt",
+         lambda p, n: write_stored_zip(p, n, 64), int(2048 * mib * scale)),
+        (f"joblib file with NumPy arrays, {512 * scale:,.0f} MiB", "model.joblib", write_joblib,
+         int(512 * mib * scale)),
+        (f".npy array, {1024 * scale:,.0f} MiB", "weights.npy", write_npy, int(1024 * mib * scale)),
+        (f"folder of {round(300 * scale)} small pickles", "many", write_folder, round(300 * scale)),
+    ]
+    print(f"# modelshield and its peers ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+          f"Python {sys.version.split()[0]}, {runs} run(s), timeout {timeout:g} s)\n")
+    print("Peers: " + ", ".join(" ".join(p.requirements) for p in PEERS) + "\n")
+    with tempfile.TemporaryDirectory(prefix="modelshield-peers-") as tmp:
+        root = Path(tmp)
+        (root / "cwd").mkdir()
+        (root / "home").mkdir()
+        for label, name, make, size in cases:
+            path = root / name
+            in_child(make, path, size)
+            opcodes = in_child(count_opcodes, path) if name == "dense.pkl" else None
+            outcomes = {t.name: run_tool(t, path, root, runs, timeout) for t in tools}
+            print(table(label, path, outcomes, opcodes), flush=True)
+            shutil.rmtree(path) if path.is_dir() else path.unlink()  # one input on disk at a time
+
+
+if __name__ == "__main__":
+    main()
