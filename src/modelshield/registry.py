@@ -8,6 +8,7 @@ from __future__ import annotations
 from modelshield.containers.compressed import (
     Bzip2Handler,
     GzipHandler,
+    JoblibZfileHandler,
     Lz4Handler,
     LzmaHandler,
     XzHandler,
@@ -44,6 +45,7 @@ HANDLERS: tuple[Handler, ...] = (
     LzmaHandler(),
     ZlibHandler(),
     Lz4Handler(),
+    JoblibZfileHandler(),
     ZstdHandler(),
     PickleHandler(),
     NpyHandler(),

@@ -32,9 +32,9 @@ def evil(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def disguised(tmp_path: Path) -> Path:
-    """Plain text under a model name: a medium finding that needs no format analyser."""
+    """Unrecognised binary under a model name: a medium finding that needs no format analyser."""
     path = tmp_path / "weights.safetensors"
-    path.write_text("this is not a model\n")
+    path.write_bytes(b"\x00\x01\x02\x03" * 64)
     return path
 
 

@@ -21,7 +21,7 @@ def scan_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict
 def disguised(tmp_path: Path) -> Path:
     model = tmp_path / "models" / "weights.safetensors"
     model.parent.mkdir()
-    model.write_text("not a model\n")
+    model.write_bytes(b"\x00\x01\x02\x03" * 64)
     return model
 
 

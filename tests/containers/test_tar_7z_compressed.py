@@ -223,3 +223,33 @@ def test_ordinary_archives_are_quiet(scan_data: ScanData) -> None:
         result = scan_data(data, name)
         assert quiet(result), (name, result.findings)
         assert len(result.objects) > 1, name
+
+
+def test_old_joblib_zfile_is_decoded(scan_data: ScanData) -> None:
+    payload = evil_pickle()
+    header = b"ZF" + hex(len(payload)).encode().ljust(19)
+    result = scan_data(header + zlib.compress(payload), "model.pkl")
+    assert result.format == "joblib-zfile"
+    assert is_code_execution(result, "model.pkl!model.pkl")
+
+
+def test_decoded_name_drops_any_compression_suffix(scan_data: ScanData) -> None:
+    result = scan_data(zlib.compress(b"\x80\x02}q\x00."), "model.gz")
+    assert result.objects[1].location == result.path + "!model"
+    assert quiet(result) and not result.findings
+
+
+def test_data_that_merely_starts_like_lzma_alone_is_not_claimed(scan_data: ScanData) -> None:
+    # A MATLAB v4 file whose header bytes happen to pass the lzma-alone header check.
+    head = bytes.fromhex("00000000020000000100000000000000") + b"\x0b\x00\x00\x00fit_params\x00\x81"
+    result = scan_data(head + bytes(range(256)) * 32, "data.mat")
+    assert result.format == "binary"
+    assert result.findings == []
+
+
+def test_tar_member_cut_short_is_reported(scan_data: ScanData) -> None:
+    data = make_tar(("big.pkl", evil_pickle() + b"\x00" * 5000))
+    result = scan_data(data[:2000], "bundle.tar")
+    assert is_code_execution(result, "bundle.tar!big.pkl")
+    finding = next(f for f in result.findings if f.rule_id == "SCN003")
+    assert "truncated" in finding.evidence and finding.location.display.endswith("bundle.tar!big.pkl")

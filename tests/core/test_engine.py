@@ -16,6 +16,7 @@ from modelshield.core.errors import ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.limits import Limits
+from modelshield.core.rules import Severity
 from modelshield.core.scan_rules import NOT_ANALYSED
 from modelshield.core.sniff import classify_plain
 from modelshield.core.source import Source
@@ -55,16 +56,18 @@ def test_compressed_content_is_judged_by_what_it_contains(scan_data: ScanData) -
 @pytest.mark.parametrize(
     ("name", "data", "expected"),
     [
-        ("model.pt", b"\x00\x01\x02\x03" * 64, ["SCN004"]),
-        ("model.pkl", b"just some words\n", ["SCN004"]),
+        ("model.pt", b"\x00\x01\x02\x03" * 64, [("SCN004", Severity.MEDIUM)]),
+        ("model.pkl", b"just some words\n", [("SCN004", Severity.LOW)]),
         ("weights.bin", b"\x00\x01\x02\x03" * 64, []),
         ("model.pkl", b"", []),
         ("notes.txt", b"hello\n", []),
     ],
 )
-def test_unrecognised_content(scan_data: ScanData, name: str, data: bytes, expected: list[str]) -> None:
+def test_unrecognised_content(
+    scan_data: ScanData, name: str, data: bytes, expected: list[tuple[str, Severity]]
+) -> None:
     result = scan_data(data, name)
-    assert rules(result) == expected
+    assert [(f.rule_id, f.level) for f in result.findings] == expected
     assert result.is_model is bool(expected)
 
 

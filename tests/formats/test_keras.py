@@ -277,7 +277,7 @@ def test_vocabulary_path_in_text_vectorization(scan_data: ScanData) -> None:
     layer = keras_object("TextVectorization", {"name": "t", "vocabulary": "/etc/passwd", "idf_weights": None})
     result = scan_data(model(layer), "config.json")
     [finding] = result.findings
-    assert finding.rule_id == "KRS007" and finding.details["dependency"] == "/etc/passwd"
+    assert finding.rule_id == "KRS007" and finding.details["file"] == "/etc/passwd"
 
 
 def test_findings_per_rule_are_capped(scan_data: ScanData) -> None:

@@ -358,3 +358,17 @@ def test_random_text_is_not_claimed(text: str) -> None:
     source = BytesSource(text.encode())
     assert not ChatTemplateHandler().detect(source)
     assert not TokenizerConfigHandler().detect(source)
+
+
+def test_python_source_embedding_jinja_is_not_a_template(scan_data: ScanData) -> None:
+    source = b'import sys\n\nTEMPLATE = """{% for x in items %}{{ x }}{% endfor %}"""\nprint(globals(), sys.argv)\n'
+    result = scan_data(source, "codegen.py")
+    assert result.format == "text"
+    assert result.findings == []
+
+
+def test_uppercase_dunder_placeholder_is_not_a_python_internal(scan_data: ScanData) -> None:
+    template = b"{% for m in messages %}{{ m.content | default('__NOT_A_NUMBER__') }}{% endfor %}"
+    result = scan_data(template, "chat_template.jinja")
+    assert result.format == "chat-template"
+    assert result.findings == []

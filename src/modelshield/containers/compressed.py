@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import bz2
 import lzma
+import re
 import sys
 import zlib
+from abc import abstractmethod
 from collections.abc import Callable, Iterator
 
 import lz4.frame
 
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
-from modelshield.core.scan_rules import NOT_ANALYSED
 from modelshield.core.sniff import suffix_of
-from modelshield.core.source import DecodedSource, Decompressor, Source
+from modelshield.core.source import DecodedSource, Decompressor, SliceSource, Source
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -27,16 +28,22 @@ else:
     from backports import zstd
 
 GZIP_MAGIC = b"\x1f\x8b"
+#: Output allowed while probing a head: enough for any real stream's first 4 KiB to decode in full.
+_PROBE_OUTPUT = 1 << 20
 _GZIP_WBITS = 31
 
 #: Suffixes that stand for '.tar' plus a compression.
 _TAR_ALIASES = frozenset({".tgz", ".tbz", ".tbz2", ".txz", ".tlz"})
 
 
-def inner_name(name: str, extensions: frozenset[str]) -> str:
-    """The decoded member's name: `a.pkl.gz` -> `a.pkl`, `a.tgz` -> `a.tar`, anything else unchanged."""
+def inner_name(name: str) -> str:
+    """The decoded member's name: `a.pkl.gz` -> `a.pkl`, `a.tgz` -> `a.tar`, anything else unchanged.
+
+    Any compression suffix is dropped, not only the decoder's own: a zlib stream named `.gz` (old joblib)
+    holds a pickle, not a gzip stream.
+    """
     suffix = suffix_of(name)
-    if suffix not in extensions:
+    if suffix not in COMPRESSION_SUFFIXES:
         return name
     stem = name[: -len(suffix)]
     return stem + ".tar" if suffix in _TAR_ALIASES else stem
@@ -90,18 +97,19 @@ class CompressedHandler(Handler):
     def detect(self, source: Source) -> bool:
         return bool(self.magic) and source.head(len(self.magic)) == self.magic
 
-    def decompressor(self, source: Source) -> Callable[[], Decompressor] | None:
-        """How to decode `source`, or None when this installation cannot."""
-        return None
+    @abstractmethod
+    def decompressor(self, source: Source) -> Callable[[], Decompressor]:
+        """How to decode the stream."""
+
+    def payload(self, source: Source) -> Source:
+        """The encoded stream itself (formats with a header of their own skip it)."""
+        return source
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         name = ctx.location.members[-1] if ctx.location.members else ctx.location.path.replace("\\", "/")
-        name = inner_name(name.rsplit("/", 1)[-1], self.extensions)
-        make = self.decompressor(source)
-        if make is None:
-            yield ctx.finding(NOT_ANALYSED, f"{self.label} content cannot be decoded by this installation")
-            return
-        yield from ctx.scan_member(name, DecodedSource(source, make, ctx.engine.meter, self.label))
+        name = inner_name(name.rsplit("/", 1)[-1])
+        decoded = DecodedSource(self.payload(source), self.decompressor(source), ctx.engine.meter, self.label)
+        yield from ctx.scan_member(name, decoded)
 
 
 class GzipHandler(CompressedHandler):
@@ -143,9 +151,10 @@ class XzHandler(CompressedHandler):
 
 
 def _decodes(make: Callable[[], Decompressor], head: bytes) -> bool:
-    """Whether the first bytes decode without error (weak magic numbers need this to avoid false hits)."""
+    """Whether the whole head decodes without error: weak magic numbers need this, since random data
+    (MATLAB files, tensors) often passes a header check and the first few decoded bytes."""
     try:
-        return bool(make().decompress(head, 64)) or len(head) < 64
+        return bool(make().decompress(head, _PROBE_OUTPUT)) or len(head) < 64
     except (zlib.error, lzma.LZMAError, EOFError, ValueError):
         return False
 
@@ -214,3 +223,33 @@ class ZstdHandler(CompressedHandler):
 
     def decompressor(self, source: Source) -> Callable[[], Decompressor]:
         return zstd.ZstdDecompressor
+
+
+class JoblibZfileHandler(CompressedHandler):
+    """joblib's old 'z-file' (joblib < 0.10 with `compress=`): `ZF`, a padded hex length, then zlib.
+
+    `joblib.load` still reads these, so they are model files like any other joblib pickle.
+    """
+
+    name = "joblib-zfile"
+    label = "joblib z-file"
+
+    def detect(self, source: Source) -> bool:
+        found = _ZFILE.match(source.head(64))
+        return found is not None and _decodes(self.decompressor(source), source.head()[found.end() :])
+
+    def payload(self, source: Source) -> Source:
+        found = _ZFILE.match(source.head(64))
+        start = found.end() if found else 0
+        return SliceSource(source, start, source.size - start)
+
+    def decompressor(self, source: Source) -> Callable[[], Decompressor]:
+        return lambda: zlib.decompressobj(zlib.MAX_WBITS)
+
+
+_ZFILE = re.compile(rb"ZF0x[0-9a-fA-F]{1,17}L? {0,20}(?=\x78)")
+
+#: Every suffix that names a compressed stream, dropped from the decoded member's name.
+COMPRESSION_SUFFIXES = frozenset().union(
+    *(h.extensions for h in (GzipHandler, Bzip2Handler, XzHandler, LzmaHandler, ZlibHandler, Lz4Handler, ZstdHandler))
+)

@@ -64,13 +64,16 @@ class TarHandler(Handler):
         names = MemberNames()
         with source.stream() as raw, _open(raw) as tar:
             count = 0
+            end = 0
             while True:
                 try:
                     member = tar.next()
                 except tarfile.TarError as exc:
                     raise ScanError(f"tar archive is corrupt or truncated after {count} members: {exc}") from exc
                 if member is None:
+                    yield from _check_end(source, ctx, end, count)
                     return
+                end = member.offset_data + -(-member.size // BLOCK) * BLOCK
                 count += 1
                 if count > limit:
                     yield ctx.finding(LIMIT_EXCEEDED, f"archive holds more than max_members={limit} members")
@@ -91,4 +94,21 @@ class TarHandler(Handler):
         elif member.issparse():
             yield ctx.finding(NOT_ANALYSED, "sparse tar member: its content is not reassembled", member=display)
         elif member.isreg():
+            if member.offset_data + member.size > source.size:
+                yield ctx.finding(
+                    NOT_ANALYSED,
+                    f"member declares {member.size} bytes but the archive ends first (truncated)",
+                    member=display,
+                )
             yield from ctx.scan_member(display, SliceSource(source, member.offset_data, member.size))
+
+
+def _check_end(source: Source, ctx: Context, end: int, count: int) -> Iterator[Finding]:
+    """tarfile stops quietly at a header it cannot read; anything but zero padding there is a break."""
+    rest = source.read_at(end, min(max(0, source.size - end), 64 * BLOCK))
+    if rest.strip(b"\0"):
+        yield ctx.finding(
+            NOT_ANALYSED,
+            f"unreadable data after member {count} at offset {end}: the archive is truncated or corrupt",
+            offset=end,
+        )

@@ -14,6 +14,7 @@ from modelshield.core.handler import Context, Handler
 from modelshield.core.limits import Meter
 from modelshield.core.policy import Policy
 from modelshield.core.report import FileResult, ScannedObject
+from modelshield.core.rules import Severity
 from modelshield.core.scan_rules import (
     EXTENSION_MISMATCH,
     LIMIT_EXCEEDED,
@@ -24,9 +25,9 @@ from modelshield.core.scan_rules import (
 from modelshield.core.sniff import classify_plain, suffix_of
 from modelshield.core.source import FileSource, Source
 
-#: Suffixes used for too many things (raw tensor data, GGML, ONNX external data) to call unknown
-#: content under them suspicious; content of a *recognised* other format is still a mismatch.
-AMBIGUOUS_SUFFIXES = frozenset({".bin", ".data", ".dat"})
+#: Suffixes used for too many things (raw tensor data, GGML, ONNX external data, IDL and SPSS `.sav`) to
+#: call unknown content under them suspicious; content of a *recognised* other format is still a mismatch.
+AMBIGUOUS_SUFFIXES = frozenset({".bin", ".data", ".dat", ".sav"})
 #: Outer suffixes that conventionally follow the real one: `checkpoint.pth.tar` is PyTorch's classic
 #: checkpoint name for what `torch.save` writes (a zip or legacy pickle, not a tar).
 CONVENTIONAL_OUTER_SUFFIXES = frozenset({".tar"})
@@ -153,7 +154,11 @@ class Engine:
         self.objects.append(ScannedObject(location.display, kind))
         suffix = suffix_of(name)
         if kind != "empty" and suffix not in AMBIGUOUS_SUFFIXES and any(suffix in h.extensions for h in self.handlers):
-            yield Finding(UNRECOGNISED, location, f"named '{suffix}' but the content is {kind} of no known format")
+            # Text cannot hide a loadable model (text pickles are recognised as pickles): low, not medium.
+            level = Severity.LOW if kind == "text" else None
+            yield Finding(
+                UNRECOGNISED, location, f"named '{suffix}' but the content is {kind} of no known format", level
+            )
 
 
 _PLAIN = frozenset({"empty", "text", "image", "binary"})

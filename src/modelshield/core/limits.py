@@ -11,7 +11,8 @@ MiB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds per top-level file; each can be set in the policy's `[limits]` table."""
+    """Bounds per top-level file, and on the dependencies a scan follows; each can be set in the
+    policy's `[limits]` table."""
 
     max_depth: int = 10
     max_members: int = 100_000
@@ -19,6 +20,10 @@ class Limits:
     max_ratio: int = 250
     ratio_floor_bytes: int = 64 * MiB
     max_buffer_bytes: int = 512 * MiB
+    #: links followed from a scanned model to a dependency's dependency, and so on
+    max_dependency_depth: int = 5
+    #: dependencies resolved and scanned in one scan, in all
+    max_dependencies: int = 64
 
     @classmethod
     def field_names(cls) -> frozenset[str]:

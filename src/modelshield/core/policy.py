@@ -52,6 +52,10 @@ class Policy:
     source: str | None = None
     public_key: str | None = None
     require_signature: bool = False
+    #: Hub repositories (globs, `org/*`) whose dependencies are not followed
+    trusted_models: tuple[str, ...] = ()
+    #: a dependency that was not scanned fails the scan (DEP003 becomes high)
+    fail_on_unresolved_dependencies: bool = False
 
     def allowed(self, key: str) -> frozenset[str]:
         """User-trusted entries of one allowlist (e.g. 'pickle-globals')."""
@@ -67,11 +71,25 @@ class Policy:
                 return finding, suppression
         return finding, None
 
+    def trusts(self, repository: str) -> bool:
+        """Whether a Hub repository id matches `trusted-models` (case-insensitively, as the Hub does)."""
+        return any(fnmatch.fnmatchcase(repository.lower(), glob.lower()) for glob in self.trusted_models)
+
     def with_fail_on(self, severity: Severity | None) -> Policy:
         return self if severity is None else replace(self, fail_on=severity)
 
 
-_TOP_KEYS = {"fail-on", "suppress", "severity", "limits", "allow", "public-key", "require-signature"}
+_TOP_KEYS = {
+    "fail-on",
+    "suppress",
+    "severity",
+    "limits",
+    "allow",
+    "public-key",
+    "require-signature",
+    "trusted-models",
+    "fail-on-unresolved-dependencies",
+}
 
 
 def _check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
@@ -160,7 +178,25 @@ def parse_policy(
     if not isinstance(require_signature, bool):
         raise PolicyError(f"{where}: require-signature must be true or false")
 
-    return Policy(fail_on, tuple(suppressions), overrides, limits, allow, source, public_key, require_signature)
+    trusted = table.get("trusted-models", [])
+    if not isinstance(trusted, list) or not all(isinstance(t, str) and t for t in trusted):
+        raise PolicyError(f"{where}: trusted-models must be a list of repository ids or globs (\"org/*\")")
+    fail_unresolved = table.get("fail-on-unresolved-dependencies", False)
+    if not isinstance(fail_unresolved, bool):
+        raise PolicyError(f"{where}: fail-on-unresolved-dependencies must be true or false")
+
+    return Policy(
+        fail_on,
+        tuple(suppressions),
+        overrides,
+        limits,
+        allow,
+        source,
+        public_key,
+        require_signature,
+        tuple(trusted),
+        fail_unresolved,
+    )
 
 
 def load_policy_file(path: Path, allowlists: Iterable[str]) -> Policy:

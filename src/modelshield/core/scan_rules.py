@@ -55,7 +55,8 @@ UNRECOGNISED = Rule(
     severity=Severity.MEDIUM,
     category=Category.INTEGRITY,
     overview="The file is named like a model (for example `.pkl`, `.pt`, `.safetensors`) but its bytes are "
-    "no format modelshield recognises.",
+    "no format modelshield recognises. Binary content is medium; plain text is low, since no model loader "
+    "can run text that is not a recognised format (text pickles are recognised as pickles).",
     attack="Custom encodings, obfuscated or encrypted payloads and corrupted files all look like this; a "
     "custom loader may still decode and execute them.",
     impact="Nothing can be said about what the file does when loaded.",

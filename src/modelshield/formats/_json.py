@@ -12,19 +12,24 @@ MAX_JSON_BYTES = 64 * 1024 * 1024
 _LEADING = b"\xef\xbb\xbf \t\r\n"
 
 
-def json_object(source: Source, marker: bytes) -> dict[str, Any] | None:
-    """The file as a JSON object if it starts like one and contains `marker`, else None.
+def json_document(source: Source, *markers: bytes, opening: bytes = b"{") -> Any:
+    """The file parsed as JSON if it starts with `opening` and contains one of `markers`, else None.
 
-    The cheap checks (an opening brace, the marker key somewhere) keep detection fast on the many
+    The cheap checks (the opening bracket, a marker key somewhere) keep detection fast on the many
     files that are not this config; only candidates are parsed in full.
     """
-    if source.size > MAX_JSON_BYTES or not source.head(64).lstrip(_LEADING).startswith(b"{"):
+    if source.size > MAX_JSON_BYTES or not source.head(64).lstrip(_LEADING).startswith(opening):
         return None
     raw = source.read_at(0, source.size)
-    if marker not in raw:
+    if not any(marker in raw for marker in markers):
         return None
     try:
-        obj = json.loads(raw.decode("utf-8-sig"))
+        return json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
+
+
+def json_object(source: Source, *markers: bytes) -> dict[str, Any] | None:
+    """The file as a JSON object if it starts like one and contains one of `markers`, else None."""
+    obj = json_document(source, *markers)
     return obj if isinstance(obj, dict) else None

@@ -30,6 +30,7 @@ from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.sniff import suffix_of
 from modelshield.core.source import BytesSource, Source
+from modelshield.deps.model import named
 from modelshield.formats import _marshal
 from modelshield.formats._protobuf import LEN, VARINT, WireError, fields, read_text
 from modelshield.formats.tensorflow_ops import OpVerdict, judge_op, judge_symbol
@@ -459,7 +460,9 @@ class ConfigWalker:
             yield from self._torch(settings, node, owner)
         elif class_name == "TFSMLayer":
             path = settings.get("filepath")
-            yield from self.finding(EXTERNAL_MODEL, node, f"{owner} loads the SavedModel at {path!r}", dependency=path)
+            dependency = named(path, "TFSMLayer SavedModel", hub=False)
+            details = dependency.details() if dependency else {}
+            yield from self.finding(EXTERNAL_MODEL, node, f"{owner} loads the SavedModel at {path!r}", **details)
         elif class_name in LOOKUP_LAYERS:
             yield from self._vocabulary(settings, node, owner)
         elif class_name in ("TFOpLambda", "SlicingOpLambda", "TensorFlowOpLayer", "ClassMethod"):
@@ -602,7 +605,7 @@ class ConfigWalker:
             path = settings.get(key)
             if isinstance(path, str) and path:
                 yield from self.finding(
-                    EXTERNAL_VOCABULARY, node, f"{owner} reads its {key} from {path!r}", dependency=path
+                    EXTERNAL_VOCABULARY, node, f"{owner} reads its {key} from {path!r}", file=path
                 )
 
     def _tf_symbol(self, class_name: str, settings: dict[str, Any], node: _Node, owner: str) -> Iterator[Finding]:

@@ -9,6 +9,7 @@ syntax tree and walked; they are never rendered.
 
 from __future__ import annotations
 
+import ast
 import functools
 import re
 from collections.abc import Iterable, Iterator
@@ -25,7 +26,9 @@ from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.sniff import classify_plain
 from modelshield.core.source import Source
+from modelshield.deps.rules import DEPENDENCY_RULES
 from modelshield.formats._json import json_object
+from modelshield.formats.hf_config import config_findings
 
 #: Real chat templates are a few kilobytes (the largest about 20 kB); a larger one is not parsed
 #: (fail closed). Jinja parses about 400 kB a second, so this bounds the time per template.
@@ -73,6 +76,8 @@ ATTRIBUTE_FILTERS = frozenset(
 #: Those of them whose first positional argument is the attribute name.
 POSITIONAL_ATTRIBUTE_FILTERS = frozenset({"attr", "selectattr", "rejectattr", "groupby"})
 _DUNDER = re.compile(r"__\w+__")
+#: Python's own special names are lowercase; a string such as '__NOT_A_NUMBER__' is a placeholder.
+_DUNDER_STRING = re.compile(r"__[a-z][a-z0-9_]*__")
 
 _REMEDIATION = (
     "Do not serve this model with the template. Replace the template with the publisher's official one "
@@ -247,7 +252,7 @@ def _node_problems(node: nodes.Node) -> Iterator[Problem]:
         if problem is not None:
             yield problem
     elif isinstance(node, nodes.Const) and isinstance(node.value, str):
-        match = _DUNDER.search(node.value)
+        match = _DUNDER_STRING.search(node.value)
         if match:
             yield Problem(PYTHON_INTERNALS, f"line {line}: string {match.group()!r} names a Python internal")
     elif isinstance(node, nodes.Filter):
@@ -338,12 +343,23 @@ def _text(source: Source) -> str | None:
     return text if "\0" not in text and ("{%" in text or "{{" in text) else None
 
 
+def _python_source(text: str) -> bool:
+    """Whether the text is a Python module with statements (a template with `{%` tags never parses as
+    Python, and one made only of `{{ ... }}` parses as a bare set expression, not a module)."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return any(not isinstance(statement, ast.Expr) for statement in tree.body)
+
+
 class ChatTemplateHandler(Handler):
     """A Jinja chat template file (`chat_template.jinja`, `--chat-template-file`).
 
     Content decides: the text must parse as Jinja and read `messages` as every chat template does, so
     web-page templates and other text are not claimed. A template that reaches into Python internals is
-    claimed whatever it reads, and a `.jinja` file that is neither is reported as unrecognised.
+    claimed whatever it reads, unless the text is Python source (code generators embed Jinja snippets in
+    `.py` files); a `.jinja` file that is neither is reported as unrecognised.
     """
 
     name = "chat-template"
@@ -356,8 +372,12 @@ class ChatTemplateHandler(Handler):
         if text is None:
             return False
         analysis = analyse(text)
+        if not analysis.parsed:
+            return False
+        if analysis.reads_messages:
+            return True
         code = {PYTHON_INTERNALS, CODE_REFERENCE}
-        return analysis.parsed and (analysis.reads_messages or any(p.rule in code for p in analysis.problems))
+        return any(p.rule in code for p in analysis.problems) and not _python_source(text)
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         text = _text(source)
@@ -380,11 +400,15 @@ def config_templates(config: dict[str, Any]) -> Iterable[tuple[str, Any]]:
 
 
 class TokenizerConfigHandler(Handler):
-    """Hugging Face `tokenizer_config.json` / `chat_template.json`: JSON with a `chat_template`."""
+    """Hugging Face `tokenizer_config.json` / `chat_template.json`: JSON with a `chat_template`.
+
+    Its `auto_map` (remote tokenizer code) is reported here too, since `hf_config` leaves such files to
+    this handler: one JSON file valid for two of our analysers would otherwise read as a polyglot.
+    """
 
     name = "hf-chat-template"
     label = "Hugging Face tokenizer config with a chat template"
-    rules = RULES
+    rules = (*RULES, *DEPENDENCY_RULES)
 
     def detect(self, source: Source) -> bool:
         config = json_object(source, b'"chat_template"')
@@ -398,3 +422,4 @@ class TokenizerConfigHandler(Handler):
                 yield from template_findings(ctx, template, what)
             elif template is not None:
                 yield ctx.finding(UNPARSEABLE, f"{what} is a JSON {type(template).__name__}, not a template string")
+        yield from config_findings(ctx, "transformers", config)

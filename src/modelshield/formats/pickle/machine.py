@@ -20,6 +20,7 @@ from modelshield.core.findings import Finding
 from modelshield.core.handler import Context
 from modelshield.core.rules import Rule, Severity
 from modelshield.core.source import BytesSource, SliceSource, Source
+from modelshield.deps.model import call_dependency
 from modelshield.formats.pickle.names import (
     NESTED_LOADERS,
     TORCH_STORAGE_SIZES,
@@ -423,7 +424,8 @@ class Machine:
                 if hidden:
                     evidence += "; the data it loads is computed at load time and cannot be scanned"
                 severity = Severity.CRITICAL if hidden else None
-                self.add(rule, evidence, severity, callable=dotted, args=[plain(a) for a in args[:12]])
+                arguments = [plain(a) for a in args[:12]]
+                self.add(rule, evidence, severity, callable=dotted, args=arguments, **call_dependency(dotted, arguments))
                 self._nested(payloads)
             else:
                 self.add(rule, evidence, callable=dotted)

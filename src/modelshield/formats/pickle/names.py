@@ -198,6 +198,10 @@ ALLOWLIST = frozenset(
             "_csc.csc_array _coo.coo_array csr.csr_matrix csc.csc_matrix coo.coo_matrix".split()
         ),
         "joblib.numpy_pickle.NumpyArrayWrapper",
+        # joblib < 0.10 kept compressed arrays in sibling z-files, read back as raw array bytes.
+        # (NDArrayWrapper is not here: it reads its sibling .npy with allow_pickle=True.)
+        "joblib.numpy_pickle.ZNDArrayWrapper",
+        "joblib.numpy_pickle_compat.ZNDArrayWrapper",
         *(
             f"torch._utils.{n}"
             for n in "_rebuild_tensor _rebuild_tensor_v2 _rebuild_tensor_v3 _rebuild_parameter "
