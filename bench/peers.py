@@ -6,7 +6,7 @@ Installs the peers at pinned versions, each in its own virtual environment under
 per input: median wall time, peak RSS, ratios to modelshield and what the tool concluded. Nothing here
 loads the generated files: opcodes are counted with pickletools.genops, which only parses.
 
-    python bench/peers.py            # full sizes: about 3.6 GB of temporary files, 15-20 minutes
+    python bench/peers.py            # full sizes: one input (at most 2 GiB) on disk at a time, ~12 minutes
     python bench/peers.py --quick    # sizes / 10 and one run: a smoke test
 """
 
@@ -17,7 +17,9 @@ import os
 import pickle
 import pickletools
 import re
+import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -65,6 +67,7 @@ PEERS = (
     # --no-cache: ModelAudit caches results by content, which would turn every run after the first into a lookup.
     Tool("modelaudit", ("modelaudit==0.2.54",), ("modelaudit", "scan", "--no-cache"), r"^Scanned .*?: (Found .*)"),
 )
+EXCERPT = 256 * 1024
 QUIET = {"PROMPTFOO_DISABLE_TELEMETRY": "1", "NO_ANALYTICS": "1", "NO_COLOR": "1"}
 """ModelAudit sends usage telemetry unless told not to; the same environment is given to every tool."""
 
@@ -128,9 +131,17 @@ class Outcome:
         return self.verdict in ("clean", "flagged")
 
 
+def _excerpt(log: Path) -> str:
+    """Head and tail of a tool's output: enough for a verdict, and a 100 MB log never grows this process."""
+    with log.open("rb") as stream:
+        head = stream.read(EXCERPT)
+        stream.seek(max(stream.tell(), log.stat().st_size - EXCERPT))
+        return (head + b"\n" + stream.read()).decode(errors="replace")
+
+
 def _verdict(tool: Tool, code: int, output: str, timeout: float) -> tuple[str, str]:
     """What the exit code and output say; the exit codes all tools here document: 0 clean, 1 findings."""
-    if code == -9:
+    if code == -signal.SIGKILL:
         return f"timed out (> {timeout:g} s)", ""
     if "Traceback (most recent call last)" in output:
         return "could not scan", output.strip().splitlines()[-1]
@@ -150,7 +161,7 @@ def run_tool(tool: Tool, path: Path, root: Path, runs: int, timeout: float) -> O
         with log.open("wb") as out:
             seconds, rss, code = measure(tool.argv(path), cwd=root / "cwd", env=env, output=out, timeout=timeout)
         samples.append((seconds, rss))
-        verdict, note = _verdict(tool, code, log.read_text(errors="replace"), timeout)
+        verdict, note = _verdict(tool, code, _excerpt(log), timeout)
         if verdict not in ("clean", "flagged") or seconds > SLOW:
             break
     note = note.replace(f"{path.parent}/", "").replace("|", "/")[:140]
@@ -190,10 +201,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="sizes / 10 and one run, for a smoke test")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every input size (default 1)")
     parser.add_argument("--runs", type=int, default=3, help="runs per tool and input (median reported)")
-    parser.add_argument("--timeout", type=float, help="seconds before a run is killed (300, or 15 with --quick)")
+    parser.add_argument("--timeout", type=float, help="seconds before a run is killed (300, or 10 with --quick)")
     args = parser.parse_args()
     scale, runs = (args.scale / 10, 1) if args.quick else (args.scale, args.runs)
-    timeout = args.timeout or (15 if args.quick else 300)
+    timeout = args.timeout or (10 if args.quick else 300)
     for peer in PEERS:
         install(peer)
     tools = (MODELSHIELD, *PEERS)
@@ -222,6 +233,8 @@ def main() -> None:
             outcomes = {t.name: run_tool(t, path, root, runs, timeout) for t in tools}
             print(table(label, path, outcomes, opcodes), flush=True)
             shutil.rmtree(path) if path.is_dir() else path.unlink()  # one input on disk at a time
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"Peak RSS of this benchmark process, a floor under every figure above: {floor:.0f} MiB.")
 
 
 if __name__ == "__main__":

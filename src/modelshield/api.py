@@ -13,6 +13,8 @@ from modelshield.core.engine import Engine
 from modelshield.core.files import walk_files
 from modelshield.core.policy import Policy, PolicyError
 from modelshield.core.report import FileResult, Report
+from modelshield.deps.resolve import require_download
+from modelshield.deps.walk import Walker
 from modelshield.integrity.check import check_signature
 from modelshield.integrity.signing import SigningInputError, require_file
 from modelshield.registry import HANDLERS
@@ -62,6 +64,24 @@ def _jobs(jobs: int | None, count: int) -> int:
     return max(1, min(wanted, count))
 
 
+def _scan_files(files: list[str], policy: Policy, jobs: int | None, progress: Progress | None) -> list[FileResult]:
+    results: list[FileResult] = []
+    workers = _jobs(jobs, len(files))
+    if workers == 1:
+        mapped: Iterable[FileResult] = (scan_file(f, policy) for f in files)
+        for result in mapped:
+            results.append(result)
+            if progress:
+                progress(result, len(results), len(files))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for result in pool.map(scan_file, files, [policy] * len(files), chunksize=4):
+                results.append(result)
+                if progress:
+                    progress(result, len(results), len(files))
+    return results
+
+
 def scan(
     paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
     policy: Policy | None = None,
@@ -70,8 +90,14 @@ def scan(
     progress: Progress | None = None,
     public_key: str | None = None,
     signature: str | None = None,
+    follow_dependencies: bool = True,
+    download: bool = False,
 ) -> Report:
     """Scan files and folders; raises `ScanInputError` for a path that does not exist.
+
+    Dependencies the files name (base models, remote code, models a pickle loads...) are resolved
+    offline and scanned too, unless `follow_dependencies` is False; `download` fetches Hub dependencies
+    missing from the cache (the only network access; needs huggingface_hub).
 
     With a public key (here or the policy's `public-key`) each path is also a model whose signature is
     verified (`signature`, for a single path, or the default place); failures are INT findings.
@@ -90,23 +116,16 @@ def scan(
         require_file(public_key, "public key")
         if signature is not None and len(models) != 1:
             raise SigningInputError("--signature applies to one model: give exactly one path")
+    if download and follow_dependencies:
+        require_download()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
-    files = collect_files(models)
-    results: list[FileResult] = []
-    workers = _jobs(jobs, len(files))
-    if workers == 1:
-        mapped: Iterable[FileResult] = (scan_file(f, policy) for f in files)
-        for result in mapped:
-            results.append(result)
-            if progress:
-                progress(result, len(results), len(files))
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for result in pool.map(scan_file, files, [policy] * len(files), chunksize=4):
-                results.append(result)
-                if progress:
-                    progress(result, len(results), len(files))
+    results = _scan_files(collect_files(models), policy, jobs, progress)
+    graph = None
+    if follow_dependencies:
+        walker = Walker(policy, lambda files: _scan_files(files, policy, jobs, None), download)
+        graph = walker.follow(models, results)
+        results += walker.results
     if public_key is not None:
         results += [check_signature(model, public_key, policy, signature) for model in models]
-    return Report(results, policy, __version__, started_at, time.perf_counter() - started)
+    return Report(results, policy, __version__, started_at, time.perf_counter() - started, graph)

@@ -1,4 +1,4 @@
-"""The `modelshield` command line: scan, rules, explain, and the integrity commands hash, sign, verify.
+"""The `modelshield` command line: scan, deps, rules, explain, and the integrity commands hash, sign, verify.
 
 stdout carries only the report (or the requested listing); logs, progress and errors go to stderr.
 Exit codes: 0 nothing at or above the failing severity, 1 findings at or above it, 2 usage errors and
@@ -26,10 +26,13 @@ from modelshield.api import ScanInputError, scan
 from modelshield.core.policy import Policy, PolicyError, discover_policy, load_policy_file
 from modelshield.core.report import FileResult
 from modelshield.core.rules import CATALOGUE, Severity
+from modelshield.deps.resolve import DownloadUnavailable
 from modelshield.integrity.hashing import manifest, manifest_json, sha256sum_line
 from modelshield.integrity.signing import SigningInputError, VerificationError, sign_model, verify_model
 from modelshield.registry import ALLOWLISTS
 from modelshield.reports import RENDERERS
+from modelshield.reports.json_report import SCHEMA_VERSION, dependencies_dict
+from modelshield.reports.text import render_dependencies
 
 log = logging.getLogger("modelshield")
 
@@ -61,6 +64,15 @@ def _severity(text: str) -> Severity:
         return Severity.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _download_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--download",
+        action="store_true",
+        help="download Hub dependencies missing from the Hugging Face cache (the only network access; "
+        "needs huggingface_hub)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +124,28 @@ def build_parser() -> argparse.ArgumentParser:
     scan_cmd.add_argument(
         "--signature", metavar="SIG", help="signature of the one PATH (default: model.sig in a folder, PATH.sig)"
     )
+    scan_cmd.add_argument(
+        "--no-deps", action="store_true", help="do not resolve and scan the models and code the files depend on"
+    )
+    _download_option(scan_cmd)
+
+    deps_cmd = commands.add_parser(
+        "deps",
+        help="show the dependency tree of models, with each node's verdict",
+        description="Scan models, follow the models and code they load (base models, remote code, "
+        "components, models loaded by pickles) through local paths and the Hugging Face cache, and print "
+        "the dependency tree with each node's verdict. Exit codes as for scan.",
+    )
+    deps_cmd.add_argument("paths", nargs="+", metavar="PATH", help="model files or folders")
+    deps_cmd.add_argument("-f", "--format", choices=["text", "json"], default="text", help="tree format")
+    deps_cmd.add_argument(
+        "--fail-on", type=_severity, metavar="SEVERITY", help="exit 1 if a node's worst finding is at or above SEVERITY"
+    )
+    deps_cmd.add_argument("--policy", metavar="FILE", help="policy file (TOML, or a pyproject.toml)")
+    deps_cmd.add_argument(
+        "-j", "--jobs", type=_positive_int, metavar="N", help="files scanned in parallel (default: CPU cores)"
+    )
+    _download_option(deps_cmd)
 
     rules_cmd = commands.add_parser("rules", help="list every rule", description="List every rule.")
     rules_cmd.add_argument("-f", "--format", choices=["text", "json"], default="text", help="listing format")
@@ -216,9 +250,16 @@ def _run_scan(args: argparse.Namespace) -> int:
     bar = _ProgressBar(interactive)
     try:
         report = scan(
-            args.paths, policy, jobs=args.jobs, progress=bar, public_key=args.public_key, signature=args.signature
+            args.paths,
+            policy,
+            jobs=args.jobs,
+            progress=bar,
+            public_key=args.public_key,
+            signature=args.signature,
+            follow_dependencies=not args.no_deps,
+            download=args.download,
         )
-    except (ScanInputError, SigningInputError) as exc:
+    except (ScanInputError, SigningInputError, DownloadUnavailable) as exc:
         raise UsageError(str(exc)) from None
     finally:
         bar.close()
@@ -236,6 +277,20 @@ def _run_scan(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(rendered)
         sys.stdout.flush()
+    return report.exit_code
+
+
+def _run_deps(args: argparse.Namespace) -> int:
+    try:
+        report = scan(args.paths, _policy(args), jobs=args.jobs, download=args.download)
+    except (ScanInputError, DownloadUnavailable) as exc:
+        raise UsageError(str(exc)) from None
+    for _path, message in report.errors:
+        print(f"modelshield: error: {message}", file=sys.stderr)
+    if args.format == "json":
+        print(json.dumps({"schema_version": SCHEMA_VERSION, "dependencies": dependencies_dict(report)}, indent=2))
+    else:
+        sys.stdout.write(render_dependencies(report, sys.stdout.isatty()))
     return report.exit_code
 
 
@@ -311,6 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.setLevel(logging.INFO if getattr(args, "verbose", False) else logging.WARNING)
         if args.command == "scan":
             return _run_scan(args)
+        if args.command == "deps":
+            return _run_deps(args)
         if args.command == "rules":
             return _run_rules(args)
         if args.command == "explain":

@@ -23,6 +23,7 @@ from modelshield.core.rules import CATALOGUE
 from modelshield.core.scan_rules import ENGINE_RULES
 from modelshield.formats.gguf import GgufHandler
 from modelshield.formats.hdf5 import Hdf5Handler
+from modelshield.formats.hf_config import HfConfigHandler
 from modelshield.formats.keras import KerasConfigHandler, KerasMetadataHandler
 from modelshield.formats.numpy_array import NpyHandler
 from modelshield.formats.onnx import OnnxHandler
@@ -58,6 +59,7 @@ HANDLERS: tuple[Handler, ...] = (
     KerasConfigHandler(),
     KerasMetadataHandler(),
     SafetensorsIndexHandler(),
+    HfConfigHandler(),
     TokenizerConfigHandler(),
     ChatTemplateHandler(),
     TorchScriptCodeHandler(),

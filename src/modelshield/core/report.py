@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from modelshield.core.findings import Finding
 from modelshield.core.policy import Policy, Suppression
 from modelshield.core.rules import Severity
+from modelshield.deps.model import Graph
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class Report:
     version: str
     started_at: str
     seconds: float
+    #: models and the dependencies they load; None when dependencies were not followed
+    dependencies: Graph | None = None
 
     @property
     def findings(self) -> list[Finding]:

@@ -16,7 +16,9 @@ _HUB_ID = re.compile(r"^(?!.*(--|\.\.))[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-
 #: Prefixes by which timm, open_clip and keras_hub name a Hub repository.
 _HUB_PREFIXES = ("hf-hub:", "hf://")
 #: Loading calls (last name component) whose first argument is a Hub repository id or a local folder.
-_HUB_LOADERS = frozenset({"from_pretrained", "from_single_file", "hf_hub_download", "snapshot_download", "create_model"})
+_HUB_LOADERS = frozenset(
+    {"from_pretrained", "from_single_file", "hf_hub_download", "snapshot_download", "create_model"}
+)
 MAX_REF_CHARS = 1000
 
 

@@ -22,7 +22,7 @@ from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Severity
 from modelshield.core.source import Source
 from modelshield.deps.model import Dependency, named
-from modelshield.deps.remote_code import analyse_modules, code_finding, module_names
+from modelshield.deps.remote_code import CodeProblem, analyse_modules, code_finding, module_names
 from modelshield.deps.rules import DEPENDENCY, DEPENDENCY_RULES, NOT_SCANNED
 from modelshield.formats._json import json_document
 
@@ -148,7 +148,8 @@ def _adapter(needs: Needs, doc: dict[str, Any]) -> None:
     if isinstance(mapping, dict):
         library = mapping.get("parent_library")
         if isinstance(library, str) and library.split(".")[0] not in PEFT_IMPORT_ALLOWLIST:
-            needs.code.append(CodeReference("auto_mapping parent_library", f"{library}.{mapping.get('base_model_class')}"))
+            reference = f"{library}.{mapping.get('base_model_class')}"
+            needs.code.append(CodeReference("auto_mapping parent_library", reference))
 
 
 def _modules(needs: Needs, doc: list[dict[str, Any]]) -> None:
@@ -195,13 +196,11 @@ def config_findings(ctx: Context, kind: str, doc: Any) -> Iterator[Finding]:
     needs = config_needs(kind, doc, folder)
     if needs.code:
         local = [c for c in needs.code if c.repository is None]
-        problems, analysed = [], []
-        if folder is not None:
-            for sub in dict.fromkeys(c.folder for c in local):
-                modules = module_names(c.reference for c in local if c.folder == sub)
-                found, files = analyse_modules(os.path.join(folder, sub), modules)
-                problems += found
-                analysed += [os.path.join(sub, f) for f in files]
+        problems: list[CodeProblem] = []
+        analysed: list[str] = []
+        if folder is not None:  # modules of a component folder are named as in a package: `unet.my_unet`
+            modules = [f"{c.folder}.{m}" if c.folder else m for c in local for m in module_names([c.reference])]
+            problems, analysed = analyse_modules(folder, modules)
         shown = ", ".join(str(c) for c in needs.code[:4]) + (", ..." if len(needs.code) > 4 else "")
         code = [{"what": c.what, "reference": c.reference, "repository": c.repository} for c in needs.code]
         yield code_finding(ctx.location, f"needs remote code: {shown}", problems, code=code, analysed=analysed)

@@ -10,7 +10,7 @@ from modelshield.core.policy import Suppression
 from modelshield.core.report import FileResult, Report
 
 #: Bump the major version on any incompatible change to the document's shape.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 def finding_dict(finding: Finding) -> dict[str, Any]:
@@ -54,6 +54,38 @@ def _file_dict(result: FileResult) -> dict[str, Any]:
     }
 
 
+def dependencies_dict(report: Report) -> dict[str, Any] | None:
+    """The dependency graph (schema 1.1): models and what they load, each with its verdict."""
+    graph = report.dependencies
+    if graph is None:
+        return None
+    nodes = [
+        {
+            "id": n.id,
+            "ref": n.ref,
+            "kind": n.kind,
+            "revision": n.revision,
+            "resolution": n.resolution,
+            "path": n.path,
+            "detail": n.detail,
+            "verdict": n.verdict.label if n.verdict is not None else None,
+        }
+        for n in graph.nodes
+    ]
+    edges = [
+        {
+            "source": e.source,
+            "target": e.target,
+            "role": e.role,
+            "location": e.location,
+            "rule_id": e.rule_id,
+            "cycle": e.cycle,
+        }
+        for e in graph.edges
+    ]
+    return {"nodes": nodes, "edges": edges}
+
+
 def report_dict(report: Report, verbose: bool = False) -> dict[str, Any]:
     """The report as plain data; files that are not models are included only when verbose."""
     worst = report.max_severity
@@ -76,6 +108,7 @@ def report_dict(report: Report, verbose: bool = False) -> dict[str, Any]:
         },
         "files": [_file_dict(r) for r in shown],
         "errors": [{"path": path, "message": message} for path, message in report.errors],
+        "dependencies": dependencies_dict(report),
     }
 
 

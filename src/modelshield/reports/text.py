@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shutil
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -12,6 +13,7 @@ from rich.text import Text
 from modelshield.core.findings import Finding
 from modelshield.core.report import FileResult, Report
 from modelshield.core.rules import Severity
+from modelshield.deps.model import Edge, Graph, Node
 
 STYLE = {
     Severity.CRITICAL: "bold white on red",
@@ -61,6 +63,51 @@ def _file(console: Console, result: FileResult, verbose: bool) -> None:
             console.print(Text(f"           scanned {obj.location} ({obj.format})", style="dim"))
 
 
+#: Lines of the dependency tree; the graph itself is bounded by the policy's dependency limits.
+MAX_TREE_LINES = 500
+
+
+def _node_text(node: Node, edge: Edge | None) -> Text:
+    verdict = node.verdict
+    badge = (f"[{verdict.label}]", STYLE[verdict]) if verdict is not None else ("[no findings]", "green")
+    if edge is None:
+        return Text.assemble((node.ref, "bold"), "  ", badge)
+    named_in = edge.location.rsplit("/", 1)[-1]
+    revision = f"@{node.revision}" if node.revision else ""
+    where = node.path or node.detail
+    resolved = f"{node.kind}, {node.resolution}" + (f": {where}" if where else "")
+    text = Text(f"{named_in}: {edge.role} {node.ref}{revision} ({resolved})  ")
+    if edge.cycle:
+        return text.append("(cycle: already on this chain)", style="dim")
+    return text.append(*badge)
+
+
+def dependency_tree(graph: Graph) -> Iterator[Text]:
+    """The graph as a tree from each scanned path: a node's links are expanded once, cycles marked."""
+    expanded: set[str] = set()
+    lines = 0
+
+    def walk(node: Node, edge: Edge | None, prefix: str, last: bool, top: bool) -> Iterator[Text]:
+        nonlocal lines
+        lines += 1
+        if lines > MAX_TREE_LINES:
+            return
+        branch = "" if top else ("└── " if last else "├── ")
+        yield Text(prefix + branch).append_text(_node_text(node, edge))
+        if (edge is not None and edge.cycle) or node.id in expanded:
+            return
+        expanded.add(node.id)
+        children = graph.children(node.id)
+        inner = prefix if top else prefix + ("    " if last else "│   ")
+        for index, child in enumerate(children):
+            yield from walk(graph.node(child.target), child, inner, index == len(children) - 1, False)
+
+    for root in (n for n in graph.nodes if n.kind == "root"):
+        yield from walk(root, None, "", True, True)
+    if lines > MAX_TREE_LINES:
+        yield Text(f"... (tree cut at {MAX_TREE_LINES} lines)", style="dim")
+
+
 def summary_line(report: Report) -> str:
     counts = ", ".join(f"{n} {s.label}" for s, n in report.counts().items())
     models = sum(r.is_model for r in report.files)
@@ -71,13 +118,32 @@ def summary_line(report: Report) -> str:
     )
 
 
-def render(report: Report, verbose: bool = False, color: bool = False) -> str:
-    buffer = io.StringIO()
+def _console(buffer: io.StringIO, color: bool) -> Console:
     # On a terminal wrap to its width; in files and pipes never wrap, so each line stays greppable.
     width = shutil.get_terminal_size((120, 24)).columns if color else 100_000
-    console = Console(file=buffer, force_terminal=color, no_color=not color, width=width, highlight=False)
+    return Console(file=buffer, force_terminal=color, no_color=not color, width=width, highlight=False)
+
+
+def render_dependencies(report: Report, color: bool = False) -> str:
+    """`modelshield deps`: the dependency tree with each node's verdict, and the summary line."""
+    buffer = io.StringIO()
+    console = _console(buffer, color)
+    for line in dependency_tree(report.dependencies or Graph()):
+        console.print(line)
+    style = {0: "bold green", 1: "bold red", 2: "bold red"}[report.exit_code]
+    console.print(Text(summary_line(report), style=style))
+    return buffer.getvalue()
+
+
+def render(report: Report, verbose: bool = False, color: bool = False) -> str:
+    buffer = io.StringIO()
+    console = _console(buffer, color)
     for result in report.files:
         _file(console, result, verbose)
+    if report.dependencies is not None and report.dependencies.edges:
+        console.print(Text("Dependencies", style="bold"))
+        for line in dependency_tree(report.dependencies):
+            console.print(line)
     style = {0: "bold green", 1: "bold red", 2: "bold red"}[report.exit_code]
     console.print(Text(summary_line(report), style=style))
     return buffer.getvalue()

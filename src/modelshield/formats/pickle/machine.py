@@ -425,7 +425,8 @@ class Machine:
                     evidence += "; the data it loads is computed at load time and cannot be scanned"
                 severity = Severity.CRITICAL if hidden else None
                 arguments = [plain(a) for a in args[:12]]
-                self.add(rule, evidence, severity, callable=dotted, args=arguments, **call_dependency(dotted, arguments))
+                loads = call_dependency(dotted, arguments)
+                self.add(rule, evidence, severity, callable=dotted, args=arguments, **loads)
                 self._nested(payloads)
             else:
                 self.add(rule, evidence, callable=dotted)

@@ -1,0 +1,103 @@
+"""Resolving a dependency to files on this machine: paths relative to the file that names them, and
+Hub repositories through the local Hugging Face cache. The network is touched only by `download`."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from dataclasses import dataclass
+
+from modelshield.deps.model import Dependency
+from modelshield.formats._paths import escape_reason
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+class DownloadUnavailable(RuntimeError):
+    """`--download` was asked for but huggingface_hub is not installed."""
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where a dependency is (`path`), or why it could not be found (`reason`).
+
+    `root` is the cache folder for Hub repositories: every file scanned for the dependency must resolve
+    inside it, so that a planted link cannot make the scan (or the loader) read elsewhere.
+    """
+
+    status: str  # "local", "cached", "downloaded" or "unresolved"
+    path: str | None = None
+    reason: str | None = None
+    root: str | None = None
+    suspicious: bool = False  # a link out of the cache, not merely a missing dependency
+
+
+def hub_cache() -> str:
+    """The Hugging Face Hub cache folder, found as huggingface_hub finds it."""
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(variable):
+            return os.path.expanduser(os.environ[variable])
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface"
+    )
+    return os.path.join(os.path.expanduser(home), "hub")
+
+
+def inside(path: str, root: str) -> bool:
+    """Whether `path`, with every link resolved, lies inside `root` (itself resolved)."""
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([real, base]) == base
+
+
+def require_download() -> None:
+    if importlib.util.find_spec("huggingface_hub") is None:
+        raise DownloadUnavailable("--download needs huggingface_hub: pip install 'modelshield[hub]'")
+
+
+def _download(repository: str, revision: str | None, cache: str) -> str:
+    """The snapshot folder of `repository`, downloaded into the cache (the only network access)."""
+    from huggingface_hub import snapshot_download  # noqa: PLC0415 - optional, and only with --download
+
+    return str(snapshot_download(repository, revision=revision, cache_dir=cache))
+
+
+def _cached(dependency: Dependency, cache: str) -> Resolution:
+    repo = os.path.join(cache, "models--" + dependency.ref.replace("/", "--"))
+    revision = dependency.revision or "main"
+    shown = f"{dependency.ref}@{revision}"
+    if escape_reason(revision) or "\\" in revision:
+        return Resolution("unresolved", reason=f"revision {revision!r} is not a plain name")
+    commit = revision if _COMMIT.match(revision) else None
+    ref_file = os.path.join(repo, "refs", revision)
+    if commit is None and os.path.isfile(ref_file) and inside(ref_file, cache):
+        with open(ref_file, encoding="utf-8", errors="replace") as handle:
+            text = handle.read(100).strip()
+        commit = text if _COMMIT.match(text) else None
+    snapshot = os.path.join(repo, "snapshots", commit) if commit else None
+    if snapshot is None or not os.path.isdir(snapshot):
+        return Resolution("unresolved", reason=f"{shown} is not in the Hugging Face cache ({cache})")
+    if not inside(snapshot, cache):
+        reason = f"the cached snapshot of {shown} links outside the cache ({os.path.realpath(snapshot)})"
+        return Resolution("unresolved", reason=reason, suspicious=True)
+    return Resolution("cached", snapshot, root=cache)
+
+
+def resolve(dependency: Dependency, naming_file: str, download: bool = False) -> Resolution:
+    """Find a dependency offline (or download a Hub repository missing from the cache when asked)."""
+    if dependency.kind == "url":
+        return Resolution("unresolved", reason="a URL, which the scanner never fetches")
+    if dependency.kind == "path":
+        path = os.path.normpath(os.path.join(os.path.dirname(naming_file), dependency.ref))
+        if os.path.exists(path):
+            return Resolution("local", path)
+        return Resolution("unresolved", reason=f"no such file or folder: {path}")
+    cache = hub_cache()
+    found = _cached(dependency, cache)
+    if found.status != "unresolved" or found.suspicious or not download:
+        return found
+    try:
+        snapshot = _download(dependency.ref, dependency.revision, cache)
+    except Exception as exc:  # network, authentication, missing repository: the dependency stays unscanned
+        return Resolution("unresolved", reason=f"download of {dependency.ref} failed: {type(exc).__name__}: {exc}")
+    return Resolution("downloaded", snapshot, root=cache)
