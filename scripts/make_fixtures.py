@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -211,6 +212,15 @@ def plain_data() -> dict[str, Any]:
 # ---------------------------------------------------------------- writers
 
 
+def write_onnx_export(out: Path) -> None:
+    """A small CNN exported by torch's own ONNX exporter (the legacy one works offline)."""
+    seed()
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2), nn.Softmax(-1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.zeros(1, 3, 8, 8),), out / "torch_export.onnx", dynamo=False)
+
+
 def write_real(out: Path) -> None:
     seed()
     net = TinyNet()
@@ -225,6 +235,7 @@ def write_real(out: Path) -> None:
         torch.save(value, out / f"torch_{name}.pt")
 
     net.eval()
+    write_onnx_export(out)
     torch.jit.save(torch.jit.script(net), out / "torchscript_scripted.pt")
     sample = (torch.randn(2, 4),)
     torch.jit.save(torch.jit.trace(nn.Sequential(nn.Linear(4, 3), nn.Tanh()), sample), out / "torchscript_traced.pt")

@@ -3,9 +3,7 @@ operators and hostile external-data references are findings; malformed and overs
 
 from __future__ import annotations
 
-import io
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,34 +122,6 @@ def test_ml_domain_and_initializers_are_clean(tmp_path: Path) -> None:
     ]
     m = model(nodes, initializers=[weights], opsets=[helper.make_opsetid("ai.onnx.ml", 3)])
     assert scan_file(str(save(m, tmp_path))).findings == []
-
-
-def test_torch_export_is_clean(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
-
-    class Net(torch.nn.Module):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 4, 3)
-            self.norm = torch.nn.LayerNorm(4)
-            self.head = torch.nn.Linear(4, 2)
-
-        def forward(self, x: object) -> object:
-            h = torch.relu(self.conv(x)).mean(dim=(2, 3))
-            return torch.softmax(self.head(self.norm(h)), dim=-1)
-
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:  # the legacy exporter works offline; the dynamo one needs onnxscript
-            torch.onnx.export(Net().eval(), (torch.zeros(1, 3, 8, 8),), buffer, dynamo=False)
-        except Exception as exc:
-            pytest.skip(f"torch.onnx.export unavailable: {exc}")
-    path = tmp_path / "net.onnx"
-    path.write_bytes(buffer.getvalue())
-    result = scan_file(str(path))
-    assert result.format == "onnx"
-    assert result.findings == []
 
 
 def test_external_data_next_to_the_model_is_clean(tmp_path: Path) -> None:
