@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import pickle
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from modelshield.core.limits import Limits
 from modelshield.core.rules import Severity
 from modelshield.core.scan_rules import NOT_ANALYSED
 from modelshield.core.sniff import classify_plain
-from modelshield.core.source import Source
+from modelshield.core.source import DecodedSource, Source
 from tests.conftest import ScanData
 from tests.helpers import evil_pickle, is_code_execution
 
@@ -144,3 +145,21 @@ def test_depth_bound_is_a_finding(scan_data: ScanData) -> None:
     result = scan_data(data, "deep.gz", Policy(limits=Limits(max_depth=2)))
     assert rules(result) == ["SCN005"]
     assert "max_depth=2" in result.findings[0].evidence
+
+
+def test_detection_never_materialises_a_decoded_stream(
+    scan_data: ScanData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sniffing reads heads only: a compressed pickle is streamed, never held whole in memory."""
+    materialised: list[str] = []
+    original = DecodedSource._materialize
+
+    def record(self: DecodedSource) -> bytes:
+        materialised.append(self._what)
+        return original(self)
+
+    monkeypatch.setattr(DecodedSource, "_materialize", record)
+    result = scan_data(gzip.compress(pickle.dumps({"w": list(range(1000))}, protocol=4)), "model.pkl.gz")
+    assert result.findings == []
+    assert [o.format for o in result.objects] == ["gzip", "pickle"]
+    assert materialised == []

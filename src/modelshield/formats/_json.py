@@ -18,7 +18,8 @@ def json_document(source: Source, *markers: bytes, opening: bytes = b"{") -> Any
     The cheap checks (the opening bracket, a marker key somewhere) keep detection fast on the many
     files that are not this config; only candidates are parsed in full.
     """
-    if source.size > MAX_JSON_BYTES or not source.head(64).lstrip(_LEADING).startswith(opening):
+    # The head first: asking a decoded stream for its size decodes all of it.
+    if not source.head(64).lstrip(_LEADING).startswith(opening) or source.size > MAX_JSON_BYTES:
         return None
     raw = source.read_at(0, source.size)
     if not any(marker in raw for marker in markers):

@@ -329,13 +329,14 @@ def template_findings(ctx: Context, text: str, what: str, *, member: str | None 
 
 def _text(source: Source) -> str | None:
     """The whole source as UTF-8 text with Jinja markup, if it is small enough to be a template."""
-    if source.size > MAX_TEMPLATE_CHARS * 4 or not source.size:
-        return None
+    # The head first: asking a decoded stream for its size decodes all of it.
     if classify_plain(source.head()) != "text":
         return None  # binary formats (GGUF metadata holds templates too) are their own handlers'
     head = source.head(64).lstrip(b"\xef\xbb\xbf \t\r\n")
     if head[:1] in (b"{", b"[") and not head.startswith((b"{%", b"{{", b"{#")):
         return None  # JSON (a tokenizer config holding a template is the other handler's)
+    if source.size > MAX_TEMPLATE_CHARS * 4:
+        return None
     try:
         text = source.read_at(0, source.size).decode("utf-8-sig")
     except UnicodeDecodeError:
