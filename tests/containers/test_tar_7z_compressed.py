@@ -253,3 +253,19 @@ def test_tar_member_cut_short_is_reported(scan_data: ScanData) -> None:
     assert is_code_execution(result, "bundle.tar!big.pkl")
     finding = next(f for f in result.findings if f.rule_id == "SCN003")
     assert "truncated" in finding.evidence and finding.location.display.endswith("bundle.tar!big.pkl")
+
+
+def test_tar_member_of_unknown_type_is_scanned(scan_data: ScanData) -> None:
+    # tarfile's extractfile() and extract() treat an unknown type flag as a regular file: torch.load reads it.
+    info = tarfile.TarInfo("pickle")
+    info.type = b"Z"
+    payload = evil_pickle()
+    info.size = len(payload)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        archive.addfile(info, io.BytesIO(payload))
+    with tarfile.open(fileobj=io.BytesIO(buffer.getvalue())) as archive:
+        extracted = archive.extractfile("pickle")
+        assert extracted is not None and extracted.read() == payload
+    result = scan_data(buffer.getvalue(), "legacy.tar")
+    assert is_code_execution(result, "legacy.tar!pickle")

@@ -93,7 +93,7 @@ class TarHandler(Handler):
             yield ctx.finding(SPECIAL_FILE, f"{kind} member {member.name!r}", member=display)
         elif member.issparse():
             yield ctx.finding(NOT_ANALYSED, "sparse tar member: its content is not reassembled", member=display)
-        elif member.isreg():
+        elif member.isreg() or member.type not in tarfile.SUPPORTED_TYPES:  # tarfile reads unknown types as files
             if member.offset_data + member.size > source.size:
                 yield ctx.finding(
                     NOT_ANALYSED,

@@ -32,7 +32,7 @@ from modelshield.core.sniff import suffix_of
 from modelshield.core.source import BytesSource, Source
 from modelshield.deps.model import named
 from modelshield.formats import _marshal
-from modelshield.formats._protobuf import LEN, VARINT, WireError, fields, read_text
+from modelshield.formats._protobuf import LEN, VARINT, WireError, fields, read_text, read_varint
 from modelshield.formats.tensorflow_ops import OpVerdict, judge_op, judge_symbol
 
 #: Configs larger than this are judged on their first bytes alone when sniffing (scanning reads them
@@ -760,11 +760,15 @@ def metadata_nodes(source: Source, limit: int) -> list[tuple[int, int]] | None:
     """(offset, length) of every node's metadata JSON in a `keras_metadata.pb` (SavedMetadata:
     nodes = 1 -> SavedObject{node_id 2, node_path 3, identifier 4, metadata 5, version 6}), or None if the
     bytes are not one: every top-level field is a node and the first node's identifier is `_tf_keras...`."""
-    head = source.head(1)
-    if head != b"\x0a":
+    head = source.head(16)
+    if head[:1] != b"\x0a":
         return None
     found: list[tuple[int, int]] = []
     try:
+        # The first node's first tag, from the head: a decoded stream's size decodes all of it.
+        tag = head[read_varint(head, 1)[1] :][:1]
+        if not tag or tag[0] >> 3 not in _NODE_FIELDS or (tag[0] >> 3 == 2) != (tag[0] & 7 == VARINT):
+            return None
         for index, node in enumerate(fields(source, 0, source.size, limit)):
             if node.number != 1 or node.wire_type != LEN:
                 return None

@@ -198,7 +198,8 @@ def read_model(source: Source) -> OnnxModel | None:
     fail one of these.
     """
     head = source.head(2)
-    if len(head) < 2 or head[0] != 0x08:  # field 1, varint
+    # field 1, varint, a one-byte IR version: checked on the head, since a decoded stream's size decodes it all
+    if len(head) < 2 or head[0] != 0x08 or head[1] not in IR_VERSIONS:
         return None
     ir_version = None
     producer = ""

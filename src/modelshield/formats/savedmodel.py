@@ -50,7 +50,8 @@ def count_meta_graphs(source: Source) -> int | None:
     itself walk cleanly as MetaGraphDef fields and contain a graph_def or meta_info_def.
     """
     head = source.head(2)
-    if len(head) < 2 or head[0] != 0x08:
+    # The one-byte schema version is checked on the head: a decoded stream's size decodes all of it.
+    if len(head) < 2 or head[0] != 0x08 or head[1] not in SCHEMA_VERSIONS:
         return None
     meta_graphs: list[Field] = []
     try:
