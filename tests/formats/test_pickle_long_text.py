@@ -35,3 +35,20 @@ def test_long_string_cut_by_the_end_of_data_is_malformed(scan_data: ScanData) ->
 def test_long_global_name_is_still_a_bound(scan_data: ScanData) -> None:
     result = scan_data(PREAMBLE + b"c" + LONG + b"\nsystem\n.", "model.pkl")
     assert "SCN005" in rules(result)
+
+
+def test_text_pickle_whose_first_argument_outruns_the_head_is_recognised(scan_data: ScanData) -> None:
+    """A long command string right after the GLOBAL must not hide the pickle from detection."""
+    for body in (b"V" + b"echo " + b"A" * 5000 + b"\n", b"S'" + b"A" * 2_000_000 + b"'\n"):
+        for name in ("model.bin", "pickle", "model.pkl"):
+            result = scan_data(b"cos\nsystem\n(" + body + b"tR.", name)
+            assert result.format == "pickle", (name, body[:10])
+            assert "PKL001" in rules(result)
+
+
+def test_length_prefixed_argument_longer_than_the_file_is_not_a_pickle(scan_data: ScanData) -> None:
+    """Text that merely starts like a GLOBAL ('cat' / 'dog') is not claimed when the next 'opcode'
+    declares more bytes than the file has."""
+    result = scan_data(b"cat\ndog\nThe quick brown fox " + b"jumps over the lazy dog " * 400, "notes.txt")
+    assert result.format == "text"
+    assert result.findings == []

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Generator, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelshield.core.errors import ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Severity
-from modelshield.core.source import HEAD, Source
+from modelshield.core.source import HEAD, DecodedSource, Source
 from modelshield.formats.pickle.machine import Machine, Malformed
 from modelshield.formats.pickle.names import Judge, normalise_allow, valid_module
 from modelshield.formats.pickle.rules import MALFORMED, PICKLE_RULES, TRAILING_DATA
@@ -34,7 +34,21 @@ class PickleHandler(Handler):
     allowlists = ("pickle-globals",)
 
     def detect(self, source: Source) -> bool:
-        return looks_like_pickle(source.head())
+        head = source.head()
+        if head[:1] == b"\x80" and head[1:2] not in (b"\x00", b"\x01"):
+            return _PROTO.match(head) is not None
+        seen = _plausible_old_pickle(head)
+        if isinstance(seen, _Cut) and not _enough(seen) and len(head) >= HEAD:
+            # A long first argument (a command string, a big text constant) ran past the head: look
+            # further, so padding cannot push a text pickle's evidence out of sight.
+            seen = _plausible_old_pickle(source.head(_LONG_WINDOW))
+        if not isinstance(seen, _Cut):
+            return seen
+        if _enough(seen):
+            return True
+        # Still cut: a named global before the cut is what a loader would import and call.
+        size = None if isinstance(source, DecodedSource) else source.size
+        return seen.named and (seen.end is None or size is None or seen.end <= size)
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         judge = Judge(normalise_allow(ctx.policy.allowed("pickle-globals")))
@@ -170,6 +184,8 @@ class _FileScan:
 _PROTO = re.compile(rb"\x80[\x02-\x05][\x28-\x98]")
 _NAME = re.compile(r"[\w<>]+(\.[\w<>]+)*\Z")
 _HEAD_MIN_OPS = 8
+#: How far detection reads when a long argument hides what follows it.
+_LONG_WINDOW = 1024 * 1024
 _STRUCTURE = frozenset(b"(tlduesRbio\x85\x86\x87\x81\x90\x92\x93")
 
 # opcode -> (argument kind, values popped, values pushed, takes a MARK)
@@ -204,15 +220,32 @@ def looks_like_pickle(head: bytes) -> bool:
     too, though no pickler writes them) that parses strictly as pickle opcodes."""
     if head[:1] == b"\x80" and head[1:2] not in (b"\x00", b"\x01"):
         return _PROTO.match(head) is not None
-    return _plausible_old_pickle(head)
+    seen = _plausible_old_pickle(head)
+    return _enough(seen) if isinstance(seen, _Cut) else seen
 
 
-def _plausible_old_pickle(head: bytes) -> bool:
+class _Cut(NamedTuple):
+    """The window ended before STOP (possibly inside an argument): what was seen up to there."""
+
+    ops: int
+    structured: bool
+    #: a GLOBAL or INST with importable-looking names was parsed
+    named: bool
+    #: where a length-prefixed argument that ran past the window ends; None for text lines
+    end: int | None
+
+
+def _enough(seen: _Cut) -> bool:
+    return seen.ops >= _HEAD_MIN_OPS and seen.structured
+
+
+def _plausible_old_pickle(head: bytes) -> bool | _Cut:
     """Simulate stack depth over the head: text, JSON, CSV and source code fail within a few bytes."""
     depth = 0
     marks: list[int] = []
     ops = 0
     structured = False
+    named = False
     pos = 0
     size = len(head)
     while pos < size:
@@ -227,8 +260,9 @@ def _plausible_old_pickle(head: bytes) -> bool:
             if end is None:
                 return False
             if end < 0:  # the argument runs past the head: judge what we have
-                break
+                return _Cut(ops, structured, named, _declared_end(head, pos, kind))
             pos = end
+            named = named or kind == "global"
         if op == ord("("):
             marks.append(depth)
             depth = 0
@@ -243,8 +277,16 @@ def _plausible_old_pickle(head: bytes) -> bool:
         structured = structured or op in _STRUCTURE or kind == "global"
         if op == ord("."):
             return not marks and depth == 0 and ops >= 2
-    # The head ends (or an argument runs past it) before STOP: enough valid structure to be a pickle.
-    return ops >= _HEAD_MIN_OPS and structured
+    # The head ends before STOP: the caller judges whether enough valid structure was seen.
+    return _Cut(ops, structured, named, None)
+
+
+def _declared_end(head: bytes, pos: int, kind: str) -> int | None:
+    """Where a length-prefixed argument ends by its own length field (None for other arguments)."""
+    if not kind.startswith("len") or pos + int(kind[3:]) > len(head):
+        return None
+    width = int(kind[3:])
+    return pos + width + int.from_bytes(head[pos : pos + width], "little")
 
 
 def _skip_arg(head: bytes, pos: int, kind: str) -> int | None:
