@@ -15,11 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
-
-from rich.console import Console
-from rich.markdown import Markdown
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING, NoReturn
 
 from modelshield import __version__
 from modelshield.api import ScanInputError, scan
@@ -30,9 +26,11 @@ from modelshield.deps.resolve import DownloadUnavailable
 from modelshield.integrity.hashing import manifest, manifest_json, sha256sum_line
 from modelshield.integrity.signing import SigningInputError, VerificationError, sign_model, verify_model
 from modelshield.registry import ALLOWLISTS
-from modelshield.reports import RENDERERS
+from modelshield.reports import FORMATS, render
 from modelshield.reports.json_report import SCHEMA_VERSION, dependencies_dict
-from modelshield.reports.text import render_dependencies
+
+if TYPE_CHECKING:  # rich is imported only for terminal output: it costs start-up time
+    from rich.progress import Progress, TaskID
 
 log = logging.getLogger("modelshield")
 
@@ -96,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan_cmd.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
     scan_cmd.add_argument(
-        "-f", "--format", choices=sorted(RENDERERS), default="text", help="report format (default: text)"
+        "-f", "--format", choices=FORMATS, default="text", help="report format (default: text)"
     )
     scan_cmd.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
     scan_cmd.add_argument(
@@ -213,6 +211,15 @@ class _ProgressBar:
         if self._progress is None:
             if time.monotonic() - self.started < self.DELAY or done >= total:
                 return
+            from rich.console import Console  # noqa: PLC0415 - only on a terminal
+            from rich.progress import (  # noqa: PLC0415
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("scanning"),
                 BarColumn(),
@@ -267,7 +274,7 @@ def _run_scan(args: argparse.Namespace) -> int:
         print(f"modelshield: error: {message}", file=sys.stderr)
     to_terminal = args.output is None and sys.stdout.isatty()
     color = args.format == "text" and to_terminal and not args.no_color
-    rendered = RENDERERS[args.format](report, args.verbose, color)
+    rendered = render(args.format, report, args.verbose, color)
     if args.output:
         try:
             Path(args.output).write_text(rendered, encoding="utf-8")
@@ -290,6 +297,8 @@ def _run_deps(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps({"schema_version": SCHEMA_VERSION, "dependencies": dependencies_dict(report)}, indent=2))
     else:
+        from modelshield.reports.text import render_dependencies  # noqa: PLC0415 - imports rich
+
         sys.stdout.write(render_dependencies(report, sys.stdout.isatty()))
     return report.exit_code
 
@@ -313,6 +322,9 @@ def _run_explain(args: argparse.Namespace) -> int:
     if rule is None:
         raise UsageError(f"unknown rule {args.rule!r} (see 'modelshield rules')")
     if sys.stdout.isatty():
+        from rich.console import Console  # noqa: PLC0415 - only on a terminal
+        from rich.markdown import Markdown  # noqa: PLC0415
+
         Console().print(Markdown(rule.page()))
     else:
         sys.stdout.write(rule.page())

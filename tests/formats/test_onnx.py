@@ -331,3 +331,10 @@ def test_detection_does_not_decode_a_stream_whose_head_rules_out_onnx(
     data = gzip.compress(b"\x08\x00" + bytes(range(256)) * 64)
     decoded = DecodedSource(BytesSource(data), lambda: zlib.decompressobj(31), Meter(Limits()), "gzip stream")
     assert not onnx_format.OnnxHandler().detect(decoded)
+
+
+def test_external_data_location_constant_matches_onnx() -> None:
+    """The scanner names onnx's enum value itself so that onnx loads only when a model is parsed."""
+    from modelshield.formats import onnx as analyser
+
+    assert analyser._EXTERNAL == onnx.TensorProto.EXTERNAL

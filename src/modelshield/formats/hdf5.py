@@ -7,15 +7,16 @@ signature is scanned as embedded content.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, BinaryIO
-
-import h5py
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.source import BytesSource, FileSource, SliceSource, Source
 from modelshield.formats.keras import MAX_PARSE_BYTES, ConfigWalker, parse_config, read_all
+
+if TYPE_CHECKING:  # h5py (and numpy) are imported only when an HDF5 file is read
+    import h5py
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 #: Largest user block searched for the signature; h5py and Keras write none or a small one.
@@ -48,6 +49,8 @@ def _open(source: Source, ctx: Context) -> h5py.File:
         target = source.stream()
         if not target.seekable():
             target = BytesSource(read_all(source, ctx, "HDF5 member")).stream()
+    import h5py  # noqa: PLC0415 - heavy (with numpy); needed only when an HDF5 file is read
+
     try:
         return h5py.File(target, "r")
     except (OSError, ValueError) as exc:

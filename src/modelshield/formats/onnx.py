@@ -13,16 +13,15 @@ import functools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import onnx
-import onnx.defs
-from google.protobuf.message import DecodeError
+from typing import TYPE_CHECKING, Any
 
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
+
+if TYPE_CHECKING:  # onnx is imported only when a model is parsed: it costs start-up time
+    import onnx
 from modelshield.core.source import Source
 from modelshield.formats._paths import escape_reason
 from modelshield.formats._protobuf import LEN, VARINT, WireError, fields, read_text
@@ -226,6 +225,10 @@ def read_model(source: Source) -> OnnxModel | None:
     return OnnxModel(ir_version, producer)
 
 
+#: `onnx.TensorProto.EXTERNAL`, the data location of tensors stored outside the model file.
+_EXTERNAL = 1
+
+
 @functools.cache
 def standard_operators() -> dict[str, frozenset[str]]:
     """Operator names per standard domain, from the installed onnx package's schema registry.
@@ -234,6 +237,8 @@ def standard_operators() -> dict[str, frozenset[str]]:
     anyway, its registry only ever grows, and an operator it does not know is also one its checker
     and the runtimes built against it reject.
     """
+    import onnx.defs  # noqa: PLC0415 - heavy; needed only when a model is parsed
+
     names: dict[str, set[str]] = {domain: set() for domain in RESERVED_DOMAINS}
     for schema in onnx.defs.get_all_schemas_with_history():
         names.setdefault(schema.domain, set()).add(schema.name)
@@ -353,7 +358,7 @@ class ExternalData:
         self.missing: dict[str, list[str]] = {}
 
     def check(self, where: str, tensor: onnx.TensorProto) -> None:
-        external = tensor.data_location == onnx.TensorProto.EXTERNAL
+        external = tensor.data_location == _EXTERNAL
         if not external and not tensor.external_data:
             return
         entries: dict[str, str] = {}
@@ -418,6 +423,9 @@ class OnnxHandler(Handler):
         limit = ctx.policy.limits.max_buffer_bytes
         if source.size > limit:
             raise LimitExceeded("max_buffer_bytes", f"ONNX model of {source.size} bytes exceeds {limit}; not parsed")
+        import onnx  # noqa: PLC0415 - heavy; needed only when a model is parsed
+        from google.protobuf.message import DecodeError  # noqa: PLC0415
+
         try:
             model = onnx.load_model_from_string(source.read_at(0, source.size))
         except DecodeError as exc:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 
 from modelshield.core.report import Report
-from modelshield.reports import json_report, sarif, text
 
-Renderer = Callable[[Report, bool, bool], str]
-
-#: format name -> render(report, verbose, color)
-RENDERERS: dict[str, Renderer] = {
-    "text": text.render,
-    "json": json_report.render,
-    "sarif": sarif.render,
+_MODULES = {
+    "json": "modelshield.reports.json_report",
+    "sarif": "modelshield.reports.sarif",
+    "text": "modelshield.reports.text",
 }
+
+#: The report formats `scan --format` accepts.
+FORMATS = tuple(sorted(_MODULES))
+
+
+def render(fmt: str, report: Report, verbose: bool = False, color: bool = False) -> str:
+    """The report in format `fmt`; a renderer is imported on first use (rich only for text)."""
+    module = importlib.import_module(_MODULES[fmt])
+    rendered: str = module.render(report, verbose, color)
+    return rendered
