@@ -56,6 +56,9 @@ KEEP = 64 * 1024
 """Bytes of a large constant kept for evidence and nested scans; the rest is skipped, not buffered."""
 CHUNK = 256 * 1024
 MAX_LINE = 1024 * 1024
+#: The hottest integer opcodes (BININT, BININT2) read their argument with prebuilt structs.
+_INT4 = struct.Struct("<i").unpack_from
+_UINT2 = struct.Struct("<H").unpack_from
 MAX_OPS = 20_000_000
 MAX_STACK = 1_000_000
 MAX_MEMO = 2_000_000
@@ -545,7 +548,9 @@ class Machine:
         self.stack.append(False if line == b"00" else True if line == b"01" else int(line, 0))
 
     def _binint(self) -> None:
-        self.stack.append(self._int(4, True))
+        p = self.pos
+        self.pos = p + 4  # past the buffer end, the loop reports the cut once this returns
+        self.stack.append(_INT4(self.buf, p)[0] if p + 4 <= self.lim else 0)
 
     def _binint1(self) -> None:
         p = self.pos
@@ -553,7 +558,9 @@ class Machine:
         self.pos = p + 1
 
     def _binint2(self) -> None:
-        self.stack.append(self._int(2))
+        p = self.pos
+        self.pos = p + 2
+        self.stack.append(_UINT2(self.buf, p)[0] if p + 2 <= self.lim else 0)
 
     def _long(self) -> None:
         line = self._line()
