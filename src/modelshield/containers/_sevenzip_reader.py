@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import lzma
 import stat
+import zlib
 from collections.abc import Iterator
 
 import py7zr
@@ -18,8 +20,10 @@ from modelshield.core.limits import Meter
 from modelshield.core.scan_rules import LIMIT_EXCEEDED, NOT_ANALYSED
 from modelshield.core.source import BytesSource, Source
 
-#: py7zr raises these (and stdlib codec errors) on malformed archives
-_ARCHIVE_ERRORS = (ArchiveError, EOFError, ValueError, KeyError, IndexError, OSError, TypeError)
+#: py7zr raises these (and stdlib codec errors: a corrupt LZMA or deflate block) on malformed archives
+_ARCHIVE_ERRORS = (
+    ArchiveError, EOFError, ValueError, KeyError, IndexError, OSError, TypeError, lzma.LZMAError, zlib.error
+)  # fmt: skip
 
 
 class _Buffer(Py7zIO):

@@ -31,6 +31,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 #: Output allowed while probing a head: enough for any real stream's first 4 KiB to decode in full.
 _PROBE_OUTPUT = 1 << 20
 _GZIP_WBITS = 31
+#: Memory an LZMA decoder may take for its dictionary: twice what `xz -9` uses. A header that claims a
+#: larger dictionary (up to 4 GiB) would otherwise make the decoder reserve it, even to probe 4 KiB.
+_LZMA_MEMLIMIT = 128 * 1024 * 1024
 
 #: Suffixes that stand for '.tar' plus a compression.
 _TAR_ALIASES = frozenset({".tgz", ".tbz", ".tbz2", ".txz", ".tlz"})
@@ -147,7 +150,7 @@ class XzHandler(CompressedHandler):
     magic = b"\xfd7zXZ\x00"
 
     def decompressor(self, source: Source) -> Callable[[], Decompressor]:
-        return lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)
+        return lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=_LZMA_MEMLIMIT)
 
 
 def _decodes(make: Callable[[], Decompressor], head: bytes) -> bool:
@@ -174,10 +177,16 @@ class LzmaHandler(CompressedHandler):
         length = int.from_bytes(head[5:13], "little")
         if not 4096 <= dict_size <= 1 << 30 or (length != (1 << 64) - 1 and length > 1 << 48):
             return False
+        if dict_size > _LZMA_MEMLIMIT:
+            # Too big to probe within the bound: claimed (and then reported as not analysable) when the
+            # size has the form 2^n or 2^n + 2^(n-1) that every lzma-alone encoder writes, so that such a
+            # stream fails closed instead of passing as unknown bytes.
+            low = dict_size & -dict_size
+            return dict_size in (low, low * 3)
         return _decodes(self.decompressor(source), head)
 
     def decompressor(self, source: Source) -> Callable[[], Decompressor]:
-        return lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE)
+        return lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE, memlimit=_LZMA_MEMLIMIT)
 
 
 class ZlibHandler(CompressedHandler):
@@ -222,7 +231,29 @@ class ZstdHandler(CompressedHandler):
     magic = b"\x28\xb5\x2f\xfd"
 
     def decompressor(self, source: Source) -> Callable[[], Decompressor]:
-        return zstd.ZstdDecompressor
+        return _ZstdDecoder
+
+
+class _ZstdDecoder:
+    """`ZstdDecompressor` with its own error (a frame naming an unknown dictionary, a corrupt block)
+    turned into the ValueError every other decoder raises on corrupt input."""
+
+    def __init__(self) -> None:
+        self._dec = zstd.ZstdDecompressor()
+
+    @property
+    def eof(self) -> bool:
+        return bool(self._dec.eof)
+
+    @property
+    def needs_input(self) -> bool:
+        return bool(self._dec.needs_input)
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        try:
+            return bytes(self._dec.decompress(data, max_length))
+        except zstd.ZstdError as exc:
+            raise ValueError(f"zstd: {exc}") from exc
 
 
 class JoblibZfileHandler(CompressedHandler):

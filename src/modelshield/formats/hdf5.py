@@ -86,7 +86,7 @@ class Hdf5Handler(Handler):
         try:
             with _open(source, ctx) as handle:
                 configs = read_configs(handle)
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # h5py raises all of these
             raise ScanError(f"HDF5 attributes could not be read: {exc}") from None
         for name, text in configs.items():
             if isinstance(text, (bytes, str)):

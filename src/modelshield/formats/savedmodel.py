@@ -34,6 +34,8 @@ SCHEMA_VERSIONS = range(1, 65)
 #: asset_file_def, object_graph_def) are all messages.
 META_GRAPH_FIELDS = range(1, 8)
 MAX_FIELDS = 65536
+#: TensorFlow writes one meta graph per tag set: one in TF2, a few in TF1 exports.
+MAX_META_GRAPHS = 256
 #: Nesting of function references inside attribute values (NameAttrList.attr holds AttrValues);
 #: TensorFlow writes two or three levels, deeper is refused rather than skipped.
 MAX_ATTR_DEPTH = 8
@@ -340,7 +342,12 @@ def read_meta_graph(meta: Message) -> MetaGraph:
 
 
 def read_saved_model(root: Message) -> list[MetaGraph]:
-    return [read_meta_graph(meta) for meta in root.messages(META_GRAPHS)]
+    meta_graphs: list[MetaGraph] = []
+    for meta in root.messages(META_GRAPHS):
+        if len(meta_graphs) == MAX_META_GRAPHS:  # each costs a walk: a flood of tiny ones is a time bomb
+            raise LimitExceeded("max_members", f"more than {MAX_META_GRAPHS} meta graphs in one SavedModel")
+        meta_graphs.append(read_meta_graph(meta))
+    return meta_graphs
 
 
 # -- which checkpoint ops belong to the saver ------------------------------------------------------------

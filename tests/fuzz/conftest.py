@@ -1,0 +1,24 @@
+"""Hypothesis profiles for the fuzzers: a short run in the suite, a long one on demand.
+
+    MODELSHIELD_FUZZ=long python -m pytest -q -p no:cacheprovider tests/fuzz
+
+The profile only applies to the tests in this folder (through `FUZZ_SETTINGS`), never to the rest of
+the suite's property tests.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_COMMON = {
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    "print_blob": True,
+}
+# Deadline per example: generous (a loaded CI machine), but a hang or a quadratic blow-up fails it.
+settings.register_profile("modelshield-fuzz-short", max_examples=30, deadline=5000, **_COMMON)  # type: ignore[arg-type]
+settings.register_profile("modelshield-fuzz-long", max_examples=3000, deadline=5000, **_COMMON)  # type: ignore[arg-type]
+
+PROFILE = "modelshield-fuzz-long" if os.environ.get("MODELSHIELD_FUZZ") == "long" else "modelshield-fuzz-short"
+FUZZ_SETTINGS = settings.get_profile(PROFILE)
