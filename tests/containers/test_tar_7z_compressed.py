@@ -11,6 +11,7 @@ import sys
 import tarfile
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import lz4.frame
 import py7zr
@@ -18,6 +19,7 @@ import pytest
 
 from modelshield.core.limits import Limits
 from modelshield.core.policy import Policy
+from modelshield.core.rules import Severity
 from tests.conftest import ScanData
 from tests.containers.assertions import has_rule, quiet
 from tests.containers.zipbuilder import Member, build
@@ -269,3 +271,26 @@ def test_tar_member_of_unknown_type_is_scanned(scan_data: ScanData) -> None:
         assert extracted is not None and extracted.read() == payload
     result = scan_data(buffer.getvalue(), "legacy.tar")
     assert is_code_execution(result, "legacy.tar!pickle")
+
+
+def test_tar_of_a_zip_checkpoint_is_not_a_polyglot(scan_data: ScanData) -> None:
+    """`tar cf model.tar model.pt`: the zip's end record sits near the tar's end, but it is a member."""
+    checkpoint = build([Member("archive/data.pkl", b"\x80\x02}q\x00.")])
+    result = scan_data(make_tar(("model.pt", checkpoint)), "model.tar")
+    assert result.format == "tar"
+    assert result.findings == []
+
+
+def test_tar_of_an_hdf5_file_is_not_a_polyglot(scan_data: ScanData) -> None:
+    """An HDF5 file as the first tar member starts at 512, where a user block would end."""
+    h5 = Path(__file__).parents[1] / "fixtures" / "keras" / "real" / "k3_functional.h5"
+    result = scan_data(make_tar(("model.h5", h5.read_bytes())), "model.tar")
+    assert result.format == "tar"
+    assert not [f for f in result.findings if f.level >= Severity.MEDIUM]
+
+
+def test_zip_appended_after_a_tar_is_scanned(scan_data: ScanData) -> None:
+    appended = build([Member("data.pkl", evil_pickle())])
+    result = scan_data(make_tar(("readme.txt", b"hello\n")) + appended, "bundle.tar")
+    assert has_rule(result, "ARC010", "bundle.tar")
+    assert is_code_execution(result, "bundle.tar!<trailing data>!data.pkl")

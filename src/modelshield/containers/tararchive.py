@@ -11,30 +11,15 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from modelshield.containers.members import MemberNames, link_findings, name_findings
-from modelshield.containers.rules import DUPLICATE_NAME, LINK_ESCAPE, PATH_ESCAPE, SPECIAL_FILE
+from modelshield.containers.rules import DUPLICATE_NAME, LINK_ESCAPE, PATH_ESCAPE, SPECIAL_FILE, TRAILING_DATA
 from modelshield.core.errors import ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.scan_rules import LIMIT_EXCEEDED, NOT_ANALYSED
+from modelshield.core.sniff import looks_like_tar_header
 from modelshield.core.source import SliceSource, Source
 
 BLOCK = 512
-_V7_TYPES = b"01234567\x00"
-
-
-def _checksum_ok(block: bytes) -> bool:
-    """Whether a 512-byte header carries a valid checksum (unsigned or the historic signed variant)."""
-    field = block[148:156].split(b"\x00", 1)[0].strip()
-    if not field:
-        return False
-    try:
-        stored = int(field, 8)
-    except ValueError:
-        return False
-    rest = block[:148] + b" " * 8 + block[156:]
-    unsigned = sum(rest)
-    signed = sum(b - 256 if b > 127 else b for b in rest)
-    return stored in (unsigned, signed)
 
 
 def _open(raw: BinaryIO) -> tarfile.TarFile:
@@ -52,10 +37,7 @@ class TarHandler(Handler):
     rules = (PATH_ESCAPE, LINK_ESCAPE, SPECIAL_FILE, DUPLICATE_NAME)
 
     def detect(self, source: Source) -> bool:
-        block = source.head(BLOCK)
-        if len(block) < BLOCK or not _checksum_ok(block):
-            return False
-        return block[257:262] == b"ustar" or (block[0] != 0 and block[156:157] in _V7_TYPES)
+        return looks_like_tar_header(source.head(BLOCK))
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         limit = ctx.policy.limits.max_members
@@ -104,11 +86,19 @@ class TarHandler(Handler):
 
 
 def _check_end(source: Source, ctx: Context, end: int, count: int) -> Iterator[Finding]:
-    """tarfile stops quietly at a header it cannot read; anything but zero padding there is a break."""
+    """tarfile stops quietly at a header it cannot read, and ignores what follows the end-of-archive
+    blocks: a break is reported, and bytes after the end are scanned (a zip appended to a tar)."""
     rest = source.read_at(end, min(max(0, source.size - end), 64 * BLOCK))
-    if rest.strip(b"\0"):
+    data = rest.lstrip(b"\0")
+    if not data:
+        return
+    start = end + len(rest) - len(data)
+    if start - end < 2 * BLOCK:
         yield ctx.finding(
             NOT_ANALYSED,
             f"unreadable data after member {count} at offset {end}: the archive is truncated or corrupt",
             offset=end,
         )
+        return
+    yield ctx.finding(TRAILING_DATA, f"{source.size - start} bytes after the end of the archive", offset=start)
+    yield from ctx.scan_member("<trailing data>", SliceSource(source, start, source.size - start))

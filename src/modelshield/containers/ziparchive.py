@@ -40,6 +40,7 @@ from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.scan_rules import LIMIT_EXCEEDED, NOT_ANALYSED
+from modelshield.core.sniff import TAR_BLOCK, looks_like_tar_header
 from modelshield.core.source import CHUNK, BytesSource, DecodedSource, Decompressor, SliceSource, Source
 
 LOCAL_SIG = b"PK\x03\x04"
@@ -311,6 +312,8 @@ class ZipHandler(Handler):
         # Probing the tail of an undecoded stream would decode all of it just to look at its end.
         if isinstance(source, DecodedSource) or source.size < _EOCD.size:
             return False
+        if looks_like_tar_header(source.head(TAR_BLOCK)):
+            return False  # a zip stored in a tar ends near the tar's end: the tar walk reaches it
         return _locate(source) is not None
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:

@@ -37,3 +37,33 @@ def classify_plain(head: bytes) -> str:
 def suffix_of(name: str) -> str:
     """The lowercase final suffix of a file or member name ('' if none)."""
     return PurePosixPath(name.replace("\\", "/")).suffix.lower()
+
+
+TAR_BLOCK = 512
+_V7_TYPES = b"01234567\x00"
+
+
+def looks_like_tar_header(block: bytes) -> bool:
+    """Whether 512 bytes are a tar header (ustar magic, or a v7 header with a valid checksum).
+
+    Other readings of a tar defer to it: a zip or HDF5 file stored in a tar shows its own signature
+    at the tar's end or after its first header, yet it is a member, not a second format.
+    """
+    if len(block) < TAR_BLOCK or not _checksum_ok(block):
+        return False
+    return block[257:262] == b"ustar" or (block[0] != 0 and block[156:157] in _V7_TYPES)
+
+
+def _checksum_ok(block: bytes) -> bool:
+    """Whether a 512-byte header carries a valid checksum (unsigned or the historic signed variant)."""
+    field = block[148:156].split(b"\x00", 1)[0].strip()
+    if not field:
+        return False
+    try:
+        stored = int(field, 8)
+    except ValueError:
+        return False
+    rest = block[:148] + b" " * 8 + block[156:]
+    unsigned = sum(rest)
+    signed = sum(b - 256 if b > 127 else b for b in rest)
+    return stored in (unsigned, signed)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
+from modelshield.core.sniff import TAR_BLOCK, looks_like_tar_header
 from modelshield.core.source import BytesSource, FileSource, SliceSource, Source
 from modelshield.formats.keras import MAX_PARSE_BYTES, ConfigWalker, parse_config, read_all
 
@@ -32,6 +33,8 @@ def superblock_offset(source: Source) -> int | None:
     member never forces it to be decoded in full.
     """
     head = source.head(MAX_USER_BLOCK + len(SIGNATURE))
+    if head[: len(SIGNATURE)] != SIGNATURE and looks_like_tar_header(head[:TAR_BLOCK]):
+        return None  # an HDF5 file stored in a tar starts after the 512-byte header: a member, not a user block
     offset = 0
     while offset <= MAX_USER_BLOCK:
         if head[offset : offset + len(SIGNATURE)] == SIGNATURE:
