@@ -118,6 +118,22 @@ def write_npy(path: Path, size: int) -> None:
             out.write(block[: min(left, len(block))])
 
 
+def write_legacy_torch(path: Path, size: int) -> None:
+    """A legacy (stacked-pickle) PyTorch checkpoint: five pickles, then every storage's raw bytes."""
+    import torch
+
+    tensors = {f"layer{i}.weight": torch.zeros(size // 4 // 4, dtype=torch.float32) for i in range(4)}
+    torch.save(tensors, path, _use_new_zipfile_serialization=False)
+
+
+def write_safetensors(path: Path, size: int) -> None:
+    """A safetensors file written by the reference library: a JSON header, then raw tensor bytes."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({f"layer{i}.weight": np.zeros(size // 4 // 4, dtype=np.float32) for i in range(4)}, str(path))
+
+
 @dataclass
 class Outcome:
     seconds: float
@@ -202,6 +218,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every input size (default 1)")
     parser.add_argument("--runs", type=int, default=3, help="runs per tool and input (median reported)")
     parser.add_argument("--timeout", type=float, help="seconds before a run is killed (300, or 10 with --quick)")
+    parser.add_argument("--inputs", help="comma-separated input file names to run (default: all)")
     args = parser.parse_args()
     scale, runs = (args.scale / 10, 1) if args.quick else (args.scale, args.runs)
     timeout = args.timeout or (10 if args.quick else 300)
@@ -217,6 +234,10 @@ def main() -> None:
         (f"joblib file with NumPy arrays, {512 * scale:,.0f} MiB", "model.joblib", write_joblib,
          int(512 * mib * scale)),
         (f".npy array, {1024 * scale:,.0f} MiB", "weights.npy", write_npy, int(1024 * mib * scale)),
+        (f"legacy PyTorch checkpoint, {1024 * scale:,.0f} MiB", "legacy.pt", write_legacy_torch,
+         int(1024 * mib * scale)),
+        (f"safetensors file, {1024 * scale:,.0f} MiB", "model.safetensors", write_safetensors,
+         int(1024 * mib * scale)),
         (f"folder of {round(300 * scale)} small pickles", "many", write_folder, round(300 * scale)),
     ]
     print(f"# modelshield and its peers ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
@@ -226,7 +247,10 @@ def main() -> None:
         root = Path(tmp)
         (root / "cwd").mkdir()
         (root / "home").mkdir()
+        wanted = set(args.inputs.split(",")) if args.inputs else None
         for label, name, make, size in cases:
+            if wanted is not None and name not in wanted:
+                continue
             path = root / name
             in_child(make, path, size)
             opcodes = in_child(count_opcodes, path) if name == "dense.pkl" else None
