@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from modelshield import FileResult, Policy, scan_file
+from modelshield.core.limits import Limits, Meter
+from modelshield.core.source import BytesSource, DecodedSource
 
 ScanData = Callable[..., FileResult]
 
@@ -23,3 +27,23 @@ def scan_data(tmp_path: Path) -> ScanData:
         return scan_file(str(path), policy)
 
     return run
+
+
+UnsizedStream = Callable[[bytes], DecodedSource]
+
+
+@pytest.fixture
+def unsized_stream(monkeypatch: pytest.MonkeyPatch) -> UnsizedStream:
+    """A gzip-decoded view of some bytes that fails the test if anything decodes it whole (asks for its
+    size or random access): detection must rule content out from the head first."""
+
+    def refuse(self: DecodedSource) -> bytes:
+        raise AssertionError("detection decoded the whole stream")
+
+    monkeypatch.setattr(DecodedSource, "_materialize", refuse)
+
+    def make(data: bytes) -> DecodedSource:
+        encoded = BytesSource(gzip.compress(data))
+        return DecodedSource(encoded, lambda: zlib.decompressobj(31), Meter(Limits()), "gzip stream")
+
+    return make

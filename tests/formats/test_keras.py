@@ -4,26 +4,23 @@ are clean, every rule fires on framework-made or hand-built hostile files (scrip
 from __future__ import annotations
 
 import base64
-import gzip
 import io
 import json
 import marshal
 import os
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from modelshield import FileResult, Policy, scan_file
-from modelshield.core.limits import Limits, Meter
 from modelshield.core.rules import Severity
-from modelshield.core.source import BytesSource, DecodedSource
+from modelshield.core.source import BytesSource
 from modelshield.formats import _marshal
 from modelshield.formats.keras import MAX_PER_RULE, KerasMetadataHandler, standard_names
 from modelshield.registry import HANDLERS
-from tests.conftest import ScanData
+from tests.conftest import ScanData, UnsizedStream
 from tests.helpers import evil_pickle, is_code_execution
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
@@ -383,15 +380,6 @@ def test_standard_names_cover_both_keras_generations() -> None:
     assert "load_model" not in names.functions
 
 
-def test_detection_does_not_decode_a_stream_whose_head_rules_out_keras_metadata(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_detection_does_not_decode_a_stream_whose_head_rules_out_keras_metadata(unsized_stream: UnsizedStream) -> None:
     """Asking a decoded stream for its size decodes all of it: the head must rule such data out first."""
-
-    def refuse(self: DecodedSource) -> bytes:
-        raise AssertionError("detection decoded the whole stream")
-
-    monkeypatch.setattr(DecodedSource, "_materialize", refuse)
-    data = gzip.compress(b"\x0a\x05\x00" + bytes(range(256)) * 64)
-    decoded = DecodedSource(BytesSource(data), lambda: zlib.decompressobj(31), Meter(Limits()), "gzip stream")
-    assert not KerasMetadataHandler().detect(decoded)
+    assert not KerasMetadataHandler().detect(unsized_stream(b"\x0a\x05\x00" + bytes(range(256)) * 64))

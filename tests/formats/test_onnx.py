@@ -3,9 +3,7 @@ operators and hostile external-data references are findings; malformed and overs
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +12,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from modelshield import FileResult, Policy, scan_file
-from modelshield.core.limits import Limits, Meter
+from modelshield.core.limits import Limits
 from modelshield.core.rules import Severity
-from modelshield.core.source import BytesSource, DecodedSource
 from modelshield.formats import onnx as onnx_format
 from modelshield.formats._paths import escape_reason
-from tests.conftest import ScanData
+from tests.conftest import ScanData, UnsizedStream
 
 FLOAT = TensorProto.FLOAT
 
@@ -319,18 +316,9 @@ def test_model_over_the_buffer_limit_fails_closed(scan_data: ScanData) -> None:
     assert [f.rule_id for f in result.findings] == ["SCN005"]
 
 
-def test_detection_does_not_decode_a_stream_whose_head_rules_out_onnx(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_detection_does_not_decode_a_stream_whose_head_rules_out_onnx(unsized_stream: UnsizedStream) -> None:
     """Asking a decoded stream for its size decodes all of it: the head must rule such data out first."""
-
-    def refuse(self: DecodedSource) -> bytes:
-        raise AssertionError("detection decoded the whole stream")
-
-    monkeypatch.setattr(DecodedSource, "_materialize", refuse)
-    data = gzip.compress(b"\x08\x00" + bytes(range(256)) * 64)
-    decoded = DecodedSource(BytesSource(data), lambda: zlib.decompressobj(31), Meter(Limits()), "gzip stream")
-    assert not onnx_format.OnnxHandler().detect(decoded)
+    assert not onnx_format.OnnxHandler().detect(unsized_stream(b"\x08\x00" + bytes(range(256)) * 64))
 
 
 def test_external_data_location_constant_matches_onnx() -> None:

@@ -3,9 +3,7 @@ scripts/make_tf_fixtures.py) and hand-built protobufs for what TensorFlow cannot
 
 from __future__ import annotations
 
-import gzip
 import time
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,12 +11,10 @@ import pytest
 
 import modelshield
 from modelshield import FileResult, Policy
-from modelshield.core.limits import Limits, Meter
 from modelshield.core.rules import Severity
-from modelshield.core.source import BytesSource, DecodedSource
 from modelshield.formats import savedmodel, tensorflow_ops
 from modelshield.formats.savedmodel import MetaGraph, Node, saver_only
-from tests.conftest import ScanData
+from tests.conftest import ScanData, UnsizedStream
 from tests.formats.test_format_detection import pb_int, pb_msg
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
@@ -263,15 +259,6 @@ def test_text_that_merely_mentions_meta_graphs_is_not_claimed(scan_data: ScanDat
     assert result.format != "savedmodel"
 
 
-def test_detection_does_not_decode_a_stream_whose_head_rules_out_savedmodel(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_detection_does_not_decode_a_stream_whose_head_rules_out_savedmodel(unsized_stream: UnsizedStream) -> None:
     """Asking a decoded stream for its size decodes all of it: the head must rule such data out first."""
-
-    def refuse(self: DecodedSource) -> bytes:
-        raise AssertionError("detection decoded the whole stream")
-
-    monkeypatch.setattr(DecodedSource, "_materialize", refuse)
-    data = gzip.compress(b"\x08\x00" + bytes(range(256)) * 64)
-    decoded = DecodedSource(BytesSource(data), lambda: zlib.decompressobj(31), Meter(Limits()), "gzip stream")
-    assert not savedmodel.SavedModelHandler().detect(decoded)
+    assert not savedmodel.SavedModelHandler().detect(unsized_stream(b"\x08\x00" + bytes(range(256)) * 64))
