@@ -45,10 +45,6 @@ class Context:
         """Scan a member or embedded payload as an object of its own, one level deeper."""
         return self.engine.scan_object(source, self.location.child(name), self.depth + 1)
 
-    def scan_view(self, source: Source) -> Iterator[Finding]:
-        """Scan bytes that belong to this object itself (e.g. an archive's prefix) at this location."""
-        return self.engine.scan_object(source, self.location, self.depth + 1)
-
     def judge_listing(self, names: Sequence[str]) -> Iterator[Finding]:
         """Let every handler judge an archive's member names as a whole (archive handlers call this once):
         formats that are archives of a fixed layout, like `.keras`, report members that do not belong."""

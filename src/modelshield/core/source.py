@@ -47,9 +47,6 @@ class Source(ABC):
             self._head = self.read_at(0, max(n, HEAD))
         return self._head[:n]
 
-    def tail(self, n: int) -> bytes:
-        size = self.size
-        return self.read_at(max(0, size - n), min(n, size))
 
 
 class _RangeReader(io.RawIOBase):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -353,27 +353,28 @@ def read_saved_model(root: Message) -> list[MetaGraph]:
 # -- which checkpoint ops belong to the saver ------------------------------------------------------------
 
 
-def _ancestors(by_name: dict[str, Node], roots: Iterable[str]) -> set[str]:
+def _reachable(roots: Iterable[str], successors: Callable[[str], Iterable[str]]) -> set[str]:
+    """Every name reachable from `roots` (which must be known to `successors`), roots included."""
     seen: set[str] = set()
-    todo = [r for r in roots if r in by_name]
+    todo = list(roots)
     while todo:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo.extend(i for i in by_name[name].inputs if i in by_name and i not in seen)
+            todo.extend(n for n in successors(name) if n not in seen)
     return seen
+
+
+def _ancestors(by_name: dict[str, Node], roots: Iterable[str]) -> set[str]:
+    return _reachable((r for r in roots if r in by_name), lambda n: (i for i in by_name[n].inputs if i in by_name))
 
 
 def _callees(functions: dict[str, list[Node]], roots: Iterable[str]) -> set[str]:
-    seen: set[str] = set()
-    todo = [r for r in roots if r in functions]
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            for node in functions[name]:
-                todo.extend(c for c in (*node.calls, node.op) if c in functions and c not in seen)
-    return seen
+    def calls(name: str) -> Iterator[str]:
+        for node in functions[name]:
+            yield from (c for c in (*node.calls, node.op) if c in functions)
+
+    return _reachable((r for r in roots if r in functions), calls)
 
 
 def _node_calls(nodes: Iterable[Node]) -> list[str]:
