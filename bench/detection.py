@@ -799,9 +799,8 @@ def main() -> None:
     tools = (MODELSHIELD, *PEERS)
     if args.tools:
         tools = tuple(t for t in tools if t.name in args.tools.split(","))
-    for peer in tools:
-        if peer.requirements:
-            install(peer)
+    for tool in tools:
+        install(tool)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="modelshield-detection-") as tmp:
         root = Path(tmp)

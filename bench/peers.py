@@ -13,6 +13,7 @@ loads the generated files: opcodes are counted with pickletools.genops, which on
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import pickle
 import pickletools
@@ -32,7 +33,8 @@ from typing import Any
 
 from _common import in_child, measure, write_folder, write_stored_zip
 
-VENVS = Path(__file__).resolve().parent / ".peers-venv"
+ROOT = Path(__file__).resolve().parent.parent
+VENVS = ROOT / "bench" / ".peers-venv"
 SLOW = 60.0
 """Seconds after which a tool's first run is also its only one: the budget goes to the other tools."""
 
@@ -41,19 +43,19 @@ SLOW = 60.0
 class Tool:
     name: str
     requirements: tuple[str, ...]
-    """Pinned PyPI requirements; empty for modelshield, which runs from the current environment."""
+    """Pinned PyPI requirements; for modelshield, this work tree (installed, not editable)."""
     command: tuple[str, ...]
     """The command a user would type, without the path; a peer's executable is taken from its venv."""
     note: str
     """Regex over the tool's output giving the reason behind a verdict other than clean (group 1 if any)."""
 
     def argv(self, path: Path) -> list[str]:
-        if not self.requirements:
-            return [sys.executable, "-m", *self.command, str(path)]
         return [str(VENVS / self.name / "bin" / self.command[0]), *self.command[1:], str(path)]
 
 
-MODELSHIELD = Tool("modelshield", (), ("modelshield", "scan", "--format", "json"), r'"rule_id": "(\w+)"')
+# Installed like every peer, the way users get it (`pip install`, which compiles bytecode): run from an
+# editable checkout under PYTHONDONTWRITEBYTECODE, it would recompile its sources on every start.
+MODELSHIELD = Tool("modelshield", (str(ROOT),), ("modelshield", "scan", "--format", "json"), r'"rule_id": "(\w+)"')
 PEERS = (
     Tool("picklescan", ("picklescan==1.0.5",), ("picklescan", "-p"), r"^(?:ERROR|WARNING): .*"),
     Tool("modelscan", ("modelscan==0.8.8",), ("modelscan", "-p"), r"^(?:Parsing error: |Error encountered ).*"),
@@ -72,11 +74,22 @@ QUIET = {"PROMPTFOO_DISABLE_TELEMETRY": "1", "NO_ANALYTICS": "1", "NO_COLOR": "1
 """ModelAudit sends usage telemetry unless told not to; the same environment is given to every tool."""
 
 
+def _tree_digest() -> str:
+    """modelshield's sources and metadata, so that an edit reinstalls it."""
+    digest = hashlib.sha256()
+    for path in sorted([ROOT / "pyproject.toml", *(ROOT / "src").rglob("*")]):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def install(tool: Tool) -> None:
-    """Create the tool's venv once; a changed pin rebuilds it."""
+    """Create the tool's venv once; a changed pin (or, for modelshield, a changed source) rebuilds it."""
     venv = VENVS / tool.name
     pins = venv / "pins.txt"
     wanted = "\n".join(tool.requirements) + "\n"
+    if tool is MODELSHIELD:
+        wanted += _tree_digest() + "\n"
     if pins.is_file() and pins.read_text() == wanted:
         return
     print(f"installing {' '.join(tool.requirements)} into {venv}", file=sys.stderr)
@@ -222,9 +235,9 @@ def main() -> None:
     args = parser.parse_args()
     scale, runs = (args.scale / 10, 1) if args.quick else (args.scale, args.runs)
     timeout = args.timeout or (10 if args.quick else 300)
-    for peer in PEERS:
-        install(peer)
     tools = (MODELSHIELD, *PEERS)
+    for tool in tools:
+        install(tool)
     mib = 1024**2
     cases: list[tuple[str, str, Callable[..., None], Any]] = [
         (f"opcode-dense pickle, {2_000_000 * scale:,.0f} objects", "dense.pkl", write_dense_pickle,

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _common import in_child, measure, write_folder, write_stored_zip
+from peers import MODELSHIELD, VENVS, install
 
 
 def _write_gzip(path: Path, size: int) -> None:
@@ -34,7 +35,8 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=2.0, help="size of the large zip checkpoint in GiB")
     parser.add_argument("--runs", type=int, default=5, help="runs per input (median reported)")
     args = parser.parse_args()
-    scan = [sys.executable, "-m", "modelshield", "scan", "--format", "json"]
+    install(MODELSHIELD)
+    scan = [str(VENVS / "modelshield" / "bin" / "modelshield"), "scan", "--format", "json"]
     with tempfile.TemporaryDirectory(prefix="modelshield-bench-") as tmp:
         root = Path(tmp)
         size = int(args.gb * 1024**3)

@@ -2,6 +2,6 @@
 
 import sys
 
-from modelshield.cli import main
+from modelshield.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

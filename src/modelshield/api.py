@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, timezone
 
 from modelshield import __version__
 from modelshield.core.engine import Engine
@@ -74,6 +72,9 @@ def _scan_files(files: list[str], policy: Policy, jobs: int | None, progress: Pr
             if progress:
                 progress(result, len(results), len(files))
     else:
+        # Imported here: the process pool (multiprocessing, logging, threading) costs start-up time.
+        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for result in pool.map(scan_file, files, [policy] * len(files), chunksize=4):
                 results.append(result)
@@ -118,7 +119,7 @@ def scan(
             raise SigningInputError("--signature applies to one model: give exactly one path")
     if download and follow_dependencies:
         require_download()
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     started = time.perf_counter()
     results = _scan_files(collect_files(models), policy, jobs, progress)
     graph = None

@@ -14,18 +14,12 @@ import sys
 import zlib
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
-
-import lz4.frame
+from typing import Any
 
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.sniff import suffix_of
 from modelshield.core.source import DecodedSource, Decompressor, SliceSource, Source
-
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:
-    from backports import zstd
 
 GZIP_MAGIC = b"\x1f\x8b"
 #: Output allowed while probing a head: enough for any real stream's first 4 KiB to decode in full.
@@ -218,6 +212,8 @@ class Lz4Handler(CompressedHandler):
     magic = b"\x04\x22\x4d\x18"
 
     def decompressor(self, source: Source) -> Callable[[], Decompressor]:
+        import lz4.frame  # noqa: PLC0415 - imported once a frame is found: it costs start-up time
+
         make: Callable[[], Decompressor] = lz4.frame.LZ4FrameDecompressor  # untyped package
         return make
 
@@ -234,12 +230,22 @@ class ZstdHandler(CompressedHandler):
         return _ZstdDecoder
 
 
+def _zstd() -> Any:
+    """The zstd module, imported once a frame is found: it costs start-up time."""
+    if sys.version_info >= (3, 14):
+        from compression import zstd  # noqa: PLC0415
+    else:
+        from backports import zstd  # noqa: PLC0415
+    return zstd
+
+
 class _ZstdDecoder:
     """`ZstdDecompressor` with its own error (a frame naming an unknown dictionary, a corrupt block)
     turned into the ValueError every other decoder raises on corrupt input."""
 
     def __init__(self) -> None:
-        self._dec = zstd.ZstdDecompressor()
+        self._zstd = _zstd()
+        self._dec = self._zstd.ZstdDecompressor()
 
     @property
     def eof(self) -> bool:
@@ -252,7 +258,7 @@ class _ZstdDecoder:
     def decompress(self, data: bytes, max_length: int = -1) -> bytes:
         try:
             return bytes(self._dec.decompress(data, max_length))
-        except zstd.ZstdError as exc:
+        except self._zstd.ZstdError as exc:
             raise ValueError(f"zstd: {exc}") from exc
 
 

@@ -17,11 +17,6 @@ from modelshield.core.findings import Finding
 from modelshield.core.limits import Limits
 from modelshield.core.rules import CATALOGUE, Severity
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 
 class PolicyError(ValueError):
     """The policy is invalid; the CLI prints it on one line and exits 2."""
@@ -199,13 +194,31 @@ def parse_policy(
     )
 
 
+class _TomlError(ValueError):
+    """A file that is not valid UTF-8 TOML."""
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file's table; the parser is imported here because most scans read no TOML at all."""
+    if sys.version_info >= (3, 11):
+        import tomllib  # noqa: PLC0415
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # noqa: PLC0415
+    text = path.read_text(encoding="utf-8")
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _TomlError(str(exc)) from None
+    return data
+
+
 def load_policy_file(path: Path, allowlists: Iterable[str]) -> Policy:
     """Load `--policy FILE`: a pyproject.toml's `[tool.modelshield]`, or a standalone TOML file."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = _read_toml(path)
     except OSError as exc:
         raise PolicyError(f"cannot read policy file {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (_TomlError, UnicodeDecodeError) as exc:
         raise PolicyError(f"policy file {path} is not valid TOML: {exc}") from None
     if path.name == "pyproject.toml":
         data = data.get("tool", {}).get("modelshield", {})
@@ -218,8 +231,8 @@ def discover_policy(start: Path, allowlists: Iterable[str]) -> Policy | None:
         candidate = folder / "pyproject.toml"
         if candidate.is_file():
             try:
-                data = tomllib.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                data = _read_toml(candidate)
+            except (OSError, _TomlError, UnicodeDecodeError) as exc:
                 raise PolicyError(f"cannot read {candidate}: {exc}") from None
             table = data.get("tool", {}).get("modelshield")
             return None if table is None else parse_policy(table, allowlists, f"{candidate} [tool.modelshield]", folder)

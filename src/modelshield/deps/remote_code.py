@@ -12,7 +12,7 @@ import fnmatch
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from modelshield.core.findings import Finding, Location, truncate
 from modelshield.core.rules import Severity
@@ -81,8 +81,7 @@ _WRITE_METHODS = frozenset({"write_text", "write_bytes"})
 _SEVERE = frozenset({_RUNS, _CODE})
 
 
-@dataclass(frozen=True)
-class CodeProblem:
+class CodeProblem(NamedTuple):
     severity: Severity
     file: str
     line: int

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from modelshield.deps.model import Dependency
 from modelshield.formats._paths import escape_reason
@@ -18,8 +18,7 @@ class DownloadUnavailable(RuntimeError):
     """`--download` was asked for but huggingface_hub is not installed."""
 
 
-@dataclass(frozen=True)
-class Resolution:
+class Resolution(NamedTuple):
     """Where a dependency is (`path`), or why it could not be found (`reason`).
 
     `root` is the cache folder for Hub repositories: every file scanned for the dependency must resolve

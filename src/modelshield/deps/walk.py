@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from itertools import islice
+from typing import NamedTuple
 
 from modelshield.core.files import walk_files
 from modelshield.core.findings import Finding, Location
@@ -29,8 +29,7 @@ MAX_FILES_PER_DEPENDENCY = 10_000
 ScanFiles = Callable[[list[str]], list[FileResult]]
 
 
-@dataclass(frozen=True)
-class _Origin:
+class _Origin(NamedTuple):
     """Where a dependency is named: the node and file, the finding, and the chain of nodes to it."""
 
     node: Node

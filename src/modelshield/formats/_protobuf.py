@@ -7,7 +7,7 @@ caller can skip a multi-gigabyte `graph` field by its length or read a short str
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from modelshield.core.source import Source
 
@@ -24,8 +24,7 @@ class WireError(ValueError):
     """The bytes are not well-formed protobuf wire format at this point."""
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(NamedTuple):
     """One field: for VARINT/I64/I32 `value` is the number, for LEN it is the payload length."""
 
     number: int

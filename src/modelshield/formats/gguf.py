@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
@@ -139,8 +138,7 @@ DUPLICATE = Rule(
 RULES = (MALFORMED, BAD_TENSOR, DUPLICATE)
 
 
-@dataclass(frozen=True)
-class GgufHeader:
+class GgufHeader(NamedTuple):
     version: int
     byte_order: str
     tensor_count: int
@@ -216,8 +214,7 @@ class _Reader:
         return self.take(length, what).decode("utf-8", "replace")
 
 
-@dataclass(frozen=True)
-class TensorInfo:
+class TensorInfo(NamedTuple):
     name: str
     shape: tuple[int, ...]
     ggml_type: int

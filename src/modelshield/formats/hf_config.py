@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
@@ -50,8 +50,7 @@ _MARKERS = (
 _TRANSFORMERS_KEYS = frozenset({"model_type", "architectures", "auto_map", "custom_pipelines", "pretrained_cfg"})
 
 
-@dataclass(frozen=True)
-class CodeReference:
+class CodeReference(NamedTuple):
     """Code a config makes the library import: `what` names the setting, `reference` is `module.Class`."""
 
     what: str

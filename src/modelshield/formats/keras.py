@@ -19,10 +19,9 @@ import posixpath
 import re
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
@@ -304,8 +303,7 @@ GADGET_NAMESPACES = frozenset({"config", "saving", "datasets", "visualization", 
 LAMBDA_SLOTS = ("function", "output_shape", "mask")
 
 
-@dataclass(frozen=True)
-class StandardNames:
+class StandardNames(NamedTuple):
     module_roots: frozenset[str]
     layers: frozenset[str]
     classes: frozenset[str]
@@ -378,8 +376,7 @@ def describe_code(encoded: str) -> tuple[str, dict[str, Any]]:
 # -- the walker -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Node:
+class _Node(NamedTuple):
     """A position in the config; the path is built only when a finding needs it."""
 
     value: Any

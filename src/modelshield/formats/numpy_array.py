@@ -13,8 +13,7 @@ import ast
 import re
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
@@ -119,16 +118,14 @@ class HeaderError(ValueError):
     """The header is not one NumPy would accept (or not one modelshield can size)."""
 
 
-@dataclass(frozen=True)
-class Dtype:
+class Dtype(NamedTuple):
     """What the scan needs from a dtype descriptor: its item size and whether it holds objects."""
 
     itemsize: int
     has_object: bool
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     version: tuple[int, int]
     dtype: Dtype
     shape: tuple[int, ...]

@@ -13,7 +13,7 @@ import functools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
@@ -181,8 +181,7 @@ EXTERNAL_MISSING = Rule(
 RULES = (CUSTOM_DOMAIN, VENDOR_DOMAIN, UNKNOWN_OPERATOR, EXTERNAL_ESCAPE, EXTERNAL_INVALID, EXTERNAL_MISSING)
 
 
-@dataclass(frozen=True)
-class OnnxModel:
+class OnnxModel(NamedTuple):
     ir_version: int
     producer: str
 
@@ -337,8 +336,7 @@ def _domain(name: str) -> str:
     return "" if name in DEFAULT_DOMAIN_ALIASES else name
 
 
-@dataclass(frozen=True)
-class _Problem:
+class _Problem(NamedTuple):
     rule: Rule
     evidence: str
 

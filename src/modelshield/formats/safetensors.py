@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
@@ -203,8 +202,7 @@ def header_length(source: Source) -> int | None:
     return length if rest[:1] in (b'"', b"}") else None
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One deviation from the format, before it becomes a finding."""
 
     rule: Rule
@@ -212,8 +210,7 @@ class Problem:
     offset: int | None = None
 
 
-@dataclass(frozen=True)
-class TensorInfo:
+class TensorInfo(NamedTuple):
     name: str
     dtype: str
     shape: tuple[int, ...]

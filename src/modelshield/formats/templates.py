@@ -13,13 +13,7 @@ import ast
 import functools
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
-
-from jinja2 import TemplateError, nodes
-from jinja2.ext import Extension, do, loopcontrols
-from jinja2.parser import Parser
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
@@ -29,6 +23,9 @@ from modelshield.core.source import Source
 from modelshield.deps.rules import DEPENDENCY_RULES
 from modelshield.formats._json import json_object
 from modelshield.formats.hf_config import config_findings
+
+if TYPE_CHECKING:
+    from modelshield.formats._jinja import Fact
 
 #: Real chat templates are a few kilobytes (the largest about 20 kB); a larger one is not parsed
 #: (fail closed). Jinja parses about 400 kB a second, so this bounds the time per template.
@@ -69,12 +66,6 @@ CODE_ATTRIBUTES = frozenset(
 ESCAPE_HELPERS = frozenset(
     {"lipsum", "cycler", "joiner", "self", "request", "config", "url_for", "get_flashed_messages"}
 )
-#: Filters whose argument (or `attribute=` keyword) names an attribute to fetch.
-ATTRIBUTE_FILTERS = frozenset(
-    {"attr", "map", "selectattr", "rejectattr", "sort", "groupby", "sum", "unique", "min", "max"}
-)
-#: Those of them whose first positional argument is the attribute name.
-POSITIONAL_ATTRIBUTE_FILTERS = frozenset({"attr", "selectattr", "rejectattr", "groupby"})
 _DUNDER = re.compile(r"__\w+__")
 #: Python's own special names are lowercase; a string such as '__NOT_A_NUMBER__' is a placeholder.
 _DUNDER_STRING = re.compile(r"__[a-z][a-z0-9_]*__")
@@ -182,29 +173,12 @@ UNPARSEABLE = Rule(
 RULES = (PYTHON_INTERNALS, CODE_REFERENCE, ESCAPE_HELPER, DYNAMIC_ATTRIBUTE, TEMPLATE_LOAD, UNPARSEABLE)
 
 
-class _GenerationTag(Extension):
-    """`{% generation %}...{% endgeneration %}`: Hugging Face's marker of assistant text in templates
-    trained with assistant masks; parsed for its body so real templates that use it are analysed."""
-
-    tags = {"generation"}  # noqa: RUF012 - Jinja's Extension API declares this as a class attribute
-
-    def parse(self, parser: Parser) -> list[nodes.Node]:
-        next(parser.stream)
-        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
-
-
-#: Parses only; the environment's rendering is never used. Extensions mirror what transformers enables.
-_ENV = SandboxedEnvironment(extensions=[loopcontrols, do, _GenerationTag])
-
-
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     rule: Rule
     evidence: str
 
 
-@dataclass(frozen=True)
-class Analysis:
+class Analysis(NamedTuple):
     """What a template does: its problems, and whether it reads `messages` as chat templates do."""
 
     problems: tuple[Problem, ...]
@@ -213,10 +187,6 @@ class Analysis:
     @property
     def parsed(self) -> bool:
         return not any(p.rule is UNPARSEABLE for p in self.problems)
-
-
-def _const_string(node: nodes.Node | None) -> str | None:
-    return node.value if isinstance(node, nodes.Const) and isinstance(node.value, str) else None
 
 
 def _attribute_problem(name: str, line: int) -> Problem | None:
@@ -228,39 +198,20 @@ def _attribute_problem(name: str, line: int) -> Problem | None:
     return None
 
 
-def _filter_problems(node: nodes.Filter, line: int) -> Iterator[Problem]:
-    """Attribute names passed to `attr`, `map(attribute=...)` and similar filters."""
-    if node.name not in ATTRIBUTE_FILTERS:
-        return
-    arguments = [kw.value for kw in node.kwargs if kw.key == "attribute"]
-    if node.name in POSITIONAL_ATTRIBUTE_FILTERS:
-        arguments += node.args[:1]
-    for argument in arguments:
-        name = _const_string(argument)
-        if name is None:
-            yield Problem(DYNAMIC_ATTRIBUTE, f"line {line}: the |{node.name} filter fetches a computed attribute")
-        else:
-            problem = _attribute_problem(name.split(".")[-1], line)
-            if problem is not None:
-                yield problem
-
-
-def _node_problems(node: nodes.Node) -> Iterator[Problem]:
-    line = node.lineno
-    if isinstance(node, nodes.Getattr):
-        problem = _attribute_problem(node.attr, line)
-        if problem is not None:
-            yield problem
-    elif isinstance(node, nodes.Const) and isinstance(node.value, str):
-        match = _DUNDER_STRING.search(node.value)
+def _fact_problem(fact: Fact) -> Problem | None:
+    if fact.kind == "attribute":
+        return _attribute_problem(fact.value, fact.line)
+    if fact.kind == "computed-attribute":
+        return Problem(DYNAMIC_ATTRIBUTE, f"line {fact.line}: the |{fact.value} filter fetches a computed attribute")
+    if fact.kind == "string":
+        match = _DUNDER_STRING.search(fact.value)
         if match:
-            yield Problem(PYTHON_INTERNALS, f"line {line}: string {match.group()!r} names a Python internal")
-    elif isinstance(node, nodes.Filter):
-        yield from _filter_problems(node, line)
-    elif isinstance(node, (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
-        target = _const_string(node.template)
-        shown = repr(target) if target is not None else "a computed name"
-        yield Problem(TEMPLATE_LOAD, f"line {line}: {type(node).__name__.lower()} of template {shown}")
+            return Problem(PYTHON_INTERNALS, f"line {fact.line}: string {match.group()!r} names a Python internal")
+    elif fact.kind == "load":
+        return Problem(TEMPLATE_LOAD, f"line {fact.line}: {fact.value} of template {fact.detail}")
+    elif fact.kind == "truncated":
+        return Problem(UNPARSEABLE, f"more than {MAX_NODES} syntax nodes; analysis stopped")
+    return None
 
 
 @functools.lru_cache(maxsize=8)
@@ -271,40 +222,27 @@ def analyse(text: str) -> Analysis:
     """
     if len(text) > MAX_TEMPLATE_CHARS:
         return Analysis((Problem(UNPARSEABLE, f"template of {len(text)} characters exceeds {MAX_TEMPLATE_CHARS}"),))
+    from modelshield.formats import _jinja  # noqa: PLC0415 - Jinja is imported only when a template is met
+
     try:
-        tree = _ENV.parse(text)
-    except TemplateError as exc:
+        found = list(_jinja.facts(text, MAX_NODES))
+    except _jinja.InvalidTemplate as exc:
         return Analysis((Problem(UNPARSEABLE, f"not valid Jinja: {exc}"),))
     except RecursionError:
         return Analysis((Problem(UNPARSEABLE, "nested too deeply to parse"),))
-    problems: list[Problem] = []
-    assigned: set[str] = set()
-    free: list[nodes.Name] = []
-    stack: list[nodes.Node] = [tree]
-    visited = 0
-    while stack:
-        node = stack.pop()
-        visited += 1
-        if visited > MAX_NODES:
-            problems.append(Problem(UNPARSEABLE, f"more than {MAX_NODES} syntax nodes; analysis stopped"))
-            break
-        if isinstance(node, nodes.Name):
-            if node.ctx == "load":
-                free.append(node)
-            else:
-                assigned.add(node.name)
-        problems.extend(_node_problems(node))
-        stack.extend(node.iter_child_nodes())
+    problems = [problem for problem in map(_fact_problem, found) if problem is not None]
+    assigned = {fact.value for fact in found if fact.kind == "assign"}
+    free = [fact for fact in found if fact.kind == "name"]
     for name in free:
-        if name.name in assigned:
+        if name.value in assigned:
             continue
-        if name.name in CODE_NAMES or _DUNDER.fullmatch(name.name):
-            problems.append(Problem(CODE_REFERENCE, f"line {name.lineno}: uses {name.name!r}"))
-        elif name.name in ESCAPE_HELPERS:
-            problems.append(Problem(ESCAPE_HELPER, f"line {name.lineno}: uses {name.name!r}"))
+        if name.value in CODE_NAMES or _DUNDER.fullmatch(name.value):
+            problems.append(Problem(CODE_REFERENCE, f"line {name.line}: uses {name.value!r}"))
+        elif name.value in ESCAPE_HELPERS:
+            problems.append(Problem(ESCAPE_HELPER, f"line {name.line}: uses {name.value!r}"))
     problems.sort(key=lambda p: p.rule.id)
     # `{% set messages = messages[1:] %}` still reads the caller's messages, so assignment is ignored here.
-    return Analysis(tuple(problems), any(name.name == "messages" for name in free))
+    return Analysis(tuple(problems), any(name.value == "messages" for name in free))
 
 
 def template_findings(ctx: Context, text: str, what: str, *, member: str | None = None) -> Iterator[Finding]:

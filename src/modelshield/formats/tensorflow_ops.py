@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from typing import NamedTuple
 
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context
@@ -127,8 +128,7 @@ CUSTOM_OP = Rule(
 RULES: tuple[Rule, ...] = (CODE_EXECUTION, FILE_READ, FILE_WRITE, NETWORK, CUSTOM_OP)
 
 
-@dataclass(frozen=True)
-class OpVerdict:
+class OpVerdict(NamedTuple):
     """Why an op is dangerous: the rule it breaks, a short reason and the severity to report."""
 
     rule: Rule

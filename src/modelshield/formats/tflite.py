@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from typing import NamedTuple
 
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
@@ -160,8 +161,7 @@ class FlatBuffer:
         return start, length
 
 
-@dataclass(frozen=True)
-class Table:
+class Table(NamedTuple):
     buf: FlatBuffer
     pos: int
     vtable: int

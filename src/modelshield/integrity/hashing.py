@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelshield.core.files import walk_files
 
@@ -15,8 +13,7 @@ from modelshield.core.files import walk_files
 CHUNK_SIZE = 1 << 20
 
 
-@dataclass(frozen=True)
-class ManifestEntry:
+class ManifestEntry(NamedTuple):
     """One file: its name in the manifest (relative to the folder given), where it is, and its digest."""
 
     name: str
@@ -27,6 +24,8 @@ class ManifestEntry:
 
 def sha256_file(path: str) -> str:
     """The file's SHA-256 (hex), read in large chunks into one reused buffer."""
+    import hashlib  # noqa: PLC0415 - loading OpenSSL costs start-up time that a scan does not need
+
     with open(path, "rb") as handle:
         if sys.version_info >= (3, 11):
             return hashlib.file_digest(handle, "sha256").hexdigest()

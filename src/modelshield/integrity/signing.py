@@ -11,8 +11,7 @@ import ast
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from modelshield.core.files import SKIPPED_DIRS
 
@@ -51,8 +50,7 @@ class SignatureMissing(VerificationError):
     """There is no signature file where one was expected."""
 
 
-@dataclass(frozen=True)
-class FileChange:
+class FileChange(NamedTuple):
     """A file whose state differs from the signed manifest; `name` is relative to the model folder."""
 
     kind: ChangeKind

@@ -11,7 +11,7 @@ from __future__ import annotations
 import _compat_pickle
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from modelshield.core.rules import Rule
 from modelshield.formats.pickle.rules import (
@@ -258,8 +258,7 @@ _CLASS_NAME = re.compile(r"_?[A-Z][A-Za-z0-9_]*\Z|__pyx_unpickle_[A-Za-z]\w*\Z")
 _MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """What a global is: the rule it breaks (None when trusted) and why."""
 
     rule: Rule | None
@@ -269,8 +268,7 @@ class Verdict:
 SAFE = Verdict(None)
 
 
-@dataclass(frozen=True)
-class Name:
+class Name(NamedTuple):
     """A global as the loader resolves it (`module`, `qualname`) and as the file spells it (`raw`)."""
 
     module: str
