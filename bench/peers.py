@@ -157,7 +157,9 @@ class Outcome:
 
     @property
     def scanned(self) -> bool:
-        return self.verdict in ("clean", "flagged")
+        """A correct verdict: every input is a benign model, so "flagged" is a false alarm. Speed is
+        compared only between tools that did the job (a parser that gives up early is fast, not done)."""
+        return self.verdict == "clean"
 
 
 def _excerpt(log: Path) -> str:
@@ -225,6 +227,28 @@ def table(label: str, path: Path, outcomes: dict[str, Outcome], opcodes: int | N
     return "\n".join(lines) + "\n"
 
 
+def summary(results: list[tuple[str, dict[str, Outcome]]]) -> str:
+    """Per input, modelshield against the fastest peer that gave the correct verdict."""
+    lines = [
+        "### Summary: modelshield against the fastest peer with a correct verdict\n",
+        "| input | modelshield (s) | fastest correct peer | its time (s) | peer time / modelshield "
+        "| modelshield peak RSS (MiB) | peer peak RSS (MiB) |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for label, outcomes in results:
+        ours = outcomes[MODELSHIELD.name]
+        peers = [(o.seconds, name, o) for name, o in outcomes.items() if name != MODELSHIELD.name and o.scanned]
+        if not peers:
+            lines.append(f"| {label} | {ours.seconds:.2f} | none | — | — | {ours.rss / 1024**2:,.0f} | — |")
+            continue
+        seconds, name, best = min(peers, key=lambda p: p[0])
+        lines.append(
+            f"| {label} | {ours.seconds:.2f} | {name} | {seconds:.2f} | {seconds / ours.seconds:.2f}x "
+            f"| {ours.rss / 1024**2:,.0f} | {best.rss / 1024**2:,.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="sizes / 10 and one run, for a smoke test")
@@ -261,6 +285,7 @@ def main() -> None:
         (root / "cwd").mkdir()
         (root / "home").mkdir()
         wanted = set(args.inputs.split(",")) if args.inputs else None
+        results: list[tuple[str, dict[str, Outcome]]] = []
         for label, name, make, size in cases:
             if wanted is not None and name not in wanted:
                 continue
@@ -269,7 +294,9 @@ def main() -> None:
             opcodes = in_child(count_opcodes, path) if name == "dense.pkl" else None
             outcomes = {t.name: run_tool(t, path, root, runs, timeout) for t in tools}
             print(table(label, path, outcomes, opcodes), flush=True)
+            results.append((label, outcomes))
             shutil.rmtree(path) if path.is_dir() else path.unlink()  # one input on disk at a time
+    print(summary(results))
     floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"Peak RSS of this benchmark process, a floor under every figure above: {floor:.0f} MiB.")
 

@@ -21,6 +21,7 @@ import struct
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from modelshield.containers.members import MemberNames, link_findings, name_findings
 from modelshield.containers.rules import (
@@ -102,8 +103,7 @@ class _Entry:
         return self.host == 3 and stat.S_ISLNK(self.external >> 16)
 
 
-@dataclass
-class _Directory:
+class _Directory(NamedTuple):
     """Where the end record says the central directory is, after correcting for prepended bytes."""
 
     eocd_offset: int

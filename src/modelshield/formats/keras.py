@@ -20,7 +20,6 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from functools import cache
-from importlib import resources
 from typing import Any, NamedTuple
 
 from modelshield.core.errors import LimitExceeded, ScanError
@@ -30,7 +29,7 @@ from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.sniff import suffix_of
 from modelshield.core.source import BytesSource, Source
 from modelshield.deps.model import named
-from modelshield.formats import _marshal
+from modelshield.formats._data import load_data
 from modelshield.formats._protobuf import LEN, VARINT, WireError, fields, read_text, read_varint
 from modelshield.formats.tensorflow_ops import OpVerdict, judge_op, judge_symbol
 
@@ -313,8 +312,7 @@ class StandardNames(NamedTuple):
 @cache
 def standard_names() -> StandardNames:
     """The frozen names of data/keras_layers.json, split into classes and functions by case."""
-    text = resources.files("modelshield.formats").joinpath("data/keras_layers.json").read_text(encoding="utf-8")
-    data = json.loads(text)
+    data = load_data("keras_layers.json")
     groups = (
         "layers",
         "initializers",
@@ -358,6 +356,8 @@ def describe_code(encoded: str) -> tuple[str, dict[str, Any]]:
     raw = decode_base64(encoded, MAX_CODE_BASE64)
     if not raw:
         return "bytecode that is not valid base64", {}
+    from modelshield.formats import _marshal  # noqa: PLC0415 - only Lambda layers need the bytecode reader
+
     summary = _marshal.summarise(raw)
     details: dict[str, Any] = {"bytecode_bytes": len(raw), "names": summary.names[:50], "strings": summary.strings[:50]}
     if not summary.parsed:

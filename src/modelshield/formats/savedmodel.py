@@ -19,7 +19,7 @@ import codecs
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
@@ -261,8 +261,7 @@ def _scalar(token: bytes) -> str:
 # -- the graph model -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Node:
+class Node(NamedTuple):
     name: str
     op: str
     inputs: list[str]
@@ -270,8 +269,7 @@ class Node:
     strings: dict[str, list[str]]
 
 
-@dataclass
-class MetaGraph:
+class MetaGraph(NamedTuple):
     nodes: list[Node]
     functions: dict[str, list[Node]]
     #: functions referenced from outside the graph: gradients and those the object graph exposes

@@ -10,12 +10,10 @@ It reads only the few tables the rules need (schema.fbs slots are given beside e
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import NamedTuple
 
 from modelshield.core.errors import LimitExceeded, ScanError
@@ -24,6 +22,7 @@ from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import Source
 from modelshield.formats import tensorflow_ops
+from modelshield.formats._data import load_data
 
 IDENTIFIER = b"TFL3"
 #: Select TF ops are custom ops named "Flex" + the TensorFlow op name.
@@ -212,8 +211,7 @@ class Table(NamedTuple):
 @cache
 def _litert_data() -> tuple[dict[int, str], frozenset[str]]:
     """Builtin operator names by code and the stock custom ops (data/tflite_builtins.json)."""
-    text = resources.files("modelshield.formats").joinpath("data/tflite_builtins.json").read_text(encoding="utf-8")
-    data = json.loads(text)
+    data = load_data("tflite_builtins.json")
     return {code: name for name, code in data["builtins"].items()}, frozenset(data["stock_custom_ops"])
 
 
