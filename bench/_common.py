@@ -8,6 +8,7 @@ import os
 import pickle
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import zipfile
@@ -73,10 +74,16 @@ def measure(
 ) -> tuple[float, int, int]:
     """Wall seconds, peak RSS (bytes) and exit code of one fresh child process.
 
-    os.wait4 gives the child's own peak RSS (the largest of its reaped workers too), which
-    `subprocess.run` would throw away. A child still running after `timeout` seconds is killed with
-    its process group and reports exit code -SIGKILL.
+    The peak RSS is the child's own and that of its reaped workers (`wait4`). A process forked from
+    this one starts with this process's high-water mark, which exec keeps, so the command runs under
+    GNU time where there is one: forked from that small program, the tool's figure is its own. A child
+    still running after `timeout` seconds is killed with its process group and reports -SIGKILL.
     """
+    report = None
+    if GNU_TIME:
+        report = tempfile.NamedTemporaryFile(prefix="bench-rss-", delete=False)  # noqa: SIM115 - removed below
+        report.close()
+        argv = [GNU_TIME, "-f", "%M", "-o", report.name, *argv]
     started = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=output, start_new_session=True)
     timer = threading.Timer(timeout, _kill_group, (proc.pid,)) if timeout else None
@@ -86,5 +93,15 @@ def measure(
     elapsed = time.perf_counter() - started
     if timer:
         timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return elapsed, usage.ru_maxrss * 1024, proc.returncode
+    code = os.waitstatus_to_exitcode(status)
+    rss = usage.ru_maxrss * 1024
+    if report is not None:
+        lines = Path(report.name).read_text().split()
+        os.unlink(report.name)
+        if code != -signal.SIGKILL and lines and lines[-1].isdigit():
+            rss = int(lines[-1]) * 1024
+    return elapsed, rss, code
+
+
+#: GNU time (`-f %M`), which measures a command's peak RSS without this process's memory under it.
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None

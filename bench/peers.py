@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import in_child, measure, write_folder, write_stored_zip
+from _common import GNU_TIME, in_child, measure, write_folder, write_stored_zip
 
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / "bench" / ".peers-venv"
@@ -297,8 +297,11 @@ def main() -> None:
             results.append((label, outcomes))
             shutil.rmtree(path) if path.is_dir() else path.unlink()  # one input on disk at a time
     print(summary(results))
-    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"Peak RSS of this benchmark process, a floor under every figure above: {floor:.0f} MiB.")
+    if GNU_TIME:
+        print("Peak RSS: GNU time's %M of each command (the largest of the process and its reaped workers).")
+    else:
+        floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"Peak RSS of this benchmark process, a floor under every figure above: {floor:.0f} MiB.")
 
 
 if __name__ == "__main__":

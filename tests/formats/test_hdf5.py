@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,9 @@ import numpy as np
 import pytest
 
 from modelshield import FileResult, scan_file
+from modelshield.core.errors import ScanError
 from modelshield.core.rules import Severity
+from modelshield.formats import hdf5
 from tests.conftest import ScanData
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
@@ -94,3 +99,84 @@ def test_corrupt_hdf5_fails_closed(scan_data: ScanData) -> None:
     data = (FIXTURES / "real" / "k2_sequential.h5").read_bytes()
     result = scan_data(data[:600], "m.h5")
     assert rules(result) == ["SCN003"]
+
+
+# -- the HDF5 library runs in a child process -----------------------------------------------------------
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="the child process needs fork")
+
+
+def _evidence(result: FileResult) -> list[tuple[str, str]]:
+    return [(f.rule_id, f.evidence) for f in result.findings]
+
+
+@needs_fork
+def test_a_crash_of_the_hdf5_library_is_a_finding_not_the_end_of_the_scan(
+    monkeypatch: pytest.MonkeyPatch, scan_data: ScanData
+) -> None:
+    """A memory-safety bug triggered by a hostile file kills the child; the parent reports the file."""
+    monkeypatch.setattr(hdf5, "_read", lambda target: os.kill(os.getpid(), signal.SIGSEGV))
+    data = (FIXTURES / "malicious" / "k2_lambda.h5").read_bytes()
+    result = scan_data(data, "m.h5")
+    assert _evidence(result) == [("SCN003", "the HDF5 library crashed reading this file (SIGSEGV); not analysed")]
+
+
+@needs_fork
+def test_a_hang_of_the_hdf5_library_is_bounded(monkeypatch: pytest.MonkeyPatch, scan_data: ScanData) -> None:
+    monkeypatch.setattr(hdf5, "_read", lambda target: time.sleep(60))
+    monkeypatch.setattr(hdf5, "READ_SECONDS", 0.5)
+    started = time.monotonic()
+    result = scan_data((FIXTURES / "real" / "k2_sequential.h5").read_bytes(), "m.h5")
+    assert time.monotonic() - started < 30
+    assert _evidence(result) == [("SCN003", "the HDF5 library did not finish reading the attributes in 0.5 s")]
+
+
+@needs_fork
+def test_the_child_memory_is_bounded(monkeypatch: pytest.MonkeyPatch, scan_data: ScanData) -> None:
+    """An allocation beyond the child's budget fails in the child (MemoryError), reported as not analysed."""
+
+    def allocate(target: object) -> None:
+        bytearray(hdf5.CHILD_MEMORY * 2)
+
+    monkeypatch.setattr(hdf5, "_read", allocate)
+    result = scan_data((FIXTURES / "real" / "k2_sequential.h5").read_bytes(), "m.h5")
+    assert _evidence(result) == [("SCN003", "internal error in the HDF5 reader: MemoryError: ")]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"configs": {"model_config": ["str"]}}',
+        b'{"configs": {"model_config": "text"}}',
+        b'{"configs": {"model_config": ["bytes", 3]}}',
+        b'{"limit": 3}',
+    ],
+)
+def test_an_answer_the_child_could_forge_is_not_trusted(reply: bytes) -> None:
+    """A child taken over by the file could answer anything: a malformed answer fails closed."""
+    with pytest.raises(ScanError, match="no usable answer"):
+        hdf5._decode(reply)
+
+
+def test_the_childs_answer_keeps_only_config_attributes_and_their_types() -> None:
+    configs = {"model_config": ["bytes", "{\u00e9}"], "other": ["str", "x"], "training_config": ["other", "ndarray"]}
+    reply = json.dumps({"configs": configs}).encode()
+    assert hdf5._decode(reply) == {"model_config": "{é}".encode("latin-1"), "training_config": None}
+
+
+@needs_fork
+def test_reading_in_the_child_leaves_the_parents_file_position_alone(scan_data: ScanData) -> None:
+    """An H5 member of a stored zip is read by the child through the parent's open file: the parent's
+    following members must still read correctly (positional reads share no offset)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.write(FIXTURES / "malicious" / "k2_lambda.h5", "a/k2_lambda.h5")
+        archive.write(FIXTURES / "malicious" / "k2_custom_layer.h5", "b/k2_custom_layer.h5")
+    result = scan_data(buffer.getvalue(), "bundle.zip")
+    assert [(f.rule_id, f.location.members) for f in result.findings] == [
+        ("KRS001", ("a/k2_lambda.h5",)),
+        ("KRS003", ("b/k2_custom_layer.h5",)),
+    ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import lzma
+import os
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -92,8 +93,20 @@ class FileSource(Source):
     def read_at(self, offset: int, n: int) -> bytes:
         if offset >= self._size or n <= 0:
             return b""
-        self._file.seek(offset)
-        return self._file.read(n)
+        if not hasattr(os, "pread"):  # pragma: no cover - Windows
+            self._file.seek(offset)
+            return self._file.read(n)
+        # Positional reads share no file offset with a forked reader (the HDF5 child reads through
+        # this object too), and cost one system call.
+        chunks = []
+        while n > 0:
+            chunk = os.pread(self._file.fileno(), n, offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
 
     def stream(self) -> BinaryIO:
         return open(self.path, "rb")
