@@ -785,7 +785,8 @@ def report(items: list[Item], tools: tuple[Tool, ...], root: Path) -> Iterator[s
 
 
 def versions(tools: tuple[Tool, ...]) -> str:
-    return ", ".join(" ".join(t.requirements) or f"modelshield {metadata.version('modelshield')}" for t in tools)
+    ours = f"modelshield {metadata.version('modelshield')} (this work tree)"
+    return ", ".join(ours if t is MODELSHIELD else " ".join(t.requirements) for t in tools)
 
 
 def main() -> None:

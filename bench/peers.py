@@ -6,8 +6,11 @@ Installs the peers at pinned versions, each in its own virtual environment under
 per input: median wall time, peak RSS, ratios to modelshield and what the tool concluded. Nothing here
 loads the generated files: opcodes are counted with pickletools.genops, which only parses.
 
-    python bench/peers.py            # full sizes: one input (at most 2 GiB) on disk at a time, ~12 minutes
+    python bench/peers.py            # full sizes: one input (at most 2 GiB) on disk at a time, ~15 minutes
     python bench/peers.py --quick    # sizes / 10 and one run: a smoke test
+
+Building the inputs needs the `fixtures` extra (numpy, joblib, safetensors) and torch (the legacy
+checkpoint) in the environment that runs this script; the tools themselves run from their own venvs.
 """
 
 from __future__ import annotations
