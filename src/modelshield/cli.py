@@ -14,7 +14,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from modelshield import __version__
@@ -239,12 +238,11 @@ class _ProgressBar:
 
 def _policy(args: argparse.Namespace) -> Policy:
     if args.policy:
-        path = Path(args.policy)
-        if not path.is_file():
+        if not os.path.isfile(args.policy):
             raise UsageError(f"policy file not found: {args.policy}")
-        policy = load_policy_file(path, ALLOWLISTS)
+        policy = load_policy_file(args.policy, ALLOWLISTS)
     else:
-        policy = discover_policy(Path.cwd(), ALLOWLISTS) or Policy()
+        policy = discover_policy(os.getcwd(), ALLOWLISTS) or Policy()
     return policy.with_fail_on(args.fail_on)
 
 
@@ -282,7 +280,8 @@ def _run_scan(args: argparse.Namespace) -> int:
     rendered = render(args.format, report, args.verbose, color)
     if args.output:
         try:
-            Path(args.output).write_text(rendered, encoding="utf-8")
+            with open(args.output, "w", encoding="utf-8") as out:
+                out.write(rendered)
         except OSError as exc:
             raise UsageError(f"cannot write report to {args.output}: {exc.strerror or exc}") from None
         _note(args, f"report written to {args.output}")

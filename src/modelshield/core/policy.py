@@ -7,23 +7,25 @@ the nearest pyproject.toml. Unknown keys are errors: a typo in a security gate m
 from __future__ import annotations
 
 import fnmatch
+import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelshield.core.findings import Finding
 from modelshield.core.limits import Limits
 from modelshield.core.rules import CATALOGUE, Severity
+
+#: A file name, as a string or a path object (pathlib is not imported: it costs start-up time).
+StrPath = str | os.PathLike[str]
 
 
 class PolicyError(ValueError):
     """The policy is invalid; the CLI prints it on one line and exits 2."""
 
 
-@dataclass(frozen=True)
-class Suppression:
+class Suppression(NamedTuple):
     """Silence a rule (glob on rule id) for locations matching a glob; the reason is reported."""
 
     rule: str
@@ -103,7 +105,7 @@ def _severity(value: Any, where: str) -> Severity:
 
 
 def parse_policy(
-    table: Mapping[str, Any], allowlists: Iterable[str], source: str | None = None, base_dir: Path | None = None
+    table: Mapping[str, Any], allowlists: Iterable[str], source: str | None = None, base_dir: StrPath | None = None
 ) -> Policy:
     """Validate a `[tool.modelshield]`-shaped table; `allowlists` are the keys handlers accept.
 
@@ -168,7 +170,7 @@ def parse_policy(
     if public_key is not None and (not isinstance(public_key, str) or not public_key):
         raise PolicyError(f"{where}: public-key must be the path of a PEM public key")
     if public_key is not None and base_dir is not None:
-        public_key = str(base_dir / public_key)
+        public_key = os.path.join(base_dir, public_key)
     require_signature = table.get("require-signature", False)
     if not isinstance(require_signature, bool):
         raise PolicyError(f"{where}: require-signature must be true or false")
@@ -198,13 +200,14 @@ class _TomlError(ValueError):
     """A file that is not valid UTF-8 TOML."""
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: StrPath) -> dict[str, Any]:
     """The TOML file's table; the parser is imported here because most scans read no TOML at all."""
     if sys.version_info >= (3, 11):
         import tomllib  # noqa: PLC0415
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib  # noqa: PLC0415
-    text = path.read_text(encoding="utf-8")
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
     try:
         data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -212,7 +215,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_policy_file(path: Path, allowlists: Iterable[str]) -> Policy:
+def load_policy_file(path: StrPath, allowlists: Iterable[str]) -> Policy:
     """Load `--policy FILE`: a pyproject.toml's `[tool.modelshield]`, or a standalone TOML file."""
     try:
         data = _read_toml(path)
@@ -220,20 +223,25 @@ def load_policy_file(path: Path, allowlists: Iterable[str]) -> Policy:
         raise PolicyError(f"cannot read policy file {path}: {exc.strerror or exc}") from None
     except (_TomlError, UnicodeDecodeError) as exc:
         raise PolicyError(f"policy file {path} is not valid TOML: {exc}") from None
-    if path.name == "pyproject.toml":
+    name = os.fspath(path)
+    if os.path.basename(name) == "pyproject.toml":
         data = data.get("tool", {}).get("modelshield", {})
-    return parse_policy(data, allowlists, str(path), path.parent)
+    return parse_policy(data, allowlists, name, os.path.dirname(name))
 
 
-def discover_policy(start: Path, allowlists: Iterable[str]) -> Policy | None:
+def discover_policy(start: StrPath, allowlists: Iterable[str]) -> Policy | None:
     """`[tool.modelshield]` from the nearest pyproject.toml at or above `start`, if it has one."""
-    for folder in (start, *start.parents):
-        candidate = folder / "pyproject.toml"
-        if candidate.is_file():
+    folder = os.path.abspath(start)
+    while True:
+        candidate = os.path.join(folder, "pyproject.toml")
+        if os.path.isfile(candidate):
             try:
                 data = _read_toml(candidate)
             except (OSError, _TomlError, UnicodeDecodeError) as exc:
                 raise PolicyError(f"cannot read {candidate}: {exc}") from None
             table = data.get("tool", {}).get("modelshield")
             return None if table is None else parse_policy(table, allowlists, f"{candidate} [tool.modelshield]", folder)
-    return None
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent

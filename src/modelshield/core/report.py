@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from modelshield.core.findings import Finding
 from modelshield.core.policy import Policy, Suppression
@@ -11,8 +12,7 @@ from modelshield.core.rules import Severity
 from modelshield.deps.model import Graph
 
 
-@dataclass(frozen=True)
-class ScannedObject:
+class ScannedObject(NamedTuple):
     """An object that was identified and scanned: the file itself or a member inside it."""
 
     location: str

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 _IMAGE_MAGIC = (
     b"\x89PNG\r\n\x1a\n",
     b"\xff\xd8\xff",
@@ -36,7 +34,10 @@ def classify_plain(head: bytes) -> str:
 
 def suffix_of(name: str) -> str:
     """The lowercase final suffix of a file or member name ('' if none)."""
-    return PurePosixPath(name.replace("\\", "/")).suffix.lower()
+    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".")]
+    last = parts[-1] if parts else ""
+    dot = last.rfind(".")
+    return last[dot:].lower() if 0 < dot < len(last) - 1 else ""
 
 
 TAR_BLOCK = 512

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelshield.core.rules import Severity
 
@@ -22,8 +22,7 @@ _HUB_LOADERS = frozenset(
 MAX_REF_CHARS = 1000
 
 
-@dataclass(frozen=True)
-class Dependency:
+class Dependency(NamedTuple):
     """Something a file tells its loader to load: a Hub repository, a local path or a URL."""
 
     kind: str  # "hub", "path" or "url"
@@ -122,8 +121,7 @@ class Node:
     files: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(NamedTuple):
     """`source` names `target` in the finding at `location` (rule `rule_id`)."""
 
     source: str
