@@ -59,18 +59,33 @@ class Tool:
 # Installed like every peer, the way users get it (`pip install`, which compiles bytecode): run from an
 # editable checkout under PYTHONDONTWRITEBYTECODE, it would recompile its sources on every start.
 MODELSHIELD = Tool("modelshield", (str(ROOT),), ("modelshield", "scan", "--format", "json"), r'"rule_id": "(\w+)"')
+# Each peer with the optional extras it needs for the formats it claims, so that "could not scan"
+# means the tool, not a missing library. torch resolves to the local CPU wheel (a bare `torch` would
+# pull CUDA); fickling's `torch` extra is left out because it needs torchvision, which has no CPU
+# build here, and fickling's command line reads no PyTorch zip with it anyway.
 PEERS = (
-    Tool("picklescan", ("picklescan==1.0.5",), ("picklescan", "-p"), r"^(?:ERROR|WARNING): .*"),
-    Tool("modelscan", ("modelscan==0.8.8",), ("modelscan", "-p"), r"^(?:Parsing error: |Error encountered ).*"),
+    # picklescan scans .npy files with numpy but declares it nowhere (without it, it crashes on them).
+    Tool("picklescan", ("picklescan[7z]==1.0.5", "numpy==2.4.6"), ("picklescan", "-p"), r"^(?:ERROR|WARNING): .*"),
+    Tool(
+        "modelscan",
+        ("modelscan[h5py,tensorflow]==0.8.8",),
+        ("modelscan", "-p"),
+        r"^(?:Parsing error: |Error encountered ).*",
+    ),
     # fickling 0.1.12 imports typing_extensions but declares it only for its dev extras.
     Tool(
         "fickling",
-        ("fickling==0.1.12", "typing_extensions==4.16.0"),
+        ("fickling[archive]==0.1.12", "typing_extensions==4.16.0"),
         ("fickling", "--check-safety", "--print-results"),
         r"^(?!Warning|Do not)\S.*",
     ),
     # --no-cache: ModelAudit caches results by content, which would turn every run after the first into a lookup.
-    Tool("modelaudit", ("modelaudit==0.2.54",), ("modelaudit", "scan", "--no-cache"), r"^Scanned .*?: (Found .*)"),
+    Tool(
+        "modelaudit",
+        ("modelaudit[all,tensorflow]==0.2.54", "torch==2.13.0"),
+        ("modelaudit", "scan", "--no-cache"),
+        r"^Scanned .*?: (Found .*)",
+    ),
 )
 EXCERPT = 256 * 1024
 QUIET = {"PROMPTFOO_DISABLE_TELEMETRY": "1", "NO_ANALYTICS": "1", "NO_COLOR": "1"}

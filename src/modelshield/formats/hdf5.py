@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -131,7 +132,11 @@ def _read_in_child(target: str | BinaryIO) -> dict[str, Any]:
     import h5py  # noqa: F401, PLC0415 - imported before the fork, so that each child starts with it
 
     reader, writer = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about forking with threads (the progress bar's); the child runs no Python
+        # thread and leaves through os._exit.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
         os.close(reader)
         _child(target, writer)
