@@ -3,6 +3,7 @@ files on disk and from archive members; real Keras 3 and tf.keras H5 models and 
 
 from __future__ import annotations
 
+import faulthandler
 import io
 import json
 import os
@@ -115,7 +116,12 @@ def test_a_crash_of_the_hdf5_library_is_a_finding_not_the_end_of_the_scan(
     monkeypatch: pytest.MonkeyPatch, scan_data: ScanData
 ) -> None:
     """A memory-safety bug triggered by a hostile file kills the child; the parent reports the file."""
-    monkeypatch.setattr(hdf5, "_read", lambda target: os.kill(os.getpid(), signal.SIGSEGV))
+
+    def crash(target: object) -> None:
+        faulthandler.disable()  # in the child: pytest's handler would print its traceback
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    monkeypatch.setattr(hdf5, "_read", crash)
     data = (FIXTURES / "malicious" / "k2_lambda.h5").read_bytes()
     result = scan_data(data, "m.h5")
     assert _evidence(result) == [("SCN003", "the HDF5 library crashed reading this file (SIGSEGV); not analysed")]
@@ -129,6 +135,23 @@ def test_a_hang_of_the_hdf5_library_is_bounded(monkeypatch: pytest.MonkeyPatch, 
     result = scan_data((FIXTURES / "real" / "k2_sequential.h5").read_bytes(), "m.h5")
     assert time.monotonic() - started < 30
     assert _evidence(result) == [("SCN003", "the HDF5 library did not finish reading the attributes in 0.5 s")]
+
+
+@needs_fork
+def test_hdf5_time_is_bounded_per_scanned_file(monkeypatch: pytest.MonkeyPatch, scan_data: ScanData) -> None:
+    """An archive of many members that each hang the library costs at most FILE_SECONDS in all."""
+    monkeypatch.setattr(hdf5, "_read", lambda target: time.sleep(60))
+    monkeypatch.setattr(hdf5, "READ_SECONDS", 0.4)
+    monkeypatch.setattr(hdf5, "FILE_SECONDS", 1.0)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for index in range(4):
+            archive.write(FIXTURES / "real" / "k2_sequential.h5", f"m{index}.h5")
+    started = time.monotonic()
+    result = scan_data(buffer.getvalue(), "bundle.zip")
+    assert time.monotonic() - started < 10
+    assert [f.rule_id for f in result.findings] == ["SCN003", "SCN003", "SCN003", "SCN005"]
+    assert "took the whole 1 s budget" in result.findings[-1].evidence
 
 
 @needs_fork

@@ -9,8 +9,12 @@ the suite's property tests.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from modelshield.formats import hdf5
 
 _COMMON = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
@@ -22,3 +26,12 @@ settings.register_profile("modelshield-fuzz-long", max_examples=3000, deadline=5
 
 PROFILE = "modelshield-fuzz-long" if os.environ.get("MODELSHIELD_FUZZ") == "long" else "modelshield-fuzz-short"
 FUZZ_SETTINGS = settings.get_profile(PROFILE)
+
+
+@pytest.fixture(autouse=True, scope="package")
+def _short_hdf5_timeout() -> Iterator[None]:
+    """A file that hangs the HDF5 library is bounded by its child's timeout (a finding, not a crash);
+    one second keeps such an example inside the fuzz deadline."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hdf5, "READ_SECONDS", 1.0)
+        yield

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -32,8 +33,14 @@ SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_USER_BLOCK = 64 * 1024
 #: Root attributes that hold Keras configs (JSON text).
 CONFIG_ATTRIBUTES = ("model_config", "training_config")
-#: Seconds the child gets to read the attributes of one file (real files take milliseconds).
-READ_SECONDS = 30.0
+#: Seconds the child gets to read one HDF5 object's attributes (real files take milliseconds; fuzzing
+#: found a two-bit change that makes the library loop forever reading an attribute).
+READ_SECONDS = 5.0
+#: Seconds all HDF5 objects inside one scanned file may take together, so that an archive of many
+#: such members stays a bounded scan.
+FILE_SECONDS = 30.0
+#: Child time spent so far, per engine (one engine scans one top-level file).
+_SPENT: weakref.WeakKeyDictionary[object, float] = weakref.WeakKeyDictionary()
 #: Address space the child may add to what it inherits: room for the library and two bounded attributes.
 CHILD_MEMORY = 1024 * 1024 * 1024
 
@@ -103,7 +110,7 @@ class Hdf5Handler(Handler):
             yield from ctx.scan_member("<user block>", SliceSource(source, 0, offset))
         target = _target(source, ctx)
         try:
-            configs = _read_in_child(target) if hasattr(os, "fork") else _read(target)
+            configs = _read_in_child(target, ctx) if hasattr(os, "fork") else _read(target)
         finally:
             if not isinstance(target, str):
                 target.close()
@@ -122,7 +129,7 @@ def _read(target: str | BinaryIO) -> dict[str, Any]:
         raise ScanError(f"HDF5 attributes could not be read: {exc}") from None
 
 
-def _read_in_child(target: str | BinaryIO) -> dict[str, Any]:
+def _read_in_child(target: str | BinaryIO, ctx: Context) -> dict[str, Any]:
     """`_read` in a forked child, so that a crash or hang of the C library is a finding, not the end
     of the scan."""
     import select  # noqa: PLC0415 - only HDF5 files need it
@@ -131,6 +138,10 @@ def _read_in_child(target: str | BinaryIO) -> dict[str, Any]:
 
     import h5py  # noqa: F401, PLC0415 - imported before the fork, so that each child starts with it
 
+    spent = _SPENT.get(ctx.engine, 0.0)
+    seconds = min(READ_SECONDS, FILE_SECONDS - spent)
+    if seconds <= 0:
+        raise LimitExceeded("hdf5_seconds", f"HDF5 objects in this file took the whole {FILE_SECONDS:g} s budget")
     reader, writer = os.pipe()
     with warnings.catch_warnings():
         # Python 3.12+ warns about forking with threads (the progress bar's); the child runs no Python
@@ -142,13 +153,14 @@ def _read_in_child(target: str | BinaryIO) -> dict[str, Any]:
         _child(target, writer)
     os.close(writer)
     output = bytearray()
-    deadline = time.monotonic() + READ_SECONDS
+    started = time.monotonic()
+    deadline = started + seconds
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([reader], [], [], left)[0]:
                 os.kill(pid, signal.SIGKILL)
-                raise ScanError(f"the HDF5 library did not finish reading the attributes in {READ_SECONDS:g} s")
+                raise ScanError(f"the HDF5 library did not finish reading the attributes in {seconds:g} s")
             chunk = os.read(reader, 1 << 20)
             if not chunk:
                 break
@@ -156,6 +168,7 @@ def _read_in_child(target: str | BinaryIO) -> dict[str, Any]:
     finally:
         os.close(reader)
         _, status = os.waitpid(pid, 0)
+        _SPENT[ctx.engine] = spent + time.monotonic() - started
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         raise ScanError(f"the HDF5 library crashed reading this file ({signal.Signals(number).name}); not analysed")
