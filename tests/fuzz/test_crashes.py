@@ -35,6 +35,15 @@ def test_hdf5_with_a_bad_attribute_message_is_not_analysed() -> None:
     assert has(result, "SCN003", "HDF5 attributes could not be read")
 
 
+def test_appends_on_a_dict_keeps_its_items_pairs() -> None:
+    # The long fuzz run spliced an APPENDS onto a dict in a cloudpickle payload: the dict then held a
+    # bare item, and rendering it as key/value pairs raised TypeError (an internal error). Reduced here:
+    # os.system(({} APPENDS 1,)).
+    data = b"\x80\x02cos\nsystem\n}(K\x01e\x85R."
+    result = scan_bytes(data, "model.pkl")
+    assert has(result, "PKL001", "os.system({})")
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the HDF5 child process needs fork")
 def test_hdf5_attribute_that_hangs_the_library_is_bounded() -> None:
     # Two flipped bits and a splice in a real Keras H5 file make the HDF5 library loop forever reading

@@ -473,11 +473,14 @@ class Machine:
         if kind is Fresh:
             target.weight = self._weigh(target.weight, items)
             room = ITEM_CAP - len(target.items)
-            if room > 0:
-                if target.kind == "dict" and what.startswith("SETITEM"):
-                    target.items.extend(zip(items[: room * 2 : 2], items[1 : room * 2 : 2], strict=False))
-                else:
-                    target.items.extend(items[:room])
+            if room <= 0:
+                return
+            if target.kind != "dict":
+                target.items.extend(items[:room])
+            elif what.startswith("SETITEM"):
+                target.items.extend(zip(items[: room * 2 : 2], items[1 : room * 2 : 2], strict=False))
+            # APPEND(S)/ADDITEMS on a dict stop the real loader (a dict has no append/extend/add), and a
+            # dict's items stay (key, value) pairs.
             return
         if kind is Call and (not target.trusted or target.tag == "joblib"):
             return  # the call that made it is already reported
