@@ -46,46 +46,36 @@ from importlib import metadata
 from pathlib import Path
 
 from _common import measure
-from peers import MODELSHIELD, PEERS, QUIET, Tool, _excerpt, _verdict, install
+from peers import MODELSHIELD, PEERS, QUIET, ROOT, Tool, _excerpt, _verdict, install
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the pickle opcode builders are the tests' own
+from tests.formats.pickle_build import (
+    APPENDS,
+    EMPTY_TUPLE,
+    INST,
+    MARK,
+    MEMOIZE,
+    NEWOBJ,
+    NONE,
+    OBJ,
+    POP,
+    REDUCE,
+    STACK_GLOBAL,
+    STOP,
+    TUPLE,
+    TUPLE1,
+    TUPLE2,
+    binget,
+    binput,
+    call,
+    frame,
+    glob,
+    proto,
+    text,
+)
+
 FIX = ROOT / "tests" / "fixtures"
 MARK_CMD = "touch /tmp/modelshield-marker-bench"
-
-# ------------------------------------------------------------------ pickle opcodes (bench's own builders)
-MARK, STOP, TUPLE, TUPLE1, TUPLE2, REDUCE, POP, DUP = b"(", b".", b"t", b"\x85", b"\x86", b"R", b"0", b"2"
-MEMOIZE, STACK_GLOBAL, EMPTY_DICT, NONE, EMPTY_TUPLE = b"\x94", b"\x93", b"}", b"N", b")"
-APPENDS, INST, OBJ, NEWOBJ = b"e", b"i", b"o", b"\x81"
-
-
-def proto(n: int) -> bytes:
-    return bytes([0x80, n])
-
-
-def glob(module: str, name: str) -> bytes:
-    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
-
-
-def text(value: str) -> bytes:
-    data = value.encode()
-    return b"\x8c" + bytes([len(data)]) + data if len(data) < 256 else b"X" + struct.pack("<I", len(data)) + data
-
-
-def frame(body: bytes) -> bytes:
-    return b"\x95" + struct.pack("<Q", len(body)) + body
-
-
-def binget(i: int) -> bytes:
-    return b"h" + bytes([i])
-
-
-def binput(i: int) -> bytes:
-    return b"q" + bytes([i])
-
-
-def call(module: str, name: str, *args: bytes, p: int = 4) -> bytes:
-    return proto(p) + glob(module, name) + MARK + b"".join(args) + TUPLE + REDUCE + STOP
-
 
 def system_call(cmd: str = MARK_CMD) -> bytes:
     """os.system(cmd) without PROTO or STOP, to splice into other pickles."""

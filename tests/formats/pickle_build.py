@@ -40,6 +40,7 @@ def frame(body: bytes) -> bytes:
 
 MARK, STOP, TUPLE, TUPLE1, TUPLE2, REDUCE, BUILD, POP, DUP = b"(", b".", b"t", b"\x85", b"\x86", b"R", b"b", b"0", b"2"
 MEMOIZE, STACK_GLOBAL, EMPTY_DICT, EMPTY_LIST, NONE, SETITEM = b"\x94", b"\x93", b"}", b"]", b"N", b"s"
+EMPTY_TUPLE, APPENDS, INST, OBJ, NEWOBJ = b")", b"e", b"i", b"o", b"\x81"
 
 
 def call(module: str, name: str, *args: bytes, p: int = 4) -> bytes:
