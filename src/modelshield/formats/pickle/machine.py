@@ -183,27 +183,24 @@ class Machine:
             self.pos += n
             return
         n -= avail
-        dropped = self.lim
-        self.base += dropped
-        if self.fend != NOFRAME:
-            self.fend -= dropped
+        self._advance_base(self.lim)
         self.buf, self.pos, self.lim = b"", 0, 0
         if self.seekable:
             here = self.f.tell()
             end = self.f.seek(0, io.SEEK_END)
             if here + n > end:
-                self.base += end - here
+                self._advance_base(end - here)
                 self.eof = True
                 raise Malformed(self.base, f"data ends inside {what} ({n} more bytes declared)")
             self.f.seek(here + n)
-            self.base += n
+            self._advance_base(n)
             return
         while n:
             chunk = self._read(min(n, CHUNK))
             if not chunk:
                 raise Malformed(self.base, f"data ends inside {what} ({n} more bytes declared)")
             n -= len(chunk)
-            self.base += len(chunk)
+            self._advance_base(len(chunk))
 
     def _take(self, n: int) -> bytes | Blob:
         """A length-prefixed argument: the bytes, or a `Blob` prefix when larger than KEEP."""
