@@ -221,6 +221,18 @@ def write_onnx_export(out: Path) -> None:
         torch.onnx.export(model.eval(), (torch.zeros(1, 3, 8, 8),), out / "torch_export.onnx", dynamo=False)
 
 
+def write_torch_package(path: Path) -> None:
+    """A torch.package archive: its pickles name storages by int keys (torch.load's are strings)."""
+    from torch.package import PackageExporter
+
+    with warnings.catch_warnings(), PackageExporter(str(path)) as exporter:
+        warnings.simplefilter("ignore")  # TypedStorage deprecation, emitted by the exporter itself
+        exporter.extern(["torch.**"])
+        model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+        exporter.save_pickle("model", "model.pkl", model)
+        exporter.save_pickle("weights", "state.pkl", model.state_dict())
+
+
 def write_real(out: Path) -> None:
     seed()
     net = TinyNet()
@@ -233,6 +245,7 @@ def write_real(out: Path) -> None:
     torch.save(mixed_dtype_state(), out / "torch_mixed_dtypes.pt")
     for name, value in torch_extras().items():
         torch.save(value, out / f"torch_{name}.pt")
+    write_torch_package(out / "torch_package.pt")
 
     net.eval()
     write_onnx_export(out)

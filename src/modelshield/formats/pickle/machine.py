@@ -453,14 +453,26 @@ class Machine:
                 self.found.extend(self.ctx.scan_member(name, SliceSource(self.source, data.offset, data.size)))
 
     def _persistent(self, pid: Any) -> Any:
-        """Torch's ('storage', StorageType, key, location, numel[, view]) ids are expected; others are not."""
-        if type(pid) is tuple and len(pid) >= 2 and pid[0] in ("storage", b"storage", "module"):
-            kind = type(pid[1])
-            if pid[0] == "module" and kind is Global:
-                return pid[1]  # legacy torch: a module class with its source, resolved by name
-            if kind is Global and pid[1].verdict.rule is None and len(pid) in (5, 6) and type(pid[2]) is str:
+        """The ids torch's `persistent_load` hooks accept are expected; others are reported.
+
+        `torch.load` and `torch.package.PackageImporter` take `('storage', StorageType, key, location,
+        numel[, view])` with a str key (torch.package writes an int), `('module', cls, file, source)` and
+        `('reduce_package', [id,] func, args)`, which calls `func(importer, *args)`; the legacy tar
+        format's hook takes a bare storage number.
+        """
+        kind = pid[0] if type(pid) is tuple and pid else None
+        kind = kind.decode("ascii", "replace") if type(kind) is bytes else kind
+        if kind == "module" and len(pid) >= 2 and type(pid[1]) is Global:
+            return pid[1]  # legacy torch: a module class with its source, resolved by name
+        if kind == "storage" and len(pid) in (5, 6) and _storage_id(pid[1], pid[2]):
+            if type(pid[2]) is str:
                 self.storages[pid[2]] = TORCH_STORAGE_SIZES.get(pid[1].dotted, 1)
-                return Unknown(f"storage {pid[2]}")
+            return Unknown(f"storage {pid[2]}")
+        if kind == "reduce_package" and len(pid) in (3, 4) and type(pid[-1]) is tuple:
+            importer = Unknown("package importer")
+            return self._call(pid[-2], (importer, *pid[-1]), "persistent_load reduce_package")
+        if (type(pid) is int and pid >= 0) or (type(pid) is str and pid.isdecimal()):
+            return Unknown(f"storage {pid}")
         self.add(PERSISTENT_ID, f"persistent id {render(pid)} is not a torch storage reference")
         return Unknown("persistent object")
 
@@ -959,6 +971,13 @@ def _computed(payload: Any) -> bool:
 _PICKLE_START = re.compile(rb"\x80[\x00-\x05][\x28-\x98]|[ci][A-Za-z_][\w.]{0,200}\n[\w.<>]{1,200}\n")
 """Where a pickle can start: PROTO and a plausible first opcode, or the GLOBAL or INST opcode with which
 every protocol 0/1 payload imports its callable."""
+
+
+def _storage_id(storage_type: Any, key: Any) -> bool:
+    """A storage reference names a trusted storage class and a str key (int in torch.package)."""
+    if type(storage_type) is not Global or storage_type.verdict.rule is not None:
+        return False
+    return type(key) is str or (type(key) is int and key >= 0)
 
 
 def _dtype_layout(dtype: Call) -> tuple[int, bool] | None:
