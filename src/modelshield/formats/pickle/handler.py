@@ -38,13 +38,15 @@ class PickleHandler(Handler):
         if head[:1] == b"\x80" and head[1:2] not in (b"\x00", b"\x01"):
             return _PROTO.match(head) is not None
         seen = _plausible_old_pickle(head)
+        if isinstance(seen, _Cut) and seen.ran_call:
+            return True  # the loader imported and called something, wherever the stream breaks
         if isinstance(seen, _Cut) and not _enough(seen) and len(head) >= HEAD:
             # A long first argument (a command string, a big text constant) ran past the head: look
             # further, so padding cannot push a text pickle's evidence out of sight.
             seen = _plausible_old_pickle(source.head(_LONG_WINDOW))
         if not isinstance(seen, _Cut):
             return seen
-        if _enough(seen):
+        if seen.ran_call or _enough(seen):
             return True
         # Still cut: a named global before the cut is what a loader would import and call.
         size = None if isinstance(source, DecodedSource) else source.size
@@ -187,6 +189,8 @@ _HEAD_MIN_OPS = 8
 #: How far detection reads when a long argument hides what follows it.
 _LONG_WINDOW = 1024 * 1024
 _STRUCTURE = frozenset(b"(tlduesRbio\x85\x86\x87\x81\x90\x92\x93")
+#: opcodes that call what is on the stack (REDUCE, INST, OBJ, NEWOBJ, NEWOBJ_EX, BUILD's __setstate__)
+_CALLS = frozenset(b"Rio\x81\x92b")
 
 # opcode -> (argument kind, values popped, values pushed, takes a MARK)
 _OPS: dict[int, tuple[str, int, int, bool]] = {
@@ -221,7 +225,7 @@ def looks_like_pickle(head: bytes) -> bool:
     if head[:1] == b"\x80" and head[1:2] not in (b"\x00", b"\x01"):
         return _PROTO.match(head) is not None
     seen = _plausible_old_pickle(head)
-    return _enough(seen) if isinstance(seen, _Cut) else seen
+    return (seen.ran_call or _enough(seen)) if isinstance(seen, _Cut) else seen
 
 
 class _Cut(NamedTuple):
@@ -233,6 +237,9 @@ class _Cut(NamedTuple):
     named: bool
     #: where a length-prefixed argument that ran past the window ends; None for text lines
     end: int | None
+    #: a call on an imported global was parsed: whatever follows (an end, a cut or an opcode the loader
+    #: rejects), the loader has made that call, so the bytes are a pickle to analyse up to any break
+    ran_call: bool = False
 
 
 def _enough(seen: _Cut) -> bool:
@@ -240,27 +247,31 @@ def _enough(seen: _Cut) -> bool:
 
 
 def _plausible_old_pickle(head: bytes) -> bool | _Cut:
-    """Simulate stack depth over the head: text, JSON, CSV and source code fail within a few bytes."""
+    """Simulate stack depth over the head: text, JSON, CSV and source code fail within a few bytes.
+
+    Where the loader would reject an opcode, the head is still a pickle if a call on an imported
+    global came before: the loader has run it by then (see `_Cut.ran_call`)."""
     depth = 0
     marks: list[int] = []
     ops = 0
     structured = False
     named = False
+    called = False
     pos = 0
     size = len(head)
     while pos < size:
         spec = _OPS.get(head[pos])
         if spec is None:
-            return False
+            return _broken(ops, called)
         kind, pops, pushes, mark = spec
         op = head[pos]
         pos += 1
         if kind:
             end = _skip_arg(head, pos, kind)
             if end is None:
-                return False
+                return _broken(ops, called)
             if end < 0:  # the argument runs past the head: judge what we have
-                return _Cut(ops, structured, named, _declared_end(head, pos, kind))
+                return _Cut(ops, structured, named, _declared_end(head, pos, kind), called)
             pos = end
             named = named or kind == "global"
         if op == ord("("):
@@ -268,17 +279,23 @@ def _plausible_old_pickle(head: bytes) -> bool | _Cut:
             depth = 0
         elif mark:
             if not marks:
-                return False
+                return _broken(ops, called)
             depth = marks.pop()
         if depth < pops:
-            return False
+            return _broken(ops, called)
         depth += pushes - pops
         ops += 1
         structured = structured or op in _STRUCTURE or kind == "global"
+        called = called or (named and op in _CALLS)
         if op == ord("."):
             return not marks and depth == 0 and ops >= 2
     # The head ends before STOP: the caller judges whether enough valid structure was seen.
     return _Cut(ops, structured, named, None)
+
+
+def _broken(ops: int, called: bool) -> bool | _Cut:
+    """Where the loader rejects an opcode: a pickle only if it made a call before (see `_Cut.ran_call`)."""
+    return _Cut(ops, True, True, None, True) if called else False
 
 
 def _declared_end(head: bytes, pos: int, kind: str) -> int | None:
