@@ -6,14 +6,14 @@ import re
 from collections.abc import Generator, Iterator
 from typing import Any, NamedTuple
 
-from modelshield.core.errors import ScanError
+from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Severity
 from modelshield.core.source import HEAD, DecodedSource, Source
 from modelshield.formats.pickle.machine import Machine, Malformed
 from modelshield.formats.pickle.names import Judge, normalise_allow, valid_module
-from modelshield.formats.pickle.rules import MALFORMED, PICKLE_RULES, TRAILING_DATA
+from modelshield.formats.pickle.rules import MALFORMED, PICKLE_RULES, SCAN_BOUND, TRAILING_DATA
 from modelshield.formats.pickle.values import Fresh
 
 #: `torch.save`'s legacy format starts with a pickle of this number (torch.serialization.MAGIC_NUMBER).
@@ -66,7 +66,22 @@ class _FileScan:
         self.values: list[Any] = []
 
     def run(self) -> Iterator[Finding]:
-        yield from self._pickles()
+        try:
+            yield from self._pickles()
+        except LimitExceeded as exc:
+            if exc.limit != "pickle-memory-bytes":
+                raise
+            yield from self.vm.drain()
+            yield self._finding(SCAN_BOUND, self.vm.at, exc.detail)
+            return
+        vm = self.vm
+        if vm.text_search_cut:
+            yield self._finding(
+                SCAN_BOUND,
+                vm.text_search_end,
+                f"not fully analysed: after offset {vm.text_search_end} only binary pickles (PROTO) were "
+                f"searched for (pickle-trailing-search-bytes = {vm.trailing_window})",
+            )
         if self.vm.read_error is not None:
             raise self.vm.read_error  # the bytes that could be read were analysed; the rest was not
 
@@ -85,7 +100,15 @@ class _FileScan:
                             return
                     continue
             resyncs += 1
-            if resyncs > MAX_RESYNC or vm.find_start() is None:
+            if resyncs > MAX_RESYNC:
+                yield self._finding(
+                    SCAN_BOUND,
+                    vm.offset,
+                    f"not fully analysed: {MAX_RESYNC} candidate pickles after unreadable bytes were tried; "
+                    "the rest of the file was not searched",
+                )
+                return
+            if vm.find_start() is None:
                 return
             after_stop = yield from self._resynced()
 

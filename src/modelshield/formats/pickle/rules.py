@@ -238,6 +238,24 @@ TRAILING_DATA = Rule(
     remediation="Check where the extra bytes come from; re-export the model with its framework to drop them.",
 )
 
+SCAN_BOUND = Rule(
+    id="PKL020",
+    title="Pickle not fully analysed: a scan bound was reached",
+    severity=Severity.MEDIUM,
+    category=Category.INTEGRITY,
+    overview="The analysis of a pickle stopped at one of the policy's `[limits]`: the memory spent on its "
+    "stack and memo (`pickle-memory-bytes`), or the bytes after it searched for further pickles "
+    "(`pickle-trailing-search-bytes`). This is a limit of the scan, not a sign of an attack: large data "
+    "pickles (millions of memo entries) reach it legitimately.",
+    attack="Whatever lies past the bound was not read. An attacker can pad a pickle so that its payload "
+    "sits beyond the point where a scanner gives up; a scanner that then reports the file as clean is "
+    "bypassed.",
+    impact="Calls past the bound are unknown; everything before it was analysed and is reported.",
+    remediation="If the file is expected to be this large, raise the bound named in the finding in the "
+    "policy (`[tool.modelshield.limits]`) and scan again; otherwise treat the file as unverified.",
+    example="`memo holds more than 8388608 entries (pickle-memory-bytes = 1073741824)`",
+)
+
 PICKLE_RULES = (
     CODE_EXECUTION,
     IMPORT_GADGET,
@@ -254,4 +272,5 @@ PICKLE_RULES = (
     FRAME_VIOLATION,
     MALFORMED,
     TRAILING_DATA,
+    SCAN_BOUND,
 )
