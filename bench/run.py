@@ -30,6 +30,13 @@ def _write_gzip(path: Path, size: int) -> None:
         out.write(pickle.dumps(os.urandom(size), protocol=4))
 
 
+def _write_trailing(path: Path, size: int) -> None:
+    """A small pickle followed by `size` bytes of zeros (a sparse file): the trailing-data search."""
+    with open(path, "wb") as out:
+        out.write(pickle.dumps({"weights": [0.5] * 16}, protocol=4))
+        out.truncate(size)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=2.0, help="size of the large zip checkpoint in GiB")
@@ -43,6 +50,7 @@ def main() -> None:
         cases: list[tuple[str, Path, Callable[[Path], None], list[str]]] = [
             ("zip checkpoint, 64 MiB", root / "small.pt", lambda p: write_stored_zip(p, 64 * 1024**2, 16), []),
             (f"zip checkpoint, {args.gb:g} GiB", root / "large.pt", lambda p: write_stored_zip(p, size, 64), []),
+            (f"pickle + {args.gb:g} GiB trailing zeros", root / "trailing.pkl", lambda p: _write_trailing(p, size), []),
             ("gzip stream, 256 MiB decoded", root / "big.pkl.gz", lambda p: _write_gzip(p, 256 * 1024**2), []),
             ("folder of 300 small pickles, 1 job", root / "many", lambda p: write_folder(p, 300), ["-j", "1"]),
             ("folder of 300 small pickles, 2 jobs", root / "many", lambda p: None, ["-j", "2"]),
