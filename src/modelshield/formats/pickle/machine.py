@@ -70,7 +70,12 @@ _BOUNDS_EVERY = 0xFFF
 _RECONSTRUCTOR_BASES = frozenset(
     f"builtins.{n}" for n in "object dict list set frozenset tuple int float str bytes complex bytearray".split()
 )
-_JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+_JOBLIB_WRAPPERS = frozenset(
+    f"{home}.numpy_pickle.NumpyArrayWrapper" for home in ("joblib", "sklearn.externals.joblib")
+)
+"""joblib's wrapper, after which `NumpyUnpickler` reads the array's raw bytes from the stream, under both
+homes joblib has had (scikit-learn vendored it as `sklearn.externals.joblib` until 0.23). The older
+`NDArrayWrapper`/`ZNDArrayWrapper` (joblib <= 0.9) keep their arrays in sibling files: nothing inline."""
 _DILL_ARRAY = frozenset(["dill._dill._create_array", "dill.dill._create_array"])
 _DTYPE_CODE = re.compile(r"[<>|=]?([A-Za-z?])(\d*)")
 
@@ -430,9 +435,9 @@ class Machine:
             return self._call(args[0], args[1], f"{how} through {dotted}")
         if dotted == "copyreg._reconstructor":
             verdict = self._reconstructor(args)
-            if verdict.rule is None and type(args[0]) is Global and args[0].dotted == _JOBLIB_WRAPPER:
+            if verdict.rule is None and type(args[0]) is Global and args[0].dotted in _JOBLIB_WRAPPERS:
                 tag = "joblib"
-        elif dotted == _JOBLIB_WRAPPER:
+        elif dotted in _JOBLIB_WRAPPERS:
             tag = "joblib"
         rule = verdict.rule
         if rule is not None:
