@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import pickle
 
 from modelshield import Policy
@@ -63,11 +64,24 @@ def test_trailing_junk_search_is_bounded_and_reported(scan_data: ScanData) -> No
     result = scan_data(data, "model.pkl", policy)
     assert "PKL001" in rules(result, Severity.CRITICAL)
     assert len(evidence(result, "PKL001")) == 1
+    binary_at = len(pickle.dumps([1, 2], protocol=2)) + len(junk)
+    reduce_at = binary_at + len(hidden_binary) - 2
+    assert [f.location.offset for f in result.findings if f.rule_id == "PKL001"] == [reduce_at]
     assert any("pickle-trailing-search-bytes" in text for text in evidence(result, "PKL020"))
     # Within the window both are found, and nothing is reported as cut.
     wide = scan_data(data, "model.pkl", Policy(limits=Limits(pickle_trailing_search_bytes=64 * window)))
     assert "PKL020" not in rules(wide)
     assert len(evidence(wide, "PKL001")) == 2
+
+
+def test_trailing_search_past_the_window_in_a_decoded_stream(scan_data: ScanData) -> None:
+    window = 64 * 1024
+    junk = bytes(5 * window + 3)
+    data = pickle.dumps([1, 2], protocol=2) + junk + evil_pickle(protocol=2) + junk
+    policy = Policy(limits=Limits(pickle_trailing_search_bytes=window))
+    result = scan_data(gzip.compress(data, 1), "model.pkl.gz", policy)
+    assert "PKL001" in rules(result, Severity.CRITICAL)
+    assert "PKL020" in rules(result)
 
 
 def test_the_resync_cap_is_reported(scan_data: ScanData) -> None:
