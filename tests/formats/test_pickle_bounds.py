@@ -10,6 +10,7 @@ from modelshield import Policy
 from modelshield.core.limits import Limits
 from modelshield.core.policy import parse_policy
 from modelshield.core.rules import Severity
+from modelshield.formats.pickle.machine import ENTRY_BYTES
 from tests.conftest import ScanData
 from tests.formats.pickle_build import MARK, MEMOIZE, STOP, binget, evidence, proto, rules
 from tests.helpers import evil_pickle
@@ -27,7 +28,7 @@ def _policy(memory: int) -> Policy:
 
 
 def test_a_memo_past_the_bound_is_a_limit_not_an_accusation(scan_data: ScanData) -> None:
-    result = scan_data(_data_pickle(), "vocab.pkl", _policy(128 * 1000))
+    result = scan_data(_data_pickle(), "vocab.pkl", _policy(ENTRY_BYTES * 1000))
     found = {f.rule_id: f for f in result.findings}
     assert set(found) == {"PKL020"}
     assert found["PKL020"].level is Severity.MEDIUM  # fails the default gate: not fully analysed
@@ -35,13 +36,13 @@ def test_a_memo_past_the_bound_is_a_limit_not_an_accusation(scan_data: ScanData)
 
 
 def test_the_bound_scales_with_the_memory_allowed(scan_data: ScanData) -> None:
-    assert not rules(scan_data(_data_pickle(), "vocab.pkl", _policy(128 * 200_000)))
+    assert not rules(scan_data(_data_pickle(), "vocab.pkl", _policy(ENTRY_BYTES * 200_000)))
     assert not rules(scan_data(_data_pickle(), "vocab.pkl"))  # the default budget holds millions of entries
 
 
 def test_findings_before_the_bound_are_kept(scan_data: ScanData) -> None:
     data = evil_pickle(protocol=4)[:-1] + b"0" + _data_pickle()[2:]
-    result = scan_data(data, "model.pkl", _policy(128 * 1000))
+    result = scan_data(data, "model.pkl", _policy(ENTRY_BYTES * 1000))
     assert {"PKL001", "PKL020"} <= rules(result)
 
 

@@ -24,10 +24,10 @@ class Limits:
     max_dependency_depth: int = 5
     #: dependencies resolved and scanned in one scan, in all
     max_dependencies: int = 64
-    #: memory the pickle analyser may spend on one pickle's stack and memo (each entry costs about
-    #: 128 bytes, and a pickle has at most one entry per input byte); past it the pickle is reported
-    #: as not fully analysed (PKL020), not as a bomb
-    pickle_memory_bytes: int = 1024 * MiB
+    #: memory the pickle analyser may spend on one pickle's stack and memo (counted at 192 bytes an
+    #: entry, about 11 M entries; a pickle has at most one entry per input byte); past it the pickle is
+    #: reported as not fully analysed (PKL020), not as a bomb
+    pickle_memory_bytes: int = 2048 * MiB
     #: bytes after a pickle searched for further protocol 0/1 pickles; past them only binary pickle
     #: starts (PROTO) are searched, at disk speed, and the cut is reported (PKL020)
     pickle_trailing_search_bytes: int = 64 * MiB

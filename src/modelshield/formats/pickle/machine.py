@@ -59,8 +59,9 @@ MAX_LINE = 1024 * 1024
 #: The hottest integer opcodes (BININT, BININT2) read their argument with prebuilt structs.
 _INT4 = struct.Struct("<i").unpack_from
 _UINT2 = struct.Struct("<H").unpack_from
-ENTRY_BYTES = 128
-"""What one stack or memo entry costs the analyser, measured on opcode-dense pickles (about 110 bytes)."""
+ENTRY_BYTES = 192
+"""What one stack or memo entry costs the analyser with the value it holds (measured: 110 bytes on
+opcode-dense pickles, 175 on a 3 M-entry vocabulary dict)."""
 MAX_WEIGHT = 1 << 30
 """Elements a container may expand to through shared references ('billion laughs') before we stop."""
 MAX_FINDINGS = 200

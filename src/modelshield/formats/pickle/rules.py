@@ -253,7 +253,8 @@ SCAN_BOUND = Rule(
     impact="Calls past the bound are unknown; everything before it was analysed and is reported.",
     remediation="If the file is expected to be this large, raise the bound named in the finding in the "
     "policy (`[tool.modelshield.limits]`) and scan again; otherwise treat the file as unverified.",
-    example="`memo holds more than 8388608 entries (pickle-memory-bytes = 1073741824)`",
+    example="`the stack and memo hold more than 11184810 entries at offset 2093417215 (pickle-memory-bytes = "
+    "2147483520)`",
 )
 
 PICKLE_RULES = (
