@@ -74,3 +74,21 @@ def test_payload_after_vendored_arrays_is_found(protocol: int, vendored_dump: Du
     assert is_code_execution(result)
     assert any("os.system('echo pwned')" in text for text in evidence(result, "PKL001"))
     assert "PKL014" not in rules(result, Severity.MEDIUM)
+
+
+def test_array_bytes_that_pickle_load_would_run_are_reported(scan_data: ScanData, tmp_path: Path) -> None:
+    """Without the alignment field the array bytes follow BUILD directly: `pickle.load` runs them."""
+    hidden = b"cos\nsystem\n(S'echo pwned'\ntR."
+    path = tmp_path / "model.pkl"
+    joblib.dump({"w": np.frombuffer(hidden, dtype=np.uint8)}, path, protocol=2)
+    data = path.read_bytes()
+    field = b"numpy_array_alignment_bytes"
+    assert field in data
+    # The state dict loses the alignment entry (as joblib < 0.12 wrote it) and the padding goes with it.
+    key = data.index(field) - 5  # BINUNICODE opcode and length before the key
+    value_end = data.index(b"K\x10", key) + 2  # BININT1 16
+    build_end = data.index(b"ub", value_end) + 2  # SETITEMS, BUILD; the padding length and padding follow
+    stripped = data[:key] + data[value_end:build_end] + data[data.index(hidden) :]
+    result = scan_data(stripped, "model.pkl")
+    assert any("as pickle.load reads them" in text for text in evidence(result, "PKL001"))
+    assert "PKL014" not in rules(result)

@@ -19,7 +19,7 @@ from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context
 from modelshield.core.rules import Rule, Severity
-from modelshield.core.source import BytesSource, SliceSource, Source
+from modelshield.core.source import BytesSource, DecodedSource, SliceSource, Source
 from modelshield.deps.model import call_dependency
 from modelshield.formats.pickle.names import (
     NESTED_LOADERS,
@@ -984,6 +984,7 @@ class Machine:
         itemsize, has_object = layout
         if has_object:
             return self._inline_pickle()
+        start = self.offset
         if fields.get("numpy_array_alignment_bytes") is not None:
             padding = self.read_exact(1, "joblib array padding")[0]
             self.skip(padding, "joblib array padding")
@@ -991,7 +992,25 @@ class Machine:
         for dim in shape:
             count *= dim
         self.skip(count * itemsize, "joblib array data")
+        if self.seekable and not isinstance(self.source, DecodedSource):
+            self._array_as_opcodes(start, self.offset - start)
         return Unknown("ndarray")
+
+    def _array_as_opcodes(self, start: int, size: int) -> None:
+        """`pickle.load` (unlike `joblib.load`) reads the bytes after the wrapper's BUILD as opcodes: calls
+        they would make are reported too. Real array data breaks at its first byte (joblib's padding
+        length is no opcode), so this costs nothing on real files."""
+        first = self.source.read_at(start, 1)
+        if not first or self._table[first[0]] == self._invalid:
+            return
+        view = Machine(SliceSource(self.source, start, size), self.ctx, self.judge)
+        view.base = start
+        view.chain = f"{self.chain}[joblib array bytes @{start} as pickle.load reads them] "
+        try:
+            found = list(view.run())
+        except (Malformed, ScanError):
+            found = view.drain()
+        self.found.extend(f for f in found if f.level >= Severity.HIGH)
 
     def _inline_pickle(self) -> Any:
         """An object array's nested pickle, read in place with its own stack and memo."""
