@@ -13,7 +13,7 @@ import re
 import struct
 import sys
 from collections.abc import Callable, Generator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
@@ -51,6 +51,9 @@ from modelshield.formats.pickle.values import (
     render,
     render_args,
 )
+
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 
 KEEP = 64 * 1024
 """Bytes of a large constant kept for evidence and nested scans; the rest is skipped, not buffered."""
@@ -158,16 +161,20 @@ class Machine:
 
     def _read(self, n: int) -> bytes:
         """Up to `n` bytes; at the end or on a read error, b'' and `eof` (the error is kept for later)."""
+        return self._guarded(self._read1, n) or b""
+
+    def _guarded(self, read: Callable[[_A], _R | None], arg: _A) -> _R | None:
+        """`read(arg)`; None and `eof` at the end or on a read error (the error is kept for later)."""
         if self.read_error is None:
             try:
-                chunk = self._read1(n)
+                got = read(arg)
             except ScanError as exc:
                 self.read_error = exc
             else:
-                if chunk:
-                    return chunk
+                if got:
+                    return got
         self.eof = True
-        return b""
+        return None
 
     def at_eof(self) -> bool:
         if self.pos >= self.lim:
@@ -339,16 +346,7 @@ class Machine:
 
     def _readinto(self, view: memoryview) -> int:
         """Like `_read`, into a caller's buffer: 0 at the end or on a read error (kept for later)."""
-        if self.read_error is None:
-            try:
-                got = self._readinto_stream(view)
-            except ScanError as exc:
-                self.read_error = exc
-            else:
-                if got:
-                    return got
-        self.eof = True
-        return 0
+        return self._guarded(self._readinto_stream, view) or 0
 
     # ----------------------------------------------------------------- findings
     def add(self, rule: Rule, evidence: str, severity: Severity | None = None, **details: Any) -> None:
