@@ -23,7 +23,13 @@ from modelshield.core.report import FileResult
 from modelshield.core.rules import CATALOGUE, Severity
 from modelshield.deps.resolve import DownloadUnavailable
 from modelshield.integrity.hashing import manifest, manifest_json, sha256sum_line
-from modelshield.integrity.signing import SigningInputError, VerificationError, sign_model, verify_model
+from modelshield.integrity.signing import (
+    PasswordRequired,
+    SigningInputError,
+    VerificationError,
+    sign_model,
+    verify_model,
+)
 from modelshield.registry import ALLOWLISTS
 from modelshield.reports import FORMATS, render
 from modelshield.reports.json_report import SCHEMA_VERSION, dependencies_dict
@@ -33,6 +39,8 @@ if TYPE_CHECKING:  # rich is imported only for terminal output: it costs start-u
 
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+#: The environment variable holding the password of an encrypted private key for `sign`.
+PASSWORD_ENV = "MODELSHIELD_PRIVATE_KEY_PASSWORD"
 SEVERITIES = [s.label for s in sorted(Severity, reverse=True)]
 
 
@@ -167,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sign_cmd.add_argument("path", metavar="PATH", help="model folder or file")
     sign_cmd.add_argument("--private-key", required=True, metavar="KEY", help="PEM elliptic-curve private key")
+    sign_cmd.add_argument(
+        "--private-key-password-file",
+        metavar="FILE",
+        help=f"password of an encrypted KEY, on the first line of FILE (else ${PASSWORD_ENV}, else a prompt "
+        "on a terminal)",
+    )
     sign_cmd.add_argument(
         "-o", "--output", metavar="SIG", help="signature file (default: model.sig in the folder, or PATH.sig)"
     )
@@ -350,14 +364,39 @@ def _run_hash(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def _key_password(args: argparse.Namespace) -> bytes | None:
+    """The private key's password from --private-key-password-file or the environment, never from argv
+    (visible in `ps`); None when neither gives one."""
+    if args.private_key_password_file:
+        try:
+            with open(args.private_key_password_file, "rb") as handle:
+                lines = handle.read().splitlines()
+        except OSError as exc:
+            raise UsageError(f"cannot read password file {args.private_key_password_file}: {exc.strerror or exc}") from None
+        return lines[0] if lines else b""
+    value = os.environ.get(PASSWORD_ENV)
+    return os.fsencode(value) if value else None  # an empty variable (as CI leaves unset secrets) is none
+
+
 def _run_sign(args: argparse.Namespace) -> int:
-    signature = sign_model(
-        args.path,
-        args.private_key,
-        args.output,
-        signing_certificate=args.signing_certificate,
-        certificate_chain=args.certificate_chain,
-    )
+    def sign(password: bytes | None) -> str:
+        return sign_model(
+            args.path,
+            args.private_key,
+            args.output,
+            signing_certificate=args.signing_certificate,
+            certificate_chain=args.certificate_chain,
+            password=password,
+        )
+
+    try:
+        signature = sign(_key_password(args))
+    except PasswordRequired as exc:
+        if not sys.stdin.isatty():  # never wait for a prompt nobody sees (CI, pipes)
+            raise UsageError(f"{exc}: give it with --private-key-password-file FILE or ${PASSWORD_ENV}") from None
+        import getpass  # noqa: PLC0415 - only to prompt
+
+        signature = sign(getpass.getpass(f"password for {args.private_key}: ").encode())
     print(f"signed {args.path}: {signature}")
     return EXIT_CLEAN
 

@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "real"
@@ -23,18 +24,24 @@ class KeyPair:
     key: ec.EllipticCurvePrivateKey
 
 
-def write_key_pair(folder: Path, name: str) -> KeyPair:
-    """An EC P-256 key pair as PEM files, as `openssl ecparam -genkey` users would have."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def write_pem_pair(folder: Path, name: str, key: PrivateKeyTypes, password: bytes | None = None) -> tuple[Path, Path]:
+    """Any private key (PKCS#8, encrypted with `password`) and its public key as PEM files."""
     private = folder / f"{name}.pem"
     public = folder / f"{name}.pub"
-    private.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    encryption = (
+        serialization.BestAvailableEncryption(password) if password is not None else serialization.NoEncryption()
     )
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
     public.write_bytes(
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
-    return KeyPair(private, public, key)
+    return private, public
+
+
+def write_key_pair(folder: Path, name: str) -> KeyPair:
+    """An EC P-256 key pair as PEM files, as `openssl ecparam -genkey` users would have."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return KeyPair(*write_pem_pair(folder, name, key), key)
 
 
 @pytest.fixture
