@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from modelshield import __version__
 from modelshield.api import ScanInputError, scan
-from modelshield.core.policy import Policy, PolicyError, discover_policy, load_policy_file
+from modelshield.core.policy import Policy, PolicyError, discover_scan_policy, load_policy_file
 from modelshield.core.report import FileResult
 from modelshield.core.rules import CATALOGUE, Severity
 from modelshield.deps.resolve import DownloadUnavailable
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # rich is imported only for terminal output: it costs start-u
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 #: The environment variable holding the password of an encrypted private key for `sign`.
-PASSWORD_ENV = "MODELSHIELD_PRIVATE_KEY_PASSWORD"
+PASSWORD_ENV = "MODELSHIELD_PRIVATE_KEY_PASSWORD"  # noqa: S105 - the variable's name, not a password
 SEVERITIES = [s.label for s in sorted(Severity, reverse=True)]
 
 
@@ -256,7 +256,7 @@ def _policy(args: argparse.Namespace) -> Policy:
             raise UsageError(f"policy file not found: {args.policy}")
         policy = load_policy_file(args.policy, ALLOWLISTS)
     else:
-        policy = discover_policy(os.getcwd(), ALLOWLISTS) or Policy()
+        policy = discover_scan_policy(args.paths, ALLOWLISTS) or Policy()
     return policy.with_fail_on(args.fail_on)
 
 
@@ -372,7 +372,8 @@ def _key_password(args: argparse.Namespace) -> bytes | None:
             with open(args.private_key_password_file, "rb") as handle:
                 lines = handle.read().splitlines()
         except OSError as exc:
-            raise UsageError(f"cannot read password file {args.private_key_password_file}: {exc.strerror or exc}") from None
+            problem = exc.strerror or exc
+            raise UsageError(f"cannot read password file {args.private_key_password_file}: {problem}") from None
         return lines[0] if lines else b""
     value = os.environ.get(PASSWORD_ENV)
     return os.fsencode(value) if value else None  # an empty variable (as CI leaves unset secrets) is none

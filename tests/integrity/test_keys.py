@@ -71,11 +71,10 @@ def test_unsupported_keys_are_one_line_naming_the_family(
     capsys: pytest.CaptureFixture[str],
     model: Path,
     keys: KeyPair,
-    key_folder: Path,
     family: str,
     generate: Callable[[], PrivateKeyTypes],
 ) -> None:
-    private, public = write_pem_pair(key_folder, "odd", generate())
+    private, public = write_pem_pair(keys.private.parent, "odd", generate())
     err = one_error_line(run(capsys, "sign", str(model), "--private-key", str(private)))
     assert f"does not support {family} keys ({private})" in err
     assert "P-256" in err and "attribute" not in err

@@ -42,10 +42,11 @@ def verify_fails(capsys: pytest.CaptureFixture[str], model: Path, keys: KeyPair)
 
 
 def sign_refused(capsys: pytest.CaptureFixture[str], model: Path, keys: KeyPair) -> str:
-    code, out, err = run(capsys, "sign", str(model), "--private-key", str(keys.private), "-o", str(model.parent / "x.sig"))
+    output = model.parent / "x.sig"
+    code, out, err = run(capsys, "sign", str(model), "--private-key", str(keys.private), "-o", str(output))
     assert (code, out) == (2, ""), err
     assert err.count("\n") == 1 and err.startswith(f"modelshield: error: cannot sign {model}: ")
-    assert not (model.parent / "x.sig").exists()
+    assert not output.exists()
     return err
 
 

@@ -124,8 +124,8 @@ def _ignored_paths(model: str, signature: str) -> list[str]:
 def _is_ignored(name: str, ignored: Iterable[str]) -> bool:
     """Whether a model-relative name ('/'-separated) is, or is under, one of the ignored paths."""
     for path in ignored:
-        path = path.replace(os.sep, "/").strip("/")
-        if name == path or name.startswith(path + "/"):
+        prefix = path.replace(os.sep, "/").strip("/")
+        if name == prefix or name.startswith(prefix + "/"):
             return True
     return False
 
