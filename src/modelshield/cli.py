@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="scan model files and folders",
         description="Scan files and folders. Formats are identified from content, never from names; "
         "archives and compressed streams are walked in memory, to any depth within limits.",
-        epilog="Policy: --policy FILE, else [tool.modelshield] in the nearest pyproject.toml. "
+        epilog="Policy: --policy FILE, else [tool.modelshield] in the nearest pyproject.toml above the PATHs. "
         "Version-control folders (.git, .hg, .svn) are skipped.",
     )
     scan_cmd.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
