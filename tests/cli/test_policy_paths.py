@@ -177,20 +177,11 @@ def test_bare_keys_in_a_file_named_pyproject(
     assert (code, doc["policy"]["fail_on"]) == (0, "critical")
 
 
-@pytest.mark.parametrize(
-    ("text", "complaint"),
-    [
-        ('fail-on = "high"\n[tool.modelshield]\nfail-on = "low"\n', "has both a [tool.modelshield] table and"),
-        ('[project]\nname = "x"\n', "has no [tool.modelshield] table"),
-        ("tool = 1\n", "has no [tool.modelshield] table"),
-        ("[tool]\nmodelshield = 3\n", "tool.modelshield must be a table"),
-    ],
-)
-def test_ambiguous_or_empty_policy_file_is_one_line(
-    capsys: pytest.CaptureFixture[str], project: Path, tmp_path: Path, text: str, complaint: str
+def test_dot_dot_in_the_typed_path_does_not_borrow_a_suppression(
+    capsys: pytest.CaptureFixture[str], project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    policy = tmp_path / "policy.toml"
-    policy.write_text(text)
-    code, doc, err = scan_json(capsys, "--policy", str(policy), str(project / "d1"))
-    assert (code, doc) == (2, {})
-    assert err.count("\n") == 1 and complaint in err
+    """`d1/sub/../w.safetensors` is `d1/w.safetensors`: a glob for `d1/sub/*` must not silence it."""
+    (project / "pyproject.toml").write_text('[[tool.modelshield.suppress]]\nrule = "SCN004"\npath = "d1/sub/*"\n')
+    monkeypatch.chdir(project)
+    code, doc, _ = scan_json(capsys, "d1/sub/../w.safetensors")
+    assert (code, suppressed_at(doc)) == (1, set())
