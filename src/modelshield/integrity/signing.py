@@ -14,7 +14,6 @@ loaded unsigned) is refused when signing and is a mismatch when verifying.
 from __future__ import annotations
 
 import ast
-import base64
 import json
 import os
 import re
@@ -319,6 +318,7 @@ def sign_model(
 def _signed_serialization(signature: str) -> dict[str, Any]:
     """How the signer hashed the model (the DSSE payload's `serialization`, read before it is verified: a
     forged value only makes verification fail); {} when the file is not a readable bundle."""
+    import base64  # noqa: PLC0415 - only when verifying
     try:
         with open(signature, "rb") as handle:
             bundle = json.load(handle)
