@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +247,34 @@ def test_scan_names_a_link_out_of_the_cache(
         "signature": str(snapshot / "model.sig"),
         "target": str(tmp_path / "evil.py"),
     }
+
+
+def permissions_bind() -> bool:
+    """False for root (or a process with CAP_DAC_OVERRIDE), which reads folders whatever their mode."""
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0)
+        try:
+            os.listdir(folder)
+        except PermissionError:
+            return True
+        finally:
+            os.chmod(folder, 0o700)
+    return False
+
+
+@pytest.mark.skipif(not permissions_bind(), reason="permissions do not bind this user (root)")
+def test_unreadable_folder_is_not_left_out(capsys: pytest.CaptureFixture[str], signed: Path, keys: KeyPair) -> None:
+    """The library's walk skips a folder it cannot read; a signature over the rest must not pass."""
+    locked = signed / "tokenizer"
+    locked.chmod(0)
+    try:
+        code, out, err = verify(capsys, signed, keys)
+        assert (code, out) == (2, "")
+        assert f"cannot read {locked}: Permission denied" in err and err.count("\n") == 1
+        output = str(signed.parent / "u.sig")
+        code, out, err = run(capsys, "sign", str(signed), "--private-key", str(keys.private), "-o", output)
+        assert (code, out) == (2, "")
+        assert f"cannot read {locked}: Permission denied" in err and err.count("\n") == 1
+    finally:
+        locked.chmod(0o755)
+

@@ -150,15 +150,26 @@ def _check_links(model: str, ignored: Collection[str]) -> tuple[bool, list[FileC
 
     Everything the library walks is checked (it fails on a broken link or a FIFO even in an ignored
     folder); links in ignored paths may point anywhere. The model itself may be a link: it is what the
-    user named.
+    user named. A folder that cannot be read is an error: the library would silently leave it out.
     """
     has_links = os.path.islink(model)
     if not os.path.isdir(model):
         return has_links, []
+    try:
+        return _walk_links(model, ignored, has_links)
+    except OSError as exc:
+        raise SigningInputError(f"cannot read {exc.filename or model}: {exc.strerror or exc}") from None
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
+def _walk_links(model: str, ignored: Collection[str], has_links: bool) -> tuple[bool, list[FileChange]]:
     folder = os.path.realpath(model)
     allowed = [folder, *filter(None, [_cache_repository(folder)])]
     problems: list[FileChange] = []
-    for parent, dirs, files in os.walk(model):
+    for parent, dirs, files in os.walk(model, onerror=_raise):
         for entry in sorted(dirs + files):
             full = os.path.join(parent, entry)
             name = os.path.relpath(full, model).replace(os.sep, "/")
