@@ -4,17 +4,21 @@ file, the environment or a terminal prompt, never from the command line."""
 
 from __future__ import annotations
 
+import base64
 import getpass
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PrivateKeyTypes
 
 from modelshield.cli import PASSWORD_ENV, main
-from tests.integrity.conftest import KeyPair, Pki, write_pem_pair
+from tests.integrity.conftest import KeyPair, Pki, write_pem_pair, write_pki
 
 PASSWORD = b"correct horse battery staple"
 
@@ -187,3 +191,55 @@ def test_encrypted_key_with_a_certificate_is_one_line(
         )
     )
     assert "takes no password" in err and str(private) in err
+
+
+ROOTS: list[tuple[str, Callable[[], CertificateIssuerPrivateKeyTypes]]] = [
+    ("RSA", lambda: rsa.generate_private_key(65537, 3072)),
+    ("Ed25519", ed25519.Ed25519PrivateKey.generate),
+    ("P-521", lambda: ec.generate_private_key(ec.SECP521R1())),
+]
+
+
+@pytest.mark.parametrize(("family", "generate"), ROOTS, ids=[r[0] for r in ROOTS])
+def test_certificate_chain_with_a_root_of_any_type(
+    capsys: pytest.CaptureFixture[str],
+    model: Path,
+    keys: KeyPair,
+    family: str,
+    generate: Callable[[], CertificateIssuerPrivateKeyTypes],
+) -> None:
+    """Only the signing key must be elliptic-curve: a corporate RSA or Ed25519 root CA is fine."""
+    pki = write_pki(keys.private.parent, keys.key, generate(), family)
+    signing = ("--signing-certificate", str(pki.leaf), "--certificate-chain", str(pki.root))
+    code, _, err = run(capsys, "sign", str(model), "--private-key", str(keys.private), *signing)
+    assert (code, err) == (0, "")
+    code, _, err = run(capsys, "verify", str(model), "--certificate-chain", str(pki.root))
+    assert (code, err) == (0, "")
+
+
+def test_rsa_signing_certificate_is_one_line(capsys: pytest.CaptureFixture[str], model: Path, keys: KeyPair) -> None:
+    leaf_key = rsa.generate_private_key(65537, 2048)
+    private, _ = write_pem_pair(keys.private.parent, "rsa-leaf", leaf_key)
+    pki = write_pki(keys.private.parent, leaf_key, ec.generate_private_key(ec.SECP256R1()), "rsa-")
+    signing = ("--signing-certificate", str(pki.leaf), "--certificate-chain", str(pki.root))
+    err = one_error_line(run(capsys, "sign", str(model), "--private-key", str(private), *signing))
+    assert f"does not support RSA keys ({private})" in err
+
+
+def test_foreign_signature_with_an_rsa_certificate_is_one_line(
+    capsys: pytest.CaptureFixture[str], model: Path, keys: KeyPair
+) -> None:
+    """A bundle from another signer whose signing certificate holds an RSA key: the library cannot verify
+    it (it fails inside itself); say so (exit 2) instead of passing on its internal error."""
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    pki = write_pki(keys.private.parent, keys.key, root_key)
+    signing = ("--signing-certificate", str(pki.leaf), "--certificate-chain", str(pki.root))
+    assert run(capsys, "sign", str(model), "--private-key", str(keys.private), *signing)[0] == 0
+    rsa_pki = write_pki(keys.private.parent, rsa.generate_private_key(65537, 2048), root_key, "rsa-")
+    leaf = x509.load_pem_x509_certificate(rsa_pki.leaf.read_bytes())
+    bundle = json.loads((model / "model.sig").read_text())
+    certificates = bundle["verificationMaterial"]["x509CertificateChain"]["certificates"]
+    certificates[0]["rawBytes"] = base64.b64encode(leaf.public_bytes(serialization.Encoding.DER)).decode()
+    (model / "model.sig").write_text(json.dumps(bundle))
+    err = one_error_line(run(capsys, "verify", str(model), "--certificate-chain", str(pki.root)))
+    assert "is signed with a certificate for an RSA key" in err and "attribute" not in err

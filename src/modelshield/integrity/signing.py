@@ -326,18 +326,44 @@ def sign_model(
     return signature
 
 
-def _signed_serialization(signature: str) -> dict[str, Any]:
+def _read_bundle(signature: str) -> Any:
+    """The signature file's JSON (a Sigstore bundle, unverified); None when it is not JSON."""
+    try:
+        with open(signature, "rb") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def _signed_serialization(bundle: Any) -> dict[str, Any]:
     """How the signer hashed the model (the DSSE payload's `serialization`, read before it is verified: a
     forged value only makes verification fail); {} when the file is not a readable bundle."""
     import base64  # noqa: PLC0415 - only when verifying
+
     try:
-        with open(signature, "rb") as handle:
-            bundle = json.load(handle)
         statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"], validate=True))
         serialization = statement["predicate"]["serialization"]
-    except (OSError, ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError):
         return {}
     return serialization if isinstance(serialization, dict) else {}
+
+
+def _unsupported_certificate_key(bundle: Any) -> str | None:
+    """The family of the bundle's signing-certificate key when model-signing cannot verify with it (the
+    library would fail inside itself), None otherwise."""
+    import base64  # noqa: PLC0415 - only when verifying
+
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
+    try:
+        raw = bundle["verificationMaterial"]["x509CertificateChain"]["certificates"][0]["rawBytes"]
+        key = x509.load_der_x509_certificate(base64.b64decode(raw, validate=True)).public_key()
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _CURVES:
+        return None
+    return _key_kind(key)
 
 
 def _verifying_hashing(serialization: dict[str, Any], has_links: bool) -> Any:
@@ -387,7 +413,8 @@ def verify_model(
         if key is not None:
             raise _refused_key(public_key or "", key, exc, "verify") from None
         raise SigningInputError(f"cannot use {public_key or ', '.join(certificate_chain)}: {_one_line(exc)}") from None
-    serialization = _signed_serialization(signature)
+    bundle = _read_bundle(signature)
+    serialization = _signed_serialization(bundle)
     signed_ignored = serialization.get("ignore_paths", [])
     ignored = [*_LIBRARY_IGNORED, *(p for p in signed_ignored if isinstance(p, str))]
     has_links, problems = _check_links(model, ignored)
@@ -398,6 +425,12 @@ def verify_model(
     except OSError as exc:
         raise SigningInputError(f"cannot verify {model}: {exc.strerror or exc}") from None
     except Exception as exc:  # fail closed: a hostile signature file may make the library raise anything
+        unsupported = _unsupported_certificate_key(bundle) if certificate_chain else None
+        if unsupported:
+            raise SigningInputError(
+                f"{signature} is signed with a certificate for an {unsupported} key, which model-signing "
+                f"{_model_signing_version()} cannot verify (elliptic-curve P-256, P-384 or P-521 only)"
+            ) from None
         raise _verification_error(model, signature, exc) from None
     return signature
 
