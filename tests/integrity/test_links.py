@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import model_signing.hashing
+import model_signing.signing
 import model_signing.verifying
 import pytest
 
@@ -278,3 +279,28 @@ def test_unreadable_folder_is_not_left_out(capsys: pytest.CaptureFixture[str], s
     finally:
         locked.chmod(0o755)
 
+
+
+@pytest.mark.parametrize("method", ["shards", "files"])
+def test_library_signature_of_another_serialization_verifies_in_the_cache(
+    capsys: pytest.CaptureFixture[str], model: Path, keys: KeyPair, tmp_path: Path, method: str
+) -> None:
+    """A signature made by model-signing itself, hashing BLAKE2 shards (which the library's own verifier
+    cannot read back: it records "blake2b" and accepts only "blake2") or whole files with BLAKE3, is
+    checked the way it was made, links followed."""
+    hashing = model_signing.hashing.Config().set_ignored_paths(paths=["model.sig"])
+    if method == "shards":
+        hashing.use_shard_serialization(hashing_algorithm="blake2", shard_size=64)
+    else:
+        hashing.use_file_serialization(hashing_algorithm="blake3")
+    signer = model_signing.signing.Config().use_elliptic_key_signer(private_key=keys.private)
+    signer.set_hashing_config(hashing).sign(model, model / "model.sig")
+    snapshot = into_cache(model, tmp_path / "hub")
+    code, _, err = verify(capsys, snapshot, keys)
+    assert (code, err) == (0, "")
+    blob = blob_of(snapshot / "config.json")
+    blob.write_bytes(blob.read_bytes().replace(b"8", b"9"))
+    weights = blob_of(snapshot / "model.safetensors")
+    weights.write_bytes(bytes(b ^ 1 for b in weights.read_bytes()))
+    err = verify_fails(capsys, snapshot, keys)
+    assert err.endswith(": config.json was modified after signing; model.safetensors was modified after signing\n")

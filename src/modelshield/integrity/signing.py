@@ -35,6 +35,9 @@ _LIBRARY_IGNORED = (".git", ".gitattributes", ".github", ".gitignore")
 _CACHE_REPOSITORY = re.compile(r"(models|datasets|spaces)--.+")
 #: Curves of the elliptic-curve keys model-signing signs with (its Sigstore-compatible set).
 _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+#: The library's configuration name of a digest it records under another name (its own guess of the
+#: hashing configuration fails on it: "Unsupported hashing method blake2b").
+_CONFIG_ALGORITHMS = {"blake2b": "blake2"}
 #: How many link problems a refusal to sign names before counting the rest.
 _NAMED_PROBLEMS = 3
 
@@ -51,6 +54,7 @@ _DESCRIBE: dict[ChangeKind, str] = {
 }
 _MISMATCH_PREFIX = "Signature mismatch: "
 _KEY_MISMATCH_PREFIX = "Key mismatch"
+_SHARD_RANGE = re.compile(r":[0-9]+:[0-9]+\Z")
 _LIBRARY_DIFF: tuple[tuple[ChangeKind, re.Pattern[str]], ...] = (
     ("modified", re.compile(r"Hash mismatch for '(.*)': Expected .*", re.S)),
     ("added", re.compile(r"Extra files found in model '.*?': (.*)", re.S)),
@@ -369,13 +373,15 @@ def _unsupported_certificate_key(bundle: Any) -> str | None:
 def _verifying_hashing(serialization: dict[str, Any], has_links: bool) -> Any:
     """The library's hashing configuration for the signer's serialization, following links when the model
     has them (the library would otherwise take the signer's `allow_symlinks`, and a model signed as plain
-    files would fail in the cache, where its files are links). The library adds the signed ignore paths."""
+    files would fail in the cache, where its files are links). The library adds the signed ignore paths.
+    Protobuf JSON writes the shard size as a float."""
     import model_signing.hashing  # noqa: PLC0415
 
     config = model_signing.hashing.Config()
     algorithm = serialization.get("hash_type", "sha256")
+    algorithm = _CONFIG_ALGORITHMS.get(algorithm, algorithm)
     if serialization.get("method") == "shards":
-        config.use_shard_serialization(hashing_algorithm=algorithm, shard_size=serialization["shard_size"])
+        config.use_shard_serialization(hashing_algorithm=algorithm, shard_size=int(serialization["shard_size"]))
     else:
         config.use_file_serialization(hashing_algorithm=algorithm)
     return config.set_allow_symlinks(has_links)
@@ -431,14 +437,14 @@ def verify_model(
                 f"{signature} is signed with a certificate for an {unsupported} key, which model-signing "
                 f"{_model_signing_version()} cannot verify (elliptic-curve P-256, P-384 or P-521 only)"
             ) from None
-        raise _verification_error(model, signature, exc) from None
+        raise _verification_error(model, signature, exc, sharded=serialization.get("method") == "shards") from None
     return signature
 
-def _verification_error(model: str, signature: str, exc: Exception) -> VerificationError:
+def _verification_error(model: str, signature: str, exc: Exception, *, sharded: bool) -> VerificationError:
     """One clear error from what the library raised, naming each file it reports as differing."""
     text = str(exc)
     if text.startswith(_MISMATCH_PREFIX):
-        changes = _library_diff(text[len(_MISMATCH_PREFIX) :], os.path.basename(os.path.abspath(model)))
+        changes = _library_diff(text[len(_MISMATCH_PREFIX) :], os.path.basename(os.path.abspath(model)), sharded)
         if changes:
             return VerificationError("; ".join(c.describe() for c in changes), changes)
     if text.startswith(_KEY_MISMATCH_PREFIX):
@@ -448,10 +454,11 @@ def _verification_error(model: str, signature: str, exc: Exception) -> Verificat
     return VerificationError(f"{signature} is not a valid signature for {model}: {_one_line(exc)}")
 
 
-def _library_diff(listing: str, model_name: str) -> list[FileChange]:
+def _library_diff(listing: str, model_name: str, sharded: bool) -> list[FileChange]:
     """Parse the library's manifest diff (a Python list of sentences); [] if its wording is not recognised.
 
-    A single-file model is one resource named '.', reported here under the file's own name.
+    A single-file model is one resource named '.', reported here under the file's own name; a shard
+    (`name:start:end`) is reported as its file, once.
     """
     try:
         items = ast.literal_eval(listing)
@@ -463,8 +470,10 @@ def _library_diff(listing: str, model_name: str) -> list[FileChange]:
             match = pattern.fullmatch(item) if isinstance(item, str) else None
             if match:
                 names = [match.group(1)] if kind == "modified" else match.group(1).split(", ")
+                if sharded:
+                    names = [_SHARD_RANGE.sub("", n) for n in names]
                 changes += [FileChange(kind, model_name if n == "." else n) for n in names]
                 break
         else:
             return []
-    return changes
+    return list(dict.fromkeys(changes))
