@@ -4,11 +4,11 @@ into containers within bounds, and turns every failure into a fail-closed findin
 from __future__ import annotations
 
 import os
-import stat
 import time
 from collections.abc import Iterator, Sequence
 
 from modelshield.core.errors import LimitExceeded, ScanError
+from modelshield.core.files import check_file
 from modelshield.core.findings import Finding, Location
 from modelshield.core.handler import Context, Handler
 from modelshield.core.limits import Meter
@@ -47,10 +47,11 @@ class Engine:
     def scan_file(self, path: str) -> FileResult:
         result = FileResult(path)
         started = time.perf_counter()
+        skipped = check_file(path)
+        if skipped is not None:
+            result.error = skipped.reason
+            return result
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode):
-                result.error = f"cannot read {path}: not a regular file"
-                return result
             source = FileSource(path)
         except OSError as exc:
             result.error = f"cannot read {path}: {exc.strerror or exc}"

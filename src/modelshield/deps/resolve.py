@@ -8,6 +8,7 @@ import os
 import re
 from typing import NamedTuple
 
+from modelshield.core.files import inside
 from modelshield.deps.model import Dependency
 from modelshield.formats._paths import escape_reason
 
@@ -41,12 +42,6 @@ def hub_cache() -> str:
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface"
     )
     return os.path.join(os.path.expanduser(home), "hub")
-
-
-def inside(path: str, root: str) -> bool:
-    """Whether `path`, with every link resolved, lies inside `root` (itself resolved)."""
-    real, base = os.path.realpath(path), os.path.realpath(root)
-    return os.path.commonpath([real, base]) == base
 
 
 def require_download() -> None:
