@@ -135,8 +135,10 @@ class Walker:
             node = self._node(dep.ref, dep.kind, status, revision=dep.revision, detail=why)
             self._edge(origin, node, dep.role)
             if dep.required and status != "trusted":
-                suspicious = status == "not followed" or (resolution is not None and resolution.suspicious)
-                severity = Severity.MEDIUM if suspicious else Severity.LOW
+                serious = status == "not followed" or (
+                    resolution is not None and (resolution.suspicious or resolution.failed)
+                )
+                severity = Severity.MEDIUM if serious else Severity.LOW
                 self._not_scanned(origin, f"{dep.label}: {why}", severity)
             return
         key = os.path.realpath(resolution.path)
