@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, NoReturn
 
 from modelshield import __version__
 from modelshield.api import ScanInputError, scan
+from modelshield.core.files import Skipped
 from modelshield.core.policy import Policy, PolicyError, discover_scan_policy, load_policy_file
 from modelshield.core.report import FileResult
 from modelshield.core.rules import CATALOGUE, Severity
 from modelshield.deps.resolve import DownloadUnavailable
-from modelshield.integrity.hashing import manifest, manifest_json, sha256sum_line
+from modelshield.integrity.hashing import ManifestEntry, manifest, manifest_json, sha256sum_line
 from modelshield.integrity.signing import (
     PasswordRequired,
     SigningInputError,
@@ -350,18 +351,24 @@ def _run_explain(args: argparse.Namespace) -> int:
 
 
 def _run_hash(args: argparse.Namespace) -> int:
+    """The manifest of every file that could be read; each path that could not is one line on stderr
+    and makes the exit code 2, so that a manifest never loses a file in silence."""
     for path in args.paths:
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             raise UsageError(f"no such file or directory: {path}")
-    try:
-        if args.format == "json":
-            print(json.dumps(manifest_json(manifest(args.paths)), indent=2))
+    entries: list[ManifestEntry] = []
+    failed = False
+    for item in manifest(args.paths):
+        if isinstance(item, Skipped):
+            failed = True
+            print(f"modelshield: error: {item.reason}", file=sys.stderr)
+        elif args.format == "json":
+            entries.append(item)
         else:
-            for entry in manifest(args.paths):
-                print(sha256sum_line(entry), flush=True)
-    except OSError as exc:
-        raise UsageError(f"cannot read {exc.filename}: {exc.strerror or exc}") from None
-    return EXIT_CLEAN
+            print(sha256sum_line(item), flush=True)
+    if args.format == "json":
+        print(json.dumps(manifest_json(entries), indent=2))
+    return EXIT_USAGE if failed else EXIT_CLEAN
 
 
 def _key_password(args: argparse.Namespace) -> bytes | None:
