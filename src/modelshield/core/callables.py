@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
+from modelshield.core.findings import truncate
+from modelshield.core.pysource import formula_problems
 from modelshield.core.rules import Severity
 
 
@@ -145,6 +147,12 @@ _FUTURE = """_Feature all_feature_names nested_scopes generators division absolu
 print_function unicode_literals barry_as_FLUFL generator_stop annotations"""
 
 
+_PYTREE = "tree_flatten tree_unflatten tree_flatten_spec tree_leaves arg_tree_leaves TreeSpec LeafSpec"
+
+#: Modules whose import runs nothing but their own (trusted) initialisation.
+SAFE_MODULES = frozenset("torch math operator builtins numpy typing collections".split())
+
+
 def _names(prefix: str, names: str) -> list[str]:
     return [f"{prefix}.{n}" for n in names.split()]
 
@@ -213,6 +221,18 @@ ALLOWLIST = frozenset(
         ),
         # How torch pickles a sparse tensor's layout: a lookup among torch.layout values.
         "torch.serialization._get_layout",
+        # math's constants and functions compute on numbers (torch.fx code imports inf and nan).
+        *_names(
+            "math",
+            "inf nan pi e tau sqrt exp log log2 log10 log1p expm1 pow floor ceil trunc fabs fmod isnan isinf "
+            "isfinite sin cos tan asin acos atan atan2 sinh cosh tanh erf erfc gamma lgamma prod",
+        ),
+        # torch.fx's generated code flattens its inputs with torch's pytree helpers; its own Tracer
+        # class (a graph-module pickle names it as the class that retraces the forward code).
+        *(f"{m}.{n}" for m in ("torch.utils._pytree", "torch.fx._pytree") for n in _PYTREE.split()),
+        "torch.fx._pytree",
+        "torch.utils._pytree",
+        "torch.fx._symbolic_trace.Tracer",
         # Lightning and pyannote checkpoints record the torch version they were written with (a str subclass).
         "torch.torch_version.TorchVersion",
         # Training scripts (fairseq and many others) store their parsed arguments in checkpoints.
@@ -338,12 +358,17 @@ BARE_NAMES: dict[str, Kind] = {
 TENSOR_OPS = frozenset(
     """torch._C._VariableFunctionsClass torch._C._VariableFunctions torch._C.TensorBase torch._C._TensorBase
     torch._C._nn torch._C._linalg torch._C._fft torch._C._special torch.nn.functional torch.Tensor
-    torch._tensor.Tensor""".split()
+    torch._tensor.Tensor torch""".split()
 )
 _NOT_TENSOR_OPS = frozenset(
     """apply_ map_ map2_ register_hook register_post_accumulate_grad_hook from_file save load tofile
-    storage untyped_storage share_memory_ data_ptr""".split()
+    storage untyped_storage share_memory_ data_ptr import_ir_module import_ir_module_from_buffer cond
+    while_loop vmap func compile export library classes ops hub jit fx package utils cuda backends
+    distributed multiprocessing overrides set_default_tensor_type""".split()
 )
+#: `torch.fx.graph_module.reduce_graph_module(body, import_block)` execs `import_block + body['_code']`
+#: (the GraphModule's generated forward) and then traces it: Python source carried in the pickle.
+GRAPH_MODULE_REBUILDER = "torch.fx.graph_module.reduce_graph_module"
 
 #: Loaders whose bytes argument is itself a pickle (or a torch file): analysers scan it as a nested payload.
 PICKLE_BYTES_LOADERS = frozenset(
@@ -434,6 +459,18 @@ def judge_state(module: str, qualname: str, state: Mapping[str, object]) -> Verd
     package = dotted.partition(".")[0]
     if dotted == "sklearn_crfsuite._fileresource.FileResource" and _standard_file_resource(state):
         return _verdict(Kind.ACCESS, package, worst.reason, Severity.LOW)
+    formula = state.get("formula")
+    if worst.key == "restore_design_info" and isinstance(formula, str):
+        found = formula_problems(formula)
+        if found == []:
+            return _verdict(
+                Kind.LIBRARY,
+                package,
+                f"its __setstate__ evaluates the formula {truncate(formula, 80)!r} with patsy: only column names, "
+                "numbers and known transforms",
+            )
+        shown = "; ".join(found[:3]) if found else "it cannot be read as a formula"
+        return _verdict(Kind.CODE, package, f"{worst.reason}: {shown}")
     return _verdict(worst.kind, package, worst.reason)
 
 
@@ -454,8 +491,10 @@ def valid_module(text: str) -> bool:
 def judge(module: str, qualname: str) -> Verdict:
     """What importing `module` and walking to `qualname` (dotted) gives, and what calling it does."""
     module = canonical(module)
-    dotted = f"{module}.{qualname}"
     package = module.partition(".")[0]
+    if not qualname:
+        return _judge_module(module, package)
+    dotted = f"{module}.{qualname}"
     if dotted in ALLOWLIST or _family_class(module, qualname):
         return _verdict(Kind.DATA, package, "on the allowlist")
     found = _dangerous(module, qualname)
@@ -471,6 +510,20 @@ def judge(module: str, qualname: str) -> Verdict:
         return _verdict(Kind.LIBRARY, package, f"{package} class; with some states {worst.reason}")
     if dotted in LIBRARY_HELPERS or (package in LIBRARIES and _library_class(module, qualname)):
         return _verdict(Kind.LIBRARY, package, f"{package} data class or helper; needs {package} installed")
+    return _verdict(Kind.UNKNOWN, package, "not on the allowlist")
+
+
+def _judge_module(module: str, package: str) -> Verdict:
+    """What importing a module (`import module`, qualname '') does: its package's initialisation."""
+    found = _lookup(module.split("."))
+    if found is not None and not (module in SAFE_MODULES and found[1] is Kind.GADGET):
+        return _verdict(found[1], package, found[2])
+    if package in SAFE_MODULES and not any(p.startswith("_") for p in module.split(".")[1:]):
+        return _verdict(Kind.DATA, package, "a standard module")
+    if f"{module}" in ALLOWLIST:
+        return _verdict(Kind.DATA, package, "on the allowlist")
+    if package in LIBRARIES:
+        return _verdict(Kind.LIBRARY, package, f"a module of {package}; needs {package} installed")
     return _verdict(Kind.UNKNOWN, package, "not on the allowlist")
 
 

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from modelshield.core.callables import (
     ATTRIBUTE_GETTER,
+    GRAPH_MODULE_REBUILDER,
     PICKLE_BYTES_LOADERS,
     SUBSCRIPT,
     TORCH_STORAGE_SIZES,
@@ -25,11 +26,13 @@ from modelshield.core.callables import (
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding, truncate
 from modelshield.core.handler import Context
+from modelshield.core.pysource import analyse_generated
 from modelshield.core.rules import Rule, Severity
 from modelshield.core.source import BytesSource, SliceSource, Source
 from modelshield.deps.model import call_dependency
 from modelshield.formats.pickle.names import Judge, Name, Verdict, resolve, valid_module
 from modelshield.formats.pickle.rules import (
+    CODE_EXECUTION,
     COMPUTED_CALL,
     DYNAMIC_IMPORT,
     EXTENSION_GLOBAL,
@@ -426,11 +429,17 @@ class Machine:
                 return fetched
         elif dotted in WRAPPERS and args and type(args[0]) is Global:
             return self._wrap(func, args, how)
+        elif dotted == GRAPH_MODULE_REBUILDER:
+            verdict = self._graph_module(args)
         elif verdict.rule is not None and _harmless_shape(dotted, args):
             verdict = Verdict(None)
         rule = verdict.rule
         if rule is not None:
-            evidence = f"{func.text}({render_args(args)}){func.raw_note} [{how}]: {verdict.reason}"
+            # A known library's data class is named once per way it is built, not once per argument list.
+            low = verdict.severity is Severity.LOW
+            shown = "..." if low else "<module body>, <import block>" if dotted == GRAPH_MODULE_REBUILDER else None
+            shown = render_args(args) if shown is None else shown
+            evidence = f"{func.text}({shown}){func.raw_note} [{how}]: {verdict.reason}"
             if rule is MODEL_DEPENDENCY:
                 payloads = [_payload(a) for a in args] if dotted in PICKLE_BYTES_LOADERS else []
                 hidden = any(_computed(p) for p in payloads)
@@ -464,6 +473,26 @@ class Machine:
         if verdict.rule is not None:
             self.pending.append(value)
         return value
+
+    def _graph_module(self, args: tuple[Any, ...]) -> Verdict:
+        """A whole torch.fx GraphModule: torch.load execs the generated forward() source the pickle
+        carries (`import_block + body['_code']`), then traces it. The source is parsed and every import
+        and call judged: tensor operations only is medium (code still runs at load), anything else
+        critical; source that is not a constant cannot be analysed and is critical."""
+        body = args[0] if args else None
+        fields = dict(body.items) if type(body) is Fresh and body.kind == "dict" else {}
+        code = fields.get("_code") or fields.get("code")
+        imports = args[1] if len(args) > 1 else None
+        if type(code) is not str or type(imports) is not str:
+            return Verdict(CODE_EXECUTION, "execs the GraphModule's forward() source, which is not a constant here")
+        found = analyse_generated(imports + code, "<GraphModule forward>", self.judge.catalogue)
+        if found.problems:
+            summary = "the code does more than compute: " + "; ".join(str(p) for p in found.problems[:3])
+        else:
+            ops = ", ".join(found.operations[:8]) or "no global"
+            summary = f"it only calls tensor and arithmetic operations ({ops}): expect a model that carries code"
+        reason = f"torch.load execs the GraphModule's generated forward() source and traces it; {summary}"
+        return Verdict(CODE_EXECUTION, reason, found.severity)
 
     def _wrap(self, wrapper: Global, args: tuple[Any, ...], how: str) -> Call:
         """`functools.partial(f, ...)` calls nothing when built: judged as the call of `f` it prepares,

@@ -116,6 +116,10 @@ class Judge:
         """The verdict on a name the loader reaches another way (an attribute fetched with getattr)."""
         return pickle_verdict(self._trust.judge(module, qualname))
 
+    def catalogue(self, module: str, qualname: str) -> callables.Verdict:
+        """The catalogue's own verdict under the policy (for code the pickle carries)."""
+        return self._trust.judge(module, qualname)
+
     def state(self, name: Name, state: Mapping[str, object]) -> Verdict | None:
         """What the class's `__setstate__` does with this constant state, when the catalogue knows."""
         found = callables.judge_state(name.module, name.qualname, state)
