@@ -495,7 +495,7 @@ def judge(module: str, qualname: str) -> Verdict:
     if not qualname:
         return _judge_module(module, package)
     dotted = f"{module}.{qualname}"
-    if dotted in ALLOWLIST or _family_class(module, qualname):
+    if dotted in ALLOWLIST or dotted in TENSOR_OPS or _family_class(module, qualname):
         return _verdict(Kind.DATA, package, "on the allowlist")
     found = _dangerous(module, qualname)
     if found is not None:
