@@ -33,6 +33,9 @@ from modelshield.core.rules import Severity
         ("torch._C._VariableFunctionsClass", "add", Kind.DATA, Severity.INFO),
         ("torch._C.TensorBase", "apply_", Kind.UNKNOWN, Severity.MEDIUM),
         ("torch", "from_file", Kind.ACCESS, Severity.HIGH),
+        ("pandas", "ExcelWriter", Kind.ACCESS, Severity.HIGH),
+        ("rdkit.Chem", "SDMolSupplier", Kind.UNKNOWN, Severity.MEDIUM),
+        ("gensim.models.word2vec", "Word2Vec.load", Kind.LOADER, Severity.HIGH),
     ],
 )
 def test_verdicts_say_what_the_callable_does(module: str, qualname: str, kind: Kind, severity: Severity) -> None:
@@ -134,6 +137,7 @@ def test_trust_prefix_covers_unknown_and_library_names_below_it_only() -> None:
     assert trust.judge("mylib.models", "Net").trusted
     assert not trust.judge("gensim.utils", "unpickle").trusted
     assert not trust.judge("gensimx.models", "Net").trusted
+    assert not trust.judge("mylib.models", "Net.build").trusted  # an attribute walk, not a class
     assert not Trust(["os.*"]).judge("os", "system").trusted
 
 
@@ -175,8 +179,9 @@ def test_generated_code_of_tensor_operations_only_is_medium() -> None:
         ("def forward(self, x):\n    return x.__class__.__base__.__subclasses__()\n", "__class__"),
         ("def forward(self, x):\n    return getattr(x, '__' + 'class__')\n", "getattr"),
         ("import subprocess\n", "subprocess"),
+        ("def forward(self, x):\n    x.numpy().tofile('/tmp/x')\n    return x\n", "tofile"),
     ],
-    ids=["os-call", "aliased-import", "loader", "eval", "dunder-walk", "computed-getattr", "import-only"],
+    ids=["os-call", "aliased-import", "loader", "eval", "dunder-walk", "computed-getattr", "import-only", "method"],
 )
 def test_generated_code_that_does_more_than_compute_is_critical(code: str, quote: str) -> None:
     found = analyse_generated(code, "<fx>", judge)

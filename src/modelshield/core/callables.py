@@ -316,7 +316,8 @@ DANGEROUS: dict[str, Kind] = {
         pandas.read_html pandas.read_json pandas.read_excel pandas.read_parquet pandas.read_feather
         pandas.read_sql pandas.read_sql_query pandas.read_sql_table pandas.read_xml pandas.read_hdf
         pandas.read_orc pandas.read_sas pandas.read_spss pandas.read_stata pandas.read_fwf pandas.read_clipboard
-        pandas.HDFStore tensorflow.io smart_open gensim.utils.open gensim.utils.smart_open gensim.corpora.mmcorpus
+        pandas.HDFStore pandas.ExcelWriter pandas.ExcelFile tensorflow.io smart_open gensim.utils.open
+        gensim.utils.smart_open gensim.corpora.mmcorpus
         gensim.corpora.textcorpus gensim.corpora.wikicorpus gensim.corpora.svmlightcorpus gensim.corpora.bleicorpus
         gensim.corpora.lowcorpus gensim.corpora.ucicorpus gensim.corpora.malletcorpus gensim.corpora.sharded_corpus
         gensim.corpora.indexedcorpus gensim.corpora.csvcorpus gensim.corpora._mmreader torch.utils.tensorboard
@@ -349,7 +350,7 @@ BARE_NAMES: dict[str, Kind] = {
     **_entries(
         Kind.LOADER,
         """from_pretrained from_single_file load_from_checkpoint load_model hf_hub_download snapshot_download
-        read_pickle load_dataset""",
+        read_pickle load_dataset load loads load_pickle unpickle load_word2vec_format load_fasttext_format""",
     ),
 }
 
@@ -580,9 +581,17 @@ def _family_class(module: str, name: str) -> bool:
     return not any(p in _EXCLUDED_PARTS for p in module.split("."))
 
 
+#: Class names that say the class reads, writes, fetches or runs something: never a data class.
+_ACTIVE_CLASS = re.compile(
+    r".*(Writer|Reader|Supplier|Loader|Downloader|Saver|Logger|Handler|Client|Server|Process|Pool|Thread"
+    r"|File|Store|Connection|Session|Stream|Executor|Runner)\Z"
+)
+
+
 def _library_class(module: str, name: str) -> bool:
-    """A CamelCase class of a known library, outside its I/O, data-fetching and test sub-packages."""
-    if name in _FOREIGN_CLASSES or not _CLASS_NAME.match(name):
+    """A CamelCase class of a known library, outside its I/O, data-fetching and test sub-packages, whose
+    name does not say that it reads, writes or runs something (`SDMolSupplier`, `ExcelWriter`)."""
+    if name in _FOREIGN_CLASSES or not _CLASS_NAME.match(name) or _ACTIVE_CLASS.match(name):
         return False
     dotted = "." + module + "."
     return not any(f".{p}." in dotted for p in _LIBRARY_EXCLUDED)
@@ -612,12 +621,15 @@ class Trust:
         self.prefixes = tuple(sorted(prefixes))
 
     def trusts(self, module: str, qualname: str, verdict: Verdict | None = None) -> bool:
-        """Whether the policy vouches for this name (a prefix only for names not known to be dangerous)."""
+        """Whether the policy vouches for this name. A prefix covers the classes and functions of the
+        modules below it that the catalogue does not know to be dangerous, never an attribute walk
+        (`Word2Vec.load` is a loader whatever package it sits in)."""
         dotted = f"{canonical(module)}.{qualname}"
         if dotted in self.exact:
             return True
-        kind = (verdict or judge(module, qualname)).kind
-        return kind in (Kind.UNKNOWN, Kind.LIBRARY) and dotted.startswith(self.prefixes)
+        if "." in qualname or not dotted.startswith(self.prefixes):
+            return False
+        return (verdict or judge(module, qualname)).kind in (Kind.UNKNOWN, Kind.LIBRARY)
 
     def judge(self, module: str, qualname: str) -> Verdict:
         """The catalogue's verdict, lowered to trusted where the policy vouches for the name."""

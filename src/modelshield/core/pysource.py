@@ -207,6 +207,8 @@ _VALUE_BUILTINS = frozenset(
 )
 #: Builtins that torch.fx imports by name; their calls are judged where they are made.
 _IMPORTED_BUILTINS = _VALUE_BUILTINS | {"getattr"}
+#: Methods of values (numpy arrays, paths, files) that write files, run code or load other files.
+_ACTIVE_METHODS = _WRITE_METHODS | {"tofile", "save", "dump", "write", "system", "popen", "load", "unlink"}
 _MAX_GENERATED_PROBLEMS = 20
 
 
@@ -268,6 +270,8 @@ def analyse_generated(text: str, file: str, judge: NameJudge) -> GeneratedCode:
         if isinstance(head, ast.Name) and head.id in names and dotted is not None:
             module, _, qualname = dotted.rpartition(".")
             check(node, module, qualname, dotted)
+        elif isinstance(func, ast.Attribute) and func.attr in _ACTIVE_METHODS:
+            flag(node, Severity.CRITICAL, f"calls the method {func.attr!r}, which writes, runs or loads")
         elif isinstance(func, ast.Name) and func.id == "getattr":
             attr = node.args[1] if len(node.args) > 1 else None
             if not (isinstance(attr, ast.Constant) and isinstance(attr.value, str) and not attr.value.startswith("__")):
