@@ -391,7 +391,7 @@ SUBSCRIPT = "operator.getitem"
 #: helpers in `LIBRARY_HELPERS` are low (the package must be installed to load the file), never trusted.
 LIBRARIES = frozenset(
     """gensim statsmodels chemprop lightning pytorch_lightning lightning_fabric torchmetrics omegaconf
-    pyannote rdkit sklearn_crfsuite pycrfsuite pandas""".split()
+    pyannote rdkit sklearn_crfsuite pycrfsuite pandas morfessor""".split()
 )
 #: Module-level functions of those libraries that files reference as attributes (never called at load).
 LIBRARY_HELPERS = frozenset(
@@ -428,6 +428,17 @@ SIDE_EFFECTS: dict[str, tuple[StateEffect, ...]] = {
                 Kind.CODE,
                 "its __setstate__ rebuilds the design matrix with patsy.dmatrices(state['formula'], eval_env=...), "
                 "which evaluates the pickled formula's terms as Python expressions",
+            ),
+        ),
+    ),
+    **dict.fromkeys(
+        ("lightning.pytorch.loggers.neptune.NeptuneLogger", "pytorch_lightning.loggers.neptune.NeptuneLogger"),
+        (
+            StateEffect(
+                "_neptune_init_args",
+                Kind.ACCESS,
+                "its __setstate__ calls neptune.init_run(**state['_neptune_init_args']): a network connection "
+                "with the pickled arguments",
             ),
         ),
     ),
