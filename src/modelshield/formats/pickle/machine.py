@@ -543,8 +543,10 @@ class Machine:
             kind = type(pid[1])
             if pid[0] == "module" and kind is Global:
                 return pid[1]  # legacy torch: a module class with its source, resolved by name
-            if kind is Global and pid[1].verdict.rule is None and len(pid) in (5, 6) and type(pid[2]) is str:
-                self.storages[pid[2]] = TORCH_STORAGE_SIZES.get(pid[1].dotted, 1)
+            # torch.save keys storages by str, torch.package by int.
+            if kind is Global and pid[1].verdict.rule is None and len(pid) in (5, 6) and type(pid[2]) in (str, int):
+                if type(pid[2]) is str:
+                    self.storages[pid[2]] = TORCH_STORAGE_SIZES.get(pid[1].dotted, 1)
                 return Unknown(f"storage {pid[2]}")
         self.add(PERSISTENT_ID, f"persistent id {render(pid)} is not a torch storage reference")
         return Unknown("persistent object")
