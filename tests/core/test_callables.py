@@ -34,6 +34,8 @@ from modelshield.core.rules import Severity
         ("torch._C.TensorBase", "apply_", Kind.UNKNOWN, Severity.MEDIUM),
         ("torch", "from_file", Kind.ACCESS, Severity.HIGH),
         ("pandas", "ExcelWriter", Kind.ACCESS, Severity.HIGH),
+        ("numpy.core.multiarray", "fromfile", Kind.ACCESS, Severity.HIGH),
+        ("numpy.core.memmap", "memmap", Kind.ACCESS, Severity.HIGH),
         ("rdkit.Chem", "SDMolSupplier", Kind.UNKNOWN, Severity.MEDIUM),
         ("gensim.models.word2vec", "Word2Vec.load", Kind.LOADER, Severity.HIGH),
     ],

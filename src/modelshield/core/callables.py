@@ -347,6 +347,7 @@ BARE_NAMES: dict[str, Kind] = {
         Kind.GADGET,
         "getattr setattr delattr attrgetter itemgetter methodcaller resolve_name locate getattribute_from_module",
     ),
+    **_entries(Kind.ACCESS, "fromfile tofile memmap savetxt loadtxt genfromtxt urlopen urlretrieve"),
     **_entries(
         Kind.LOADER,
         """from_pretrained from_single_file load_from_checkpoint load_model hf_hub_download snapshot_download
