@@ -10,6 +10,10 @@ Regenerate them only when a fixture must change:
 It writes:
   tests/fixtures/real/       benign files as torch, scikit-learn/joblib, numpy, safetensors, dill and
                              cloudpickle save them
+  tests/fixtures/real/libraries/   models as gensim, statsmodels and sklearn_crfsuite save them
+                             (`--only libraries`; needs gensim, statsmodels, sklearn-crfsuite)
+  tests/fixtures/code_at_load/     standard files whose loader runs code they carry (a torch.fx
+                             GraphModule; `--only code-at-load`): reported, graded by that code
   tests/fixtures/malicious/  hostile files: a payload object serialised next to real model data
   examples/safe/, examples/unsafe/   the small models the README quickstart scans
 
@@ -44,6 +48,8 @@ import numpy as np
 import safetensors.numpy
 import safetensors.torch
 import torch
+import torch.fx
+import torch.package
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_classification
 from sklearn.decomposition import PCA
@@ -58,6 +64,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT / "tests" / "fixtures" / "real"
 MALICIOUS = ROOT / "tests" / "fixtures" / "malicious"
+CODE_AT_LOAD = ROOT / "tests" / "fixtures" / "code_at_load"
 EXAMPLES = ROOT / "examples"
 #: A deterministic timestamp for the archives this script assembles itself (tar, zip, gzip).
 EPOCH = 1_700_000_000
@@ -175,6 +182,53 @@ def torch_extras() -> dict[str, Any]:
     }
 
 
+class GraphNet(nn.Module):
+    """A model for torch.fx: its traced GraphModule pickles the generated forward() source."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+
+    # No annotations: under `from __future__ import annotations` torch.fx puts the string 'torch.Tensor'
+    # among the generated code's globals, and pickling the GraphModule then fails.
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        y = torch.relu(self.linear(x)) + 1
+        return torch.cat([y, y.flatten(1) * x.shape[0]], dim=1)
+
+
+def write_torch_package(path: Path) -> None:
+    """A torch.package archive of a state dict (its pickles key storages by int, not by str)."""
+    with torch.package.PackageExporter(str(path)) as exporter:
+        exporter.save_pickle("weights", "state.pkl", TinyNet().state_dict())
+
+
+def write_code_at_load(out: Path) -> None:
+    """Standard files that make their loader run code they carry (reported, graded by what it does)."""
+    seed()
+    torch.save(torch.fx.symbolic_trace(GraphNet()), out / "torch_fx_graph_module.pt")
+
+
+def write_libraries(out: Path) -> None:
+    """Models as third-party libraries save them (their classes rebuild data, or act in __setstate__):
+    gensim's Word2Vec.save, a statsmodels formula fit (its data rebuilds the design with patsy at load),
+    a sklearn_crfsuite CRF (its FileResource writes the model to a temporary file at load)."""
+    import gensim.models  # only this writer needs them: pip install gensim statsmodels sklearn-crfsuite
+    import pandas as pd
+    import sklearn_crfsuite
+    import statsmodels.formula.api as smf
+
+    sentences = [["model", "file", "scan"], ["pickle", "model", "load"], ["scan", "pickle", "file"]] * 4
+    gensim.models.Word2Vec(sentences, vector_size=4, min_count=1, epochs=1, seed=0, workers=1).save(
+        str(out / "gensim_word2vec.model")
+    )
+    frame = pd.DataFrame({"y": [1.0, 2.1, 2.9, 4.2, 5.1, 5.8], "x": [1.0, 2, 3, 4, 5, 6], "g": list("ababab")})
+    smf.ols("y ~ np.log(x) + C(g)", data=frame).fit().save(str(out / "statsmodels_ols_formula.pickle"))
+    crf = sklearn_crfsuite.CRF(max_iterations=5)
+    crf.fit([[{"w": "a"}, {"w": "b"}]] * 3, [["X", "Y"]] * 3)
+    with open(out / "crfsuite_crf.pkl", "wb") as fh:
+        pickle.dump(crf, fh, protocol=4)
+
+
 def sklearn_estimators() -> dict[str, Any]:
     """Small fitted scikit-learn estimators of the common kinds."""
     x, y = make_classification(n_samples=60, n_features=4, n_informative=3, n_redundant=0, random_state=0)
@@ -221,18 +275,6 @@ def write_onnx_export(out: Path) -> None:
         torch.onnx.export(model.eval(), (torch.zeros(1, 3, 8, 8),), out / "torch_export.onnx", dynamo=False)
 
 
-def write_torch_package(path: Path) -> None:
-    """A torch.package archive: its pickles name storages by int keys (torch.load's are strings)."""
-    from torch.package import PackageExporter
-
-    with warnings.catch_warnings(), PackageExporter(str(path)) as exporter:
-        warnings.simplefilter("ignore")  # TypedStorage deprecation, emitted by the exporter itself
-        exporter.extern(["torch.**"])
-        model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
-        exporter.save_pickle("model", "model.pkl", model)
-        exporter.save_pickle("weights", "state.pkl", model.state_dict())
-
-
 def write_real(out: Path) -> None:
     seed()
     net = TinyNet()
@@ -243,9 +285,9 @@ def write_real(out: Path) -> None:
     torch.save(whole_module(), out / "torch_whole_module_legacy.pth", _use_new_zipfile_serialization=False)
     torch.save(training_checkpoint(), out / "torch_checkpoint.pth.tar")
     torch.save(mixed_dtype_state(), out / "torch_mixed_dtypes.pt")
+    write_torch_package(out / "torch_package.pt")
     for name, value in torch_extras().items():
         torch.save(value, out / f"torch_{name}.pt")
-    write_torch_package(out / "torch_package.pt")
 
     net.eval()
     write_onnx_export(out)
@@ -377,7 +419,17 @@ def fresh(folder: Path) -> Path:
 def main() -> None:
     if os.environ.get("PYTHONHASHSEED") != "0":  # set order in pickles follows the string hash seed
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
-    write_real(fresh(REAL))
+    parser = argparse.ArgumentParser(description="Write the committed fixtures (all by default).")
+    parser.add_argument("--only", choices=["libraries", "code-at-load"], help="write only these, keep the others")
+    only = parser.parse_args().only
+    if only is None:
+        write_real(fresh(REAL))
+    if only in (None, "libraries"):
+        write_libraries(fresh(REAL / "libraries"))
+    if only in (None, "code-at-load"):
+        write_code_at_load(fresh(CODE_AT_LOAD))
+    if only is not None:
+        return
     write_malicious(fresh(MALICIOUS))
     for sub in ("safe", "unsafe"):
         if (EXAMPLES / sub).exists():

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 from modelshield import __version__
 from modelshield.core.engine import Engine
-from modelshield.core.files import walk_files
+from modelshield.core.files import Skipped, walk_files
 from modelshield.core.policy import Policy, PolicyError
 from modelshield.core.report import FileResult, Report
 from modelshield.deps.resolve import require_download
@@ -29,10 +29,12 @@ def scan_file(path: str, policy: Policy | None = None) -> FileResult:
     return Engine(HANDLERS, policy or Policy()).scan_file(path)
 
 
-def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
-    """Files to scan: the given files, and every file under the given folders, each file once."""
+def collect_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[Skipped]]:
+    """Files to scan: the given files, and every file under the given folders, each file once per name
+    (a cache snapshot links many names to one blob); and every path under the folders that was not read."""
     files: list[str] = []
-    seen: set[tuple[int, int]] = set()
+    skipped: list[Skipped] = []
+    seen: set[tuple[int, int, str]] = set()
 
     def add(path: str) -> None:
         try:
@@ -40,7 +42,7 @@ def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
         except OSError:
             files.append(path)  # reported as unreadable by the engine
             return
-        key = (st.st_dev, st.st_ino)
+        key = (st.st_dev, st.st_ino, os.path.basename(path))
         if key not in seen:
             seen.add(key)
             files.append(path)
@@ -50,11 +52,11 @@ def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
         if not os.path.lexists(path):
             raise ScanInputError(f"no such file or directory: {path}")
         if os.path.isdir(path):
-            for name in walk_files(path):
+            for name in walk_files(path, skipped):
                 add(name)
         else:
             add(path)
-    return files
+    return files, skipped
 
 
 def _jobs(jobs: int | None, count: int) -> int:
@@ -121,7 +123,8 @@ def scan(
         require_download()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     started = time.perf_counter()
-    results = _scan_files(collect_files(models), policy, jobs, progress)
+    files, skipped = collect_files(models)
+    results = _scan_files(files, policy, jobs, progress) + [FileResult(s.path, error=s.reason) for s in skipped]
     graph = None
     if follow_dependencies:
         walker = Walker(policy, lambda files: _scan_files(files, policy, jobs, None), download)

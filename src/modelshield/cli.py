@@ -18,12 +18,19 @@ from typing import TYPE_CHECKING, NoReturn
 
 from modelshield import __version__
 from modelshield.api import ScanInputError, scan
-from modelshield.core.policy import Policy, PolicyError, discover_policy, load_policy_file
+from modelshield.core.files import Skipped
+from modelshield.core.policy import Policy, PolicyError, discover_scan_policy, load_policy_file
 from modelshield.core.report import FileResult
 from modelshield.core.rules import CATALOGUE, Severity
 from modelshield.deps.resolve import DownloadUnavailable
-from modelshield.integrity.hashing import manifest, manifest_json, sha256sum_line
-from modelshield.integrity.signing import SigningInputError, VerificationError, sign_model, verify_model
+from modelshield.integrity.hashing import ManifestEntry, manifest, manifest_json, sha256sum_line
+from modelshield.integrity.signing import (
+    PasswordRequired,
+    SigningInputError,
+    VerificationError,
+    sign_model,
+    verify_model,
+)
 from modelshield.registry import ALLOWLISTS
 from modelshield.reports import FORMATS, render
 from modelshield.reports.json_report import SCHEMA_VERSION, dependencies_dict
@@ -33,6 +40,8 @@ if TYPE_CHECKING:  # rich is imported only for terminal output: it costs start-u
 
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+#: The environment variable holding the password of an encrypted private key for `sign`.
+PASSWORD_ENV = "MODELSHIELD_PRIVATE_KEY_PASSWORD"  # noqa: S105 - the variable's name, not a password
 SEVERITIES = [s.label for s in sorted(Severity, reverse=True)]
 
 
@@ -87,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="scan model files and folders",
         description="Scan files and folders. Formats are identified from content, never from names; "
         "archives and compressed streams are walked in memory, to any depth within limits.",
-        epilog="Policy: --policy FILE, else [tool.modelshield] in the nearest pyproject.toml. "
+        epilog="Policy: --policy FILE, else [tool.modelshield] in the nearest pyproject.toml above the PATHs. "
         "Version-control folders (.git, .hg, .svn) are skipped.",
     )
     scan_cmd.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
@@ -168,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     sign_cmd.add_argument("path", metavar="PATH", help="model folder or file")
     sign_cmd.add_argument("--private-key", required=True, metavar="KEY", help="PEM elliptic-curve private key")
     sign_cmd.add_argument(
+        "--private-key-password-file",
+        metavar="FILE",
+        help=f"password of an encrypted KEY, on the first line of FILE (else ${PASSWORD_ENV}, else a prompt "
+        "on a terminal)",
+    )
+    sign_cmd.add_argument(
         "-o", "--output", metavar="SIG", help="signature file (default: model.sig in the folder, or PATH.sig)"
     )
     sign_cmd.add_argument("--signing-certificate", metavar="CERT", help="PEM certificate of the private key")
@@ -242,7 +257,7 @@ def _policy(args: argparse.Namespace) -> Policy:
             raise UsageError(f"policy file not found: {args.policy}")
         policy = load_policy_file(args.policy, ALLOWLISTS)
     else:
-        policy = discover_policy(os.getcwd(), ALLOWLISTS) or Policy()
+        policy = discover_scan_policy(args.paths, ALLOWLISTS) or Policy()
     return policy.with_fail_on(args.fail_on)
 
 
@@ -336,28 +351,60 @@ def _run_explain(args: argparse.Namespace) -> int:
 
 
 def _run_hash(args: argparse.Namespace) -> int:
+    """The manifest of every file that could be read; each path that could not is one line on stderr
+    and makes the exit code 2, so that a manifest never loses a file in silence."""
     for path in args.paths:
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             raise UsageError(f"no such file or directory: {path}")
-    try:
-        if args.format == "json":
-            print(json.dumps(manifest_json(manifest(args.paths)), indent=2))
+    entries: list[ManifestEntry] = []
+    failed = False
+    for item in manifest(args.paths):
+        if isinstance(item, Skipped):
+            failed = True
+            print(f"modelshield: error: {item.reason}", file=sys.stderr)
+        elif args.format == "json":
+            entries.append(item)
         else:
-            for entry in manifest(args.paths):
-                print(sha256sum_line(entry), flush=True)
-    except OSError as exc:
-        raise UsageError(f"cannot read {exc.filename}: {exc.strerror or exc}") from None
-    return EXIT_CLEAN
+            print(sha256sum_line(item), flush=True)
+    if args.format == "json":
+        print(json.dumps(manifest_json(entries), indent=2))
+    return EXIT_USAGE if failed else EXIT_CLEAN
+
+
+def _key_password(args: argparse.Namespace) -> bytes | None:
+    """The private key's password from --private-key-password-file or the environment, never from argv
+    (visible in `ps`); None when neither gives one."""
+    if args.private_key_password_file:
+        try:
+            with open(args.private_key_password_file, "rb") as handle:
+                lines = handle.read().splitlines()
+        except OSError as exc:
+            problem = exc.strerror or exc
+            raise UsageError(f"cannot read password file {args.private_key_password_file}: {problem}") from None
+        return lines[0] if lines else b""
+    value = os.environ.get(PASSWORD_ENV)
+    return os.fsencode(value) if value else None  # an empty variable (as CI leaves unset secrets) is none
 
 
 def _run_sign(args: argparse.Namespace) -> int:
-    signature = sign_model(
-        args.path,
-        args.private_key,
-        args.output,
-        signing_certificate=args.signing_certificate,
-        certificate_chain=args.certificate_chain,
-    )
+    def sign(password: bytes | None) -> str:
+        return sign_model(
+            args.path,
+            args.private_key,
+            args.output,
+            signing_certificate=args.signing_certificate,
+            certificate_chain=args.certificate_chain,
+            password=password,
+        )
+
+    try:
+        signature = sign(_key_password(args))
+    except PasswordRequired as exc:
+        if not sys.stdin.isatty():  # never wait for a prompt nobody sees (CI, pipes)
+            raise UsageError(f"{exc}: give it with --private-key-password-file FILE or ${PASSWORD_ENV}") from None
+        import getpass  # noqa: PLC0415 - only to prompt
+
+        signature = sign(getpass.getpass(f"password for {args.private_key}: ").encode())
     print(f"signed {args.path}: {signature}")
     return EXIT_CLEAN
 

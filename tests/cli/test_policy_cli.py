@@ -85,6 +85,11 @@ def test_pyproject_given_explicitly(capsys: pytest.CaptureFixture[str], tmp_path
         ("[limits]\nmax-dpeth = 3\n", "unknown key 'max-dpeth'"),
         ('[allow]\nnot-a-list = ["x"]\n', "unknown key 'not-a-list'"),
         ("fail-on = [\n", "not valid TOML"),
+        # both shapes at once, or a pyproject-like file without the table
+        ('fail-on = "high"\n[tool.modelshield]\nfail-on = "low"\n', "has both a [tool.modelshield] table and"),
+        ('[project]\nname = "x"\n', "has no [tool.modelshield] table"),
+        ("tool = 1\n", "has no [tool.modelshield] table"),
+        ("[tool]\nmodelshield = 3\n", "tool.modelshield must be a table"),
     ],
 )
 def test_invalid_policy_is_a_usage_error(

@@ -60,7 +60,10 @@ def test_compressed_content_is_judged_by_what_it_contains(scan_data: ScanData) -
         ("model.pt", b"\x00\x01\x02\x03" * 64, [("SCN004", Severity.MEDIUM)]),
         ("model.pkl", b"just some words\n", [("SCN004", Severity.LOW)]),
         ("weights.bin", b"\x00\x01\x02\x03" * 64, []),
-        ("model.pkl", b"", []),
+        ("model.pkl", b"", [("SCN006", Severity.MEDIUM)]),
+        ("model.safetensors", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, [("SCN004", Severity.LOW)]),
+        ("model.bin", b"", [("SCN006", Severity.MEDIUM)]),
+        ("notes.txt", b"", []),
         ("notes.txt", b"hello\n", []),
     ],
 )

@@ -506,8 +506,8 @@ def test_c29_partial_of_torch_load(scan_data: ScanData) -> None:
     args = glob("torch", "load") + text("other.pt") + TUPLE2
     data = proto(4) + glob("functools", "partial") + args + REDUCE + EMPTY_TUPLE + REDUCE + STOP
     result = scan_data(data)
-    assert hits(result, level=Severity.CRITICAL, rule="PKL002", offset=data.index(REDUCE))
-    assert hits(result, level=Severity.HIGH, rule="PKL007", quote="torch.load")
+    # The partial is judged as the torch.load call it prepares; calling it at load stays critical.
+    assert hits(result, level=Severity.HIGH, rule="PKL007", offset=data.index(REDUCE), quote="torch.load")
     assert hits(result, level=Severity.CRITICAL, rule="PKL008", offset=len(data) - 2)
 
 

@@ -10,10 +10,15 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "real"
+
+
+#: Edwards-curve keys sign certificates without a separate hash.
+EDWARDS = (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)
 
 
 @dataclass(frozen=True)
@@ -23,18 +28,24 @@ class KeyPair:
     key: ec.EllipticCurvePrivateKey
 
 
-def write_key_pair(folder: Path, name: str) -> KeyPair:
-    """An EC P-256 key pair as PEM files, as `openssl ecparam -genkey` users would have."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def write_pem_pair(folder: Path, name: str, key: PrivateKeyTypes, password: bytes | None = None) -> tuple[Path, Path]:
+    """Any private key (PKCS#8, encrypted with `password`) and its public key as PEM files."""
     private = folder / f"{name}.pem"
     public = folder / f"{name}.pub"
-    private.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    encryption = (
+        serialization.BestAvailableEncryption(password) if password is not None else serialization.NoEncryption()
     )
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
     public.write_bytes(
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
-    return KeyPair(private, public, key)
+    return private, public
+
+
+def write_key_pair(folder: Path, name: str) -> KeyPair:
+    """An EC P-256 key pair as PEM files, as `openssl ecparam -genkey` users would have."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return KeyPair(*write_pem_pair(folder, name, key), key)
 
 
 @pytest.fixture
@@ -63,7 +74,12 @@ def model(tmp_path: Path) -> Path:
 
 
 def _certificate(
-    subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, issuer_key: ec.EllipticCurvePrivateKey, ca: bool
+    subject: str,
+    key: CertificateIssuerPrivateKeyTypes,
+    issuer: str,
+    issuer_key: CertificateIssuerPrivateKeyTypes,
+    *,
+    ca: bool,
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.timezone.utc)
     usage = x509.KeyUsage(
@@ -87,7 +103,7 @@ def _certificate(
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(usage, critical=True)
-        .sign(issuer_key, hashes.SHA256())
+        .sign(issuer_key, None if isinstance(issuer_key, EDWARDS) else hashes.SHA256())
     )
 
 
@@ -97,13 +113,19 @@ class Pki:
     leaf: Path
 
 
-@pytest.fixture
-def pki(tmp_path: Path, keys: KeyPair) -> Pki:
-    """A root CA and a signing certificate for `keys`, as PEM files."""
-    root_key = ec.generate_private_key(ec.SECP256R1())
+def write_pki(
+    folder: Path, key: CertificateIssuerPrivateKeyTypes, root_key: CertificateIssuerPrivateKeyTypes, name: str = ""
+) -> Pki:
+    """A root CA (of any key type) and a signing certificate for `key`, as PEM files."""
     root = _certificate("modelshield test root", root_key, "modelshield test root", root_key, ca=True)
-    leaf = _certificate("model publisher", keys.key, "modelshield test root", root_key, ca=False)
-    paths = Pki(tmp_path / "keys" / "root.crt", tmp_path / "keys" / "leaf.crt")
+    leaf = _certificate("model publisher", key, "modelshield test root", root_key, ca=False)
+    paths = Pki(folder / f"{name}root.crt", folder / f"{name}leaf.crt")
     paths.root.write_bytes(root.public_bytes(serialization.Encoding.PEM))
     paths.leaf.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     return paths
+
+
+@pytest.fixture
+def pki(tmp_path: Path, keys: KeyPair) -> Pki:
+    """An EC root CA and a signing certificate for `keys`."""
+    return write_pki(tmp_path / "keys", keys.key, ec.generate_private_key(ec.SECP256R1()))

@@ -165,7 +165,7 @@ def test_certificate_from_an_untrusted_root_fails(
         (["verify", "{model}"], "exactly one of --public-key and --certificate-chain"),
         (["verify", "{tmp}/nomodel", "--public-key", "{pub}"], "no such file or directory"),
         (["sign", "{model}", "--private-key", "{tmp}/nokey.pem"], "private key not found"),
-        (["sign", "{model}", "--private-key", "{pub}"], "cannot sign with"),
+        (["sign", "{model}", "--private-key", "{pub}"], "is not a PEM private key"),
         (["sign", "{model}", "--private-key", "{key}", "--certificate-chain", "{pub}"], "go together"),
         (["sign", "{model}", "--private-key", "{key}", "--signing-certificate", "{pub}"], "go together"),
         (["sign", "{model}"], "--private-key"),

@@ -4,11 +4,11 @@ into containers within bounds, and turns every failure into a fail-closed findin
 from __future__ import annotations
 
 import os
-import stat
 import time
 from collections.abc import Iterator, Sequence
 
 from modelshield.core.errors import LimitExceeded, ScanError
+from modelshield.core.files import check_file
 from modelshield.core.findings import Finding, Location
 from modelshield.core.handler import Context, Handler
 from modelshield.core.limits import Meter
@@ -19,10 +19,11 @@ from modelshield.core.scan_rules import (
     EXTENSION_MISMATCH,
     LIMIT_EXCEEDED,
     NOT_ANALYSED,
+    PLACEHOLDER,
     POLYGLOT,
     UNRECOGNISED,
 )
-from modelshield.core.sniff import classify_plain, suffix_of
+from modelshield.core.sniff import classify_plain, lfs_pointer, suffix_of
 from modelshield.core.source import FileSource, Source
 
 #: Suffixes used for too many things (raw tensor data, GGML, ONNX external data, IDL and SPSS `.sav`) to
@@ -47,10 +48,11 @@ class Engine:
     def scan_file(self, path: str) -> FileResult:
         result = FileResult(path)
         started = time.perf_counter()
+        skipped = check_file(path)
+        if skipped is not None:
+            result.error = skipped.reason
+            return result
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode):
-                result.error = f"cannot read {path}: not a regular file"
-                return result
             source = FileSource(path)
         except OSError as exc:
             result.error = f"cannot read {path}: {exc.strerror or exc}"
@@ -111,6 +113,11 @@ class Engine:
             )
             return
         name = location.members[-1] if location.members else os.path.basename(location.path)
+        pointer = lfs_pointer(source.head())
+        if pointer is not None:  # a stand-in for the file, whatever its name: no format's loader reads it
+            self.objects.append(ScannedObject(location.display, "git-lfs-pointer"))
+            yield Finding(PLACEHOLDER, location, f"a Git LFS pointer, not the file it stands for ({pointer})")
+            return
         detected, problems = self._identify(source)
         if problems and not detected:
             yield Finding(NOT_ANALYSED, location, "could not identify the content: " + "; ".join(problems))
@@ -153,12 +160,26 @@ class Engine:
         kind = classify_plain(source.head())
         self.objects.append(ScannedObject(location.display, kind))
         suffix = suffix_of(name)
-        if kind != "empty" and suffix not in AMBIGUOUS_SUFFIXES and any(suffix in h.extensions for h in self.handlers):
-            # Text cannot hide a loadable model (text pickles are recognised as pickles): low, not medium.
-            level = Severity.LOW if kind == "text" else None
+        claims = [h for h in self.handlers if suffix in h.extensions]
+        if not claims:
+            return
+        if kind == "empty":
+            yield Finding(PLACEHOLDER, location, f"an empty file named '{suffix}': not the model")
+            return
+        if suffix in AMBIGUOUS_SUFFIXES:
+            return
+        loaders = "/".join(dict.fromkeys(h.label for h in claims))
+        if kind == "binary":
             yield Finding(
-                UNRECOGNISED, location, f"named '{suffix}' but the content is {kind} of no known format", level
+                UNRECOGNISED, location, f"named '{suffix}' ({loaders}) but the content is binary of no known format"
             )
+            return
+        # Text and images are rejected by every loader of the name (text pickles are recognised as pickles).
+        evidence = (
+            f"named '{suffix}' but the content is {'an image' if kind == 'image' else kind}, which no {loaders} "
+            "loader accepts: check that this is the file you meant to get"
+        )
+        yield Finding(UNRECOGNISED, location, evidence, Severity.LOW)
 
 
 _PLAIN = frozenset({"empty", "text", "image", "binary"})

@@ -1,7 +1,9 @@
 """Policy: failing severity, suppressions, severity overrides, limits, allowlists and signature checks.
 
-Read from `--policy FILE` (a standalone TOML file, or a pyproject.toml) or from `[tool.modelshield]` in
-the nearest pyproject.toml. Unknown keys are errors: a typo in a security gate must not pass silently.
+Read from `--policy FILE` (any TOML file, with the keys at its top level or in `[tool.modelshield]`) or
+from `[tool.modelshield]` in the nearest pyproject.toml above the scanned paths. Unknown keys are errors: a
+typo in a security gate must not pass silently. Suppression globs match paths relative to the policy
+file's folder (and absolute paths), so a policy means the same whichever way a path was typed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
-from modelshield.core.findings import Finding
+from modelshield.core.findings import MEMBER_SEPARATOR, Finding, Location
 from modelshield.core.limits import Limits
 from modelshield.core.rules import CATALOGUE, Severity
 
@@ -32,11 +34,30 @@ class Suppression(NamedTuple):
     path: str = "*"
     reason: str = ""
 
-    def matches(self, finding: Finding) -> bool:
-        if not fnmatch.fnmatchcase(finding.rule_id, self.rule.upper()):
+    def matches(self, rule_id: str, names: Iterable[str]) -> bool:
+        """Whether it silences `rule_id` at a location known by `names` (see `location_names`)."""
+        if not fnmatch.fnmatchcase(rule_id, self.rule.upper()):
             return False
-        loc = finding.location
-        return any(fnmatch.fnmatchcase(text, self.path) for text in (loc.display, loc.path))
+        glob = self.path.replace(os.sep, "/")
+        while glob.startswith("./"):
+            glob = glob[2:]
+        return any(fnmatch.fnmatchcase(name, glob) for name in names)
+
+
+def location_names(location: Location, base_dir: str | None) -> list[str]:
+    """What suppression globs are matched on: the file's path relative to `base_dir` (the policy file's
+    folder; the working directory for a policy built in code; `../` when above it) and its absolute path,
+    each alone and with the member chain (`file!member`); '/'-separated and normalised, so `d1`, `./d1`,
+    `.` and an absolute path give the same names."""
+    full = os.path.abspath(location.path)
+    files = [full]
+    base = base_dir or os.getcwd()
+    if os.path.splitdrive(full)[0] == os.path.splitdrive(base)[0]:  # no relative path to another drive
+        files.insert(0, os.path.relpath(full, base))
+    files = [name.replace(os.sep, "/") for name in files]
+    if location.members:
+        files += [MEMBER_SEPARATOR.join((name, *location.members)) for name in files]
+    return files
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,8 @@ class Policy:
     trusted_models: tuple[str, ...] = ()
     #: a dependency that was not scanned fails the scan (DEP003 becomes high)
     fail_on_unresolved_dependencies: bool = False
+    #: the policy file's folder (absolute): suppression paths are relative to it
+    base_dir: str | None = None
 
     def allowed(self, key: str) -> frozenset[str]:
         """User-trusted entries of one allowlist (e.g. 'pickle-globals')."""
@@ -63,9 +86,11 @@ class Policy:
         override = self.severity_overrides.get(finding.rule_id)
         if override is not None:
             finding = replace(finding, severity=override)
-        for suppression in self.suppressions:
-            if suppression.matches(finding):
-                return finding, suppression
+        if self.suppressions:
+            names = location_names(finding.location, self.base_dir)
+            for suppression in self.suppressions:
+                if suppression.matches(finding.rule_id, names):
+                    return finding, suppression
         return finding, None
 
     def trusts(self, repository: str) -> bool:
@@ -109,9 +134,10 @@ def parse_policy(
 ) -> Policy:
     """Validate a `[tool.modelshield]`-shaped table; `allowlists` are the keys handlers accept.
 
-    A relative `public-key` is resolved against `base_dir` (the policy file's folder), so that a policy
-    means the same thing from any working directory.
+    A relative `public-key` and the suppression paths are resolved against `base_dir` (the policy file's
+    folder), so that a policy means the same thing from any working directory.
     """
+    base_dir = None if base_dir is None else os.path.abspath(base_dir)
     where = source or "policy"
     _check_keys(table, _TOP_KEYS, where)
     fail_on = _severity(table.get("fail-on", "medium"), f"{where}: fail-on")
@@ -193,6 +219,7 @@ def parse_policy(
         require_signature,
         tuple(trusted),
         fail_unresolved,
+        base_dir,
     )
 
 
@@ -215,33 +242,91 @@ def _read_toml(path: StrPath) -> dict[str, Any]:
     return data
 
 
+def _policy_table(data: Mapping[str, Any], where: str) -> Mapping[str, Any] | None:
+    """The `[tool.modelshield]` table of a TOML document; None when it has none."""
+    tool = data.get("tool", {})
+    table = tool.get("modelshield") if isinstance(tool, dict) else None
+    if table is not None and not isinstance(table, dict):
+        raise PolicyError(f"{where}: tool.modelshield must be a table")
+    return table
+
+
 def load_policy_file(path: StrPath, allowlists: Iterable[str]) -> Policy:
-    """Load `--policy FILE`: a pyproject.toml's `[tool.modelshield]`, or a standalone TOML file."""
+    """Load `--policy FILE`, whatever its name: a `[tool.modelshield]` table (as in a pyproject.toml) or the
+    same keys at the top level. Both in one file is ambiguous, and an error."""
+    name = os.fspath(path)
     try:
         data = _read_toml(path)
     except OSError as exc:
-        raise PolicyError(f"cannot read policy file {path}: {exc.strerror or exc}") from None
+        raise PolicyError(f"cannot read policy file {name}: {exc.strerror or exc}") from None
     except (_TomlError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"policy file {path} is not valid TOML: {exc}") from None
-    name = os.fspath(path)
-    if os.path.basename(name) == "pyproject.toml":
-        data = data.get("tool", {}).get("modelshield", {})
+        raise PolicyError(f"policy file {name} is not valid TOML: {exc}") from None
+    table = _policy_table(data, name)
+    bare = sorted(key for key in data if key in _TOP_KEYS)
+    if table is not None and bare:
+        raise PolicyError(
+            f"policy file {name} has both a [tool.modelshield] table and top-level policy keys "
+            f"({', '.join(bare)}): keep one of them"
+        )
+    if table is not None:
+        return parse_policy(table, allowlists, f"{name} [tool.modelshield]", os.path.dirname(name))
+    if not bare and {"project", "build-system", "tool"} & set(data):
+        raise PolicyError(f"policy file {name} has no [tool.modelshield] table")
     return parse_policy(data, allowlists, name, os.path.dirname(name))
 
 
-def discover_policy(start: StrPath, allowlists: Iterable[str]) -> Policy | None:
-    """`[tool.modelshield]` from the nearest pyproject.toml at or above `start`, if it has one."""
-    folder = os.path.abspath(start)
+def _start_folder(path: StrPath) -> str:
+    folder = os.path.abspath(path)
+    return folder if os.path.isdir(folder) else os.path.dirname(folder)
+
+
+def find_policy_file(start: StrPath) -> str | None:
+    """The nearest pyproject.toml with a `[tool.modelshield]` table at or above `start` (a folder, or a
+    file's folder); pyproject.toml files without the table are passed over, as in a monorepo's packages."""
+    folder = _start_folder(start)
     while True:
         candidate = os.path.join(folder, "pyproject.toml")
-        if os.path.isfile(candidate):
-            try:
-                data = _read_toml(candidate)
-            except (OSError, _TomlError, UnicodeDecodeError) as exc:
-                raise PolicyError(f"cannot read {candidate}: {exc}") from None
-            table = data.get("tool", {}).get("modelshield")
-            return None if table is None else parse_policy(table, allowlists, f"{candidate} [tool.modelshield]", folder)
+        if os.path.isfile(candidate) and _policy_table(_read_pyproject(candidate), candidate) is not None:
+            return candidate
         parent = os.path.dirname(folder)
         if parent == folder:
             return None
         folder = parent
+
+
+def _read_pyproject(path: str) -> dict[str, Any]:
+    try:
+        return _read_toml(path)
+    except (OSError, _TomlError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read {path}: {exc}") from None
+
+
+def discover_policy(start: StrPath, allowlists: Iterable[str]) -> Policy | None:
+    """`[tool.modelshield]` from the nearest pyproject.toml that has one, at or above `start`."""
+    found = find_policy_file(start)
+    return None if found is None else load_policy_file(found, allowlists)
+
+
+def discover_scan_policy(paths: Iterable[StrPath], allowlists: Iterable[str]) -> Policy | None:
+    """The policy of the scanned paths: each path's nearest `[tool.modelshield]`. Paths that fall under
+    different policies (or some under none) are an error: one scan has one policy, and applying one
+    project's fail-on and suppressions to another's models would quietly change its verdict."""
+    cache: dict[str, str | None] = {}  # by folder: a shell glob may give thousands of files in one folder
+
+    def nearest(path: str) -> str | None:
+        folder = _start_folder(path)
+        if folder not in cache:
+            cache[folder] = find_policy_file(folder)
+        return cache[folder]
+
+    found = [(os.fspath(path), nearest(os.fspath(path))) for path in paths]
+    if not found:
+        return None
+    first, policy_file = found[0]
+    for other, other_file in found[1:]:
+        if other_file != policy_file:
+            raise PolicyError(
+                f"{first} and {other} fall under different policies ({policy_file or 'none'}; "
+                f"{other_file or 'none'}): scan them separately or choose one with --policy"
+            )
+    return None if policy_file is None else load_policy_file(policy_file, allowlists)

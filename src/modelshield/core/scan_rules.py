@@ -55,12 +55,17 @@ UNRECOGNISED = Rule(
     severity=Severity.MEDIUM,
     category=Category.INTEGRITY,
     overview="The file is named like a model (for example `.pkl`, `.pt`, `.safetensors`) but its bytes are "
-    "no format modelshield recognises. Binary content is medium; plain text is low, since no model loader "
-    "can run text that is not a recognised format (text pickles are recognised as pickles).",
+    "no format modelshield recognises. Unknown binary content is medium (it may be a format or encoding "
+    "the scanner does not know); content positively identified as plain text or as an image (PNG, JPEG, "
+    "GIF, BMP, TIFF, RIFF) is low, since the loaders of that name reject it (a pickle loader stops at the "
+    "first byte that is no opcode, safetensors at a header length past the file; text pickles are "
+    "recognised as pickles).",
     attack="Custom encodings, obfuscated or encrypted payloads and corrupted files all look like this; a "
     "custom loader may still decode and execute them.",
     impact="Nothing can be said about what the file does when loaded.",
-    remediation="Find out which program reads this file and how; do not load it with a generic loader.",
+    remediation="Find out which program reads this file and how; do not load it with a generic loader. "
+    "For text or an image, check that the file is the one you meant to get (a web page or an error "
+    "message saved in place of a download, an asset under the wrong name).",
 )
 
 LIMIT_EXCEEDED = Rule(
@@ -78,4 +83,23 @@ LIMIT_EXCEEDED = Rule(
     "the policy's `[limits]` table and scan again.",
 )
 
-ENGINE_RULES = (EXTENSION_MISMATCH, POLYGLOT, NOT_ANALYSED, UNRECOGNISED, LIMIT_EXCEEDED)
+PLACEHOLDER = Rule(
+    id="SCN006",
+    title="Placeholder instead of the model (Git LFS pointer or empty file)",
+    severity=Severity.MEDIUM,
+    category=Category.INTEGRITY,
+    overview="The file is not the model at all: a Git LFS pointer (the short text `version "
+    "https://git-lfs.github.com/spec/v1`, `oid sha256:...`, `size N` that a repository cloned without "
+    "git-lfs holds in place of each large file), recognised by content whatever its name and inside "
+    "archives, or an empty file under a model name (an interrupted download or copy).",
+    attack="Nothing in the placeholder runs, but nothing about the real model was checked either: the "
+    "scan passed a stand-in. The real file is fetched later (`git lfs pull`, a loader's download, a "
+    "deployment step) and loaded unscanned.",
+    impact="The model that will actually be loaded was never scanned.",
+    remediation="Fetch the real files and scan again: `git lfs install && git lfs pull` inside the clone, "
+    "or download the model again (`huggingface-cli download ORG/NAME`); for an empty file, download it "
+    "again and compare its hash with the publisher's.",
+    example="`pytorch_model.bin` of 134 bytes starting `version https://git-lfs.github.com/spec/v1`.",
+)
+
+ENGINE_RULES = (EXTENSION_MISMATCH, POLYGLOT, NOT_ANALYSED, UNRECOGNISED, LIMIT_EXCEEDED, PLACEHOLDER)

@@ -1,6 +1,9 @@
-"""Classify bytes that no format handler claimed: empty, text, image or unknown binary."""
+"""Classify bytes that no format handler claimed: empty, text, image or unknown binary, and Git LFS
+pointers (which stand where a model should be)."""
 
 from __future__ import annotations
+
+import re
 
 _IMAGE_MAGIC = (
     b"\x89PNG\r\n\x1a\n",
@@ -12,6 +15,31 @@ _IMAGE_MAGIC = (
     b"II*\x00",
     b"MM\x00*",
 )
+
+
+#: Git LFS pointers are under 1024 bytes (git-lfs reads no larger blob as one): a `version` line, then
+#: `key value` lines, among them `oid sha256:<64 hex>` and `size <bytes>`.
+LFS_POINTER_LIMIT = 1024
+_LFS_VERSIONS = (b"https://git-lfs.github.com/spec/v1", b"https://hawser.github.com/spec/v1")
+_LFS_LINE = re.compile(rb"^([a-z0-9.-]+) (\S.*?)\r?$")
+_LFS_OID = re.compile(rb"^sha256:[0-9a-f]{64}$")
+
+
+def lfs_pointer(head: bytes) -> str | None:
+    """`oid sha256:... size N` if the whole content is a Git LFS pointer (the text git-lfs leaves in a
+    clone made without it, in place of the file), else None."""
+    if len(head) >= LFS_POINTER_LIMIT or not head.startswith(b"version "):
+        return None
+    fields: dict[bytes, bytes] = {}
+    for line in head.rstrip(b"\r\n").split(b"\n"):
+        match = _LFS_LINE.match(line)
+        if match is None:
+            return None
+        fields[match[1]] = match[2]
+    oid, size = fields.get(b"oid", b""), fields.get(b"size", b"")
+    if fields[b"version"] not in _LFS_VERSIONS or not _LFS_OID.match(oid) or not size.isdigit():
+        return None
+    return f"oid {oid.decode()} size {int(size)}"
 
 
 def classify_plain(head: bytes) -> str:

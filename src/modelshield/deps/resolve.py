@@ -8,6 +8,8 @@ import os
 import re
 from typing import NamedTuple
 
+from modelshield.core.files import inside
+from modelshield.core.findings import truncate
 from modelshield.deps.model import Dependency
 from modelshield.formats._paths import escape_reason
 
@@ -30,6 +32,7 @@ class Resolution(NamedTuple):
     reason: str | None = None
     root: str | None = None
     suspicious: bool = False  # a link out of the cache, not merely a missing dependency
+    failed: bool = False  # asked for (`--download`) and could not be fetched
 
 
 def hub_cache() -> str:
@@ -41,12 +44,6 @@ def hub_cache() -> str:
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface"
     )
     return os.path.join(os.path.expanduser(home), "hub")
-
-
-def inside(path: str, root: str) -> bool:
-    """Whether `path`, with every link resolved, lies inside `root` (itself resolved)."""
-    real, base = os.path.realpath(path), os.path.realpath(root)
-    return os.path.commonpath([real, base]) == base
 
 
 def require_download() -> None:
@@ -98,5 +95,45 @@ def resolve(dependency: Dependency, naming_file: str, download: bool = False) ->
     try:
         snapshot = _download(dependency.ref, dependency.revision, cache)
     except Exception as exc:  # network, authentication, missing repository: the dependency stays unscanned
-        return Resolution("unresolved", reason=f"download of {dependency.ref} failed: {type(exc).__name__}: {exc}")
+        reason = f"download of {dependency.ref} failed: {download_failure(exc)}"
+        return Resolution("unresolved", reason=reason, failed=True)
     return Resolution("downloaded", snapshot, root=cache)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return truncate(lines[0] if lines else type(exc).__name__, 160)
+
+
+def download_failure(exc: BaseException) -> str:
+    """Why huggingface_hub could not fetch a repository, in one line: its errors are paragraphs with
+    advice and URLs, and a connection failure arrives wrapped in a 'cannot find it in the cache' error.
+    Recognised by class name and HTTP status, so that no huggingface_hub version is required."""
+    chain = _causes(exc)
+    names = {cls.__name__ for error in chain for cls in type(error).__mro__}
+    statuses = [getattr(getattr(e, "response", None), "status_code", None) for e in chain]
+    status = next((s for s in statuses if isinstance(s, int)), None)
+    if "GatedRepoError" in names:
+        return f"the repository is gated (HTTP {status}): accept its conditions on the Hub, then log in"
+    if "RevisionNotFoundError" in names:
+        return f"no such revision on the Hub (HTTP {status})"
+    if "RepositoryNotFoundError" in names:
+        return f"repository not found, or private and not visible with your credentials (HTTP {status})"
+    if status in (401, 403):
+        return f"authentication failed (HTTP {status}): log in with `huggingface-cli login` or set HF_TOKEN"
+    if status is not None:
+        return f"the Hub answered HTTP {status}"
+    offline = {"ConnectError", "ConnectionError", "TimeoutException", "Timeout", "OfflineModeIsEnabled"}
+    unreachable = next((e for e in reversed(chain) if offline & {c.__name__ for c in type(e).__mro__}), None)
+    if unreachable is not None:
+        return f"the Hub could not be reached ({_first_line(unreachable)})"
+    return f"{type(exc).__name__}: {_first_line(exc)}"

@@ -52,8 +52,10 @@ NOT_SCANNED = Rule(
     category=Category.MODEL_DEPENDENCY,
     overview="A dependency could not be resolved offline (not in the Hugging Face cache, a missing path, "
     "a URL), resolves through a link out of the cache, or lies beyond the dependency bounds "
-    "(`max-dependency-depth`, `max-dependencies`), so it was not scanned. Bounds and cache escapes are "
-    "medium; the policy's `fail-on-unresolved-dependencies = true` makes every such finding high.",
+    "(`max-dependency-depth`, `max-dependencies`), or `--download` could not fetch it (no network, a "
+    "missing repository or revision, authentication), so it was not scanned. Bounds, cache escapes and "
+    "failed downloads are medium; the policy's `fail-on-unresolved-dependencies = true` makes every such "
+    "finding high.",
     attack="The loader fetches the dependency at load time, from a repository whose owner can change it "
     "at any moment; whatever it holds was outside this scan.",
     impact="Part of what loading the model runs was not reviewed.",

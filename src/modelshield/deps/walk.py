@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import NamedTuple
 
-from modelshield.core.files import walk_files
+from modelshield.core.files import Skipped, inside, walk_files
 from modelshield.core.findings import Finding, Location
 from modelshield.core.policy import Policy
 from modelshield.core.report import FileResult
 from modelshield.core.rules import Severity
 from modelshield.deps.model import Dependency, Edge, Graph, Node
 from modelshield.deps.remote_code import analyse_modules, code_finding
-from modelshield.deps.resolve import Resolution, inside, resolve
+from modelshield.deps.resolve import Resolution, resolve
 from modelshield.deps.rules import DEPENDENCY_FINDINGS, NOT_SCANNED
 
 #: Files scanned for one dependency: model repositories hold tens of files, rarely thousands.
@@ -135,12 +135,20 @@ class Walker:
             node = self._node(dep.ref, dep.kind, status, revision=dep.revision, detail=why)
             self._edge(origin, node, dep.role)
             if dep.required and status != "trusted":
-                suspicious = status == "not followed" or (resolution is not None and resolution.suspicious)
-                severity = Severity.MEDIUM if suspicious else Severity.LOW
+                serious = status == "not followed" or (
+                    resolution is not None and (resolution.suspicious or resolution.failed)
+                )
+                severity = Severity.MEDIUM if serious else Severity.LOW
                 self._not_scanned(origin, f"{dep.label}: {why}", severity)
             return
         key = os.path.realpath(resolution.path)
         known = self._by_key.get(key)
+        if (
+            known is None
+            and os.path.isdir(resolution.path)
+            and _under(os.path.abspath(origin.namer.path), os.path.abspath(resolution.path))
+        ):
+            known = origin.node  # the model naming itself (a downloaded model's origin is its own repository)
         if known is not None:
             self._edge(origin, known, dep.role, known.id in origin.chain)
             self._remote_code(dep, known)
@@ -166,7 +174,8 @@ class Walker:
         """Scan the dependency's files not scanned yet; why some were not scanned, if any were not."""
         path = resolution.path
         assert path is not None
-        names = list(islice(walk_files(path), MAX_FILES_PER_DEPENDENCY + 1)) if os.path.isdir(path) else [path]
+        skipped: list[Skipped] = []
+        names = list(islice(walk_files(path, skipped), MAX_FILES_PER_DEPENDENCY + 1)) if os.path.isdir(path) else [path]
         if len(names) > MAX_FILES_PER_DEPENDENCY:
             return f"more than {MAX_FILES_PER_DEPENDENCY} files; not scanned"
         root = resolution.root
@@ -176,10 +185,15 @@ class Walker:
         for result in self.scan_files(fresh):
             self._by_real[os.path.realpath(result.path)] = result
             self.results.append(result)
+        problems = [s.reason for s in skipped[:3]]
         if escaped:
             shown = ", ".join(f"{os.path.relpath(n, path)} -> {os.path.realpath(n)}" for n in escaped[:3])
-            return f"{len(escaped)} file(s) link outside the Hugging Face cache and were not scanned: {shown}"
-        return None
+            problems.insert(
+                0, f"{len(escaped)} file(s) link outside the Hugging Face cache and were not scanned: {shown}"
+            )
+        if len(skipped) > 3:
+            problems.append(f"{len(skipped) - 3} more path(s) not read")
+        return "; ".join(problems) or None
 
     def _remote_code(self, dep: Dependency, node: Node) -> None:
         """Analyse the code files a remote-code dependency names, once, at those files."""

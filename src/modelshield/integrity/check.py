@@ -39,7 +39,8 @@ def check_signature(model: str, public_key: str, policy: Policy, signature: str 
                 SIGNATURE_INVALID,
                 Location(model if os.path.isfile(model) else os.path.join(model, change.name)),
                 f"{change.describe()} (signature {signature})",
-                details={"change": change.kind, "signature": signature},
+                details={"change": change.kind, "signature": signature}
+                | ({"target": change.target} if change.target else {}),
             )
             for change in exc.changes
         ] or [Finding(SIGNATURE_INVALID, Location(signature), str(exc), details={"signature": signature})]

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
-from modelshield.core.files import walk_files
+from modelshield.core.files import Skipped, check_file, walk
 
 #: Read size on Python 3.10 (3.11+ uses hashlib.file_digest): large reads keep per-call overhead negligible.
 CHUNK_SIZE = 1 << 20
@@ -36,20 +36,32 @@ def sha256_file(path: str) -> str:
         return digest.hexdigest()
 
 
-def model_files(path: str) -> Iterator[tuple[str, str]]:
-    """(name, path) of every file of a model: a file names itself; a folder's files are named relative to it."""
+def model_files(path: str) -> Iterator[tuple[str, str] | Skipped]:
+    """(name, path) of every file of a model (a file names itself; a folder's files are named relative
+    to it), and every path under a folder that was not read."""
     if not os.path.isdir(path):
-        yield path, path
+        yield check_file(path) or (path, path)
         return
-    for full in walk_files(path):
-        yield os.path.relpath(full, path).replace(os.sep, "/"), full
+    for entry in walk(path):
+        if isinstance(entry, Skipped):
+            yield entry
+        else:
+            yield os.path.relpath(entry, path).replace(os.sep, "/"), entry
 
 
-def manifest(paths: Iterable[str]) -> Iterator[ManifestEntry]:
-    """Hash every file of the given files and folders, in order; raises OSError for an unreadable file."""
+def manifest(paths: Iterable[str]) -> Iterator[ManifestEntry | Skipped]:
+    """Hash every file of the given files and folders, in order; a file that cannot be read, and every
+    path under a folder that was not read, comes out as `Skipped` in its place."""
     for root in paths:
-        for name, full in model_files(root):
-            yield ManifestEntry(name, full, sha256_file(full), os.path.getsize(full))
+        for item in model_files(root):
+            if isinstance(item, Skipped):
+                yield item
+                continue
+            name, full = item
+            try:
+                yield ManifestEntry(name, full, sha256_file(full), os.path.getsize(full))
+            except OSError as exc:
+                yield Skipped(full, f"cannot read {full}: {exc.strerror or exc}")
 
 
 def sha256sum_line(entry: ManifestEntry) -> str:

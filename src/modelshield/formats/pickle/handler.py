@@ -6,13 +6,14 @@ import re
 from collections.abc import Generator, Iterator
 from typing import Any, NamedTuple
 
+from modelshield.core.callables import Trust
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Severity
 from modelshield.core.source import HEAD, DecodedSource, Source
 from modelshield.formats.pickle.machine import Machine, Malformed
-from modelshield.formats.pickle.names import Judge, normalise_allow, valid_module
+from modelshield.formats.pickle.names import Judge, valid_module
 from modelshield.formats.pickle.rules import MALFORMED, PICKLE_RULES, SCAN_BOUND, TRAILING_DATA
 from modelshield.formats.pickle.values import Fresh
 
@@ -53,7 +54,7 @@ class PickleHandler(Handler):
         return seen.named and (seen.end is None or size is None or seen.end <= size)
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
-        judge = Judge(normalise_allow(ctx.policy.allowed("pickle-globals")))
+        judge = Judge(Trust(ctx.policy.allowed("pickle-globals")))
         yield from _FileScan(Machine(source, ctx, judge), ctx).run()
 
 

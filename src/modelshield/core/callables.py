@@ -1,0 +1,651 @@
+"""One catalogue of what a Python callable does when a loader imports it by name and calls it.
+
+Pickle GLOBALs, Hydra `_target_`s, PyYAML `!!python/...` tags and skops schema nodes all name callables
+that the loader imports and calls; each analyser asks `judge(module, qualname)` and reports the verdict
+in its own rule. Verdicts come from, in order: the vetted allowlist (only rebuilds data), the catalogue
+of dangerous prefixes and bare names (runs code, reaches other objects, touches the system, loads other
+models), private and dunder walks, the classes of known libraries whose `__setstate__` or constructor
+has side effects, then the data classes of known libraries; anything else is unknown.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+from modelshield.core.findings import truncate
+from modelshield.core.pysource import formula_problems
+from modelshield.core.rules import Severity
+
+
+class Kind(enum.Enum):
+    """What calling (or importing) a callable does."""
+
+    CODE = "runs code or commands"
+    GADGET = "reaches arbitrary imports or attributes"
+    WALK = "walks through private or dunder attributes"
+    ACCESS = "touches files, the network or the process"
+    LOADER = "loads another model or pickle"
+    UNKNOWN = "is not in the catalogue"
+    LIBRARY = "is a data class or helper of a known library"
+    DATA = "only rebuilds data"
+
+
+SEVERITY = {
+    Kind.CODE: Severity.CRITICAL,
+    Kind.GADGET: Severity.CRITICAL,
+    Kind.WALK: Severity.CRITICAL,
+    Kind.ACCESS: Severity.HIGH,
+    Kind.LOADER: Severity.HIGH,
+    Kind.UNKNOWN: Severity.MEDIUM,
+    Kind.LIBRARY: Severity.LOW,
+    Kind.DATA: Severity.INFO,
+}
+
+
+class Verdict(NamedTuple):
+    """The catalogue's answer for one callable: what it does, the package it needs, how bad, and why."""
+
+    kind: Kind
+    package: str
+    severity: Severity
+    reason: str
+
+    @property
+    def trusted(self) -> bool:
+        return self.kind is Kind.DATA
+
+
+def _verdict(kind: Kind, package: str, reason: str, severity: Severity | None = None) -> Verdict:
+    return Verdict(kind, package, SEVERITY[kind] if severity is None else severity, reason)
+
+
+# --------------------------------------------------------------------------- spellings
+#: Module prefixes that are the same object as another one (C accelerators, OS-specific
+#: implementations, vendored or renamed homes); the longest matching prefix is replaced.
+ALIASES = {
+    "posix": "os",
+    "nt": "os",
+    "posixpath": "os.path",
+    "ntpath": "os.path",
+    "__builtin__": "builtins",
+    "exceptions": "builtins",
+    "_io": "io",
+    "_operator": "operator",
+    "_pickle": "pickle",
+    "cPickle": "pickle",
+    "_codecs": "codecs",
+    "_functools": "functools",
+    "_collections": "collections",
+    "_collections_abc": "collections.abc",
+    "copy_reg": "copyreg",
+    "_socket": "socket",
+    "_ssl": "ssl",
+    "_signal": "signal",
+    "_imp": "importlib",
+    "_frozen_importlib": "importlib",
+    "_frozen_importlib_external": "importlib",
+    "_thread": "threading",
+    "_datetime": "datetime",
+    "_decimal": "decimal",
+    "_pydecimal": "decimal",
+    # joblib's old home inside scikit-learn (a vendored copy, later a shim): the same functions.
+    "sklearn.externals.joblib": "joblib",
+    # numpy 2 renamed numpy.core to numpy._core and keeps the old name as a forwarding shim.
+    "numpy.core": "numpy._core",
+}
+_ALIAS_PARTS = max(key.count(".") + 1 for key in ALIASES)
+
+
+def canonical(module: str) -> str:
+    """The module a loader really gets for `module` (aliases and renamed homes resolved)."""
+    parts = module.split(".")
+    for end in range(min(len(parts), _ALIAS_PARTS), 0, -1):
+        target = ALIASES.get(".".join(parts[:end]))
+        if target is not None:
+            return ".".join([target, *parts[end:]])
+    return module
+
+
+# --------------------------------------------------------------------------- vetted data
+_NUMPY_SCALARS = """bool_ bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 intc intp uintp uint longlong
+ulonglong short ushort byte ubyte float16 float32 float64 half single double longdouble complex64 complex128
+clongdouble csingle cdouble object_ str_ bytes_ void datetime64 timedelta64"""
+
+_TORCH_STORAGE_SIZES = {
+    "FloatStorage": 4, "DoubleStorage": 8, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
+    "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
+    "ComplexFloatStorage": 8, "ComplexDoubleStorage": 16, "QUInt8Storage": 1, "QInt8Storage": 1,
+    "QInt32Storage": 4, "QUInt4x2Storage": 1, "QUInt2x4Storage": 1, "UntypedStorage": 1,
+    "UInt16Storage": 2, "UInt32Storage": 4, "UInt64Storage": 8, "Float8_e4m3fnStorage": 1,
+    "Float8_e5m2Storage": 1,
+}  # fmt: skip
+
+#: Bytes per element of each torch storage class (torch rebuilds tensors from them: data).
+TORCH_STORAGE_SIZES = {f"torch.{name}": size for name, size in _TORCH_STORAGE_SIZES.items()}
+
+_TORCH_DTYPES = """float32 float float64 double float16 half bfloat16 complex32 chalf complex64 cfloat complex128
+cdouble uint8 uint16 uint32 uint64 int8 int16 short int32 int int64 long bool quint8 qint8 qint32 quint4x2
+quint2x4 float8_e4m3fn float8_e5m2 float8_e4m3fnuz float8_e5m2fnuz strided sparse_coo sparse_csr
+contiguous_format channels_last channels_last_3d preserve_format per_tensor_affine per_channel_affine"""
+
+#: typing's special forms and generic aliases: pickled by name, subscripted with `operator.getitem`.
+_TYPING = """Any Union Optional List Dict Tuple Set FrozenSet Type Callable Literal Final ClassVar Annotated
+Sequence Mapping MutableMapping MutableSequence Iterable Iterator Generator Hashable Sized Collection
+Container AbstractSet MutableSet Deque DefaultDict OrderedDict Counter ChainMap NamedTuple TypedDict
+Protocol Generic TypeVar NoReturn Never Self LiteralString Required NotRequired TypeAlias Awaitable
+Coroutine AsyncIterable AsyncIterator ByteString Reversible SupportsInt SupportsFloat SupportsIndex Text
+AnyStr Pattern Match IO TextIO BinaryIO ForwardRef"""
+
+_ABC = """Awaitable Coroutine AsyncIterable AsyncIterator AsyncGenerator Hashable Iterable Iterator Generator
+Reversible Sized Container Callable Collection Set MutableSet Mapping MutableMapping MappingView KeysView
+ItemsView ValuesView Sequence MutableSequence ByteString Buffer _CallableGenericAlias"""
+
+_FUTURE = """_Feature all_feature_names nested_scopes generators division absolute_import with_statement
+print_function unicode_literals barry_as_FLUFL generator_stop annotations"""
+
+
+_PYTREE = "tree_flatten tree_unflatten tree_flatten_spec tree_leaves arg_tree_leaves TreeSpec LeafSpec"
+
+#: Modules whose import runs nothing but their own (trusted) initialisation.
+SAFE_MODULES = frozenset("torch math operator builtins numpy typing collections".split())
+
+
+def _names(prefix: str, names: str) -> list[str]:
+    return [f"{prefix}.{n}" for n in names.split()]
+
+
+#: Exact names vetted to only rebuild data when called the way serializers call them.
+ALLOWLIST = frozenset(
+    [
+        *_names("collections", "OrderedDict defaultdict Counter deque ChainMap"),
+        *_names("collections.abc", _ABC),
+        *_names("typing", _TYPING),
+        *_names("__future__", _FUTURE),
+        # Values and pure functions of values; `hash` and `len` are how some libraries key their tables.
+        *_names(
+            "builtins",
+            "set frozenset bytearray bytes complex slice range list dict tuple int float str bool object len hash "
+            "Ellipsis NotImplemented reversed enumerate zip min max abs round divmod sum sorted ord chr",
+        ),
+        *_names("types", "GenericAlias UnionType NoneType SimpleNamespace"),
+        "copyreg._reconstructor",
+        "codecs.encode",
+        *_names("datetime", "datetime date time timedelta timezone"),
+        *_names("enum", "Enum IntEnum Flag IntFlag StrEnum"),
+        "decimal.Decimal",
+        "fractions.Fraction",
+        "uuid.UUID",
+        "re._compile",
+        *_names("pathlib", "Path PosixPath WindowsPath PurePath PurePosixPath PureWindowsPath"),
+        *_names("numpy._core.multiarray", "_reconstruct scalar"),
+        "numpy._core.numeric._frombuffer",
+        *_names("numpy._core.records", "recarray record"),
+        *_names("numpy", "ndarray dtype matrix recarray record"),
+        *_names("numpy.rec", "recarray record"),
+        "numpy.matrixlib.defmatrix.matrix",
+        "numpy.ma.core._mareconstruct",
+        "numpy.ma.core.MaskedArray",
+        *_names("numpy", _NUMPY_SCALARS),
+        *_names("numpy.random._pickle", "__randomstate_ctor __generator_ctor __bit_generator_ctor"),
+        # numpy < 1.17 pickled RandomState through this module-level helper.
+        "numpy.random.__RandomState_ctor",
+        *_names(
+            "numpy.random",
+            "_mt19937.MT19937 _pcg64.PCG64 _pcg64.PCG64DXSM _philox.Philox _sfc64.SFC64 bit_generator.SeedSequence "
+            "bit_generator.__pyx_unpickle_SeedSequence mtrand.RandomState",
+        ),
+        *_names(
+            "scipy.sparse",
+            "_csr.csr_matrix _csc.csc_matrix _coo.coo_matrix _csr.csr_array _csc.csc_array _coo.coo_array "
+            "csr.csr_matrix csc.csc_matrix coo.coo_matrix",
+        ),
+        "joblib.numpy_pickle.NumpyArrayWrapper",
+        # joblib < 0.10 kept compressed arrays in sibling z-files, read back as raw array bytes.
+        # (NDArrayWrapper is not here: it reads its sibling .npy with allow_pickle=True.)
+        "joblib.numpy_pickle.ZNDArrayWrapper",
+        "joblib.numpy_pickle_compat.ZNDArrayWrapper",
+        *_names(
+            "torch._utils",
+            "_rebuild_tensor _rebuild_tensor_v2 _rebuild_tensor_v3 _rebuild_parameter _rebuild_parameter_with_state "
+            "_rebuild_qtensor _rebuild_sparse_tensor _rebuild_nested_tensor _rebuild_device_tensor_from_numpy "
+            "_rebuild_meta_tensor_no_storage _rebuild_wrapper_subclass _rebuild_device_tensor_from_cpu_tensor",
+        ),
+        "torch._tensor._rebuild_from_type_v2",
+        # TorchScript archives: identity helpers that tag lists and values with their static type.
+        *_names(
+            "torch.jit._pickle",
+            "build_intlist build_tensorlist build_doublelist build_boollist build_tensor_from_id restore_type_tag",
+        ),
+        # How torch pickles a sparse tensor's layout: a lookup among torch.layout values.
+        "torch.serialization._get_layout",
+        # math's constants and functions compute on numbers (torch.fx code imports inf and nan).
+        *_names(
+            "math",
+            "inf nan pi e tau sqrt exp log log2 log10 log1p expm1 pow floor ceil trunc fabs fmod isnan isinf "
+            "isfinite sin cos tan asin acos atan atan2 sinh cosh tanh erf erfc gamma lgamma prod",
+        ),
+        # torch.fx's generated code flattens its inputs with torch's pytree helpers; its own Tracer
+        # class (a graph-module pickle names it as the class that retraces the forward code).
+        *(f"{m}.{n}" for m in ("torch.utils._pytree", "torch.fx._pytree") for n in _PYTREE.split()),
+        "torch.fx._pytree",
+        "torch.utils._pytree",
+        "torch.fx._symbolic_trace.Tracer",
+        # Lightning and pyannote checkpoints record the torch version they were written with (a str subclass).
+        "torch.torch_version.TorchVersion",
+        # Training scripts (fairseq and many others) store their parsed arguments in checkpoints.
+        "argparse.Namespace",
+        # scikit-learn's dict with attribute access, which its dataset loaders return.
+        *_names("sklearn", "utils.Bunch utils._bunch.Bunch datasets.base.Bunch datasets._base.Bunch"),
+        *_names("torch", "Tensor Size device dtype layout memory_format finfo iinfo"),
+        "torch._tensor.Tensor",
+        *_names("torch.nn.parameter", "Parameter Buffer UninitializedParameter"),
+        *_names("torch.storage", "UntypedStorage TypedStorage"),
+        *TORCH_STORAGE_SIZES,
+        *_names("torch", _TORCH_DTYPES),
+    ]
+)
+
+#: Packages whose CamelCase classes are trusted as classes (estimators, layers, optimisers), outside
+#: the sub-packages in `_EXCLUDED_PARTS`. `__torch__` names TorchScript classes, which torch.jit.load
+#: resolves from the archive's own code and plain unpicklers cannot import at all.
+CLASS_FAMILIES = ("sklearn", "xgboost", "lightgbm", "catboost", "torch.nn.modules", "torch.optim", "__torch__")
+_EXCLUDED_PARTS = frozenset(
+    "tests testing _testing externals conftest _build_utils experimental datasets _show_versions io iolib".split()
+)
+#: Classes packages import from elsewhere that do I/O, spawn work or build code: a name re-exported by a
+#: trusted module is still the foreign object.
+_FOREIGN_CLASSES = frozenset(
+    """FunctionType MethodType CodeType LambdaType ModuleType Namespace Thread Timer Process Popen Listener
+    Client Connection HTTPServer BaseHTTPRequestHandler ThreadPoolExecutor ProcessPoolExecutor
+    NamedTemporaryFile TemporaryDirectory TemporaryFile SpooledTemporaryFile Request Memory MemorizedFunc
+    NumpyPickler NumpyUnpickler Pickler Unpickler Parallel Path PosixPath WindowsPath BytesIO StringIO
+    FileIO TextIOWrapper BufferedReader BufferedWriter CDLL PyDLL LibraryLoader ZipFile TarFile
+    InteractiveInterpreter InteractiveConsole Pdb Profile HTTPConnection HTTPSConnection FTP SMTP
+    DataSource Parameter SummaryWriter FileWriter Popen4 SmartOpen""".split()
+)
+_CLASS_NAME = re.compile(r"_?[A-Z][A-Za-z0-9_]*\Z|__pyx_unpickle_[A-Za-z]\w*\Z")
+_MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
+
+
+# --------------------------------------------------------------------------- dangerous callables
+def _entries(kind: Kind, names: str) -> dict[str, Kind]:
+    return dict.fromkeys(names.split(), kind)
+
+
+#: Dotted prefixes (a module, or module.attribute) -> what they do; the longest matching prefix wins.
+DANGEROUS: dict[str, Kind] = {
+    **_entries(
+        Kind.CODE,
+        """os subprocess _posixsubprocess pty popen2 commands multiprocessing asyncio _winapi
+        builtins.eval builtins.exec builtins.execfile builtins.compile builtins.breakpoint builtins.apply
+        runpy code codeop pdb bdb cProfile profile _lsprof timeit trace pip ensurepip venv site
+        marshal types.CodeType types.FunctionType types.LambdaType types.MethodType atexit
+        dill cloudpickle ctypes _ctypes cffi zipimport imp patsy
+        numpy.f2py numpy.testing numpy.distutils numpy.ctypeslib distutils setuptools idlelib
+        torch._dynamo torch._inductor torch.jit torch.fx torch.package torch.multiprocessing torch.testing
+        torch.utils.collect_env torch.utils.cpp_extension torch._export torch.export torch.compile
+        uuid._get_command_stdout imaplib.IMAP4_stream _osx_support _aix_support _pyrepl platform
+        IPython _pydev_bundle _pydevd_bundle pydevd _pydev_imps mlflow.projects numexpr
+        pandas.eval pandas.core.computation sympy.sympify yaml.load yaml.unsafe_load yaml.full_load
+        transformers.dynamic_module_utils keras.src.layers.core.lambda_layer hydra.utils.instantiate
+        hydra.utils.call hydra._internal.instantiate omegaconf.OmegaConf.register_new_resolver""",
+    ),
+    **_entries(
+        Kind.GADGET,
+        """builtins.getattr builtins.setattr builtins.delattr builtins.__import__ builtins.globals
+        builtins.locals builtins.vars builtins.type builtins.super builtins.classmethod builtins.staticmethod
+        builtins.property importlib pkgutil pydoc operator functools copyreg gc inspect logging.config
+        torch.ops torch.classes torch._ops torch.library hydra.utils.get_method hydra.utils.get_class
+        hydra.utils.get_object hydra._internal.utils._locate
+        transformers.models.auto.auto_factory.getattribute_from_module""",
+    ),
+    **_entries(
+        Kind.ACCESS,
+        """io builtins.open builtins.input builtins.help codecs.open shutil tempfile glob fileinput linecache
+        filecmp pathlib zipfile tarfile gzip bz2 lzma sqlite3 dbm mmap fcntl termios resource pwd grp getpass
+        socket ssl select selectors urllib urllib2 urllib3 http httplib ftplib smtplib smtpd poplib imaplib
+        nntplib telnetlib xmlrpc xmlrpclib socketserver SocketServer requests httpx aiohttp paramiko boto3
+        botocore websocket websockets logging.FileHandler logging.handlers webbrowser antigravity signal sys
+        threading concurrent sched joblib sklearn.datasets torch.distributed torch.from_file torch.save
+        numpy.fromfile numpy.memmap numpy.save numpy.savez numpy.savez_compressed numpy.savetxt numpy.loadtxt
+        numpy.genfromtxt numpy.tofile numpy.DataSource numpy.lib.npyio numpy.lib._npyio_impl
+        numpy.lib._datasource numpy._core.memmap pandas.io pandas.read_csv pandas.read_table
+        pandas.read_html pandas.read_json pandas.read_excel pandas.read_parquet pandas.read_feather
+        pandas.read_sql pandas.read_sql_query pandas.read_sql_table pandas.read_xml pandas.read_hdf
+        pandas.read_orc pandas.read_sas pandas.read_spss pandas.read_stata pandas.read_fwf pandas.read_clipboard
+        pandas.HDFStore pandas.ExcelWriter pandas.ExcelFile tensorflow.io smart_open gensim.utils.open
+        gensim.utils.smart_open gensim.corpora.mmcorpus
+        gensim.corpora.textcorpus gensim.corpora.wikicorpus gensim.corpora.svmlightcorpus gensim.corpora.bleicorpus
+        gensim.corpora.lowcorpus gensim.corpora.ucicorpus gensim.corpora.malletcorpus gensim.corpora.sharded_corpus
+        gensim.corpora.indexedcorpus gensim.corpora.csvcorpus gensim.corpora._mmreader torch.utils.tensorboard
+        tensorboardX statsmodels.iolib""",
+    ),
+    **_entries(
+        Kind.LOADER,
+        """pickle shelve dill.load dill.loads dill._dill.load dill._dill.loads cloudpickle.load cloudpickle.loads
+        torch.load torch.serialization torch.hub torch.utils.model_zoo torch.storage._load_from_bytes
+        torch.jit.load huggingface_hub joblib.load joblib.numpy_pickle.load joblib.numpy_pickle_compat
+        numpy.load numpy.lib.npyio.load numpy.lib._npyio_impl.load numpy.lib.format pandas.read_pickle
+        pandas.io.pickle onnx.load onnxruntime.InferenceSession safetensors tensorflow.saved_model
+        keras.models.load_model keras.saving gensim.utils.unpickle gensim.utils.SaveLoad.load
+        statsmodels.iolib.smpickle""",
+    ),
+}
+
+#: Final name components that identify a dangerous callable whatever module re-exports it.
+BARE_NAMES: dict[str, Kind] = {
+    **_entries(
+        Kind.CODE,
+        """eval exec execfile system popen Popen spawnl spawnle spawnlp spawnv spawnve spawnvp posix_spawn
+        check_output check_call getoutput getstatusoutput run_path run_module _run_code runstring runctx
+        runcall import_module load_source load_module exec_module""",
+    ),
+    **_entries(
+        Kind.GADGET,
+        "getattr setattr delattr attrgetter itemgetter methodcaller resolve_name locate getattribute_from_module",
+    ),
+    **_entries(Kind.ACCESS, "fromfile tofile memmap savetxt loadtxt genfromtxt urlopen urlretrieve"),
+    **_entries(
+        Kind.LOADER,
+        """from_pretrained from_single_file load_from_checkpoint load_model hf_hub_download snapshot_download
+        read_pickle load_dataset load loads load_pickle unpickle load_word2vec_format load_fasttext_format""",
+    ),
+}
+
+#: Namespaces of tensor operations (`getattr(torch._C.TensorBase, 'add')` is how pickle stores `Tensor.add`):
+#: public attributes only compute on tensors, except the few that call Python callables or touch files.
+TENSOR_OPS = frozenset(
+    """torch._C._VariableFunctionsClass torch._C._VariableFunctions torch._C.TensorBase torch._C._TensorBase
+    torch._C._nn torch._C._linalg torch._C._fft torch._C._special torch.nn.functional torch.Tensor
+    torch._tensor.Tensor torch""".split()
+)
+_NOT_TENSOR_OPS = frozenset(
+    """apply_ map_ map2_ register_hook register_post_accumulate_grad_hook from_file save load tofile
+    storage untyped_storage share_memory_ data_ptr import_ir_module import_ir_module_from_buffer cond
+    while_loop vmap func compile export library classes ops hub jit fx package utils cuda backends
+    distributed multiprocessing overrides set_default_tensor_type""".split()
+)
+#: `torch.fx.graph_module.reduce_graph_module(body, import_block)` execs `import_block + body['_code']`
+#: (the GraphModule's generated forward) and then traces it: Python source carried in the pickle.
+GRAPH_MODULE_REBUILDER = "torch.fx.graph_module.reduce_graph_module"
+
+#: Loaders whose bytes argument is itself a pickle (or a torch file): analysers scan it as a nested payload.
+PICKLE_BYTES_LOADERS = frozenset(
+    """pickle.loads pickle._loads pickle.load dill.loads dill._dill.loads cloudpickle.loads
+    torch.storage._load_from_bytes torch.load torch.serialization.load joblib.load
+    numpy.load""".split()
+)
+#: Callables that build a new callable from their first argument without calling it.
+WRAPPERS = frozenset(["functools.partial", "functools.partialmethod"])
+#: `getattr(obj, name)`: the attribute it returns is judged by its full name.
+ATTRIBUTE_GETTER = "builtins.getattr"
+#: `operator.getitem(origin, args)` is how typing and collections.abc generics are pickled.
+SUBSCRIPT = "operator.getitem"
+
+
+# --------------------------------------------------------------------------- known libraries
+#: Libraries whose model classes only rebuild data (read in their source: no `__setstate__`, `__new__` or
+#: `__reduce__` with side effects, except the classes in `SIDE_EFFECTS`); their CamelCase classes and the
+#: helpers in `LIBRARY_HELPERS` are low (the package must be installed to load the file), never trusted.
+LIBRARIES = frozenset(
+    """gensim statsmodels chemprop lightning pytorch_lightning lightning_fabric torchmetrics omegaconf
+    pyannote rdkit sklearn_crfsuite pycrfsuite pandas morfessor""".split()
+)
+#: Module-level functions of those libraries that files reference as attributes (never called at load).
+LIBRARY_HELPERS = frozenset(
+    """gensim.utils.call_on_class_only gensim.models.phrases.original_scorer gensim.models.phrases.npmi_scorer
+    gensim.models.tfidfmodel.smartirs_wlocal gensim.models.tfidfmodel.smartirs_wglobal
+    gensim.models.tfidfmodel.smartirs_normalize gensim.models.tfidfmodel.df2idf gensim.matutils.unitvec
+    gensim.utils.identity gensim.utils.keep_vocab_item gensim.models.ensemblelda.mass_masking
+    gensim.models.ensemblelda.rank_masking gensim.models.ldaseqmodel.sslm pandas.core.indexes.base._new_Index
+    pandas.core.internals.managers.BlockManager pandas._libs.internals._unpickle_block
+    pandas.core.internals.blocks.new_block pandas._libs.tslibs.timestamps._unpickle_timestamp
+    pandas._libs.tslibs.timedeltas._timedelta_unpickle pandas.core.arrays.categorical._unpickle
+    rdkit.Chem.rdchem.Mol rdkit.DataStructs.cDataStructs.ExplicitBitVect
+    rdkit.DataStructs.cDataStructs.UIntSparseIntVect""".split()
+)
+#: Sub-packages of known libraries whose classes read or write files, fetch data or train: never data.
+_LIBRARY_EXCLUDED = frozenset("io iolib datasets utils.data hub tests testing _testing callbacks loggers".split())
+
+
+class StateEffect(NamedTuple):
+    """What a class's `__setstate__` does with one key of its pickled state."""
+
+    key: str
+    kind: Kind
+    reason: str
+
+
+#: Classes of known libraries whose `__setstate__` does more than store attributes, by state key.
+SIDE_EFFECTS: dict[str, tuple[StateEffect, ...]] = {
+    **dict.fromkeys(
+        ("statsmodels.base.data.ModelData", "statsmodels.base.data.PandasData", "statsmodels.base.data.PatsyData"),
+        (
+            StateEffect(
+                "restore_design_info",
+                Kind.CODE,
+                "its __setstate__ rebuilds the design matrix with patsy.dmatrices(state['formula'], eval_env=...), "
+                "which evaluates the pickled formula's terms as Python expressions",
+            ),
+        ),
+    ),
+    **dict.fromkeys(
+        ("lightning.pytorch.loggers.neptune.NeptuneLogger", "pytorch_lightning.loggers.neptune.NeptuneLogger"),
+        (
+            StateEffect(
+                "_neptune_init_args",
+                Kind.ACCESS,
+                "its __setstate__ calls neptune.init_run(**state['_neptune_init_args']): a network connection "
+                "with the pickled arguments",
+            ),
+        ),
+    ),
+    "sklearn_crfsuite._fileresource.FileResource": (
+        StateEffect(
+            "__FILE_RESOURCE_DATA__",
+            Kind.ACCESS,
+            "its __setstate__ writes the pickled model bytes to a new temporary file (tempfile.mkstemp with the "
+            "state's prefix and suffix), and its __del__ unlinks the state's file name",
+        ),
+        StateEffect("name", Kind.ACCESS, "its __del__ unlinks the file the state names (os.unlink)"),
+    ),
+}
+#: State values of a FileResource that keep it to what sklearn_crfsuite itself writes: a fresh temp file.
+_PLAIN_AFFIX = re.compile(r"[\w.-]{0,64}\Z")
+
+
+def judge_state(module: str, qualname: str, state: Mapping[str, object]) -> Verdict | None:
+    """What `__setstate__` of a known side-effect class does with this state (None: only stores it).
+
+    `state` holds the constant values of the pickled state dict (computed values are absent); a
+    FileResource in sklearn_crfsuite's own shape (no file name, plain prefix and suffix) writes a temporary
+    file and is low, any other shape can write or delete files elsewhere.
+    """
+    dotted = f"{canonical(module)}.{qualname}"
+    effects = [e for e in SIDE_EFFECTS.get(dotted, ()) if e.key in state]
+    if not effects:
+        return None
+    worst = max(effects, key=lambda e: SEVERITY[e.kind])
+    package = dotted.partition(".")[0]
+    if dotted == "sklearn_crfsuite._fileresource.FileResource" and _standard_file_resource(state):
+        return _verdict(Kind.ACCESS, package, worst.reason, Severity.LOW)
+    formula = state.get("formula")
+    if worst.key == "restore_design_info" and isinstance(formula, str):
+        found = formula_problems(formula)
+        if found == []:
+            return _verdict(
+                Kind.LIBRARY,
+                package,
+                f"its __setstate__ evaluates the formula {truncate(formula, 80)!r} with patsy: only column names, "
+                "numbers and known transforms",
+            )
+        shown = "; ".join(found[:3]) if found else "it cannot be read as a formula"
+        return _verdict(Kind.CODE, package, f"{worst.reason}: {shown}")
+    return _verdict(worst.kind, package, worst.reason)
+
+
+def _standard_file_resource(state: Mapping[str, object]) -> bool:
+    """The model bytes with no file name (`__setstate__` asserts it, then replaces `fd` with a fresh
+    `mkstemp` file) and a prefix and suffix that keep that file in the temporary directory."""
+    affixes = [state.get("prefix", ""), state.get("suffix", "")]
+    plain = all(isinstance(a, str) and _PLAIN_AFFIX.match(a) for a in affixes)
+    return plain and "__FILE_RESOURCE_DATA__" in state and state.get("name", None) is None
+
+
+# --------------------------------------------------------------------------- judging
+def valid_module(text: str) -> bool:
+    """Whether `__import__` could accept this module name at all."""
+    return _MODULE.match(text) is not None
+
+
+def judge(module: str, qualname: str) -> Verdict:
+    """What importing `module` and walking to `qualname` (dotted) gives, and what calling it does."""
+    module = canonical(module)
+    package = module.partition(".")[0]
+    if not qualname:
+        return _judge_module(module, package)
+    dotted = f"{module}.{qualname}"
+    if dotted in ALLOWLIST or dotted in TENSOR_OPS or _family_class(module, qualname):
+        return _verdict(Kind.DATA, package, "on the allowlist")
+    found = _dangerous(module, qualname)
+    if found is not None:
+        return found
+    owner, _, attr = dotted.rpartition(".")
+    if owner in TENSOR_OPS and not attr.startswith("_") and attr not in _NOT_TENSOR_OPS:
+        return _verdict(Kind.DATA, package, "a tensor operation")
+    effects = SIDE_EFFECTS.get(dotted)
+    if effects is not None:
+        worst = max(effects, key=lambda e: SEVERITY[e.kind])
+        # Judged again with the state it receives; built without state, it only stores attributes.
+        return _verdict(Kind.LIBRARY, package, f"{package} class; with some states {worst.reason}")
+    if dotted in LIBRARY_HELPERS or (package in LIBRARIES and _library_class(module, qualname)):
+        return _verdict(Kind.LIBRARY, package, f"{package} data class or helper; needs {package} installed")
+    return _verdict(Kind.UNKNOWN, package, "not on the allowlist")
+
+
+def _judge_module(module: str, package: str) -> Verdict:
+    """What importing a module (`import module`, qualname '') does: its package's initialisation."""
+    found = _lookup(module.split("."))
+    if found is not None and not (module in SAFE_MODULES and found[1] is Kind.GADGET):
+        return _verdict(found[1], package, found[2])
+    if package in SAFE_MODULES and not any(p.startswith("_") for p in module.split(".")[1:]):
+        return _verdict(Kind.DATA, package, "a standard module")
+    if f"{module}" in ALLOWLIST:
+        return _verdict(Kind.DATA, package, "on the allowlist")
+    if package in LIBRARIES:
+        return _verdict(Kind.LIBRARY, package, f"a module of {package}; needs {package} installed")
+    return _verdict(Kind.UNKNOWN, package, "not on the allowlist")
+
+
+def _dangerous(module: str, qualname: str) -> Verdict | None:
+    """Every component judged: the module prefix, each walked suffix, bare names, dunder and private walks."""
+    parts = qualname.split(".")
+    package = module.partition(".")[0]
+    best = _lookup([*module.split("."), *parts])
+    for i in range(len(parts)):
+        # `torch.serialization` + `os.system` walks into the os module: judge each walked suffix.
+        found = _lookup(parts, i)
+        if found is not None and (best is None or found[0] > best[0]):
+            best = found
+    kind = BARE_NAMES.get(parts[-1])
+    if kind is not None and (best is None or SEVERITY[kind] > best[0]):
+        best = (SEVERITY[kind], kind, f"'{parts[-1]}' names a callable that {kind.value}")
+    if best is None or best[0] < SEVERITY[Kind.WALK]:
+        dunder = [p for p in parts if p.startswith("__") and p.endswith("__") and len(p) > 4]
+        private = [p for p in parts[1:] if p.startswith("_")]
+        if dunder or private:
+            what = (dunder or private)[0]
+            return _verdict(
+                Kind.WALK, package, f"name walks through {'dunder' if dunder else 'private'} attribute '{what}'"
+            )
+    if best is None:
+        return None
+    return _verdict(best[1], package, best[2])
+
+
+_KEY_PARTS = max(key.count(".") + 1 for key in DANGEROUS)
+
+
+def _lookup(parts: list[str], start: int = 0) -> tuple[Severity, Kind, str] | None:
+    """The longest catalogue prefix of `parts[start:]`; only as many parts as a key can have are
+    joined, so a name of thousands of components costs linear time."""
+    for end in range(min(len(parts), start + _KEY_PARTS), start, -1):
+        key = ".".join(parts[start:end])
+        kind = DANGEROUS.get(key)
+        if kind is not None:
+            return SEVERITY[kind], kind, f"{key} is a callable that {kind.value}"
+    return None
+
+
+def _family_class(module: str, name: str) -> bool:
+    """Estimator, layer and optimiser classes: CamelCase names in trusted packages, not re-exports.
+
+    Such a class is only ever created (NEWOBJ, `copyreg._reconstructor`, REDUCE of the class) and given
+    state with BUILD, which for these packages stores attributes. Dotted walks are never trusted.
+    """
+    if not any(module == f or module.startswith(f + ".") for f in CLASS_FAMILIES):
+        return False
+    if name in _FOREIGN_CLASSES or not _CLASS_NAME.match(name):
+        return False
+    return not any(p in _EXCLUDED_PARTS for p in module.split("."))
+
+
+#: Class names that say the class reads, writes, fetches or runs something: never a data class.
+_ACTIVE_CLASS = re.compile(
+    r".*(Writer|Reader|Supplier|Loader|Downloader|Saver|Logger|Handler|Client|Server|Process|Pool|Thread"
+    r"|File|Store|Connection|Session|Stream|Executor|Runner)\Z"
+)
+
+
+def _library_class(module: str, name: str) -> bool:
+    """A CamelCase class of a known library, outside its I/O, data-fetching and test sub-packages, whose
+    name does not say that it reads, writes or runs something (`SDMolSupplier`, `ExcelWriter`)."""
+    if name in _FOREIGN_CLASSES or not _CLASS_NAME.match(name) or _ACTIVE_CLASS.match(name):
+        return False
+    dotted = "." + module + "."
+    return not any(f".{p}." in dotted for p in _LIBRARY_EXCLUDED)
+
+
+# --------------------------------------------------------------------------- user trust
+class Trust:
+    """Names a policy trusts: exact (`pkg.mod:Class`, `pkg.mod.Class`) or module prefixes (`gensim.*`).
+
+    A prefix trusts classes and helpers below it that the catalogue does not know to be dangerous; an
+    exact name trusts that name whatever the catalogue says (the user vouched for it).
+    """
+
+    def __init__(self, entries: Iterable[str] = ()) -> None:
+        exact: set[str] = set()
+        prefixes: set[str] = set()
+        for entry in entries:
+            text = entry.strip()
+            module, colon, qual = text.partition(":")
+            if text.endswith((".*", ":*")):
+                prefixes.add(canonical(text[:-2]) + ".")
+            elif colon:
+                exact.add(f"{canonical(module)}.{qual}")
+            else:
+                exact.add(canonical(text))
+        self.exact = frozenset(exact)
+        self.prefixes = tuple(sorted(prefixes))
+
+    def trusts(self, module: str, qualname: str, verdict: Verdict | None = None) -> bool:
+        """Whether the policy vouches for this name. A prefix covers the classes and functions of the
+        modules below it that the catalogue does not know to be dangerous, never an attribute walk
+        (`Word2Vec.load` is a loader whatever package it sits in)."""
+        dotted = f"{canonical(module)}.{qualname}"
+        if dotted in self.exact:
+            return True
+        if "." in qualname or not dotted.startswith(self.prefixes):
+            return False
+        return (verdict or judge(module, qualname)).kind in (Kind.UNKNOWN, Kind.LIBRARY)
+
+    def judge(self, module: str, qualname: str) -> Verdict:
+        """The catalogue's verdict, lowered to trusted where the policy vouches for the name."""
+        verdict = judge(module, qualname)
+        if verdict.trusted or not self.trusts(module, qualname, verdict):
+            return verdict
+        return _verdict(Kind.DATA, verdict.package, "trusted by the policy")

@@ -1,0 +1,312 @@
+"""The shared analyser of Python source that loaders run, with Python's `ast`: parsed, never executed.
+
+Two readings of one parser. `analyse_source` reads hand-written code (remote code a config's `auto_map`
+names, code shipped beside a model): what runs at import time (module level, class bodies, decorators,
+default values) and in constructors runs as soon as the model loads, and process execution, dynamic
+code, network access, file writes and dynamic imports there are what a payload needs.
+`analyse_generated` reads code a framework generated and stores in the file (the `forward()` of a
+`torch.fx.GraphModule`): every import and call must be a known tensor or arithmetic operation, and
+anything else is judged with the callable catalogue (`modelshield.core.callables`).
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
+
+from modelshield.core.findings import truncate
+from modelshield.core.rules import Severity
+
+#: Methods that run when a model object is built.
+CONSTRUCTORS = frozenset({"__init__", "__new__", "__post_init__", "__init_subclass__", "__set_name__"})
+
+_RUNS = "runs a command or native code"
+_CODE = "executes dynamic code"
+_NET = "accesses the network"
+_WRITE = "writes or removes files"
+_IMPORT = "imports a module named at run time"
+
+#: Dotted names (globs) of calls, by what they do; a call is judged by its first matching group.
+_CALLS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        _RUNS,
+        (
+            "os.system",
+            "os.popen",
+            "os.exec*",
+            "os.spawn*",
+            "os.posix_spawn*",
+            "os.fork*",
+            "subprocess.*",
+            "pty.spawn",
+            "commands.*",
+            "ctypes.*",
+            "posix.system",
+            "nt.system",
+        ),
+    ),
+    (_CODE, ("eval", "exec", "builtins.eval", "builtins.exec", "runpy.*", "marshal.loads", "types.CodeType")),
+    (_NET, ("socket.*", "urllib.request.*", "urllib.urlopen", "urllib2.*", "requests.*", "httpx.*", "http.client.*")),
+    (_NET, ("aiohttp.*", "ftplib.*", "smtplib.*", "telnetlib.*", "paramiko.*", "huggingface_hub.*download*")),
+    (
+        _WRITE,
+        (
+            "os.remove",
+            "os.unlink",
+            "os.rename",
+            "os.replace",
+            "os.rmdir",
+            "os.removedirs",
+            "os.chmod",
+            "os.chown",
+            "os.symlink",
+            "os.truncate",
+            "shutil.rmtree",
+            "shutil.move",
+            "shutil.copy*",
+        ),
+    ),
+    (_CODE, ("compile", "builtins.compile")),
+)
+#: Dynamic imports are judged by their argument: a constant module name is an ordinary import.
+_IMPORTERS = frozenset({"__import__", "builtins.__import__", "importlib.import_module", "importlib.__import__"})
+_WRITE_METHODS = frozenset({"write_text", "write_bytes"})
+_SEVERE = frozenset({_RUNS, _CODE})
+
+
+class CodeProblem(NamedTuple):
+    severity: Severity
+    file: str
+    line: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.text}"
+
+
+def _aliases(tree: ast.Module) -> dict[str, str]:
+    """Local names bound by imports anywhere in the file, to the dotted names they stand for."""
+    names: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    names[alias.asname] = alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return names
+
+
+def _dotted(node: ast.expr, aliases: dict[str, str]) -> str | None:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(aliases.get(node.id, node.id))
+    return ".".join(reversed(parts))
+
+
+def _writes(call: ast.Call) -> bool:
+    """`open(path, 'w')` and the like: a constant mode that writes, appends or creates."""
+    modes = [kw.value for kw in call.keywords if kw.arg == "mode"] + call.args[1:2]
+    return any(isinstance(m, ast.Constant) and isinstance(m.value, str) and set(m.value) & set("wax+") for m in modes)
+
+
+def _judge(call: ast.Call, aliases: dict[str, str]) -> str | None:
+    """What a call does that remote code must not do, or None."""
+    name = _dotted(call.func, aliases)
+    if name is None:
+        return None
+    if name in _IMPORTERS:
+        first = call.args[0] if call.args else None
+        return None if isinstance(first, ast.Constant) else _IMPORT
+    if name in ("open", "builtins.open", "io.open"):
+        return _WRITE if _writes(call) else None
+    if isinstance(call.func, ast.Attribute) and call.func.attr in _WRITE_METHODS:
+        return _WRITE
+    for what, patterns in _CALLS:
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            return what
+    return None
+
+
+def analyse_source(text: str, file: str) -> tuple[list[CodeProblem], list[str]]:
+    """Problems in one file's code, and the modules it imports relatively (`from .x import y` -> 'x')."""
+    try:
+        tree = ast.parse(text, filename=file)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        return [CodeProblem(Severity.MEDIUM, file, 0, f"could not be parsed ({type(exc).__name__}); not analysed")], []
+    aliases = _aliases(tree)
+    problems: list[CodeProblem] = []
+    relative: list[str] = []
+    # (node, when it runs, whether it is directly in a class body); an explicit stack bounds recursion.
+    stack: list[tuple[ast.AST, str, bool]] = [(tree, "at import time", False)]
+    while stack:
+        node, when, in_class = stack.pop()
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            relative += [node.module] if node.module else [alias.name for alias in node.names]
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            outer = [*node.decorator_list, *node.args.defaults, *(d for d in node.args.kw_defaults if d)]
+            stack += [(child, when, False) for child in outer]
+            inner = "in a constructor" if in_class and node.name in CONSTRUCTORS and when != "when called" else None
+            stack += [(child, inner or "when called", False) for child in node.body]
+            continue
+        if isinstance(node, ast.Lambda):
+            stack.append((node.body, "when called", False))
+            continue
+        if isinstance(node, ast.Call):
+            what = _judge(node, aliases)
+            if what is not None and (when != "when called" or what in _SEVERE):
+                severity = Severity.CRITICAL if what in _SEVERE and when != "when called" else Severity.HIGH
+                code = truncate(ast.get_source_segment(text, node) or ast.unparse(node), 120)
+                problems.append(CodeProblem(severity, file, node.lineno, f"{code} {when} ({what})"))
+        is_class = isinstance(node, ast.ClassDef)
+        stack += [(child, when, is_class) for child in ast.iter_child_nodes(node)]
+    problems.sort(key=lambda p: (-p.severity, p.line))
+    return problems, relative
+
+
+# --------------------------------------------------------------------------- generated code
+class Judged(Protocol):
+    """What the callable catalogue says about a name (`modelshield.core.callables.Verdict`)."""
+
+    @property
+    def trusted(self) -> bool: ...
+
+    @property
+    def severity(self) -> Severity: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+NameJudge = Callable[[str, str], Judged]
+
+
+class GeneratedCode(NamedTuple):
+    """Problems in generated code, and the operations it calls that the catalogue trusts."""
+
+    problems: list[CodeProblem]
+    operations: list[str]
+
+    @property
+    def severity(self) -> Severity:
+        """Medium when the code only computes (it still runs at load), else its worst problem."""
+        return max([Severity.MEDIUM, *(p.severity for p in self.problems)])
+
+
+#: Builtins that generated code calls on values: conversions and shape helpers.
+_VALUE_BUILTINS = frozenset(
+    "len isinstance int float bool str tuple list dict set slice range abs min max sum round divmod "
+    "hash iter next enumerate zip reversed sorted any all type print".split()
+)
+#: Builtins that torch.fx imports by name; their calls are judged where they are made.
+_IMPORTED_BUILTINS = _VALUE_BUILTINS | {"getattr"}
+#: Methods of values (numpy arrays, paths, files) that write files, run code or load other files.
+_ACTIVE_METHODS = _WRITE_METHODS | {"tofile", "save", "dump", "write", "system", "popen", "load", "unlink"}
+_MAX_GENERATED_PROBLEMS = 20
+
+
+def analyse_generated(text: str, file: str, judge: NameJudge) -> GeneratedCode:
+    """Every import and call in code a framework generated, judged by `judge(module, qualname)`.
+
+    Imports run module code and bind the names the code calls, so both are judged; method calls on
+    values (tensors, `self.<submodule>`) are fine unless they walk through dunder attributes; a
+    `getattr` with a computed or dunder name reaches anything.
+    """
+    try:
+        tree = ast.parse(text, filename=file)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        problem = CodeProblem(Severity.MEDIUM, file, 0, f"could not be parsed ({type(exc).__name__}); not analysed")
+        return GeneratedCode([problem], [])
+    names: dict[str, str] = {}
+    problems: list[CodeProblem] = []
+    operations: dict[str, None] = {}
+
+    def check(node: ast.AST, module: str, qualname: str, shown: str) -> None:
+        verdict = judge(module, qualname)
+        if verdict.trusted:
+            if isinstance(node, ast.Call):
+                operations[shown] = None
+            return
+        severity = Severity.CRITICAL if verdict.severity >= Severity.HIGH else Severity.HIGH
+        problems.append(CodeProblem(severity, file, getattr(node, "lineno", 0), f"{shown}: {verdict.reason}"))
+
+    def flag(node: ast.AST, severity: Severity, text_: str) -> None:
+        problems.append(CodeProblem(severity, file, getattr(node, "lineno", 0), text_))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                module, _, last = alias.name.rpartition(".")
+                check(node, module or alias.name, last if module else "", f"import {alias.name}")
+                # `import a.b` binds `a`; `import a.b as c` binds `c` to `a.b`.
+                names[alias.asname or alias.name.partition(".")[0]] = (
+                    alias.name if alias.asname else alias.name.partition(".")[0]
+                )
+        elif isinstance(node, ast.ImportFrom):
+            if node.level or not node.module:
+                flag(node, Severity.HIGH, "relative import in generated code")
+                continue
+            for alias in node.names:
+                if node.module != "builtins" or alias.name not in _IMPORTED_BUILTINS:
+                    check(node, node.module, alias.name, f"from {node.module} import {alias.name}")
+                names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("__") and node.attr.endswith("__"):
+            flag(node, Severity.CRITICAL, f"walks through the dunder attribute {node.attr!r}")
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        dotted = _dotted(func, names)
+        head = func
+        while isinstance(head, ast.Attribute):
+            head = head.value
+        if isinstance(head, ast.Name) and head.id in names and dotted is not None:
+            module, _, qualname = dotted.rpartition(".")
+            check(node, module, qualname, dotted)
+        elif isinstance(func, ast.Attribute) and func.attr in _ACTIVE_METHODS:
+            flag(node, Severity.CRITICAL, f"calls the method {func.attr!r}, which writes, runs or loads")
+        elif isinstance(func, ast.Name) and func.id == "getattr":
+            attr = node.args[1] if len(node.args) > 1 else None
+            if not (isinstance(attr, ast.Constant) and isinstance(attr.value, str) and not attr.value.startswith("__")):
+                flag(node, Severity.CRITICAL, "getattr with a computed or dunder attribute name")
+        elif isinstance(func, ast.Name) and func.id not in _VALUE_BUILTINS:
+            check(node, "builtins", func.id, func.id)
+    problems.sort(key=lambda p: (-p.severity, p.line))
+    return GeneratedCode(problems[:_MAX_GENERATED_PROBLEMS], list(operations))
+
+
+# --------------------------------------------------------------------------- patsy formulas
+#: Functions a patsy formula may call that only transform columns (patsy's own and numpy's maths).
+_FORMULA_CALLS = frozenset(
+    "C I Q center standardize scale bs cr cc te Treatment Sum Diff Poly Helmert np.log np.log1p np.log2 "
+    "np.log10 np.exp np.sqrt np.abs np.power np.square np.sin np.cos np.tanh np.clip".split()
+)
+
+
+def formula_problems(formula: str) -> list[str] | None:
+    """What a patsy formula evaluates beyond column names, numbers and known transforms
+    (patsy evaluates each term as Python); None when it cannot be read as a formula at all."""
+    # `~` separates the sides and `:` is an interaction: both become operators Python can parse.
+    text = formula.strip().removeprefix("~").replace("~", ",").replace(":", "*")
+    try:
+        tree = ast.parse(f"({text},)", mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = _dotted(node.func, {})
+            if name not in _FORMULA_CALLS:
+                found.append(truncate(ast.unparse(node), 80))
+        elif (isinstance(node, ast.Attribute) and _dotted(node, {}) not in _FORMULA_CALLS) or isinstance(
+            node, (ast.Lambda, ast.NamedExpr, ast.Subscript, ast.comprehension)
+        ):
+            found.append(truncate(ast.unparse(node), 80))
+    return found
