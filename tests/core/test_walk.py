@@ -8,78 +8,25 @@ tree in the system temporary folder made traversable for it.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import shutil
 import socket
 import sys
-import tempfile
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from modelshield import scan
-from modelshield.cli import main
 from modelshield.core.files import Skipped, walk
-from tests.helpers import evil_pickle
-
-NOBODY = 65534
-
-Run = tuple[int, str, str]
-
-
-def run(*argv: str) -> Run:
-    """`main(argv)` with its stdout and stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
-
-
-def run_unprivileged(*argv: str) -> Run:
-    """`main(argv)` as a user without root's right to read everything."""
-    if os.geteuid() != 0:
-        return run(*argv)
-    run(*argv)  # imports, as root, whatever this command imports lazily
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        status = 99
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            status, out, err = run(*argv)
-            payload = json.dumps([status, out, err])
-        except BaseException:
-            payload = json.dumps([99, "", traceback.format_exc()])
-        finally:
-            with os.fdopen(write_end, "w") as pipe:
-                pipe.write(payload)
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        text = pipe.read()
-    os.waitpid(pid, 0)
-    code, out, err = json.loads(text)
-    return code, out, err
+from tests.helpers import evil_pickle, run, run_unprivileged, world_readable_folder
 
 
 @pytest.fixture
 def tree() -> Iterator[Path]:
     """An empty folder that uid 65534 can reach (pytest's own temporary folders are private to root)."""
-    folder = Path(tempfile.mkdtemp(prefix="modelshield-walk-"))
-    folder.chmod(0o755)
-    yield folder
-    for path in [folder, *folder.rglob("*")]:
-        if path.is_dir() and not path.is_symlink():
-            path.chmod(0o755)
-    shutil.rmtree(folder)
+    with world_readable_folder("modelshield-walk-") as folder:
+        yield folder
 
 
 def model_folder(root: Path) -> Path:

@@ -77,7 +77,7 @@ def test_inst_and_obj_calls(scan_data: ScanData) -> None:
 def test_import_without_call_is_reported(scan_data: ScanData) -> None:
     data = proto(2) + glob("subprocess", "Popen") + POP + NONE + STOP
     assert evidence(scan_data(data), "PKL001") == [
-        "imports subprocess.Popen: subprocess is a callable that runs code or commands"
+        "imports subprocess.Popen: subprocess.Popen belongs to subprocess, which runs code or commands"
     ]
 
 

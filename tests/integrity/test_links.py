@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 from modelshield.cli import main
 from modelshield.integrity.check import SIGNATURE_FORMAT
 from modelshield.integrity.signing import sign_model
+from tests.helpers import run_unprivileged, world_readable_folder
 from tests.integrity.conftest import KeyPair
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -250,35 +250,28 @@ def test_scan_names_a_link_out_of_the_cache(
     }
 
 
-def permissions_bind() -> bool:
-    """False for root (or a process with CAP_DAC_OVERRIDE), which reads folders whatever their mode."""
-    with tempfile.TemporaryDirectory() as folder:
-        os.chmod(folder, 0)
-        try:
-            os.listdir(folder)
-        except PermissionError:
-            return True
-        finally:
-            os.chmod(folder, 0o700)
-    return False
-
-
-@pytest.mark.skipif(not permissions_bind(), reason="permissions do not bind this user (root)")
-def test_unreadable_folder_is_not_left_out(capsys: pytest.CaptureFixture[str], signed: Path, keys: KeyPair) -> None:
-    """The library's walk skips a folder it cannot read; a signature over the rest must not pass."""
-    locked = signed / "tokenizer"
-    locked.chmod(0)
-    try:
-        code, out, err = verify(capsys, signed, keys)
+def test_unreadable_folder_is_not_left_out(signed: Path, keys: KeyPair) -> None:
+    """The library's walk skips a folder it cannot read; a signature over the rest must not pass. Run as
+    a user that permissions bind (uid 65534 when the tests run as root)."""
+    with world_readable_folder("modelshield-sign-") as root:
+        model = Path(shutil.copytree(signed, root / "model"))
+        public = Path(shutil.copy(keys.public, root / "signer.pub"))
+        private = Path(shutil.copy(keys.private, root / "signer.key"))
+        for path in [model, *model.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        private.chmod(0o644)
+        verify_argv = ("verify", str(model), "--public-key", str(public))
+        locked = model / "tokenizer"
+        locked.chmod(0o700)  # root's own folder: uid 65534 cannot list it
+        code, out, err = run_unprivileged(*verify_argv)
         assert (code, out) == (2, "")
         assert f"cannot read {locked}: Permission denied" in err and err.count("\n") == 1
-        output = str(signed.parent / "u.sig")
-        code, out, err = run(capsys, "sign", str(signed), "--private-key", str(keys.private), "-o", output)
+        output = str(root / "u.sig")
+        sign_argv = ("sign", str(model), "--private-key", str(private), "-o", output)
+        code, out, err = run_unprivileged(*sign_argv, warm_up=verify_argv)
         assert (code, out) == (2, "")
         assert f"cannot read {locked}: Permission denied" in err and err.count("\n") == 1
-    finally:
-        locked.chmod(0o755)
-
+        assert not os.path.exists(output)
 
 
 @pytest.mark.parametrize("method", ["shards", "files"])

@@ -576,6 +576,8 @@ def _lookup(parts: list[str], start: int = 0) -> tuple[Severity, Kind, str] | No
         key = ".".join(parts[start:end])
         kind = DANGEROUS.get(key)
         if kind is not None:
+            if end < len(parts):  # a module or class prefix: say what the name is part of
+                return SEVERITY[kind], kind, f"{'.'.join(parts[start:])} belongs to {key}, which {kind.value}"
             return SEVERITY[kind], kind, f"{key} is a callable that {kind.value}"
     return None
 
