@@ -14,6 +14,7 @@ from modelshield.core.findings import Finding
 from modelshield.core.report import FileResult, Report
 from modelshield.core.rules import Severity
 from modelshield.deps.model import Edge, Graph, Node
+from modelshield.reports import printable
 
 STYLE = {
     Severity.CRITICAL: "bold white on red",
@@ -109,7 +110,7 @@ def dependency_tree(graph: Graph) -> Iterator[Text]:
 
 
 def summary_line(report: Report) -> str:
-    counts = ", ".join(f"{n} {s.label}" for s, n in report.counts().items())
+    counts = ", ".join(f"{n} {s.label}" for s, n in report.counts.items())
     models = sum(r.is_model for r in report.files)
     verdict = {0: "PASSED", 1: "FAILED", 2: "ERROR"}[report.exit_code]
     return (
@@ -132,7 +133,7 @@ def render_dependencies(report: Report, color: bool = False) -> str:
         console.print(line)
     style = {0: "bold green", 1: "bold red", 2: "bold red"}[report.exit_code]
     console.print(Text(summary_line(report), style=style))
-    return buffer.getvalue()
+    return printable(buffer.getvalue())
 
 
 def render(report: Report, verbose: bool = False, color: bool = False) -> str:
@@ -146,4 +147,4 @@ def render(report: Report, verbose: bool = False, color: bool = False) -> str:
             console.print(line)
     style = {0: "bold green", 1: "bold red", 2: "bold red"}[report.exit_code]
     console.print(Text(summary_line(report), style=style))
-    return buffer.getvalue()
+    return printable(buffer.getvalue())
