@@ -6,9 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import pty
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -23,6 +21,7 @@ from referencing import Registry, Resource
 
 import modelshield.cli
 from modelshield.cli import main
+from tests.cli.terminal import on_terminal
 from tests.helpers import evil_pickle
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file names, pipes and terminals")
@@ -208,28 +207,6 @@ def test_closed_stdout_ends_quietly_like_unix_tools(argv: list[str], evil: Path)
     assert proc.returncode == -signal.SIGPIPE
 
 
-def on_terminal(*argv: str, **env: str) -> bytes:
-    """stdout of the command on a pseudo-terminal."""
-    master, slave = pty.openpty()
-    child = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    child.update(env, PYTHONPATH=SRC)
-    proc = subprocess.Popen([sys.executable, "-m", "modelshield", *argv], stdout=slave, env=child)
-    os.close(slave)
-    out = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 30)
-        try:
-            chunk = os.read(master, 65536) if ready else b""
-        except OSError:  # the child closed the terminal
-            chunk = b""
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    proc.wait()
-    return out
-
-
 @pytest.mark.parametrize(
     ("argv", "env", "colored"),
     [
@@ -241,7 +218,7 @@ def on_terminal(*argv: str, **env: str) -> bytes:
     ],
 )
 def test_no_color(evil: Path, argv: list[str], env: dict[str, str], colored: bool) -> None:
-    out = on_terminal("scan", *argv, str(evil), **env)
+    _, _, out = on_terminal(["-m", "modelshield", "scan", *argv, str(evil)], "stdout", {"NO_COLOR"}, env)
     assert b"PKL001" in out
     assert (b"\x1b[" in out) is colored
 

@@ -80,13 +80,19 @@ class _RangeReader(io.RawIOBase):
 
 
 class _CountedFile(io.FileIO):
-    """A file whose reads the progress display counts (one call per buffer fill, CHUNK bytes)."""
+    """A file whose reads the progress display counts (one call per buffer fill of CHUNK bytes, or per
+    read to the end)."""
 
     def readinto(self, buffer: Any) -> int | None:
         n = super().readinto(buffer)
         if n:
             activity.read(n)
         return n
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        activity.read(len(data))
+        return data
 
 
 class FileSource(Source):
