@@ -207,8 +207,7 @@ class _ProgressBar(Watcher):
 
     DELAY = 0.75
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+    def __init__(self) -> None:
         self.done = 0
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -217,7 +216,7 @@ class _ProgressBar(Watcher):
         self._closed = False
 
     def watch(self, board: Board) -> None:
-        if not self.enabled or self._timer is not None:
+        if self._timer is not None:
             return
         import threading  # noqa: PLC0415 - only on a terminal
 
@@ -284,7 +283,7 @@ def _run_scan(args: argparse.Namespace) -> int:
     if policy.source:
         _note(args, f"policy: {policy.source}")
     interactive = sys.stderr.isatty() and not os.environ.get("CI") and not args.no_progress
-    bar = _ProgressBar(interactive)
+    bar = _ProgressBar() if interactive else None  # no shared memory nor threads otherwise
     try:
         report = scan(
             args.paths,
@@ -299,7 +298,8 @@ def _run_scan(args: argparse.Namespace) -> int:
     except (ScanInputError, SigningInputError, DownloadUnavailable) as exc:
         raise UsageError(str(exc)) from None
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     for _path, message in report.errors:
         _error(message)
     color = args.format == "text" and args.output is None and _color(sys.stdout, args.no_color)
