@@ -29,7 +29,7 @@ from modelshield.deps.resolve import DownloadUnavailable
 from modelshield.integrity.hashing import manifest, manifest_json, sha256sum_line
 from modelshield.integrity.signing import SigningInputError, VerificationError, sign_model, verify_model
 from modelshield.registry import ALLOWLISTS
-from modelshield.reports import FORMATS, printable, render
+from modelshield.reports import FORMATS, one_line, render
 from modelshield.reports.json_report import deps_dict, dumps
 
 if TYPE_CHECKING:  # rich and threading are imported only for terminal output: they cost start-up time
@@ -263,8 +263,8 @@ def _policy(args: argparse.Namespace) -> Policy:
 
 
 def _error(message: str) -> None:
-    """One line on stderr; undecodable file-name bytes shown as \\xNN, like the reports."""
-    print(f"modelshield: error: {printable(message)}", file=sys.stderr)
+    """One line on stderr; undecodable bytes and control characters of names shown as \\xNN, as in reports."""
+    print(f"modelshield: error: {one_line(message)}", file=sys.stderr)
 
 
 def _color(stream: TextIO, disabled: bool = False) -> bool:

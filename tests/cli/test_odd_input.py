@@ -235,3 +235,16 @@ def test_deps_json_follows_its_schema(odd_folder: Path) -> None:
         validator("deps.schema.json").validate(doc)
     with pytest.raises(jsonschema.ValidationError):
         validator("deps.schema.json").validate({"schema_version": "1.0", "dependencies": None})
+
+
+def test_control_characters_in_names_cannot_forge_text_lines(tmp_path: Path) -> None:
+    name = "evil\nPASSED\x1b[2J\u202egp.pkl"
+    (tmp_path / name).write_bytes(evil_pickle())
+    proc = cli("scan", str(tmp_path / name))
+    out = proc.stdout.decode("utf-8")
+    assert proc.returncode == 1
+    assert "\x1b" not in out and "\u202e" not in out
+    assert f"{tmp_path}/evil\\x0aPASSED\\x1b[2J\\u202egp.pkl  (pickle" in out
+    assert [line for line in out.splitlines() if "PASSED" in line and "FAILED" not in line and "evil" not in line] == []
+    missing = cli("scan", str(tmp_path / "gone\nmodelshield: ok"))
+    assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1

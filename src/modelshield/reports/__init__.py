@@ -29,8 +29,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def _escape(char: str) -> str:
     code = ord(char)
-    # U+DC80..U+DCFF are the bytes 0x80..0xFF that surrogateescape could not decode.
-    return f"\\x{code - 0xDC00:02x}" if code >= 0xDC80 else f"\\u{code:04x}"
+    if 0xDC80 <= code <= 0xDCFF:  # the byte 0x80..0xFF that surrogateescape could not decode
+        code -= 0xDC00
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def printable(text: str) -> str:
@@ -38,6 +39,19 @@ def printable(text: str) -> str:
     if text.isascii():
         return text
     return _SURROGATE.sub(lambda m: _escape(m.group()), text)
+
+
+#: C0 and C1 controls, and the invisible marks that reorder or hide text (bidirectional overrides).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """`printable(text)` with control characters also as `\\xNN`: a file name holding a newline or a
+    terminal escape cannot forge report lines nor drive the terminal."""
+    text = printable(text)
+    if text.isprintable():
+        return text
+    return _CONTROL.sub(lambda m: _escape(m.group()), text)
 
 
 def printable_json(document: str) -> str:

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from modelshield.core.activity import Board
-from modelshield.reports import printable
+from modelshield.reports import one_line
 
 
 class _Reading(ProgressColumn):
@@ -37,7 +37,7 @@ class _Reading(ProgressColumn):
         if not reading:
             return Text("")
         path, done = reading[0]
-        text = Text.assemble((printable(path), "bold"), f"  {decimal(done)} of {decimal(self._size(path))}")
+        text = Text.assemble((one_line(path), "bold"), f"  {decimal(done)} of {decimal(self._size(path))}")
         if len(reading) > 1:
             text.append(f"  (+{len(reading) - 1} more)", style="dim")
         return text
