@@ -8,9 +8,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from modelshield.api import ScanInputError, scan, scan_file
+from modelshield.api import ScanInputError, load_policy, scan, scan_file
 from modelshield.core.findings import Finding, Location
-from modelshield.core.policy import Policy, PolicyError, load_policy_file
+from modelshield.core.policy import Policy, PolicyError
 from modelshield.core.report import FileResult, Report
 from modelshield.core.rules import CATALOGUE, Category, Rule, Severity
 
@@ -27,7 +27,7 @@ __all__ = [
     "ScanInputError",
     "Severity",
     "__version__",
-    "load_policy_file",
+    "load_policy",
     "scan",
     "scan_file",
 ]

@@ -1,21 +1,23 @@
-"""The public Python API: `modelshield.scan(paths, policy=None) -> Report`."""
+"""The public Python API: `modelshield.scan(paths, policy=None) -> Report`, `load_policy(path)`."""
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 
 from modelshield import __version__
+from modelshield.core import activity
 from modelshield.core.engine import Engine
 from modelshield.core.files import Skipped, walk_files
-from modelshield.core.policy import Policy, PolicyError
+from modelshield.core.policy import Policy, PolicyError, load_policy_file
 from modelshield.core.report import FileResult, Report
 from modelshield.deps.resolve import require_download
 from modelshield.deps.walk import Walker
 from modelshield.integrity.check import check_signature
 from modelshield.integrity.signing import SigningInputError, require_file
-from modelshield.registry import HANDLERS
+from modelshield.registry import ALLOWLISTS, HANDLERS
 
 Progress = Callable[[FileResult, int, int], None]
 
@@ -24,9 +26,26 @@ class ScanInputError(FileNotFoundError):
     """A path given to scan does not exist."""
 
 
+#: Set by the command line, whose `__main__` never scans when a spawned worker imports it.
+main_is_guarded = False
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """The policy in a TOML file (a policy file or a pyproject.toml); raises `PolicyError` if invalid."""
+    return load_policy_file(path, ALLOWLISTS)
+
+
 def scan_file(path: str, policy: Policy | None = None) -> FileResult:
     """Scan one file (never loading or executing it)."""
     return Engine(HANDLERS, policy or Policy()).scan_file(path)
+
+
+def _scan_one(index: int, path: str, policy: Policy) -> FileResult:
+    activity.started(index)
+    try:
+        return scan_file(path, policy)
+    finally:
+        activity.finished()
 
 
 def collect_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[Skipped]]:
@@ -64,21 +83,49 @@ def _jobs(jobs: int | None, count: int) -> int:
     return max(1, min(wanted, count))
 
 
+def _workers_rerun_main() -> bool:
+    """Whether starting a worker would run the caller's script again (spawn and forkserver import
+    `__main__`, as `multiprocessing.spawn` does): a script that calls `scan` at top level without a
+    main guard would then scan again in every worker, or fail, so the scan stays in this process."""
+    if main_is_guarded:
+        return False
+    import multiprocessing  # noqa: PLC0415 - only when a pool is wanted
+
+    if multiprocessing.get_start_method() == "fork":
+        return False
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:
+        return not (name == "__main__" or name.endswith(".__main__"))
+    return getattr(main, "__file__", None) is not None
+
+
 def _scan_files(files: list[str], policy: Policy, jobs: int | None, progress: Progress | None) -> list[FileResult]:
     results: list[FileResult] = []
     workers = _jobs(jobs, len(files))
+    if workers > 1 and _workers_rerun_main():
+        workers = 1
+    board = None
+    if isinstance(progress, activity.Watcher):  # the terminal display: which file, how far
+        board = activity.Board(files, workers)
+        progress.watch(board)
+    indices = range(len(files))
     if workers == 1:
-        mapped: Iterable[FileResult] = (scan_file(f, policy) for f in files)
-        for result in mapped:
-            results.append(result)
-            if progress:
-                progress(result, len(results), len(files))
+        activity.attach(board.cells if board else None, 0)
+        try:
+            for result in (_scan_one(i, f, policy) for i, f in enumerate(files)):
+                results.append(result)
+                if progress:
+                    progress(result, len(results), len(files))
+        finally:
+            activity.attach(None, 0)
     else:
         # Imported here: the process pool (multiprocessing, logging, threading) costs start-up time.
         from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
 
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for result in pool.map(scan_file, files, [policy] * len(files), chunksize=4):
+        shared = (board.cells, board.counter) if board else (None, None)
+        with ProcessPoolExecutor(max_workers=workers, initializer=activity.join_pool, initargs=shared) as pool:
+            for result in pool.map(_scan_one, indices, files, [policy] * len(files), chunksize=4):
                 results.append(result)
                 if progress:
                     progress(result, len(results), len(files))

@@ -2,7 +2,9 @@
 
 stdout carries only the report (or the requested listing); logs, progress and errors go to stderr.
 Exit codes: 0 nothing at or above the failing severity, 1 findings at or above it, 2 usage errors and
-paths that do not exist or cannot be read. `verify` exits 1 when the model does not match its signature.
+paths that do not exist or cannot be read, 3 an internal error (a bug: never read as "findings").
+`verify` exits 1 when the model does not match its signature. A closed stdout (`| head`) ends the
+command quietly, as SIGPIPE ends Unix tools.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import argparse
 import gc
 import json
 import os
+import signal
 import sys
-import time
+import traceback
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from modelshield import __version__
+from modelshield import __version__, api
 from modelshield.api import ScanInputError, scan
+from modelshield.core.activity import Board, Watcher
 from modelshield.core.files import Skipped
 from modelshield.core.policy import Policy, PolicyError, discover_scan_policy, load_policy_file
 from modelshield.core.report import FileResult
@@ -32,14 +36,18 @@ from modelshield.integrity.signing import (
     verify_model,
 )
 from modelshield.registry import ALLOWLISTS
-from modelshield.reports import FORMATS, render
-from modelshield.reports.json_report import SCHEMA_VERSION, dependencies_dict
+from modelshield.reports import FORMATS, one_line, render
+from modelshield.reports.json_report import deps_dict, dumps
 
-if TYPE_CHECKING:  # rich is imported only for terminal output: it costs start-up time
+if TYPE_CHECKING:  # rich and threading are imported only for terminal output: they cost start-up time
+    import threading
+
     from rich.progress import Progress, TaskID
 
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+#: Set (to anything but empty) to print the traceback of an internal error.
+DEBUG_ENV = "MODELSHIELD_DEBUG"
 #: The environment variable holding the password of an encrypted private key for `sign`.
 PASSWORD_ENV = "MODELSHIELD_PRIVATE_KEY_PASSWORD"  # noqa: S105 - the variable's name, not a password
 SEVERITIES = [s.label for s in sorted(Severity, reverse=True)]
@@ -86,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Static security scanner for machine-learning model files. Finds code that would run "
         "when a model is loaded or used, without ever loading or executing it.",
         epilog="Exit codes: 0 no finding at or above the failing severity; 1 at least one; "
-        "2 usage error or unreadable input.",
+        f"2 usage error or unreadable input; 3 internal error (set {DEBUG_ENV}=1 for the traceback). "
+        "NO_COLOR=1 or --no-color turns colours off.",
     )
     parser.add_argument("--version", action="version", version=f"modelshield {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -207,48 +216,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _ProgressBar:
-    """A progress bar on stderr that appears only once a scan has taken more than a moment."""
+class _ProgressBar(Watcher):
+    """The display on stderr, shown once a scan has taken more than a moment, even before the first
+    file is done: files done, and which file is being read and how far."""
 
     DELAY = 0.75
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.started = time.monotonic()
+    def __init__(self) -> None:
+        self.done = 0
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._timer: threading.Timer | None = None
+        self._lock: threading.Lock | None = None
+        self._closed = False
+
+    def watch(self, board: Board) -> None:
+        if self._timer is not None:
+            return
+        import threading  # noqa: PLC0415 - only on a terminal
+
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(self.DELAY, self._show, (board,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _show(self, board: Board) -> None:
+        from modelshield.reports.live import display  # noqa: PLC0415 - imports rich
+
+        assert self._lock is not None
+        with self._lock:
+            if not self._closed:
+                self._progress = display(board)
+                self._task = self._progress.add_task("scan", total=len(board.files), completed=self.done)
 
     def __call__(self, result: FileResult, done: int, total: int) -> None:
-        if not self.enabled:
+        self.done = done
+        if self._lock is None:
             return
-        if self._progress is None:
-            if time.monotonic() - self.started < self.DELAY or done >= total:
-                return
-            from rich.console import Console  # noqa: PLC0415 - only on a terminal
-            from rich.progress import (  # noqa: PLC0415
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("scanning"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("scan", total=total)
-        assert self._task is not None
-        self._progress.update(self._task, completed=done)
+        with self._lock:
+            if self._progress is not None and self._task is not None:
+                self._progress.update(self._task, completed=done)
 
     def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        if self._timer is None or self._lock is None:
+            return
+        self._timer.cancel()
+        with self._lock:
+            self._closed = True
+            if self._progress is not None:
+                self._progress.stop()
 
 
 def _policy(args: argparse.Namespace) -> Policy:
@@ -259,6 +275,16 @@ def _policy(args: argparse.Namespace) -> Policy:
     else:
         policy = discover_scan_policy(args.paths, ALLOWLISTS) or Policy()
     return policy.with_fail_on(args.fail_on)
+
+
+def _error(message: str) -> None:
+    """One line on stderr; undecodable bytes and control characters of names shown as \\xNN, as in reports."""
+    print(f"modelshield: error: {one_line(message)}", file=sys.stderr)
+
+
+def _color(stream: TextIO, disabled: bool = False) -> bool:
+    """Colour only on a terminal, and never with --no-color or NO_COLOR set to anything (no-color.org)."""
+    return stream.isatty() and not disabled and not os.environ.get("NO_COLOR")
 
 
 def _note(args: argparse.Namespace, message: str) -> None:
@@ -272,7 +298,7 @@ def _run_scan(args: argparse.Namespace) -> int:
     if policy.source:
         _note(args, f"policy: {policy.source}")
     interactive = sys.stderr.isatty() and not os.environ.get("CI") and not args.no_progress
-    bar = _ProgressBar(interactive)
+    bar = _ProgressBar() if interactive else None  # no shared memory nor threads otherwise
     try:
         report = scan(
             args.paths,
@@ -287,11 +313,11 @@ def _run_scan(args: argparse.Namespace) -> int:
     except (ScanInputError, SigningInputError, DownloadUnavailable) as exc:
         raise UsageError(str(exc)) from None
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     for _path, message in report.errors:
-        print(f"modelshield: error: {message}", file=sys.stderr)
-    to_terminal = args.output is None and sys.stdout.isatty()
-    color = args.format == "text" and to_terminal and not args.no_color
+        _error(message)
+    color = args.format == "text" and args.output is None and _color(sys.stdout, args.no_color)
     rendered = render(args.format, report, args.verbose, color)
     if args.output:
         try:
@@ -312,13 +338,13 @@ def _run_deps(args: argparse.Namespace) -> int:
     except (ScanInputError, DownloadUnavailable) as exc:
         raise UsageError(str(exc)) from None
     for _path, message in report.errors:
-        print(f"modelshield: error: {message}", file=sys.stderr)
+        _error(message)
     if args.format == "json":
-        print(json.dumps({"schema_version": SCHEMA_VERSION, "dependencies": dependencies_dict(report)}, indent=2))
+        sys.stdout.write(dumps(deps_dict(report)))
     else:
         from modelshield.reports.text import render_dependencies  # noqa: PLC0415 - imports rich
 
-        sys.stdout.write(render_dependencies(report, sys.stdout.isatty()))
+        sys.stdout.write(render_dependencies(report, _color(sys.stdout)))
     return report.exit_code
 
 
@@ -344,7 +370,7 @@ def _run_explain(args: argparse.Namespace) -> int:
         from rich.console import Console  # noqa: PLC0415 - only on a terminal
         from rich.markdown import Markdown  # noqa: PLC0415
 
-        Console().print(Markdown(rule.page()))
+        Console(no_color=not _color(sys.stdout)).print(Markdown(rule.page()))
     else:
         sys.stdout.write(rule.page())
     return EXIT_CLEAN
@@ -361,13 +387,13 @@ def _run_hash(args: argparse.Namespace) -> int:
     for item in manifest(args.paths):
         if isinstance(item, Skipped):
             failed = True
-            print(f"modelshield: error: {item.reason}", file=sys.stderr)
+            print(f"modelshield: error: {one_line(item.reason)}", file=sys.stderr)
         elif args.format == "json":
             entries.append(item)
         else:
             print(sha256sum_line(item), flush=True)
     if args.format == "json":
-        print(json.dumps(manifest_json(entries), indent=2))
+        print(dumps(manifest_json(entries)), end="")
     return EXIT_USAGE if failed else EXIT_CLEAN
 
 
@@ -428,7 +454,42 @@ def entry() -> int:
     collections and interpreter shutdown walk it again for nothing (a quarter of a small scan's time).
     """
     gc.freeze()
-    return main()
+    api.main_is_guarded = True  # `python -m modelshield` and the console script: workers skip their main
+    try:
+        code = main()
+        sys.stdout.flush()  # inside the try: a closed pipe often shows only at this last flush
+    except BrokenPipeError:
+        return _stdout_closed()
+    return code
+
+
+#: What a shell reports for a tool ended by SIGPIPE, where there is no such signal (Windows).
+EXIT_SIGPIPE = 128 + 13
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`rules | head`): end quietly, as SIGPIPE ends Unix tools.
+
+    Python ignores SIGPIPE so that writes raise; the default action is restored only now, so that a
+    broken socket during a scan stays an error. stdout goes to /dev/null first so that the flush at
+    exit cannot raise again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGPIPE)
+    return EXIT_SIGPIPE
+
+
+def _internal_error(exc: Exception) -> int:
+    """A bug: exit 3 (never 1, which CI reads as findings), one line, the traceback on request."""
+    if os.environ.get(DEBUG_ENV):
+        traceback.print_exception(exc, file=sys.stderr)
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+    hint = "" if os.environ.get(DEBUG_ENV) else f"; {DEBUG_ENV}=1 shows the traceback"
+    _error(f"internal error ({detail}); please report it{hint}")
+    return EXIT_INTERNAL
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -452,11 +513,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     except (UsageError, PolicyError, SigningInputError) as exc:
-        print(f"modelshield: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("modelshield: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # handled by `entry`, which owns the process
+        raise
+    except Exception as exc:
+        return _internal_error(exc)
 
 
 if __name__ == "__main__":

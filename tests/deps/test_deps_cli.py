@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 
 from modelshield.cli import main
+from modelshield.reports.json_report import SCHEMA_VERSION
 from tests.deps.conftest import AddRepo, adapter_folder, llama_files
 
 
@@ -71,7 +72,7 @@ def test_scan_json_report_carries_the_graph(
     doc = json.loads(out)
     schema = json.loads(resources.files("modelshield.reports").joinpath("report.schema.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(doc)
-    assert code == 1 and doc["schema_version"] == "1.1"
+    assert code == 1 and doc["schema_version"] == SCHEMA_VERSION
     assert [n["verdict"] for n in doc["dependencies"]["nodes"]] == ["critical", "critical"]
     code, out, _ = run(capsys, "scan", "--no-deps", "--format", "json", str(folder))
     doc = json.loads(out)

@@ -64,7 +64,9 @@ class Report:
     def errors(self) -> list[tuple[str, str]]:
         return [(r.path, r.error) for r in self.files if r.error]
 
+    @property
     def counts(self) -> dict[Severity, int]:
+        """Unsuppressed findings per severity, worst first (every severity present)."""
         counted = Counter(f.level for f in self.findings)
         return {s: counted.get(s, 0) for s in sorted(Severity, reverse=True)}
 
@@ -72,14 +74,20 @@ class Report:
     def max_severity(self) -> Severity | None:
         return max((f.level for f in self.findings), default=None)
 
-    def failing(self, fail_on: Severity | None = None) -> list[Finding]:
-        """Unsuppressed findings at or above the failing severity."""
-        threshold = self.policy.fail_on if fail_on is None else fail_on
-        return [f for f in self.findings if f.level >= threshold]
+    @property
+    def failing(self) -> list[Finding]:
+        """Unsuppressed findings at or above the policy's failing severity."""
+        return [f for f in self.findings if f.level >= self.policy.fail_on]
 
     @property
     def exit_code(self) -> int:
         """0 clean, 1 findings at or above the failing severity, 2 inputs that could not be read."""
         if self.errors:
             return 2
-        return 1 if self.failing() else 0
+        return 1 if self.failing else 0
+
+    def to_json(self, verbose: bool = False) -> str:
+        """The document `scan --format json` prints (report.schema.json); `verbose` also lists non-models."""
+        from modelshield.reports.json_report import render  # noqa: PLC0415 - reports import this module
+
+        return render(self, verbose)

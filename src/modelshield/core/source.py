@@ -13,8 +13,9 @@ import os
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
+from modelshield.core import activity
 from modelshield.core.errors import LimitExceeded, ScanError, Truncated
 from modelshield.core.limits import Meter
 
@@ -78,6 +79,22 @@ class _RangeReader(io.RawIOBase):
         return len(data)
 
 
+class _CountedFile(io.FileIO):
+    """A file whose reads the progress display counts (one call per buffer fill of CHUNK bytes, or per
+    read to the end)."""
+
+    def readinto(self, buffer: Any) -> int | None:
+        n = super().readinto(buffer)
+        if n:
+            activity.read(n)
+        return n
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        activity.read(len(data))
+        return data
+
+
 class FileSource(Source):
     """A file on disk, read lazily."""
 
@@ -106,10 +123,12 @@ class FileSource(Source):
             chunks.append(chunk)
             offset += len(chunk)
             n -= len(chunk)
-        return b"".join(chunks)
+        data = b"".join(chunks)
+        activity.read(len(data))
+        return data
 
     def stream(self) -> BinaryIO:
-        return open(self.path, "rb")
+        return io.BufferedReader(_CountedFile(self.path), CHUNK)
 
     def close(self) -> None:
         self._file.close()

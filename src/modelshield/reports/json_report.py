@@ -8,9 +8,20 @@ from typing import Any
 from modelshield.core.findings import Finding
 from modelshield.core.policy import Suppression
 from modelshield.core.report import FileResult, Report
+from modelshield.reports import path_bytes, printable_json
 
 #: Bump the major version on any incompatible change to the document's shape.
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
+#: `deps --format json` (deps.schema.json beside this module), versioned on its own.
+DEPS_SCHEMA_VERSION = "1.0"
+
+
+def _with_path(entry: dict[str, Any], path: str) -> dict[str, Any]:
+    """Since 1.2: `path_bytes` keeps a name that is not UTF-8 exactly (`path` shows its bytes as \\xNN)."""
+    raw = path_bytes(path)
+    if raw is not None:
+        entry["path_bytes"] = raw
+    return entry
 
 
 def finding_dict(finding: Finding) -> dict[str, Any]:
@@ -20,12 +31,9 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
         "title": finding.title,
         "severity": finding.level.label,
         "category": finding.category.value,
-        "location": {
-            "path": loc.path,
-            "members": list(loc.members),
-            "display": loc.display,
-            "offset": loc.offset,
-        },
+        "location": _with_path(
+            {"path": loc.path, "members": list(loc.members), "display": loc.display, "offset": loc.offset}, loc.path
+        ),
         "evidence": finding.evidence,
         "remediation": finding.remediation,
         "details": finding.details,
@@ -40,7 +48,7 @@ def _suppressed_dict(finding: Finding, suppression: Suppression) -> dict[str, An
 
 def _file_dict(result: FileResult) -> dict[str, Any]:
     worst = result.max_severity
-    return {
+    entry = {
         "path": result.path,
         "format": result.format,
         "is_model": result.is_model,
@@ -52,6 +60,7 @@ def _file_dict(result: FileResult) -> dict[str, Any]:
         "error": result.error,
         "seconds": round(result.seconds, 6),
     }
+    return _with_path(entry, result.path)
 
 
 def dependencies_dict(report: Report) -> dict[str, Any] | None:
@@ -101,16 +110,26 @@ def report_dict(report: Report, verbose: bool = False) -> dict[str, Any]:
             "models": sum(r.is_model for r in report.files),
             "findings": len(report.findings),
             "suppressed": sum(len(r.suppressed) for r in report.files),
-            "by_severity": {s.label: n for s, n in report.counts().items()},
+            "by_severity": {s.label: n for s, n in report.counts.items()},
             "max_severity": worst.label if worst is not None else None,
             "failed": report.exit_code != 0,
             "exit_code": report.exit_code,
         },
         "files": [_file_dict(r) for r in shown],
-        "errors": [{"path": path, "message": message} for path, message in report.errors],
+        "errors": [_with_path({"path": path, "message": message}, path) for path, message in report.errors],
         "dependencies": dependencies_dict(report),
     }
 
 
+def dumps(document: Any) -> str:
+    """JSON text that is valid UTF-8 whatever the file names (see `modelshield.reports`)."""
+    return printable_json(json.dumps(document, indent=2, ensure_ascii=False)) + "\n"
+
+
+def deps_dict(report: Report) -> dict[str, Any]:
+    """`modelshield deps --format json`: the dependency graph alone."""
+    return {"schema_version": DEPS_SCHEMA_VERSION, "dependencies": dependencies_dict(report)}
+
+
 def render(report: Report, verbose: bool = False, color: bool = False) -> str:
-    return json.dumps(report_dict(report, verbose), indent=2, ensure_ascii=False) + "\n"
+    return dumps(report_dict(report, verbose))

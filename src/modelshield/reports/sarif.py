@@ -8,17 +8,20 @@ physical locations can only point at files on disk.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from modelshield.core.findings import Finding
 from modelshield.core.report import Report
 from modelshield.core.rules import Rule, Severity
+from modelshield.reports.json_report import dumps
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://pypi.org/project/modelshield/"
+#: Relative artifact URIs are relative to the working directory, declared in `originalUriBaseIds`.
+SRCROOT = "%SRCROOT%"
 
 _LEVEL = {
     Severity.CRITICAL: "error",
@@ -57,13 +60,24 @@ def _rule(rule: Rule) -> dict[str, Any]:
     }
 
 
-def _uri(path: str) -> str:
-    """A path relative to the working directory when it is inside it, else a file URI."""
+def _artifact(path: str) -> dict[str, str]:
+    """A URI relative to the working directory (%SRCROOT%) when the file is inside it, else a file URI.
+
+    Percent-encoded from the name's bytes (RFC 3986): `#`, `%`, spaces and bytes that are not UTF-8
+    cannot be read as anything but the file's name.
+    """
     absolute = Path(path).resolve()
     try:
-        return absolute.relative_to(Path.cwd().resolve()).as_posix()
+        relative = absolute.relative_to(Path.cwd().resolve())
     except ValueError:
-        return absolute.as_uri()
+        return {"uri": absolute.as_uri()}
+    return {"uri": quote(os.fsencode(relative.as_posix()), safe="/"), "uriBaseId": SRCROOT}
+
+
+def _root_uri() -> str:
+    """The working directory as a file URI ending in '/', as a uriBaseId requires (SARIF 3.14.14)."""
+    uri = Path(os.getcwd()).resolve().as_uri()
+    return uri if uri.endswith("/") else uri + "/"
 
 
 def _fingerprint(finding: Finding) -> str:
@@ -78,7 +92,7 @@ def _result(finding: Finding, index: int) -> dict[str, Any]:
     region: dict[str, Any] = {"startLine": 1}
     if not loc.members and loc.offset is not None:
         region["byteOffset"] = loc.offset
-    physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(loc.path)}, "region": region}
+    physical: dict[str, Any] = {"artifactLocation": _artifact(loc.path), "region": region}
     location: dict[str, Any] = {"physicalLocation": physical}
     if loc.members:
         location["logicalLocations"] = [{"fullyQualifiedName": str(loc), "kind": "member"}]
@@ -115,11 +129,12 @@ def sarif_dict(report: Report) -> dict[str, Any]:
                         "rules": [_rule(rules[r]) for r in ordered],
                     }
                 },
+                "originalUriBaseIds": {SRCROOT: {"uri": _root_uri()}},
                 "invocations": [
                     {
                         "executionSuccessful": not report.errors,
                         "exitCode": report.exit_code,
-                        "workingDirectory": {"uri": Path(os.getcwd()).resolve().as_uri()},
+                        "workingDirectory": {"uri": _root_uri()},
                         "toolExecutionNotifications": [
                             {"level": "error", "message": {"text": message}} for _, message in report.errors
                         ],
@@ -132,4 +147,4 @@ def sarif_dict(report: Report) -> dict[str, Any]:
 
 
 def render(report: Report, verbose: bool = False, color: bool = False) -> str:
-    return json.dumps(sarif_dict(report), indent=2, ensure_ascii=False) + "\n"
+    return dumps(sarif_dict(report))

@@ -14,6 +14,7 @@ from modelshield.core.findings import Finding
 from modelshield.core.report import FileResult, Report
 from modelshield.core.rules import Severity
 from modelshield.deps.model import Edge, Graph, Node
+from modelshield.reports import one_line, printable
 
 STYLE = {
     Severity.CRITICAL: "bold white on red",
@@ -33,8 +34,8 @@ def _finding(console: Console, finding: Finding) -> None:
     badge = Text(f" {finding.level.label.upper():<8} ", style=STYLE[finding.level])
     line = Text.assemble(badge, " ", (finding.rule_id, "bold"), " ", finding.title)
     console.print(line)
-    console.print(Text.assemble("           at ", (str(finding.location), "blue")))
-    console.print(Text("           " + finding.evidence))
+    console.print(Text.assemble("           at ", (one_line(str(finding.location)), "blue")))
+    console.print(Text("           " + one_line(finding.evidence)))
     fix = _first_sentence(finding.remediation)
     console.print(
         f"           [dim]fix:[/dim] {escape(fix)} [dim](modelshield explain {finding.rule_id})[/dim]"
@@ -43,14 +44,16 @@ def _finding(console: Console, finding: Finding) -> None:
 
 def _file(console: Console, result: FileResult, verbose: bool) -> None:
     if result.error:
-        console.print(Text.assemble((result.path, "bold"), "  ", ("error: " + result.error, "bold red")))
+        error = "error: " + one_line(result.error)
+        console.print(Text.assemble((one_line(result.path), "bold"), "  ", (error, "bold red")))
         return
     if not result.is_model and not result.suppressed:
         if verbose:
-            console.print(Text.assemble((result.path, "dim"), (f"  ({result.format}, not a model)", "dim")))
+            console.print(Text.assemble((one_line(result.path), "dim"), (f"  ({result.format}, not a model)", "dim")))
         return
     objects = len(result.objects)
-    header = Text.assemble((result.path, "bold"), f"  ({result.format}, {objects} object{'s' * (objects != 1)})")
+    counted = f"  ({result.format}, {objects} object{'s' * (objects != 1)})"
+    header = Text.assemble((one_line(result.path), "bold"), counted)
     if not result.findings:
         header.append("  no findings", style="green")
     console.print(header)
@@ -60,7 +63,7 @@ def _file(console: Console, result: FileResult, verbose: bool) -> None:
         console.print(f"           [dim]{len(result.suppressed)} finding(s) suppressed by policy[/dim]")
     if verbose:
         for obj in result.objects[1:]:
-            console.print(Text(f"           scanned {obj.location} ({obj.format})", style="dim"))
+            console.print(Text(f"           scanned {one_line(obj.location)} ({obj.format})", style="dim"))
 
 
 #: Lines of the dependency tree; the graph itself is bounded by the policy's dependency limits.
@@ -71,12 +74,12 @@ def _node_text(node: Node, edge: Edge | None) -> Text:
     verdict = node.verdict
     badge = (f"[{verdict.label}]", STYLE[verdict]) if verdict is not None else ("[no findings]", "green")
     if edge is None:
-        return Text.assemble((node.ref, "bold"), "  ", badge)
+        return Text.assemble((one_line(node.ref), "bold"), "  ", badge)
     named_in = edge.location.rsplit("/", 1)[-1]
     revision = f"@{node.revision}" if node.revision else ""
     where = node.path or node.detail
     resolved = f"{node.kind}, {node.resolution}" + (f": {where}" if where else "")
-    text = Text(f"{named_in}: {edge.role} {node.ref}{revision} ({resolved})  ")
+    text = Text(one_line(f"{named_in}: {edge.role} {node.ref}{revision} ({resolved})  "))
     if edge.cycle:
         return text.append("(cycle: already on this chain)", style="dim")
     return text.append(*badge)
@@ -109,7 +112,7 @@ def dependency_tree(graph: Graph) -> Iterator[Text]:
 
 
 def summary_line(report: Report) -> str:
-    counts = ", ".join(f"{n} {s.label}" for s, n in report.counts().items())
+    counts = ", ".join(f"{n} {s.label}" for s, n in report.counts.items())
     models = sum(r.is_model for r in report.files)
     verdict = {0: "PASSED", 1: "FAILED", 2: "ERROR"}[report.exit_code]
     return (
@@ -132,7 +135,7 @@ def render_dependencies(report: Report, color: bool = False) -> str:
         console.print(line)
     style = {0: "bold green", 1: "bold red", 2: "bold red"}[report.exit_code]
     console.print(Text(summary_line(report), style=style))
-    return buffer.getvalue()
+    return printable(buffer.getvalue())
 
 
 def render(report: Report, verbose: bool = False, color: bool = False) -> str:
@@ -146,4 +149,4 @@ def render(report: Report, verbose: bool = False, color: bool = False) -> str:
             console.print(line)
     style = {0: "bold green", 1: "bold red", 2: "bold red"}[report.exit_code]
     console.print(Text(summary_line(report), style=style))
-    return buffer.getvalue()
+    return printable(buffer.getvalue())
