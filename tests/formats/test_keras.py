@@ -383,3 +383,13 @@ def test_standard_names_cover_both_keras_generations() -> None:
 def test_detection_does_not_decode_a_stream_whose_head_rules_out_keras_metadata(unsized_stream: UnsizedStream) -> None:
     """Asking a decoded stream for its size decodes all of it: the head must rule such data out first."""
     assert not KerasMetadataHandler().detect(unsized_stream(b"\x0a\x05\x00" + bytes(range(256)) * 64))
+
+
+def test_keras_metadata_recognised_as_the_loader_parses_it(scan_data: ScanData) -> None:
+    """Unknown fields first and a first node that is not a tf.keras object: SavedMetadata still parses
+    and the loader still builds the Lambda node, so it is judged."""
+    real = (FIXTURES / "malicious" / "k2_lambda_keras_metadata.pb").read_bytes()
+    other_node = b"\x0a\x07\x10\x00\x22\x03abc"  # SavedObject{node_id 0, identifier 'abc'}
+    result = scan_data(b"\x1a\x02hi" + b"\x2b\x08\x01\x2c" + other_node + real, "keras_metadata.pb")
+    assert result.format == "keras-metadata"
+    assert "KRS001" in rules(result)

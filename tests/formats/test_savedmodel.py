@@ -4,7 +4,7 @@ scripts/make_tf_fixtures.py) and hand-built protobufs for what TensorFlow cannot
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ import pytest
 import modelshield
 from modelshield import FileResult, Policy
 from modelshield.core.rules import Severity
+from modelshield.core.source import BytesSource
 from modelshield.formats import savedmodel, tensorflow_ops
 from modelshield.formats.savedmodel import MetaGraph, Node, saver_only
 from tests.conftest import ScanData, UnsizedStream
@@ -209,12 +210,18 @@ def test_deeply_nested_attribute_functions_fail_closed(scan_data: ScanData, dept
     assert [f.rule_id for f in scan_data(data, "saved_model.pb").findings] == expected
 
 
-def test_wrong_wire_types_fail_closed(scan_data: ScanData) -> None:
-    bad_node = pb_int(2, 7)  # NodeDef.op as a varint
+def test_malformed_wire_format_fails_closed(scan_data: ScanData) -> None:
+    bad_node = pb_msg(2, b"ReadFile") + b"\x0f"  # wire type 7 does not exist
     data = pb_int(1, 1) + pb_msg(2, pb_msg(2, pb_msg(1, bad_node)))
     result = scan_data(data, "saved_model.pb")
     assert result.format == "savedmodel"
     assert [f.rule_id for f in result.findings] == ["SCN003"]
+
+
+def test_a_known_field_with_another_wire_type_is_skipped_as_the_parser_skips_it(scan_data: ScanData) -> None:
+    """protobuf treats NodeDef.op sent as a varint as an unknown field and keeps the real op."""
+    data = saved_model([pb_msg(1, b"r") + pb_int(2, 7) + pb_msg(2, b"ReadFile")])
+    assert findings(scan_data, data) == [("TFO002", "ReadFile")]
 
 
 # -- text format ---------------------------------------------------------------------------------------------
@@ -262,3 +269,61 @@ def test_text_that_merely_mentions_meta_graphs_is_not_claimed(scan_data: ScanDat
 def test_detection_does_not_decode_a_stream_whose_head_rules_out_savedmodel(unsized_stream: UnsizedStream) -> None:
     """Asking a decoded stream for its size decodes all of it: the head must rule such data out first."""
     assert not savedmodel.SavedModelHandler().detect(unsized_stream(b"\x08\x00" + bytes(range(256)) * 64))
+
+
+# -- recognised by what the loader parses, not by what writers emit ------------------------------------
+
+
+def _real_pb(name: str) -> bytes:
+    data = (FIXTURES / name / "saved_model.pb").read_bytes()
+    assert data[:2] == b"\x08\x01"  # TensorFlow writes the schema version first
+    return data
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda d: d[2:], id="no-schema-version"),
+        pytest.param(lambda d: d[2:] + d[:2], id="schema-version-last"),
+        # `SavedModel.ParseFromString` skips unknown fields and groups (checked with TensorFlow 2.21)
+        pytest.param(lambda d: b"\x1b\x08\x01\x1c" + b"\x2a\x01A" + d, id="unknown-group-and-field-first"),
+    ],
+)
+def test_saved_model_recognised_by_the_structure_the_loader_parses(
+    scan_data: ScanData, edit: Callable[[bytes], bytes]
+) -> None:
+    result = scan_data(edit(_real_pb("savedmodel_read_file")), "saved_model.pb")
+    assert result.format == "savedmodel"
+    assert [(f.rule_id, f.details["op"]) for f in result.findings] == [("TFO002", "ReadFile")]
+
+
+def test_a_repeated_singular_field_is_read_as_the_parser_reads_it(scan_data: ScanData) -> None:
+    """NodeDef.op written twice: protobuf keeps the last, so TensorFlow runs ReadFile."""
+    decoy = pb_msg(1, b"r") + pb_msg(2, b"Identity") + pb_msg(2, b"ReadFile")
+    assert findings(scan_data, saved_model([decoy])) == [("TFO002", "ReadFile")]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(pb_msg(1, pb_msg(2, b"Const")), id="frozen-graphdef"),
+        pytest.param(pb_int(1, 8) + pb_msg(2, b"pytorch") + pb_msg(7, pb_msg(1, b"")), id="onnx-head"),
+        pytest.param(pb_int(1, 1) + pb_int(2, 5) + pb_int(3, 6), id="fingerprint"),
+        pytest.param(pb_int(1, 1) + pb_msg(2, pb_msg(4, b"serve")), id="meta-graph-without-graph"),
+    ],
+)
+def test_other_protobufs_are_not_saved_models(data: bytes) -> None:
+    assert savedmodel.count_meta_graphs(BytesSource(data)) is None
+
+
+def test_a_flood_of_unknown_top_level_fields_fails_closed(scan_data: ScanData) -> None:
+    data = pb_int(3, 0) * savedmodel.MAX_FIELDS + saved_model([node("r", "ReadFile")])
+    result = scan_data(data, "saved_model.pb")
+    assert (result.format, [f.rule_id for f in result.findings]) == ("savedmodel", ["SCN005"])
+
+
+@pytest.mark.parametrize("start", [b"meta_graphs: {", b"saved_model_schema_version: 1;\n# c\nmeta_graphs {"])
+def test_text_format_spellings_the_parser_accepts(scan_data: ScanData, start: bytes) -> None:
+    data = start + PBTXT.split(b"meta_graphs {", 1)[1]
+    result = scan_data(data, "saved_model.pbtxt")
+    assert [f.rule_id for f in result.findings] == ["TFO002"]

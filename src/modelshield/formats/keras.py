@@ -30,7 +30,7 @@ from modelshield.core.sniff import suffix_of
 from modelshield.core.source import BytesSource, Source
 from modelshield.deps.model import named
 from modelshield.formats._data import load_data
-from modelshield.formats._protobuf import LEN, VARINT, WireError, fields, read_text, read_varint
+from modelshield.formats._protobuf import LEN, WireError, fields, plausible_head, read_text
 from modelshield.formats.tensorflow_ops import OpVerdict, judge_op, judge_symbol
 
 #: Configs larger than this are judged on their first bytes alone when sniffing (scanning reads them
@@ -749,39 +749,46 @@ class KerasConfigHandler(Handler):
 
 # -- keras_metadata.pb ------------------------------------------------------------------------------
 
-_NODE_FIELDS = frozenset({1, 2, 3, 4, 5, 6})
 _MAX_NODES = 1_000_000
+#: Nodes (and fields per node) walked while detecting: tf.keras writes the model as the first node.
+_DETECT_NODES = 64
 
 
-def metadata_nodes(source: Source, limit: int) -> list[tuple[int, int]] | None:
+class MetadataNodes(NamedTuple):
+    #: (offset, length) of each node's metadata JSON, up to any malformed field
+    found: list[tuple[int, int]]
+    #: why the walk stopped early (a truncated or corrupt file after a tf.keras node)
+    error: WireError | None
+
+
+def metadata_nodes(source: Source, limit: int) -> MetadataNodes | None:
     """(offset, length) of every node's metadata JSON in a `keras_metadata.pb` (SavedMetadata:
     nodes = 1 -> SavedObject{node_id 2, node_path 3, identifier 4, metadata 5, version 6}), or None if the
-    bytes are not one: every top-level field is a node and the first node's identifier is `_tf_keras...`."""
-    head = source.head(16)
-    if head[:1] != b"\x0a":
+    bytes are not one.
+
+    Recognised as tf.keras's loader parses it (`SavedMetadata.ParseFromString`): any field order,
+    unknown fields, groups and fields of another wire type skipped; the loader acts on the nodes
+    whose identifier is a `_tf_keras...` one, so one such node among the first `limit` makes it one
+    (also when the file breaks after it: the scan then fails closed).
+    """
+    if not plausible_head(source):
         return None
     found: list[tuple[int, int]] = []
+    keras = False
     try:
-        # The first node's first tag, from the head: a decoded stream's size decodes all of it.
-        tag = head[read_varint(head, 1)[1] :][:1]
-        if not tag or tag[0] >> 3 not in _NODE_FIELDS or (tag[0] >> 3 == 2) != (tag[0] & 7 == VARINT):
-            return None
-        for index, node in enumerate(fields(source, 0, source.size, limit)):
+        for node in fields(source, 0, source.size, limit):
             if node.number != 1 or node.wire_type != LEN:
-                return None
-            identifier = None
-            for inner in fields(source, node.offset, node.offset + node.value, 64):
-                if inner.number not in _NODE_FIELDS or (inner.number == 2) != (inner.wire_type == VARINT):
-                    return None
+                continue
+            identifier = ""
+            for inner in fields(source, node.offset, node.offset + node.value, limit):
                 if inner.number == 4:
-                    identifier = read_text(source, inner, 256)
+                    identifier = read_text(source, inner, 256) or ""  # the last one is kept
                 elif inner.number == 5 and inner.wire_type == LEN:
                     found.append((inner.offset, inner.value))
-            if index == 0 and not (identifier or "").startswith("_tf_keras"):
-                return None
-    except WireError:
-        return None
-    return found
+            keras = keras or identifier.startswith("_tf_keras")
+    except WireError as exc:
+        return MetadataNodes(found, exc) if keras else None
+    return MetadataNodes(found, None) if keras else None
 
 
 class KerasMetadataHandler(Handler):
@@ -791,15 +798,17 @@ class KerasMetadataHandler(Handler):
     label = "Keras SavedModel metadata"
 
     def detect(self, source: Source) -> bool:
-        return metadata_nodes(source, 1) is not None
+        return metadata_nodes(source, _DETECT_NODES) is not None
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         nodes = metadata_nodes(source, _MAX_NODES)
         if nodes is None:
             raise ScanError("keras_metadata.pb does not parse as SavedMetadata")
         limit = ctx.policy.limits.max_buffer_bytes
-        for offset, length in nodes:
+        for offset, length in nodes.found:
             if length > limit:
                 raise LimitExceeded("max_buffer_bytes", f"node metadata of {length} bytes")
             # Layers appear both in the model's node and in their own; identical findings are merged.
             yield from ConfigWalker(ctx).walk(parse_config(source.read_at(offset, length)))
+        if nodes.error is not None:
+            raise ScanError(f"keras_metadata.pb is malformed after its last readable node: {nodes.error}")

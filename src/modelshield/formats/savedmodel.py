@@ -26,13 +26,9 @@ from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.source import BytesSource, Source
 from modelshield.formats import tensorflow_ops
-from modelshield.formats._protobuf import LEN, VARINT, Field, WireError, fields
+from modelshield.formats._protobuf import LEN, Field, WireError, fields, plausible_head
 
-#: `SavedModel.saved_model_schema_version`; TensorFlow has only ever written 1.
-SCHEMA_VERSIONS = range(1, 65)
-#: MetaGraphDef fields 1-7 (meta_info_def, graph_def, saver_def, collection_def, signature_def,
-#: asset_file_def, object_graph_def) are all messages.
-META_GRAPH_FIELDS = range(1, 8)
+#: Fields walked at the top level and in a meta graph while detecting (writers put 2 and 7 there).
 MAX_FIELDS = 65536
 #: TensorFlow writes one meta graph per tag set: one in TF2, a few in TF1 exports.
 MAX_META_GRAPHS = 256
@@ -47,38 +43,45 @@ MAX_TEXT_DEPTH = 64
 def count_meta_graphs(source: Source) -> int | None:
     """How many MetaGraphDefs a SavedModel holds, or None if the bytes are not a SavedModel.
 
-    The top level may only hold the schema version (field 1, varint, first) and meta graphs
-    (field 2, messages) and must end exactly at the end of the file; the first meta graph must
-    itself walk cleanly as MetaGraphDef fields and contain a graph_def or meta_info_def.
+    Recognised by what `loader_impl.parse_saved_model` accepts (`SavedModel.ParseFromString`):
+    fields in any order, the schema version optional (nothing reads it); unknown fields, groups and
+    known numbers with another wire type skipped as unknown. What makes it a SavedModel is its
+    meta graphs: every length-delimited field 2 must parse as a MetaGraphDef (the parser rejects
+    the file otherwise), and one must hold a graph, the only thing a loader runs. Other protobufs
+    fail this: ONNX's field 2 is a producer string, a GraphDef's nodes and keras_metadata.pb's
+    objects do not walk as meta graphs, fingerprint.pb has no message in field 2.
     """
-    head = source.head(2)
-    # The one-byte schema version is checked on the head: a decoded stream's size decodes all of it.
-    if len(head) < 2 or head[0] != 0x08 or head[1] not in SCHEMA_VERSIONS:
+    if not plausible_head(source):
         return None
-    meta_graphs: list[Field] = []
+    meta_graphs = 0
+    has_graph = False
     try:
         for index, item in enumerate(fields(source, 0, source.size, MAX_FIELDS)):
-            if index == 0:
-                if item.wire_type != VARINT or item.value not in SCHEMA_VERSIONS:
-                    return None
-            elif item.number == 2 and item.wire_type == LEN:
-                meta_graphs.append(item)
-            else:
-                return None
-        if not meta_graphs:
-            return None
-        first = meta_graphs[0]
-        seen: set[int] = set()
-        for inner in fields(source, first.offset, first.offset + first.value, MAX_FIELDS):
-            if inner.number not in META_GRAPH_FIELDS or inner.wire_type != LEN:
-                return None
-            seen.add(inner.number)
+            if index == MAX_FIELDS - 1:  # padded with unknown fields: claimed, and the scan fails closed
+                return meta_graphs
+            if item.number == 2 and item.wire_type == LEN:
+                meta_graphs += 1
+                has_graph = _is_meta_graph(source, item) or has_graph
     except WireError:
         return None
-    return len(meta_graphs) if seen & {1, 2} else None
+    return meta_graphs if has_graph else None
 
 
-_TEXT_START = re.compile(rb"\A\s*(?:#[^\n]*\n\s*)*(?:saved_model_schema_version\s*:\s*\d+\s*)?meta_graphs\s*[{<]")
+def _is_meta_graph(source: Source, item: Field) -> bool:
+    """Whether a meta graph holds a graph_def; raises `WireError` if it does not walk as a message."""
+    graph = False
+    for inner in fields(source, item.offset, item.offset + item.value, MAX_FIELDS):
+        graph = graph or (inner.number == GRAPH_DEF[0] and inner.wire_type == LEN)
+    return graph
+
+
+_COMMENTS = rb"(?:\s|#[^\n]*\n)*"
+#: What `text_format.Parse` accepts before the first meta graph: comments, the optional schema
+#: version with an optional separator, and `meta_graphs`, its colon optional, opening `{` or `<`.
+_TEXT_START = re.compile(
+    rb"\A" + _COMMENTS + rb"(?:saved_model_schema_version\s*:\s*\d+\s*[;,]?" + _COMMENTS + rb")?"
+    rb"meta_graphs\s*:?\s*[{<]"
+)
 
 
 def is_text_saved_model(source: Source) -> bool:
@@ -120,11 +123,10 @@ class WireMessage:
         self.source, self.start, self.end = source, start, end
 
     def _fields(self, number: int) -> Iterator[Field]:
-        # Every field takes at least two bytes, so this limit walks the whole message.
+        # Every field takes at least two bytes, so this limit walks the whole message. A field of
+        # this number with another wire type is an unknown field to the parser: skipped, as it does.
         for item in fields(self.source, self.start, self.end, (self.end - self.start) // 2 + 1):
-            if item.number == number:
-                if item.wire_type != LEN:
-                    raise WireError(f"field {number} at offset {item.offset} is not length-delimited")
+            if item.number == number and item.wire_type == LEN:
                 yield item
 
     def messages(self, field_id: FieldId) -> Iterator[Message]:
@@ -294,9 +296,18 @@ def _attr_values(value: Message, depth: int, calls: list[str], strings: list[str
                 _attr_values(inner, depth + 1, calls, [])
 
 
+def last(values: Iterable[str]) -> str:
+    """A singular field's value as the parser sees it: a field repeated on the wire is legal and the
+    last occurrence wins, so reading the first would judge an op TensorFlow never runs."""
+    value = ""
+    for value in values:  # noqa: B007 - the loop keeps the last one
+        pass
+    return value
+
+
 def read_node(message: Message) -> Node:
-    name = next(message.strings(NAME), "")
-    op = next(message.strings(OP), "")
+    name = last(message.strings(NAME))
+    op = last(message.strings(OP))
     calls: list[str] = []
     strings: dict[str, list[str]] = {}
     for entry in message.messages(ATTR):
@@ -304,7 +315,7 @@ def read_node(message: Message) -> Node:
         for value in entry.messages(VALUE):
             _attr_values(value, 0, calls, values)
         if values and op in tensorflow_ops.JUDGED_OPS:
-            strings[next(entry.strings(KEY), "")] = values
+            strings[last(entry.strings(KEY))] = values
     inputs = [text.lstrip("^").split(":", 1)[0] for text in message.strings(INPUT)]
     return Node(name, op, inputs, calls, strings)
 
@@ -317,7 +328,7 @@ def read_meta_graph(meta: Message) -> MetaGraph:
         nodes += (read_node(node) for node in graph.messages(NODE))
         for library in graph.messages(LIBRARY):
             for function in library.messages(FUNCTION):
-                name = next((n for sig in function.messages(SIGNATURE) for n in sig.strings(NAME)), "")
+                name = last(n for sig in function.messages(SIGNATURE) for n in sig.strings(NAME))
                 functions.setdefault(name, []).extend(read_node(node) for node in function.messages(NODE_DEF))
             for gradient in library.messages(GRADIENT):
                 for field_id in GRADIENT_NAMES:
@@ -330,11 +341,11 @@ def read_meta_graph(meta: Message) -> MetaGraph:
                 exposed.update(saved.strings(CONCRETE_NAMES))
             for bare in obj.messages(BARE_FUNCTION):
                 exposed.update(bare.strings(BARE_NAME))
+    savers = list(meta.messages(SAVER_DEF))  # a message repeated on the wire is merged field by field
     saver_roots = [
         text.split(":", 1)[0]
-        for saver in meta.messages(SAVER_DEF)
         for f in (SAVE_TENSOR, RESTORE_OP)
-        for text in saver.strings(f)
+        if (text := last(s for saver in savers for s in saver.strings(f)))
     ]
     return MetaGraph(nodes, functions, exposed, saver_roots)
 
@@ -426,6 +437,8 @@ class SavedModelHandler(Handler):
         if source.size > limit:
             raise LimitExceeded("max_buffer_bytes", f"SavedModel of {source.size} bytes is over {limit}")
         data = source.read_at(0, source.size)
+        if not text and len(list(fields(BytesSource(data), 0, len(data), MAX_FIELDS))) == MAX_FIELDS:
+            raise LimitExceeded("max_members", f"{MAX_FIELDS} or more top-level fields in a SavedModel")
         try:
             root: Message = parse_text(data) if text else WireMessage(BytesSource(data), 0, len(data))
             meta_graphs = read_saved_model(root)
