@@ -372,3 +372,21 @@ def test_uppercase_dunder_placeholder_is_not_a_python_internal(scan_data: ScanDa
     result = scan_data(template, "chat_template.jinja")
     assert result.format == "chat-template"
     assert result.findings == []
+
+
+#: GLM-4's template shape (THUDM/glm-4-9b-chat, as llama.cpp ships it): plain text before the first tag.
+GLM_4 = (
+    "[gMASK]<sop>{% for item in messages %}{% if item['role'] == 'system' %}<|system|>\n{{ item['content'] }}"
+    "{% elif item['role'] == 'user' %}<|user|>\n{{ item['content'] }}{% elif item['role'] == 'assistant' %}"
+    "<|assistant|>\n{{ item['content'] }}{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>"
+    "{% endif %}"
+)
+
+
+@pytest.mark.parametrize("prefix", ["", "\n", "{not json} "])
+def test_template_with_plain_text_before_its_first_tag(scan_data: ScanData, prefix: str) -> None:
+    clean = scan_data((prefix + GLM_4).encode(), "chat_template.jinja")
+    assert (clean.format, clean.findings) == ("chat-template", [])
+    hostile = scan_data((prefix + GLM_4 + "{{ cycler.__init__.__globals__.os.popen('id') }}").encode(), "t.jinja")
+    assert hostile.format == "chat-template"
+    assert "TPL001" in ids(hostile)

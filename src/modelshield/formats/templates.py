@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -270,16 +271,27 @@ def _text(source: Source) -> str | None:
     # The head first: asking a decoded stream for its size decodes all of it.
     if classify_plain(source.head()) != "text":
         return None  # binary formats (GGUF metadata holds templates too) are their own handlers'
-    head = source.head(64).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head[:1] in (b"{", b"[") and not head.startswith((b"{%", b"{{", b"{#")):
-        return None  # JSON (a tokenizer config holding a template is the other handler's)
     if source.size > MAX_TEMPLATE_CHARS * 4:
         return None
     try:
         text = source.read_at(0, source.size).decode("utf-8-sig")
     except UnicodeDecodeError:
         return None
-    return text if "\0" not in text and ("{%" in text or "{{" in text) else None
+    if "\0" in text or ("{%" not in text and "{{" not in text):
+        return None
+    # Jinja renders whatever precedes the first tag as text (GLM's `[gMASK]<sop>`), so only content
+    # that really is JSON is left to the JSON handlers (a tokenizer config holding a template).
+    return None if _is_json(text) else text
+
+
+def _is_json(text: str) -> bool:
+    if text.lstrip()[:1] not in ("{", "["):
+        return False
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _python_source(text: str) -> bool:
