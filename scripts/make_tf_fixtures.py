@@ -151,6 +151,81 @@ def tf1_saved_model(name: str) -> Path:
     return path
 
 
+def traced_checkpoint_functions(variable: tf.Variable) -> None:
+    """Add to the current graph's library, uncalled, the traced save and restore functions a TF 2
+    Estimator export carries (`__inference__traced_save_N` / `__inference__traced_restore_N`: the
+    object-based saver traced for the model's trackables while nothing in the TF1 graph calls them)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def _traced_save(prefix: tf.Tensor) -> tf.Tensor:
+        tmp = tf.strings.join([prefix, "_temp/part"])
+        shard = tf.raw_ops.ShardedFilename(basename=tmp, shard=0, num_shards=1)
+        with tf.control_dependencies(
+            [
+                tf.raw_ops.SaveV2(
+                    prefix=shard, tensor_names=["w"], shape_and_slices=[""], tensors=[variable.read_value()]
+                )
+            ]
+        ):
+            merge = tf.raw_ops.MergeV2Checkpoints(checkpoint_prefixes=[shard], destination_prefix=prefix)
+        with tf.control_dependencies([merge]):
+            return tf.identity(prefix)
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def _traced_restore(prefix: tf.Tensor) -> tf.Tensor:
+        (value,) = tf.raw_ops.RestoreV2(prefix=prefix, tensor_names=["w"], shape_and_slices=[""], dtypes=[tf.float32])
+        with tf.control_dependencies([variable.assign(value)]):
+            return tf.identity(prefix)
+
+    _traced_save.get_concrete_function().add_to_graph()
+    _traced_restore.get_concrete_function().add_to_graph()
+
+
+def estimator_saved_model(name: str, *, unused_read_file: bool = False) -> Path:
+    """The layout of a TF 2 Estimator export (tf.estimator is gone from current TensorFlow, so it is
+    rebuilt with the same APIs it used): a TF1 graph saved by `tf.compat.v1.saved_model.Builder`
+    with its `Saver`, plus traced save/restore library functions that nothing calls. With
+    `unused_read_file` an uncalled function also reads a file (still unreachable)."""
+    path = reset(OUT / name)
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf.compat.v1.get_variable("w", initializer=np.ones((4, 1), np.float32), use_resource=True)
+        y = tf.matmul(x, w, name="y")
+        traced_checkpoint_functions(w)
+        if unused_read_file:
+
+            @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+            def unused(path: tf.Tensor) -> tf.Tensor:
+                return tf.io.read_file(path)
+
+            unused.get_concrete_function().add_to_graph()
+        session.run(tf.compat.v1.global_variables_initializer())
+        builder = tf.compat.v1.saved_model.Builder(str(path))
+        signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
+        builder.add_meta_graph_and_variables(
+            session, ["serve"], signature_def_map={"serving_default": signature}, strip_default_attrs=True
+        )
+        builder.save()
+    return path
+
+
+def tf1_checkpoint_meta(name: str, *, read_file: bool = False) -> Path:
+    """The `.meta` a TF1 `Saver.save` writes beside a checkpoint (a whole MetaGraphDef); with
+    `read_file` the graph also reads a file by path."""
+    path = reset(OUT / name)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf.compat.v1.get_variable("w", initializer=np.ones((4, 1), np.float32))
+        y = tf.matmul(x, w, name="y")
+        if read_file:
+            y = y + tf.cast(tf.strings.length(tf.io.read_file("/etc/passwd")), tf.float32)
+        saver = tf.compat.v1.train.Saver()
+        saver.export_meta_graph(str(path), clear_devices=True, strip_default_attrs=True)
+    return path
+
+
 def convert(
     concrete: tf.types.experimental.ConcreteFunction, owner: tf.Module | None = None, *, flex: bool = False
 ) -> bytes:
@@ -254,6 +329,10 @@ def main() -> None:
     save_module(RestoreInServingModel(), "savedmodel_restore_in_serving")
     edit_saved_model(module, "savedmodel_custom_op", "MatMul->ZeroOut")
     write_pbtxt(pyfunc, "savedmodel_pyfunc_pbtxt")
+    estimator_saved_model("savedmodel_estimator_tf2")
+    estimator_saved_model("savedmodel_estimator_unused_read_file", unused_read_file=True)
+    tf1_checkpoint_meta("model.ckpt.meta")
+    tf1_checkpoint_meta("read_file.ckpt.meta", read_file=True)
 
     scale = Scale()
     tflite = {

@@ -327,3 +327,88 @@ def test_text_format_spellings_the_parser_accepts(scan_data: ScanData, start: by
     data = start + PBTXT.split(b"meta_graphs {", 1)[1]
     result = scan_data(data, "saved_model.pbtxt")
     assert [f.rule_id for f in result.findings] == ["TFO002"]
+
+
+# -- reachability: what the loader can run ------------------------------------------------------------
+
+
+def levels(results: list[FileResult]) -> list[tuple[str, str, Severity]]:
+    return [(f.rule_id, f.details["op"], f.level) for r in results for f in r.findings]
+
+
+def test_estimator_export_with_uncalled_traced_save_and_restore_passes() -> None:
+    """TF 2 Estimator layout (scripts/make_tf_fixtures.py): a TF1 graph with its Saver and traced
+    `__inference__traced_save/restore` functions nothing calls: information, not a threat."""
+    found = levels(scan_dir("savedmodel_estimator_tf2"))
+    assert {op for _, op, _ in found} == {"SaveV2", "MergeV2Checkpoints", "RestoreV2"}
+    assert {level for _, _, level in found} == {Severity.INFO}
+
+
+def test_an_uncalled_function_is_information_whatever_it_does() -> None:
+    [read] = [
+        f
+        for r in scan_dir("savedmodel_estimator_unused_read_file")
+        for f in r.findings
+        if f.details["op"] == "ReadFile"
+    ]
+    assert read.level is Severity.INFO
+    assert "unreachable" in read.evidence
+
+
+HOSTILE = function("helper", node("r", "ReadFile"))
+
+
+def test_a_function_a_graph_node_calls_keeps_full_scrutiny(scan_data: ScanData) -> None:
+    result = scan_data(saved_model([call("c", "helper")], [HOSTILE]), "saved_model.pb")
+    assert [(f.rule_id, f.level) for f in result.findings] == [("TFO002", Severity.HIGH)]
+
+
+def test_a_function_the_object_graph_exposes_keeps_full_scrutiny(scan_data: ScanData) -> None:
+    objects = pb_msg(7, pb_msg(1, pb_msg(6, pb_msg(1, b"helper"))))  # SavedObject.function.concrete_functions
+    meta = pb_msg(1, pb_msg(4, b"serve")) + pb_msg(2, pb_msg(2, HOSTILE)) + objects
+    data = pb_int(1, 1) + pb_msg(2, meta)
+    result = scan_data(data, "saved_model.pb")
+    assert [(f.rule_id, f.level) for f in result.findings] == [("TFO002", Severity.HIGH)]
+
+
+def test_a_swappable_implementation_keeps_full_scrutiny(scan_data: ScanData) -> None:
+    """Grappler's implementation selector may run an uncalled function with the same `api_implements`."""
+    swappable = pb_msg(
+        1,
+        pb_msg(1, pb_msg(1, b"helper")) + pb_msg(3, node("r", "ReadFile")) + attr("api_implements", pb_msg(2, b"lstm")),
+    )
+    result = scan_data(saved_model([], [swappable]), "saved_model.pb")
+    assert [(f.rule_id, f.level) for f in result.findings] == [("TFO002", Severity.HIGH)]
+
+
+def test_an_unreferenced_function_is_information(scan_data: ScanData) -> None:
+    result = scan_data(saved_model([], [HOSTILE]), "saved_model.pb")
+    assert [(f.rule_id, f.level) for f in result.findings] == [("TFO002", Severity.INFO)]
+
+
+# -- TF1 checkpoint .meta files ---------------------------------------------------------------------------
+
+
+def test_tf1_checkpoint_meta_is_a_model_and_its_saver_is_exempt() -> None:
+    [result] = modelshield.scan(FIXTURES / "model.ckpt.meta").files
+    assert (result.format, result.findings) == ("tf-meta-graph", [])
+
+
+def test_tf1_checkpoint_meta_graph_is_judged(scan_data: ScanData) -> None:
+    data = (FIXTURES / "read_file.ckpt.meta").read_bytes()
+    result = scan_data(data, "model.ckpt-1000.meta")
+    assert result.format == "tf-meta-graph"
+    assert [(f.rule_id, f.details["op"], f.level) for f in result.findings] == [("TFO002", "ReadFile", Severity.HIGH)]
+
+
+def test_a_meta_graph_function_library_and_saver_are_judged_like_a_saved_model(scan_data: ScanData) -> None:
+    graph = b"".join(pb_msg(1, n) for n in [*SAVER_NODES, call("c", "helper")]) + pb_msg(2, SAVE + RESTORE + HOSTILE)
+    saver = pb_msg(3, pb_msg(2, b"Save:0") + pb_msg(3, b"Restore"))
+    result = scan_data(pb_msg(1, pb_msg(4, b"serve")) + pb_msg(2, graph) + saver, "model.meta")
+    assert result.format == "tf-meta-graph"
+    assert [(f.rule_id, f.details["op"]) for f in result.findings] == [("TFO002", "ReadFile")]
+
+
+@pytest.mark.parametrize("name", ["savedmodel_module", "savedmodel_tf1", "savedmodel_estimator_tf2"])
+def test_saved_models_are_not_meta_graphs(name: str) -> None:
+    assert not savedmodel.is_meta_graph_def(BytesSource((FIXTURES / name / "saved_model.pb").read_bytes()))

@@ -390,3 +390,10 @@ def test_template_with_plain_text_before_its_first_tag(scan_data: ScanData, pref
     hostile = scan_data((prefix + GLM_4 + "{{ cycler.__init__.__globals__.os.popen('id') }}").encode(), "t.jinja")
     assert hostile.format == "chat-template"
     assert "TPL001" in ids(hostile)
+
+
+def test_a_key_spelled_with_escapes_is_the_key_the_loader_reads(scan_data: ScanData) -> None:
+    raw = json.dumps({"chat_template": "{{ cycler.__init__.__globals__.os.popen('id') }}"})
+    result = scan_data(raw.replace("chat_template", "chat\\u005ftemplate").encode(), "tokenizer_config.json")
+    assert result.format == "hf-chat-template"
+    assert "TPL001" in ids(result)

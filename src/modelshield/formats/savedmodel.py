@@ -68,11 +68,55 @@ def count_meta_graphs(source: Source) -> int | None:
 
 
 def _is_meta_graph(source: Source, item: Field) -> bool:
-    """Whether a meta graph holds a graph_def; raises `WireError` if it does not walk as a message."""
+    """Whether a meta graph holds a graph_def that reads as one; raises `WireError` if it does not
+    walk as a message."""
     graph = False
     for inner in fields(source, item.offset, item.offset + item.value, MAX_FIELDS):
-        graph = graph or (inner.number == GRAPH_DEF[0] and inner.wire_type == LEN)
+        if inner.number == GRAPH_DEF[0] and inner.wire_type == LEN:
+            graph = graph or _plausible_graph(source, inner)
     return graph
+
+
+#: How TensorFlow names ops and library functions; NodeDef.op is a proto3 string (UTF-8 enforced).
+_OP_NAME = re.compile(rb"[A-Za-z_][\w>./-]*")
+_MAX_OP_NAME = 1024
+
+
+def _plausible_graph(source: Source, graph: Field, *, empty: bool = True) -> bool:
+    """Whether a GraphDef's first node reads as a NodeDef with an op name. SavedModel and a bare
+    MetaGraphDef (a TF1 `.meta`) nest the same messages one level apart, so each would otherwise
+    read as the other: a MetaGraphDef's meta_info_def or a FunctionDefLibrary's FunctionDef read as
+    a node has no such op (its field 2 is a binary message or absent)."""
+    library = False
+    for node in fields(source, graph.offset, graph.offset + graph.value, MAX_FIELDS):
+        library = library or (node.number == LIBRARY[0] and node.wire_type == LEN and node.value > 0)
+        if node.number == NODE[0] and node.wire_type == LEN:
+            op = b""
+            try:
+                for inner in fields(source, node.offset, node.offset + node.value, MAX_FIELDS):
+                    if inner.number == OP[0] and inner.wire_type == LEN:
+                        op = source.read_at(inner.offset, inner.value) if inner.value <= _MAX_OP_NAME else b""
+            except WireError:
+                return True  # a broken node is still a node: the scan fails closed on it
+            return _OP_NAME.fullmatch(op) is not None
+    # No nodes: a function library alone (TF2 keeps its ops there); a FunctionDefLibrary read as a
+    # graph has none unless it lists gradients.
+    return empty and library
+
+
+def is_meta_graph_def(source: Source) -> bool:
+    """Whether the bytes are a bare MetaGraphDef, as `tf.compat.v1.train.import_meta_graph` reads a
+    checkpoint's `.meta` (`MetaGraphDef.ParseFromString`): a graph_def whose nodes read as nodes,
+    fields in any order, unknown fields skipped. A graph with no nodes is not claimed."""
+    if not plausible_head(source):
+        return False
+    try:
+        graphs = [f for f in fields(source, 0, source.size, MAX_FIELDS) if f.number == GRAPH_DEF[0]]
+        graphs = [g for g in graphs if g.wire_type == LEN]
+        # TF1 graphs always have nodes (a `.meta` is written from a live graph with a saver)
+        return bool(graphs) and all(_plausible_graph(source, g, empty=False) for g in graphs)
+    except WireError:
+        return False
 
 
 _COMMENTS = rb"(?:\s|#[^\n]*\n)*"
@@ -96,6 +140,7 @@ META_GRAPHS = (2, "meta_graphs")
 GRAPH_DEF, SAVER_DEF, OBJECT_GRAPH_DEF = (2, "graph_def"), (3, "saver_def"), (7, "object_graph_def")
 NODE, LIBRARY = (1, "node"), (2, "library")
 FUNCTION, GRADIENT = (1, "function"), (2, "gradient")
+FUNCTION_ATTR = (5, "attr")  # FunctionDef.attr
 SIGNATURE, NODE_DEF = (1, "signature"), (3, "node_def")
 NAME, OP, INPUT, ATTR = (1, "name"), (2, "op"), (3, "input"), (5, "attr")
 KEY, VALUE = (1, "key"), (2, "value")
@@ -274,7 +319,8 @@ class Node(NamedTuple):
 class MetaGraph(NamedTuple):
     nodes: list[Node]
     functions: dict[str, list[Node]]
-    #: functions referenced from outside the graph: gradients and those the object graph exposes
+    #: functions referenced from outside the graph: gradients, those the object graph exposes, and
+    #: those with an `api_implements` attribute (Grappler may swap one in for a called function)
     exposed: set[str]
     #: graph nodes the saver runs: its save tensor's and its restore op's
     saver_roots: list[str]
@@ -330,6 +376,8 @@ def read_meta_graph(meta: Message) -> MetaGraph:
             for function in library.messages(FUNCTION):
                 name = last(n for sig in function.messages(SIGNATURE) for n in sig.strings(NAME))
                 functions.setdefault(name, []).extend(read_node(node) for node in function.messages(NODE_DEF))
+                if any(last(entry.strings(KEY)) == "api_implements" for entry in function.messages(FUNCTION_ATTR)):
+                    exposed.add(name)
             for gradient in library.messages(GRADIENT):
                 for field_id in GRADIENT_NAMES:
                     exposed.update(gradient.strings(field_id))
@@ -406,20 +454,52 @@ def saver_only(meta: MetaGraph) -> tuple[set[str], set[str]]:
     return saver_nodes, saver_functions - _callees(meta.functions, other_roots)
 
 
-def judge_meta_graph(meta: MetaGraph, index: int, uses: tensorflow_ops.OpUses) -> None:
+def reachable_functions(meta: MetaGraph) -> set[str]:
+    """Library functions the loader can run: those graph nodes call (a TF1 session may run any node),
+    those the object graph restores and exposes (signatures, methods, saveables' save and restore
+    functions), gradients and swappable implementations, and everything they call in turn.
+
+    A traced function that nothing references (TF 2 Estimator exports carry unused
+    `__inference__traced_save/restore` functions) is loaded into the function runtime and never run.
+    """
+    return _callees(meta.functions, [*_node_calls(meta.nodes), *meta.exposed])
+
+
+def judge_meta_graph(
+    meta: MetaGraph, index: int, uses: tensorflow_ops.OpUses, unreachable: tensorflow_ops.OpUses
+) -> None:
+    """Judge every op of the graph and its library; uses in unreachable functions go to `unreachable`."""
     saver_nodes, saver_functions = saver_only(meta)
+    reachable = reachable_functions(meta)
     prefix = f"meta graph {index}: " if index else ""
-    places = [(f"{prefix}graph", meta.nodes, saver_nodes, False)]
+    places = [(f"{prefix}graph", meta.nodes, saver_nodes, False, uses)]
     places += [
-        (f"{prefix}function {name}", nodes, set(), name in saver_functions) for name, nodes in meta.functions.items()
+        (f"{prefix}function {name}", nodes, set(), name in saver_functions, uses if name in reachable else unreachable)
+        for name, nodes in meta.functions.items()
     ]
-    for place, nodes, exempt_nodes, exempt_all in places:
+    for place, nodes, exempt_nodes, exempt_all, into in places:
         for node in nodes:
             if node.op in meta.functions:
                 continue  # a call of a library function, judged where it is defined
             if node.op in tensorflow_ops.CHECKPOINT_OPS and (exempt_all or node.name in exempt_nodes):
                 continue
-            uses.add(node.op, place, node.strings)
+            into.add(node.op, place, node.strings)
+
+
+def judge(ctx: Context, meta_graphs: Iterable[MetaGraph], format_name: str) -> Iterator[Finding]:
+    allowed = ctx.policy.allowed(tensorflow_ops.CUSTOM_OPS_ALLOWLIST)
+    uses, unreachable = tensorflow_ops.OpUses(allowed), tensorflow_ops.OpUses(allowed)
+    for index, meta in enumerate(meta_graphs):
+        judge_meta_graph(meta, index, uses, unreachable)
+    yield from uses.findings(ctx, "op", format_name)
+    yield from unreachable.findings(ctx, "op", format_name, unreachable=True)
+
+
+def _whole(source: Source, ctx: Context, what: str) -> bytes:
+    limit = ctx.engine.limits.max_buffer_bytes
+    if source.size > limit:
+        raise LimitExceeded("max_buffer_bytes", f"{what} of {source.size} bytes is over {limit}")
+    return source.read_at(0, source.size)
 
 
 class SavedModelHandler(Handler):
@@ -433,10 +513,9 @@ class SavedModelHandler(Handler):
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         text = count_meta_graphs(source) is None
-        limit = MAX_TEXT_BYTES if text else ctx.engine.limits.max_buffer_bytes
-        if source.size > limit:
-            raise LimitExceeded("max_buffer_bytes", f"SavedModel of {source.size} bytes is over {limit}")
-        data = source.read_at(0, source.size)
+        if text and source.size > MAX_TEXT_BYTES:
+            raise LimitExceeded("max_buffer_bytes", f"text SavedModel of {source.size} bytes is over {MAX_TEXT_BYTES}")
+        data = _whole(source, ctx, "SavedModel")
         if not text and len(list(fields(BytesSource(data), 0, len(data), MAX_FIELDS))) == MAX_FIELDS:
             raise LimitExceeded("max_members", f"{MAX_FIELDS} or more top-level fields in a SavedModel")
         try:
@@ -444,7 +523,27 @@ class SavedModelHandler(Handler):
             meta_graphs = read_saved_model(root)
         except WireError as exc:
             raise ScanError(f"malformed SavedModel: {exc}") from exc
-        uses = tensorflow_ops.OpUses(ctx.policy.allowed(tensorflow_ops.CUSTOM_OPS_ALLOWLIST))
-        for index, meta in enumerate(meta_graphs):
-            judge_meta_graph(meta, index, uses)
-        yield from uses.findings(ctx, "op", self.name)
+        yield from judge(ctx, meta_graphs, self.name)
+
+
+class MetaGraphHandler(Handler):
+    """A bare MetaGraphDef: the `.meta` file a TF1 `Saver` writes beside every checkpoint, which
+    `import_meta_graph` loads into a graph whose ops run when a session runs them. Judged like a
+    SavedModel's meta graph: graph nodes, function library, the saver's own subgraph exempt.
+
+    No suffix is claimed: `.meta` also names Unity, Dask and many other tools' files."""
+
+    name = "tf-meta-graph"
+    label = "TensorFlow MetaGraphDef (TF1 checkpoint .meta)"
+    rules = tensorflow_ops.RULES
+
+    def detect(self, source: Source) -> bool:
+        return is_meta_graph_def(source)
+
+    def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
+        data = _whole(source, ctx, "MetaGraphDef")
+        try:
+            meta = read_meta_graph(WireMessage(BytesSource(data), 0, len(data)))
+        except WireError as exc:
+            raise ScanError(f"malformed MetaGraphDef: {exc}") from exc
+        yield from judge(ctx, [meta], self.name)
