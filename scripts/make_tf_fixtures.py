@@ -317,6 +317,38 @@ def stablehlo_custom_call_tflite() -> bytes:
     return one_op_tflite(builtin_code(schema.BuiltinOperator.STABLEHLO_CUSTOM_CALL), operator)
 
 
+def with_associated_files(model: bytes, path: Path) -> None:
+    """Write `model` with TFLite Metadata and a label file packed the standard way, by the real
+    `MetadataPopulator` (what MediaPipe's and TFLite Support's metadata writers call): the metadata
+    flatbuffer goes into `Model.metadata` as TFLITE_METADATA and the files into a zip appended to
+    the model. Needs `pip install --no-deps tflite-support` (and libusb) in the TensorFlow venv."""
+    os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
+    from tensorflow_lite_support.metadata import metadata_schema_py_generated as md
+    from tensorflow_lite_support.metadata.python import metadata
+
+    labels = path.with_name("labels.txt")
+    labels.write_text("cat\ndog\nbird\n")
+    output = md.TensorMetadataT()
+    output.name = "probabilities"
+    label_file = md.AssociatedFileT()
+    label_file.name, label_file.description = "labels.txt", "class labels"
+    label_file.type = md.AssociatedFileType.TENSOR_AXIS_LABELS
+    output.associatedFiles = [label_file]
+    subgraph = md.SubGraphMetadataT()
+    subgraph.inputTensorMetadata, subgraph.outputTensorMetadata = [md.TensorMetadataT()], [output]
+    model_metadata = md.ModelMetadataT()
+    model_metadata.name, model_metadata.description = "dense classifier", "modelshield fixture"
+    model_metadata.subgraphMetadata = [subgraph]
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model_metadata.Pack(builder), metadata.MetadataPopulator.METADATA_FILE_IDENTIFIER)
+    path.write_bytes(model)
+    populator = metadata.MetadataPopulator.with_model_file(str(path))
+    populator.load_metadata_buffer(builder.Output())
+    populator.load_associated_files([str(labels)])
+    populator.populate()
+    labels.unlink()
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     module = save_module(Scale(), "savedmodel_module")
@@ -349,6 +381,7 @@ def main() -> None:
     }
     for name, data in tflite.items():
         (OUT / name).write_bytes(data)
+    with_associated_files(tflite["dense.tflite"], OUT / "dense_with_metadata.tflite")
     for path in sorted(OUT.rglob("*")):
         if path.is_file():
             print(f"{path.stat().st_size:8d}  {path.relative_to(OUT)}")

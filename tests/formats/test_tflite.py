@@ -4,21 +4,24 @@ models built with the schema's object API, and hostile flatbuffers patched by ha
 from __future__ import annotations
 
 import struct
+import zipfile
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import modelshield
 from modelshield import FileResult, Policy
 from modelshield.core.engine import Engine
 from modelshield.core.findings import Location
 from modelshield.core.rules import Severity
 from modelshield.core.source import BytesSource
-from modelshield.formats import tensorflow_ops
+from modelshield.formats import tensorflow_ops, tflite
 from modelshield.formats.tflite import FlatBuffer, Table, root_table
 from modelshield.registry import HANDLERS
 from tests.conftest import ScanData
+from tests.helpers import evil_pickle, is_code_execution
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
 
@@ -191,3 +194,46 @@ def test_corrupted_models_never_crash_the_reader(data: st.DataObject) -> None:
     engine = Engine(HANDLERS, Policy())
     findings = list(engine.scan_object(BytesSource(bytes(model)), Location("m.tflite"), 0))
     assert all("internal error" not in f.evidence and "aborted" not in f.evidence for f in findings)
+
+
+# -- TFLite Metadata associated files (every MediaPipe model) ------------------------------------------
+
+METADATA_MODEL = FIXTURES / "dense_with_metadata.tflite"
+
+
+def test_model_with_associated_files_is_one_model_with_members() -> None:
+    """Written by the real MetadataPopulator (scripts/make_tf_fixtures.py): no polyglot, no data
+    before an archive; the packed label file is scanned as a member."""
+    [result] = modelshield.scan(METADATA_MODEL).files
+    assert (result.format, result.findings) == ("tflite", [])
+    members = [o.location.rsplit("!", 1)[-1] for o in result.objects]
+    assert members == [str(METADATA_MODEL), "<associated files>", "labels.txt"]
+
+
+def _model_part() -> bytes:
+    data = METADATA_MODEL.read_bytes()
+    start = tflite.associated_files_start(BytesSource(data))
+    assert start is not None
+    return data[:start]
+
+
+def test_associated_files_are_scanned_as_members(tmp_path: Path) -> None:
+    """The layout as the populator writes it (Python's zipfile appending to the model), with a pickle."""
+    path = tmp_path / "model.tflite"
+    path.write_bytes(_model_part())
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("labels.txt", "background\nperson\n")
+        archive.writestr("vocab.pkl", evil_pickle())
+    [result] = modelshield.scan(path).files
+    assert result.format == "tflite"
+    assert is_code_execution(result, f"{path}!<associated files>!vocab.pkl")
+    assert not [f for f in result.findings if f.rule_id in ("SCN002", "ARC009")]
+
+
+def test_a_zip_after_a_model_without_tflite_metadata_stays_a_polyglot(tmp_path: Path) -> None:
+    path = tmp_path / "model.tflite"
+    path.write_bytes((FIXTURES / "dense.tflite").read_bytes())
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("labels.txt", "cat\n")
+    [result] = modelshield.scan(path).files
+    assert "SCN002" in [f.rule_id for f in result.findings]
