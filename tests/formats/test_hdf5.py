@@ -56,7 +56,7 @@ def test_weights_only_files_are_not_findings(tmp_path: Path, scan_data: ScanData
         ("k3_lambda.h5", "KRS001", Severity.CRITICAL),
         ("k2_lambda.h5", "KRS001", Severity.CRITICAL),
         ("k2_lambda_function_module.h5", "KRS002", Severity.CRITICAL),
-        ("k2_custom_layer.h5", "KRS003", Severity.HIGH),
+        ("k2_custom_layer.h5", "KRS003", Severity.LOW),
         ("k2_lookup_vocabulary_file.h5", "KRS007", Severity.HIGH),
         ("k2_tf_op_read_file.h5", "KRS009", Severity.HIGH),
     ],

@@ -237,3 +237,13 @@ def test_a_zip_after_a_model_without_tflite_metadata_stays_a_polyglot(tmp_path: 
         archive.writestr("labels.txt", "cat\n")
     [result] = modelshield.scan(path).files
     assert "SCN002" in [f.rule_id for f in result.findings]
+
+
+def test_a_custom_operator_mediapipe_provides_is_low(scan_data: ScanData) -> None:
+    data = fixture("custom_op.tflite")
+    named = b"\x0e\x00\x00\x00MyNativeKernel"
+    assert named in data
+    data = data.replace(named, b"\x09\x00\x00\x00Resampler" + b"\x00" * 5)
+    [finding] = scan_data(data, "model.tflite").findings
+    assert (finding.rule_id, finding.level, finding.details["runtime"]) == ("TFL001", Severity.LOW, "MediaPipe")
+    assert "official distribution" in finding.evidence

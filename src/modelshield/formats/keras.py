@@ -92,21 +92,31 @@ FOREIGN_MODULE = Rule(
 CUSTOM_OBJECT = Rule(
     id="KRS003",
     title="Keras model uses a custom or unknown layer or object",
-    severity=Severity.HIGH,
-    category=Category.INFERENCE_TIME_CODE,
+    severity=Severity.LOW,
+    category=Category.MODEL_DEPENDENCY,
     overview="A layer or other serialised object is not one of the standard Keras classes: it has a "
     "`registered_name` such as `package>Name`, a `module` of null, or a class name that neither Keras 3 "
     "nor tf.keras defines.",
-    attack="The object's Python code is not in the file. To load the model, users must import code that "
-    "registers the class, often fetched with 'trust remote code' or copied from the publisher's "
-    "repository, and that code runs at load time and on every inference. A malicious publisher ships "
-    "a harmless-looking model and puts the payload in the helper code it tells you to install.",
-    impact="Whatever code provides the class runs inside your process when the model is loaded and used.",
+    attack="The object's Python code is not in the file, and the file cannot make Keras run it: "
+    "Keras 3 and tf.keras look the name up among the classes the running process registered "
+    "(`register_keras_serializable`, `custom_objects`) and otherwise refuse to load the model "
+    "('Could not locate class'). Whatever class the user's own code registers under that name is what "
+    "runs, at load time and on every inference. The attack is therefore in the code the publisher tells "
+    "you to install to make the model load, often fetched with 'trust remote code' or copied from their "
+    "repository; a class under a module outside Keras (which older Keras imports) is reported as KRS002.",
+    impact="Nothing runs from the file itself; the code that provides the class runs inside your process "
+    "when the model is loaded and used.",
     remediation="Review the code that provides the class before loading the model, pin it, and add the "
     "class to the `keras-layers` allowlist of your policy (entries match `class_name`, `registered_name` "
     "or `module.class_name`, globs allowed). Unknown names under a Keras module (medium) usually mean a "
-    "newer Keras; classes from keras_hub/keras_cv/keras_nlp are low.",
+    "newer Keras or a renamed class; classes from keras_hub/keras_cv/keras_nlp are low.",
     example='`{"module": null, "class_name": "Scale", "registered_name": "MyPkg>Scale"}`.',
+)
+
+#: What the user must check about a class or function the file names but does not carry.
+_NOT_IN_FILE = (
+    "is not in the file: Keras refuses to load the model unless your own code registers it under this "
+    "name, and whatever you register is what runs at load and inference; review the package that provides it"
 )
 
 KERAS_GADGET = Rule(
@@ -517,7 +527,8 @@ class ConfigWalker:
                 yield from self.finding(
                     CUSTOM_OBJECT,
                     node,
-                    f"{owner} references function {target!r}, which is not a standard Keras function",
+                    f"{owner} references function {target!r}, which is not a standard Keras function and "
+                    + _NOT_IN_FILE,
                     target=target,
                 )
             return
@@ -573,7 +584,7 @@ class ConfigWalker:
         elif isinstance(module, str) and not custom:
             severity, why = Severity.MEDIUM, f"is not a Keras class this version knows (module {module!r})"
         else:
-            severity, why = Severity.HIGH, "must be provided by code outside the file"
+            severity, why = Severity.LOW, _NOT_IN_FILE
         yield from self.finding(
             CUSTOM_OBJECT,
             node,

@@ -289,7 +289,9 @@ def _is_json(text: str) -> bool:
         return False
     try:
         json.loads(text)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        return True  # JSON nested beyond what any loader parses: a broken config, not a template
+    except ValueError:
         return False
     return True
 

@@ -47,9 +47,11 @@ CUSTOM_OP = Rule(
     "(an Android AAR, a shared object, a pip package with a native extension), which runs with the app's "
     "privileges; the operator name says nothing about what the kernel does.",
     impact="Native code of unknown origin runs whenever the model executes, or the model cannot run.",
-    remediation="Find out which library implements the operator (MediaPipe's ops are common and "
-    "benign) and take it only from its real publisher. Allow names you trust with "
-    "`[tool.modelshield.allow] tensorflow-custom-ops`.",
+    remediation="Find out which library implements the operator and take it only from its real "
+    "publisher. Operators that MediaPipe's runtime registers itself (`TransformTensorBilinear`, "
+    "`Convolution2DTransposeBias`, `MaxPoolingWithArgmax2D`...) are low: the model carries no kernel "
+    "and runs with MediaPipe's, so what matters is running it with MediaPipe from its official "
+    "distribution. Allow names you trust with `[tool.modelshield.allow] tensorflow-custom-ops`.",
     example="`operator_codes[1] = {builtin_code: CUSTOM, custom_code: 'MyNativeKernel'}`",
 )
 
@@ -97,6 +99,25 @@ STABLEHLO_CALL = Rule(
 )
 
 RULES: tuple[Rule, ...] = (CUSTOM_OP, FLEX_RUNTIME, UNKNOWN_BUILTIN, STABLEHLO_CALL)
+
+#: Custom operators that a known runtime registers with its own kernels, so the model runs only
+#: there and brings no code of its own: MediaPipe's op resolvers (mediapipe/util/tflite/operations,
+#: mediapipe/tasks/cc/text/custom_ops; names checked in libmediapipe.so of mediapipe 1.2.3).
+KNOWN_RUNTIME_OPS: dict[str, str] = dict.fromkeys(
+    (
+        "MaxPoolingWithArgmax2D",
+        "MaxUnpooling2D",
+        "Convolution2DTransposeBias",
+        "TransformTensorBilinear",
+        "TransformLandmarks",
+        "Landmarks2TransformMatrix",
+        "Landmarks2TransformMatrixV2",
+        "RaggedTensorToTensor",
+        "TFSentencepieceTokenizeOp",
+        "Resampler",
+    ),
+    "MediaPipe",
+)
 
 
 class Malformed(ScanError):
@@ -373,6 +394,17 @@ class TfliteHandler(Handler):
                         flex.add(op, "other subgraphs", count=code.uses - sum(code.places.values()))
                     if not code.uses:
                         flex.add(op, code.unused)
+                elif custom in KNOWN_RUNTIME_OPS and custom not in allowed:
+                    runtime = KNOWN_RUNTIME_OPS[custom]
+                    evidence = (
+                        f"custom operator {custom!r} is provided by {runtime}'s op resolver: {code.where}; the model "
+                        f"brings no kernel of its own and runs with {runtime}'s, so check that you run it "
+                        f"with {runtime} from its official distribution (elsewhere the app must register a "
+                        "kernel under this name, and that kernel is what runs)"
+                    )
+                    yield ctx.finding(
+                        CUSTOM_OP, evidence, severity=Severity.LOW, op=custom, uses=code.uses, runtime=runtime
+                    )
                 elif custom not in stock_custom and custom not in allowed:
                     yield ctx.finding(CUSTOM_OP, f"custom operator {custom!r}: {code.where}", op=custom, uses=code.uses)
             elif code.builtin not in builtins:
