@@ -401,3 +401,14 @@ def test_a_custom_class_not_in_the_file_says_what_the_user_must_check(scan_data:
     [finding] = scan_data(model(layer), "config.json").findings
     assert finding.level is Severity.LOW
     assert "not in the file" in finding.evidence and "whatever you register is what runs" in finding.evidence
+
+
+def test_keras_config_recognised_by_what_the_loaders_need(scan_data: ScanData) -> None:
+    """tf.keras's `model_from_json` needs no `keras_version`, and the key can come anywhere or escaped."""
+    settings = {"name": "l", "function": code_b64(lambda x: x), "function_type": "lambda"}
+    layers = [{"class_name": "Lambda", "config": settings}]
+    config = {"config": {"name": "s", "layers": layers}, "padding": "x" * 5000, "class_name": "Sequential"}
+    text = json.dumps(config).replace('"class_name": "Sequential"', '"class\\u005fname": "Sequential"')
+    result = scan_data(text.encode(), "model.json")
+    assert result.format == "keras-config"
+    assert "KRS001" in rules(result)

@@ -675,29 +675,42 @@ def read_all(source: Source, ctx: Context, what: str) -> bytes:
 # -- config.json ------------------------------------------------------------------------------------
 
 
+#: Model classes tf.keras / tf_keras's `model_from_json` builds from `class_name` alone.
+_MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
+
+
 def _is_keras_object(obj: object) -> bool:
     """A serialized Keras object: `class_name` and `config`, plus a Keras module, a registered
-    name (Keras 3) or a `keras_version` (Keras 2 / tf.keras)."""
+    name (Keras 3 needs the module) or a `keras_version`, or a model class: tf.keras's loader needs
+    no marker for those, so a config without `keras_version` is still a model it loads."""
     if not isinstance(obj, dict) or not isinstance(obj.get("class_name"), str) or "config" not in obj:
         return False
     module = obj.get("module")
     return (
-        (isinstance(module, str) and module.startswith("keras")) or "registered_name" in obj or "keras_version" in obj
+        (isinstance(module, str) and module.startswith("keras"))
+        or "registered_name" in obj
+        or "keras_version" in obj
+        or obj["class_name"] in _MODEL_CLASSES
     )
 
 
 def model_class(source: Source) -> str | None:
     """The top-level `class_name` of a Keras model config, or None if this is not one."""
     head = source.head(_SNIFF_BYTES)
-    if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") or b'"class_name"' not in head:
+    if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return None
     if source.size > MAX_PARSE_BYTES:
-        if b'"config"' in head and (_KERAS_MODULE.search(head) or any(m in head for m in _MARKERS)):
+        markers = _KERAS_MODULE.search(head) or any(m in head for m in _MARKERS)
+        if b'"class_name"' in head and b'"config"' in head and markers:
             match = re.search(rb'"class_name"\s*:\s*"([^"\\]{1,200})"', head)
             return match.group(1).decode("utf-8", "replace") if match else "?"
         return None
+    raw = source.read_at(0, source.size)
+    # The key may come anywhere in the object, or spelled with \u escapes that json.loads decodes.
+    if b'"class_name"' not in raw and b"\\u" not in raw:
+        return None
     try:
-        obj = json.loads(source.read_at(0, source.size).decode("utf-8-sig"))
+        obj = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return str(obj["class_name"]) if _is_keras_object(obj) else None
