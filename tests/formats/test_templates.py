@@ -397,3 +397,11 @@ def test_a_key_spelled_with_escapes_is_the_key_the_loader_reads(scan_data: ScanD
     result = scan_data(raw.replace("chat_template", "chat\\u005ftemplate").encode(), "tokenizer_config.json")
     assert result.format == "hf-chat-template"
     assert "TPL001" in ids(result)
+
+
+def test_named_templates_as_a_mapping(scan_data: ScanData) -> None:
+    """transformers keeps `chat_template` as {name: template} and accepts a config written that way."""
+    config = {"chat_template": {"default": LLAMA_3_1, "tool_use": "{{ cycler.__init__.__globals__ }}"}}
+    result = scan_data(json.dumps(config).encode(), "tokenizer_config.json")
+    assert {f.rule_id for f in result.findings} == {"TPL001", "TPL003"}
+    assert all("chat_template[tool_use]" in f.evidence for f in result.findings)

@@ -339,10 +339,14 @@ class ChatTemplateHandler(Handler):
 
 
 def config_templates(config: dict[str, Any]) -> Iterable[tuple[str, Any]]:
-    """(name, template) pairs of a tokenizer config's `chat_template`: a string, or a list of
-    `{"name", "template"}` objects (named variants such as `tool_use` and `rag`)."""
+    """(name, template) pairs of a tokenizer config's `chat_template`: a string, a list of
+    `{"name", "template"}` objects (named variants such as `tool_use` and `rag`), or the mapping of
+    name to template that transformers builds from that list and also accepts as it is."""
     value = config.get("chat_template")
-    if isinstance(value, list):
+    if isinstance(value, dict):
+        for name, template in value.items():
+            yield f"chat_template[{name}]", template
+    elif isinstance(value, list):
         for index, entry in enumerate(value):
             if isinstance(entry, dict):
                 yield f"chat_template[{entry.get('name', index)!s}]", entry.get("template")
