@@ -3,6 +3,7 @@ models built with the schema's object API, and hostile flatbuffers patched by ha
 
 from __future__ import annotations
 
+import io
 import struct
 import zipfile
 from pathlib import Path
@@ -247,3 +248,18 @@ def test_a_custom_operator_mediapipe_provides_is_low(scan_data: ScanData) -> Non
     [finding] = scan_data(data, "model.tflite").findings
     assert (finding.rule_id, finding.level, finding.details["runtime"]) == ("TFL001", Severity.LOW, "MediaPipe")
     assert "official distribution" in finding.evidence
+
+
+def test_a_hidden_zip_entry_before_the_listed_ones_is_not_taken_for_the_model(tmp_path: Path) -> None:
+    """A local entry the central directory does not list, between the model and the zip, stays visible."""
+    hidden = io.BytesIO()
+    with zipfile.ZipFile(hidden, "w") as archive:
+        archive.writestr("payload.pkl", evil_pickle())
+    local = hidden.getvalue()[: hidden.getvalue().index(b"PK\x01\x02")]
+    path = tmp_path / "model.tflite"
+    path.write_bytes(_model_part() + local)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("labels.txt", "background\n")
+    assert tflite.associated_files_start(BytesSource(path.read_bytes())) is None
+    [result] = modelshield.scan(path).files
+    assert "SCN002" in [f.rule_id for f in result.findings]

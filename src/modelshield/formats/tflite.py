@@ -339,8 +339,11 @@ def associated_files_start(source: Source) -> int | None:
         return None  # zip64 offsets live in extra fields: not what the metadata writers produce
     model = SliceSource(source, 0, start)
     root = root_table(model)
+    prefix = model.read_at(0, start)
+    if root is None or b"PK\x03\x04" in prefix:
+        return None  # a local header before the first listed member: a hidden entry, left to the zip reader
     try:
-        return start if root is not None and has_metadata(FlatBuffer(model.read_at(0, start)), root) else None
+        return start if has_metadata(FlatBuffer(prefix), root) else None
     except ScanError:
         return None
 
