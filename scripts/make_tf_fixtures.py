@@ -226,6 +226,18 @@ def tf1_checkpoint_meta(name: str, *, read_file: bool = False) -> Path:
     return path
 
 
+def frozen_graph(name: str, *, read_file: bool = False) -> Path:
+    """A frozen GraphDef (`convert_variables_to_constants_v2`, as `frozen_inference_graph.pb` files
+    are made); with `read_file` the graph also reads a file by path."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    module = ReadFileModel() if read_file else Scale()
+    frozen = convert_variables_to_constants_v2(module.__call__.get_concrete_function())
+    path = reset(OUT / name)
+    path.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    return path
+
+
 def convert(
     concrete: tf.types.experimental.ConcreteFunction, owner: tf.Module | None = None, *, flex: bool = False
 ) -> bytes:
@@ -365,6 +377,8 @@ def main() -> None:
     estimator_saved_model("savedmodel_estimator_unused_read_file", unused_read_file=True)
     tf1_checkpoint_meta("model.ckpt.meta")
     tf1_checkpoint_meta("read_file.ckpt.meta", read_file=True)
+    frozen_graph("frozen_graph.pb")
+    frozen_graph("frozen_graph_read_file.pb", read_file=True)
 
     scale = Scale()
     tflite = {

@@ -412,3 +412,25 @@ def test_a_meta_graph_function_library_and_saver_are_judged_like_a_saved_model(s
 @pytest.mark.parametrize("name", ["savedmodel_module", "savedmodel_tf1", "savedmodel_estimator_tf2"])
 def test_saved_models_are_not_meta_graphs(name: str) -> None:
     assert not savedmodel.is_meta_graph_def(BytesSource((FIXTURES / name / "saved_model.pb").read_bytes()))
+
+
+# -- frozen GraphDefs -----------------------------------------------------------------------------------
+
+
+def test_frozen_graph_is_a_model_and_judged() -> None:
+    [clean] = modelshield.scan(FIXTURES / "frozen_graph.pb").files
+    assert (clean.format, clean.findings) == ("tf-graph", [])
+    [hostile] = modelshield.scan(FIXTURES / "frozen_graph_read_file.pb").files
+    assert levels([hostile]) == [("TFO002", "ReadFile", Severity.HIGH)]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"\x0a\x0cVGG_ILSVRC16" + pb_msg(100, b""), id="caffe-net-name"),
+        pytest.param(pb_msg(1, pb_msg(1, b"\xe2\x96\x81the") + b"\x15\x00\x00\x80\xbf"), id="sentencepiece"),
+        pytest.param(pb_msg(1, pb_int(2, 3) + pb_msg(4, b"_tf_keras_layer")), id="keras-metadata"),
+    ],
+)
+def test_other_protobufs_are_not_graphs(data: bytes) -> None:
+    assert not savedmodel.is_graph_def(BytesSource(data))

@@ -82,7 +82,7 @@ _OP_NAME = re.compile(rb"[A-Za-z_][\w>./-]*")
 _MAX_OP_NAME = 1024
 
 
-def _plausible_graph(source: Source, graph: Field, *, empty: bool = True) -> bool:
+def _plausible_graph(source: Source, graph: Field, *, empty: bool = True, broken: bool = True) -> bool:
     """Whether a GraphDef's first node reads as a NodeDef with an op name. SavedModel and a bare
     MetaGraphDef (a TF1 `.meta`) nest the same messages one level apart, so each would otherwise
     read as the other: a MetaGraphDef's meta_info_def or a FunctionDefLibrary's FunctionDef read as
@@ -97,7 +97,7 @@ def _plausible_graph(source: Source, graph: Field, *, empty: bool = True) -> boo
                     if inner.number == OP[0] and inner.wire_type == LEN:
                         op = source.read_at(inner.offset, inner.value) if inner.value <= _MAX_OP_NAME else b""
             except WireError:
-                return True  # a broken node is still a node: the scan fails closed on it
+                return broken  # inside a SavedModel a broken node is still a node: the scan fails closed
             return _OP_NAME.fullmatch(op) is not None
     # No nodes: a function library alone (TF2 keeps its ops there); a FunctionDefLibrary read as a
     # graph has none unless it lists gradients.
@@ -502,6 +502,32 @@ def _whole(source: Source, ctx: Context, what: str) -> bytes:
     return source.read_at(0, source.size)
 
 
+def is_graph_def(source: Source) -> bool:
+    """Whether the bytes are a bare GraphDef (a frozen `.pb` that `tf.compat.v1.import_graph_def`
+    loads): nodes first-class at the top level, the first one a NodeDef with an op name. SavedModel
+    and fingerprint files have varints in field 1, a `.meta` a MetaInfoDef, keras_metadata.pb and
+    SentencePiece models messages whose field 2 is not an op name."""
+    if not plausible_head(source):
+        return False
+    try:
+        return _plausible_graph(source, Field(0, LEN, 0, source.size), empty=False, broken=False)
+    except WireError:
+        return False
+
+
+class _AsMetaGraph:
+    """A bare GraphDef seen as the graph_def of a meta graph with nothing else."""
+
+    def __init__(self, graph: Message) -> None:
+        self.graph = graph
+
+    def messages(self, field_id: FieldId) -> Iterator[Message]:
+        return iter([self.graph] if field_id == GRAPH_DEF else [])
+
+    def strings(self, field_id: FieldId) -> Iterator[str]:
+        return iter(())
+
+
 class SavedModelHandler(Handler):
     name = "savedmodel"
     label = "TensorFlow SavedModel"
@@ -546,4 +572,26 @@ class MetaGraphHandler(Handler):
             meta = read_meta_graph(WireMessage(BytesSource(data), 0, len(data)))
         except WireError as exc:
             raise ScanError(f"malformed MetaGraphDef: {exc}") from exc
+        yield from judge(ctx, [meta], self.name)
+
+
+class GraphDefHandler(Handler):
+    """A bare GraphDef: frozen graphs (`frozen_inference_graph.pb`) and `tf.io.write_graph` output,
+    loaded with `import_graph_def` and run in a session. No saver, so every checkpoint op is judged.
+
+    No suffix is claimed: `.pb` names many protobufs."""
+
+    name = "tf-graph"
+    label = "TensorFlow GraphDef (frozen graph)"
+    rules = tensorflow_ops.RULES
+
+    def detect(self, source: Source) -> bool:
+        return is_graph_def(source)
+
+    def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
+        data = _whole(source, ctx, "GraphDef")
+        try:
+            meta = read_meta_graph(_AsMetaGraph(WireMessage(BytesSource(data), 0, len(data))))
+        except WireError as exc:
+            raise ScanError(f"malformed GraphDef: {exc}") from exc
         yield from judge(ctx, [meta], self.name)
