@@ -552,7 +552,27 @@ class SavedModelHandler(Handler):
         yield from judge(ctx, meta_graphs, self.name)
 
 
-class MetaGraphHandler(Handler):
+class _BareGraphHandler(Handler):
+    """A graph saved without the SavedModel around it, judged like a SavedModel's meta graph."""
+
+    rules = tensorflow_ops.RULES
+    allowlists = (tensorflow_ops.CUSTOM_OPS_ALLOWLIST,)
+    #: the message at the top of the file, for error messages
+    message: str
+
+    def read(self, root: Message) -> MetaGraph:
+        return read_meta_graph(root)
+
+    def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
+        data = _whole(source, ctx, self.message)
+        try:
+            meta = self.read(WireMessage(BytesSource(data), 0, len(data)))
+        except WireError as exc:
+            raise ScanError(f"malformed {self.message}: {exc}") from exc
+        yield from judge(ctx, [meta], self.name)
+
+
+class MetaGraphHandler(_BareGraphHandler):
     """A bare MetaGraphDef: the `.meta` file a TF1 `Saver` writes beside every checkpoint, which
     `import_meta_graph` loads into a graph whose ops run when a session runs them. Judged like a
     SavedModel's meta graph: graph nodes, function library, the saver's own subgraph exempt.
@@ -561,21 +581,13 @@ class MetaGraphHandler(Handler):
 
     name = "tf-meta-graph"
     label = "TensorFlow MetaGraphDef (TF1 checkpoint .meta)"
-    rules = tensorflow_ops.RULES
+    message = "MetaGraphDef"
 
     def detect(self, source: Source) -> bool:
         return is_meta_graph_def(source)
 
-    def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
-        data = _whole(source, ctx, "MetaGraphDef")
-        try:
-            meta = read_meta_graph(WireMessage(BytesSource(data), 0, len(data)))
-        except WireError as exc:
-            raise ScanError(f"malformed MetaGraphDef: {exc}") from exc
-        yield from judge(ctx, [meta], self.name)
 
-
-class GraphDefHandler(Handler):
+class GraphDefHandler(_BareGraphHandler):
     """A bare GraphDef: frozen graphs (`frozen_inference_graph.pb`) and `tf.io.write_graph` output,
     loaded with `import_graph_def` and run in a session. No saver, so every checkpoint op is judged.
 
@@ -583,15 +595,10 @@ class GraphDefHandler(Handler):
 
     name = "tf-graph"
     label = "TensorFlow GraphDef (frozen graph)"
-    rules = tensorflow_ops.RULES
+    message = "GraphDef"
 
     def detect(self, source: Source) -> bool:
         return is_graph_def(source)
 
-    def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
-        data = _whole(source, ctx, "GraphDef")
-        try:
-            meta = read_meta_graph(_AsMetaGraph(WireMessage(BytesSource(data), 0, len(data))))
-        except WireError as exc:
-            raise ScanError(f"malformed GraphDef: {exc}") from exc
-        yield from judge(ctx, [meta], self.name)
+    def read(self, root: Message) -> MetaGraph:
+        return read_meta_graph(_AsMetaGraph(root))
