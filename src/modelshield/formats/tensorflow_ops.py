@@ -47,7 +47,8 @@ FILE_READ = Rule(
     title="TensorFlow graph reads or lists files",
     severity=Severity.HIGH,
     category=Category.INFERENCE_TIME_CODE,
-    overview="The graph contains an op that opens or lists files by path: `ReadFile`, `MatchingFiles`, "
+    overview="The graph (of a SavedModel, a TF1 checkpoint `.meta`, a frozen GraphDef or a LiteRT "
+    "model's Flex ops) contains an op that opens or lists files by path: `ReadFile`, `MatchingFiles`, "
     "the TF1 reader ops (`TFRecordReaderV2`, `WholeFileReaderV2`...), dataset sources "
     "(`TFRecordDataset`, `TextLineDataset`, CSV, SQL and LMDB datasets, `LoadDataset`), checkpoint "
     "restores outside the generated restore function, `ImmutableConst` (memory-maps a file) and proto "
@@ -80,7 +81,9 @@ FILE_WRITE = Rule(
     impact="Overwritten or planted files on the serving host, which usually leads to code execution "
     "outside TensorFlow, or denial of service.",
     remediation="Do not serve the model. Inference graphs do not write files; the checkpoint ops that "
-    "every SavedModel carries in its generated save function are already excluded.",
+    "every SavedModel carries in its generated save function are already excluded, and ops in library "
+    "functions that nothing the loader runs can call (uncalled traced functions of TF 2 Estimator "
+    "exports) are reported as information.",
     example="`tf.io.write_file('/home/user/.bashrc', payload)` in a `tf.function` becomes `WriteFile`.",
 )
 
