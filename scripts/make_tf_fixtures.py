@@ -210,9 +210,10 @@ def estimator_saved_model(name: str, *, unused_read_file: bool = False) -> Path:
     return path
 
 
-def tf1_checkpoint_meta(name: str, *, read_file: bool = False) -> Path:
+def tf1_checkpoint_meta(name: str, *, read_file: bool = False, as_text: bool = False) -> Path:
     """The `.meta` a TF1 `Saver.save` writes beside a checkpoint (a whole MetaGraphDef); with
-    `read_file` the graph also reads a file by path."""
+    `read_file` the graph also reads a file by path; `as_text` writes the text format (and the
+    graph alone, as `tf.io.write_graph` does, beside it as `<name>.graph.pbtxt`)."""
     path = reset(OUT / name)
     graph = tf.Graph()
     with graph.as_default():
@@ -222,7 +223,9 @@ def tf1_checkpoint_meta(name: str, *, read_file: bool = False) -> Path:
         if read_file:
             y = y + tf.cast(tf.strings.length(tf.io.read_file("/etc/passwd")), tf.float32)
         saver = tf.compat.v1.train.Saver()
-        saver.export_meta_graph(str(path), clear_devices=True, strip_default_attrs=True)
+        saver.export_meta_graph(str(path), clear_devices=True, strip_default_attrs=True, as_text=as_text)
+        if as_text:
+            tf.io.write_graph(graph, str(OUT), f"{path.stem}.graph.pbtxt", as_text=True)
     return path
 
 
@@ -377,6 +380,7 @@ def main() -> None:
     estimator_saved_model("savedmodel_estimator_unused_read_file", unused_read_file=True)
     tf1_checkpoint_meta("model.ckpt.meta")
     tf1_checkpoint_meta("read_file.ckpt.meta", read_file=True)
+    tf1_checkpoint_meta("read_file_text.ckpt.meta", read_file=True, as_text=True)
     frozen_graph("frozen_graph.pb")
     frozen_graph("frozen_graph_read_file.pb", read_file=True)
 

@@ -434,3 +434,24 @@ def test_frozen_graph_is_a_model_and_judged() -> None:
 )
 def test_other_protobufs_are_not_graphs(data: bytes) -> None:
     assert not savedmodel.is_graph_def(BytesSource(data))
+
+
+def test_text_meta_graph_and_text_graph_are_judged() -> None:
+    """`export_meta_graph(as_text=True)` and `tf.io.write_graph(as_text=True)` of a TF1 training graph:
+    the .meta has its saver definition (only ReadFile); the bare graph does not, so the Saver's own
+    checkpoint nodes are medium, with the reason, and ReadFile stays high."""
+    [meta] = modelshield.scan(FIXTURES / "read_file_text.ckpt.meta").files
+    assert (meta.format, levels([meta])) == ("tf-meta-graph", [("TFO002", "ReadFile", Severity.HIGH)])
+    [graph] = modelshield.scan(FIXTURES / "read_file_text.ckpt.graph.pbtxt").files
+    assert graph.format == "tf-graph"
+    assert sorted(levels([graph])) == [
+        ("TFO002", "ReadFile", Severity.HIGH),
+        ("TFO002", "RestoreV2", Severity.MEDIUM),
+        ("TFO003", "SaveV2", Severity.MEDIUM),
+    ]
+    assert all("no saver definition" in f.evidence for f in graph.findings if f.level is Severity.MEDIUM)
+
+
+def test_mediapipe_graph_text_is_not_a_tensorflow_graph(scan_data: ScanData) -> None:
+    text = b'input_stream: "in"\nnode {\n  calculator: "PassThroughCalculator"\n  input_stream: "in"\n}\n'
+    assert scan_data(text[text.index(b"node") :], "graph.pbtxt").format == "text"

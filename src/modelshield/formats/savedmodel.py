@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
@@ -24,6 +25,7 @@ from typing import NamedTuple, Protocol
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
+from modelshield.core.rules import Severity
 from modelshield.core.source import BytesSource, Source
 from modelshield.formats import tensorflow_ops
 from modelshield.formats._protobuf import LEN, Field, WireError, fields, plausible_head
@@ -465,34 +467,62 @@ def reachable_functions(meta: MetaGraph) -> set[str]:
     return _callees(meta.functions, [*_node_calls(meta.nodes), *meta.exposed])
 
 
-def judge_meta_graph(
-    meta: MetaGraph, index: int, uses: tensorflow_ops.OpUses, unreachable: tensorflow_ops.OpUses
-) -> None:
-    """Judge every op of the graph and its library; uses in unreachable functions go to `unreachable`."""
+class Uses(NamedTuple):
+    """Where judged op uses go: live code, unreachable functions, and checkpoint ops of a graph
+    saved without its saver definition (a bare GraphDef), where the saver cannot be told apart."""
+
+    live: tensorflow_ops.OpUses
+    unreachable: tensorflow_ops.OpUses
+    saverless: tensorflow_ops.OpUses | None = None
+
+
+_UNREACHABLE = (
+    "; unreachable: no graph node, signature, object-graph function, gradient or implementation swap "
+    "calls these functions, so loading and serving never run them"
+)
+_SAVERLESS = (
+    "; the graph carries no saver definition, so a TF1 Saver's own checkpoint nodes (written with "
+    "training graphs) cannot be told apart: check that nothing you fetch depends on them"
+)
+
+
+def judge_meta_graph(meta: MetaGraph, index: int, uses: Uses) -> None:
+    """Judge every op of the graph and its library, each use where `uses` says it belongs."""
     saver_nodes, saver_functions = saver_only(meta)
     reachable = reachable_functions(meta)
     prefix = f"meta graph {index}: " if index else ""
-    places = [(f"{prefix}graph", meta.nodes, saver_nodes, False, uses)]
+    places = [(f"{prefix}graph", meta.nodes, saver_nodes, False, uses.saverless or uses.live)]
     places += [
-        (f"{prefix}function {name}", nodes, set(), name in saver_functions, uses if name in reachable else unreachable)
+        (
+            f"{prefix}function {name}",
+            nodes,
+            set(),
+            name in saver_functions,
+            uses.live if name in reachable else uses.unreachable,
+        )
         for name, nodes in meta.functions.items()
     ]
     for place, nodes, exempt_nodes, exempt_all, into in places:
         for node in nodes:
-            if node.op in meta.functions:
-                continue  # a call of a library function, judged where it is defined
+            if not node.op or node.op in meta.functions:
+                continue  # no op (TensorFlow refuses such a node), or a library function's call, judged there
             if node.op in tensorflow_ops.CHECKPOINT_OPS and (exempt_all or node.name in exempt_nodes):
                 continue
-            into.add(node.op, place, node.strings)
+            live = into is uses.saverless and node.op not in tensorflow_ops.CHECKPOINT_OPS
+            (uses.live if live else into).add(node.op, place, node.strings)
 
 
-def judge(ctx: Context, meta_graphs: Iterable[MetaGraph], format_name: str) -> Iterator[Finding]:
+def judge(
+    ctx: Context, meta_graphs: Iterable[MetaGraph], format_name: str, *, saverless: bool = False
+) -> Iterator[Finding]:
     allowed = ctx.policy.allowed(tensorflow_ops.CUSTOM_OPS_ALLOWLIST)
-    uses, unreachable = tensorflow_ops.OpUses(allowed), tensorflow_ops.OpUses(allowed)
+    uses = Uses(*(tensorflow_ops.OpUses(allowed) for _ in range(3 if saverless else 2)))
     for index, meta in enumerate(meta_graphs):
-        judge_meta_graph(meta, index, uses, unreachable)
-    yield from uses.findings(ctx, "op", format_name)
-    yield from unreachable.findings(ctx, "op", format_name, unreachable=True)
+        judge_meta_graph(meta, index, uses)
+    yield from uses.live.findings(ctx, "op", format_name)
+    yield from uses.unreachable.findings(ctx, "op", format_name, note=_UNREACHABLE, severity=Severity.INFO)
+    if uses.saverless is not None:
+        yield from uses.saverless.findings(ctx, "op", format_name, note=_SAVERLESS, severity=Severity.MEDIUM)
 
 
 def _whole(source: Source, ctx: Context, what: str) -> bytes:
@@ -552,24 +582,49 @@ class SavedModelHandler(Handler):
         yield from judge(ctx, meta_graphs, self.name)
 
 
+_META_GRAPH_TEXT = re.compile(
+    rb"\A" + _COMMENTS + rb"(?:meta_info_def|graph_def|saver_def|collection_def|signature_def)\s*:?\s*[{<]"
+)
+_GRAPH_TEXT = re.compile(rb"\A" + _COMMENTS + rb"(?:node|library|versions)\s*:?\s*[{<]")
+_OP_FIELD = re.compile(rb"\bop\s*:\s*[\"']")
+
+
 class _BareGraphHandler(Handler):
-    """A graph saved without the SavedModel around it, judged like a SavedModel's meta graph."""
+    """A graph saved without the SavedModel around it, binary or in text format (the TF1 readers
+    fall back to text when the bytes do not parse), judged like a SavedModel's meta graph."""
 
     rules = tensorflow_ops.RULES
     allowlists = (tensorflow_ops.CUSTOM_OPS_ALLOWLIST,)
     #: the message at the top of the file, for error messages
     message: str
+    #: whether the message has no saver definition (checkpoint ops of the graph are graded medium)
+    saverless = False
+
+    @abstractmethod
+    def is_binary(self, source: Source) -> bool:
+        """Whether the bytes are the binary message."""
+
+    @abstractmethod
+    def is_text(self, head: bytes) -> bool:
+        """Whether the head starts the message in text format."""
+
+    def detect(self, source: Source) -> bool:
+        return self.is_binary(source) or self.is_text(source.head(4096))
 
     def read(self, root: Message) -> MetaGraph:
         return read_meta_graph(root)
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
+        text = not self.is_binary(source)
+        if text and source.size > MAX_TEXT_BYTES:
+            detail = f"text {self.message} of {source.size} bytes is over {MAX_TEXT_BYTES}"
+            raise LimitExceeded("max_buffer_bytes", detail)
         data = _whole(source, ctx, self.message)
         try:
-            meta = self.read(WireMessage(BytesSource(data), 0, len(data)))
+            meta = self.read(parse_text(data) if text else WireMessage(BytesSource(data), 0, len(data)))
         except WireError as exc:
             raise ScanError(f"malformed {self.message}: {exc}") from exc
-        yield from judge(ctx, [meta], self.name)
+        yield from judge(ctx, [meta], self.name, saverless=self.saverless)
 
 
 class MetaGraphHandler(_BareGraphHandler):
@@ -583,22 +638,31 @@ class MetaGraphHandler(_BareGraphHandler):
     label = "TensorFlow MetaGraphDef (TF1 checkpoint .meta)"
     message = "MetaGraphDef"
 
-    def detect(self, source: Source) -> bool:
+    def is_binary(self, source: Source) -> bool:
         return is_meta_graph_def(source)
+
+    def is_text(self, head: bytes) -> bool:
+        return _META_GRAPH_TEXT.match(head) is not None
 
 
 class GraphDefHandler(_BareGraphHandler):
     """A bare GraphDef: frozen graphs (`frozen_inference_graph.pb`) and `tf.io.write_graph` output,
-    loaded with `import_graph_def` and run in a session. No saver, so every checkpoint op is judged.
+    loaded with `import_graph_def` and run in a session. Without a saver definition, checkpoint ops
+    in the graph are medium (a training graph's Saver nodes look the same); every other op as usual.
 
     No suffix is claimed: `.pb` names many protobufs."""
 
     name = "tf-graph"
     label = "TensorFlow GraphDef (frozen graph)"
     message = "GraphDef"
+    saverless = True
 
-    def detect(self, source: Source) -> bool:
+    def is_binary(self, source: Source) -> bool:
         return is_graph_def(source)
+
+    def is_text(self, head: bytes) -> bool:
+        # MediaPipe graphs (`node { calculator: ... }`) also start with nodes; TensorFlow's have ops
+        return _GRAPH_TEXT.match(head) is not None and _OP_FIELD.search(head) is not None
 
     def read(self, root: Message) -> MetaGraph:
         return read_meta_graph(_AsMetaGraph(root))

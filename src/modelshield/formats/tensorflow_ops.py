@@ -367,23 +367,20 @@ class OpUses:
             shown.extend(v for v in values[:_SHOWN] if v not in shown)
             del shown[_SHOWN:]
 
-    def findings(self, ctx: Context, what: str, format_name: str, *, unreachable: bool = False) -> Iterator[Finding]:
-        """One finding per op; `what` names the op kind in the evidence ("op", "Flex op"). Uses in code
-        that nothing the loader runs can reach are information, said so in the evidence."""
+    def findings(
+        self, ctx: Context, what: str, format_name: str, *, note: str = "", severity: Severity | None = None
+    ) -> Iterator[Finding]:
+        """One finding per op; `what` names the op kind in the evidence ("op", "Flex op"). A caller
+        that knows more about where the uses sit (unreachable code) gives the `severity` and a `note`."""
         for op, use in self._uses.items():
             evidence = f"{what} '{op}' {use.verdict.reason}: {where(use.count, use.places)}"
             values = "; ".join(f"{key}={vals!r}" for key, vals in use.attrs.items() if vals)
             if values:
                 evidence += f" ({values})"
-            if unreachable:
-                evidence += (
-                    "; unreachable: no graph node, signature, object-graph function, gradient or "
-                    "implementation swap calls these functions, so loading and serving never run them"
-                )
             yield ctx.finding(
                 use.verdict.rule,
-                evidence,
-                severity=Severity.INFO if unreachable else use.verdict.severity,
+                evidence + note,
+                severity=use.verdict.severity if severity is None else severity,
                 op=op,
                 uses=use.count,
                 places=list(use.places),
