@@ -263,3 +263,33 @@ def test_a_hidden_zip_entry_before_the_listed_ones_is_not_taken_for_the_model(tm
     assert tflite.associated_files_start(BytesSource(path.read_bytes())) is None
     [result] = modelshield.scan(path).files
     assert "SCN002" in [f.rule_id for f in result.findings]
+
+
+# -- a real MediaPipe model (mediapipe 0.10.14 wheel, mediapipe/modules/selfie_segmentation) ------------
+
+MEDIAPIPE = FIXTURES / "mediapipe"
+
+
+def test_real_mediapipe_model_passes_the_default_gate() -> None:
+    """Flatbuffer + TFLITE_METADATA + a zipped labels.txt, and MediaPipe's own custom op: one model,
+    its label file a member, the custom op low with the runtime named."""
+    [result] = modelshield.scan(MEDIAPIPE / "selfie_segmentation.tflite").files
+    assert result.format == "tflite"
+    assert [(f.rule_id, f.level, f.details.get("op")) for f in result.findings] == [
+        ("TFL001", Severity.LOW, "Convolution2DTransposeBias")
+    ]
+    assert [o.location.rsplit("!", 1)[-1] for o in result.objects][1:] == ["<associated files>", "labels.txt"]
+
+
+def test_an_empty_associated_files_zip_is_part_of_the_layout(tmp_path: Path) -> None:
+    """MediaPipe appends an end-of-directory record alone to models with no associated file."""
+    path = tmp_path / "model.tflite"
+    path.write_bytes(_model_part())
+    zipfile.ZipFile(path, "a").close()
+    [result] = modelshield.scan(path).files
+    assert (result.format, result.findings) == ("tflite", [])
+
+
+def test_a_mediapipe_graph_config_is_not_a_tensorflow_graph() -> None:
+    [result] = modelshield.scan(MEDIAPIPE / "face_detection_short_range_cpu.binarypb").files
+    assert (result.format, result.findings) == ("binary", [])

@@ -84,25 +84,40 @@ _OP_NAME = re.compile(rb"[A-Za-z_][\w>./-]*")
 _MAX_OP_NAME = 1024
 
 
+#: Nodes looked at for an op TensorFlow registers (graphs start with Placeholder, Const, VarHandleOp...).
+_SNIFF_NODES = 16
+
+
 def _plausible_graph(source: Source, graph: Field, *, empty: bool = True, broken: bool = True) -> bool:
-    """Whether a GraphDef's first node reads as a NodeDef with an op name. SavedModel and a bare
-    MetaGraphDef (a TF1 `.meta`) nest the same messages one level apart, so each would otherwise
-    read as the other: a MetaGraphDef's meta_info_def or a FunctionDefLibrary's FunctionDef read as
-    a node has no such op (its field 2 is a binary message or absent)."""
+    """Whether a GraphDef's nodes read as NodeDefs: the first has an op name, and one of the first
+    few an op stock TensorFlow registers (or, with `empty`, the graph has a function library).
+
+    SavedModel and a bare MetaGraphDef (a TF1 `.meta`) nest the same messages one level apart, so
+    each would otherwise read as the other: a meta_info_def or a FunctionDef read as a node has no
+    such op (its field 2 is a binary message or absent). MediaPipe's graph configs
+    (`node { calculator: ... }`) name calculators, not ops."""
     library = False
+    seen = 0
     for node in fields(source, graph.offset, graph.offset + graph.value, MAX_FIELDS):
         library = library or (node.number == LIBRARY[0] and node.wire_type == LEN and node.value > 0)
-        if node.number == NODE[0] and node.wire_type == LEN:
-            op = b""
-            try:
-                for inner in fields(source, node.offset, node.offset + node.value, MAX_FIELDS):
-                    if inner.number == OP[0] and inner.wire_type == LEN:
-                        op = source.read_at(inner.offset, inner.value) if inner.value <= _MAX_OP_NAME else b""
-            except WireError:
-                return broken  # inside a SavedModel a broken node is still a node: the scan fails closed
-            return _OP_NAME.fullmatch(op) is not None
-    # No nodes: a function library alone (TF2 keeps its ops there); a FunctionDefLibrary read as a
-    # graph has none unless it lists gradients.
+        if node.number != NODE[0] or node.wire_type != LEN:
+            continue
+        op = b""
+        try:
+            for inner in fields(source, node.offset, node.offset + node.value, MAX_FIELDS):
+                if inner.number == OP[0] and inner.wire_type == LEN:
+                    op = source.read_at(inner.offset, inner.value) if inner.value <= _MAX_OP_NAME else b""
+        except WireError:
+            return broken  # inside a SavedModel a broken node is still a node: the scan fails closed
+        if _OP_NAME.fullmatch(op) is None:
+            return False
+        if tensorflow_ops.is_registered(op.decode()):
+            return True
+        seen += 1
+        if seen == _SNIFF_NODES:
+            break
+    # No registered op: inside a SavedModel a graph whose ops live in its function library (TF2
+    # keeps them there); a FunctionDefLibrary read as a graph has none unless it lists gradients.
     return empty and library
 
 

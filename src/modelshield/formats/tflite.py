@@ -332,10 +332,12 @@ def associated_files_start(source: Source) -> int | None:
         name, extra, note = struct.unpack_from("<3H", directory, pos + 28)
         starts.append(struct.unpack_from("<L", directory, pos + 42)[0])
         pos += _CENTRAL_HEADER + name + extra + note
-    if not starts or pos != len(directory):
+    if pos != len(directory):
         return None
-    start = min(starts)
-    if start < 8 or 0xFFFFFFFF in starts or source.read_at(start, 4) != b"PK\x03\x04":
+    # MediaPipe also appends an empty zip (its end record alone) to models with no associated file.
+    start = min(starts) if starts else cd_offset
+    signature = b"PK\x03\x04" if starts else b"PK\x05\x06"
+    if start < 8 or 0xFFFFFFFF in starts or source.read_at(start, 4) != signature:
         return None  # zip64 offsets live in extra fields: not what the metadata writers produce
     model = SliceSource(source, 0, start)
     root = root_table(model)
