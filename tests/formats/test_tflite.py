@@ -3,6 +3,7 @@ models built with the schema's object API, and hostile flatbuffers patched by ha
 
 from __future__ import annotations
 
+import gzip
 import io
 import struct
 import zipfile
@@ -293,3 +294,14 @@ def test_an_empty_associated_files_zip_is_part_of_the_layout(tmp_path: Path) -> 
 def test_a_mediapipe_graph_config_is_not_a_tensorflow_graph() -> None:
     [result] = modelshield.scan(MEDIAPIPE / "face_detection_short_range_cpu.binarypb").files
     assert (result.format, result.findings) == ("binary", [])
+
+
+def test_associated_files_of_a_compressed_model_are_scanned(tmp_path: Path) -> None:
+    path = tmp_path / "model.tflite"
+    path.write_bytes(_model_part())
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("vocab.pkl", evil_pickle())
+    packed = tmp_path / "model.tflite.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    [result] = modelshield.scan(packed).files
+    assert is_code_execution(result, "<associated files>!vocab.pkl")

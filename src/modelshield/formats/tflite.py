@@ -314,13 +314,16 @@ def has_metadata(buf: FlatBuffer, root: int) -> bool:
     return False
 
 
-def associated_files_start(source: Source) -> int | None:
+def associated_files_start(source: Source, *, decoded: bool = False) -> int | None:
     """Where the associated-files zip of a model with TFLite Metadata starts, or None if the bytes
     are not that layout: a zip with no comment ending the file, whose first member starts right
     where a complete TFLite model carrying TFLITE_METADATA ends. The zip is then the model's
-    member (scanned as one), not a second format."""
-    if isinstance(source, DecodedSource) or source.size < _EOCD.size or source.head(8)[4:8] != IDENTIFIER:
+    member (scanned as one), not a second format. A decoded stream is only looked at when it is
+    already in memory (`decoded`, while scanning)."""
+    if isinstance(source, DecodedSource) and not decoded:
         return None  # probing the tail of a decoded stream would decode all of it
+    if source.size < _EOCD.size or source.head(8)[4:8] != IDENTIFIER:
+        return None
     end = source.size - _EOCD.size
     signature, _, _, _, _, cd_size, cd_offset, comment = _EOCD.unpack(source.read_at(end, _EOCD.size))
     if signature != b"PK\x05\x06" or comment or cd_size > MAX_ASSOCIATED_DIRECTORY or cd_offset + cd_size != end:
@@ -422,7 +425,7 @@ class TfliteHandler(Handler):
                     STABLEHLO_CALL, f"StableHLO custom call to {targets}: {code.where}", targets=code.call_targets
                 )
         yield from flex.findings(ctx, "Flex op", self.name)
-        attached = associated_files_start(source)
+        attached = associated_files_start(source, decoded=True)
         if attached is not None:
             yield from ctx.scan_member("<associated files>", BytesSource(rebased_zip(source, attached)))
         if flex_names:
