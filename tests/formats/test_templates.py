@@ -405,3 +405,10 @@ def test_named_templates_as_a_mapping(scan_data: ScanData) -> None:
     result = scan_data(json.dumps(config).encode(), "tokenizer_config.json")
     assert {f.rule_id for f in result.findings} == {"TPL001", "TPL003"}
     assert all("chat_template[tool_use]" in f.evidence for f in result.findings)
+
+
+def test_escape_without_a_dunder_in_the_text_is_claimed(scan_data: ScanData) -> None:
+    payload = "{{ ()|attr('_' * 2 ~ 'class' ~ '_' * 2) }}"  # the name is computed: no dunder in the text
+    result = scan_data(payload.encode(), "chat_template.jinja")
+    assert result.format == "chat-template"
+    assert {f.level for f in result.findings} & {Severity.HIGH, Severity.CRITICAL}

@@ -310,9 +310,10 @@ class ChatTemplateHandler(Handler):
     """A Jinja chat template file (`chat_template.jinja`, `--chat-template-file`).
 
     Content decides: the text must parse as Jinja and read `messages` as every chat template does, so
-    web-page templates and other text are not claimed. A template that reaches into Python internals is
-    claimed whatever it reads, unless the text is Python source (code generators embed Jinja snippets in
-    `.py` files); a `.jinja` file that is neither is reported as unrecognised.
+    web-page templates and other text are not claimed. A template that reaches into Python internals
+    or computes attribute names is claimed whatever it reads, unless the text is Python source (code
+    generators embed Jinja snippets in `.py` files); a `.jinja` file that is neither is reported as
+    unrecognised.
     """
 
     name = "chat-template"
@@ -329,7 +330,9 @@ class ChatTemplateHandler(Handler):
             return False
         if analysis.reads_messages:
             return True
-        code = {PYTHON_INTERNALS, CODE_REFERENCE}
+        # An escape built at render time (`|attr` of a computed name) has no dunder in the text, so it
+        # is claimed like one (Flask's helper globals are not: web pages use them).
+        code = {PYTHON_INTERNALS, CODE_REFERENCE, DYNAMIC_ATTRIBUTE}
         return any(p.rule in code for p in analysis.problems) and not _python_source(text)
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
