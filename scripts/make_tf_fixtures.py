@@ -151,6 +151,96 @@ def tf1_saved_model(name: str) -> Path:
     return path
 
 
+def traced_checkpoint_functions(variable: tf.Variable) -> None:
+    """Add to the current graph's library, uncalled, the traced save and restore functions a TF 2
+    Estimator export carries (`__inference__traced_save_N` / `__inference__traced_restore_N`: the
+    object-based saver traced for the model's trackables while nothing in the TF1 graph calls them)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def _traced_save(prefix: tf.Tensor) -> tf.Tensor:
+        tmp = tf.strings.join([prefix, "_temp/part"])
+        shard = tf.raw_ops.ShardedFilename(basename=tmp, shard=0, num_shards=1)
+        with tf.control_dependencies(
+            [
+                tf.raw_ops.SaveV2(
+                    prefix=shard, tensor_names=["w"], shape_and_slices=[""], tensors=[variable.read_value()]
+                )
+            ]
+        ):
+            merge = tf.raw_ops.MergeV2Checkpoints(checkpoint_prefixes=[shard], destination_prefix=prefix)
+        with tf.control_dependencies([merge]):
+            return tf.identity(prefix)
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def _traced_restore(prefix: tf.Tensor) -> tf.Tensor:
+        (value,) = tf.raw_ops.RestoreV2(prefix=prefix, tensor_names=["w"], shape_and_slices=[""], dtypes=[tf.float32])
+        with tf.control_dependencies([variable.assign(value)]):
+            return tf.identity(prefix)
+
+    _traced_save.get_concrete_function().add_to_graph()
+    _traced_restore.get_concrete_function().add_to_graph()
+
+
+def estimator_saved_model(name: str, *, unused_read_file: bool = False) -> Path:
+    """The layout of a TF 2 Estimator export (tf.estimator is gone from current TensorFlow, so it is
+    rebuilt with the same APIs it used): a TF1 graph saved by `tf.compat.v1.saved_model.Builder`
+    with its `Saver`, plus traced save/restore library functions that nothing calls. With
+    `unused_read_file` an uncalled function also reads a file (still unreachable)."""
+    path = reset(OUT / name)
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf.compat.v1.get_variable("w", initializer=np.ones((4, 1), np.float32), use_resource=True)
+        y = tf.matmul(x, w, name="y")
+        traced_checkpoint_functions(w)
+        if unused_read_file:
+
+            @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+            def unused(path: tf.Tensor) -> tf.Tensor:
+                return tf.io.read_file(path)
+
+            unused.get_concrete_function().add_to_graph()
+        session.run(tf.compat.v1.global_variables_initializer())
+        builder = tf.compat.v1.saved_model.Builder(str(path))
+        signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
+        builder.add_meta_graph_and_variables(
+            session, ["serve"], signature_def_map={"serving_default": signature}, strip_default_attrs=True
+        )
+        builder.save()
+    return path
+
+
+def tf1_checkpoint_meta(name: str, *, read_file: bool = False, as_text: bool = False) -> Path:
+    """The `.meta` a TF1 `Saver.save` writes beside a checkpoint (a whole MetaGraphDef); with
+    `read_file` the graph also reads a file by path; `as_text` writes the text format (and the
+    graph alone, as `tf.io.write_graph` does, beside it as `<name>.graph.pbtxt`)."""
+    path = reset(OUT / name)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf.compat.v1.get_variable("w", initializer=np.ones((4, 1), np.float32))
+        y = tf.matmul(x, w, name="y")
+        if read_file:
+            y = y + tf.cast(tf.strings.length(tf.io.read_file("/etc/passwd")), tf.float32)
+        saver = tf.compat.v1.train.Saver()
+        saver.export_meta_graph(str(path), clear_devices=True, strip_default_attrs=True, as_text=as_text)
+        if as_text:
+            tf.io.write_graph(graph, str(OUT), f"{path.stem}.graph.pbtxt", as_text=True)
+    return path
+
+
+def frozen_graph(name: str, *, read_file: bool = False) -> Path:
+    """A frozen GraphDef (`convert_variables_to_constants_v2`, as `frozen_inference_graph.pb` files
+    are made); with `read_file` the graph also reads a file by path."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    module = ReadFileModel() if read_file else Scale()
+    frozen = convert_variables_to_constants_v2(module.__call__.get_concrete_function())
+    path = reset(OUT / name)
+    path.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    return path
+
+
 def convert(
     concrete: tf.types.experimental.ConcreteFunction, owner: tf.Module | None = None, *, flex: bool = False
 ) -> bytes:
@@ -242,6 +332,38 @@ def stablehlo_custom_call_tflite() -> bytes:
     return one_op_tflite(builtin_code(schema.BuiltinOperator.STABLEHLO_CUSTOM_CALL), operator)
 
 
+def with_associated_files(model: bytes, path: Path) -> None:
+    """Write `model` with TFLite Metadata and a label file packed the standard way, by the real
+    `MetadataPopulator` (what MediaPipe's and TFLite Support's metadata writers call): the metadata
+    flatbuffer goes into `Model.metadata` as TFLITE_METADATA and the files into a zip appended to
+    the model. Needs `pip install --no-deps tflite-support` (and libusb) in the TensorFlow venv."""
+    os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
+    from tensorflow_lite_support.metadata import metadata_schema_py_generated as md
+    from tensorflow_lite_support.metadata.python import metadata
+
+    labels = path.with_name("labels.txt")
+    labels.write_text("cat\ndog\nbird\n")
+    output = md.TensorMetadataT()
+    output.name = "probabilities"
+    label_file = md.AssociatedFileT()
+    label_file.name, label_file.description = "labels.txt", "class labels"
+    label_file.type = md.AssociatedFileType.TENSOR_AXIS_LABELS
+    output.associatedFiles = [label_file]
+    subgraph = md.SubGraphMetadataT()
+    subgraph.inputTensorMetadata, subgraph.outputTensorMetadata = [md.TensorMetadataT()], [output]
+    model_metadata = md.ModelMetadataT()
+    model_metadata.name, model_metadata.description = "dense classifier", "modelshield fixture"
+    model_metadata.subgraphMetadata = [subgraph]
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model_metadata.Pack(builder), metadata.MetadataPopulator.METADATA_FILE_IDENTIFIER)
+    path.write_bytes(model)
+    populator = metadata.MetadataPopulator.with_model_file(str(path))
+    populator.load_metadata_buffer(builder.Output())
+    populator.load_associated_files([str(labels)])
+    populator.populate()
+    labels.unlink()
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     module = save_module(Scale(), "savedmodel_module")
@@ -254,6 +376,13 @@ def main() -> None:
     save_module(RestoreInServingModel(), "savedmodel_restore_in_serving")
     edit_saved_model(module, "savedmodel_custom_op", "MatMul->ZeroOut")
     write_pbtxt(pyfunc, "savedmodel_pyfunc_pbtxt")
+    estimator_saved_model("savedmodel_estimator_tf2")
+    estimator_saved_model("savedmodel_estimator_unused_read_file", unused_read_file=True)
+    tf1_checkpoint_meta("model.ckpt.meta")
+    tf1_checkpoint_meta("read_file.ckpt.meta", read_file=True)
+    tf1_checkpoint_meta("read_file_text.ckpt.meta", read_file=True, as_text=True)
+    frozen_graph("frozen_graph.pb")
+    frozen_graph("frozen_graph_read_file.pb", read_file=True)
 
     scale = Scale()
     tflite = {
@@ -270,6 +399,7 @@ def main() -> None:
     }
     for name, data in tflite.items():
         (OUT / name).write_bytes(data)
+    with_associated_files(tflite["dense.tflite"], OUT / "dense_with_metadata.tflite")
     for path in sorted(OUT.rglob("*")):
         if path.is_file():
             print(f"{path.stat().st_size:8d}  {path.relative_to(OUT)}")

@@ -30,7 +30,7 @@ from modelshield.formats.onnx import OnnxHandler
 from modelshield.formats.pickle import PickleHandler
 from modelshield.formats.safetensors import SafetensorsHandler
 from modelshield.formats.safetensors_index import SafetensorsIndexHandler
-from modelshield.formats.savedmodel import SavedModelHandler
+from modelshield.formats.savedmodel import GraphDefHandler, MetaGraphHandler, SavedModelHandler
 from modelshield.formats.templates import ChatTemplateHandler, TokenizerConfigHandler
 from modelshield.formats.tflite import TfliteHandler
 from modelshield.formats.torchscript import TorchScriptCodeHandler
@@ -56,6 +56,8 @@ HANDLERS: tuple[Handler, ...] = (
     TfliteHandler(),
     Hdf5Handler(),
     SavedModelHandler(),
+    MetaGraphHandler(),
+    GraphDefHandler(),
     KerasConfigHandler(),
     KerasMetadataHandler(),
     SafetensorsIndexHandler(),

@@ -56,7 +56,7 @@ def test_weights_only_files_are_not_findings(tmp_path: Path, scan_data: ScanData
         ("k3_lambda.h5", "KRS001", Severity.CRITICAL),
         ("k2_lambda.h5", "KRS001", Severity.CRITICAL),
         ("k2_lambda_function_module.h5", "KRS002", Severity.CRITICAL),
-        ("k2_custom_layer.h5", "KRS003", Severity.HIGH),
+        ("k2_custom_layer.h5", "KRS003", Severity.LOW),
         ("k2_lookup_vocabulary_file.h5", "KRS007", Severity.HIGH),
         ("k2_tf_op_read_file.h5", "KRS009", Severity.HIGH),
     ],
@@ -203,3 +203,16 @@ def test_reading_in_the_child_leaves_the_parents_file_position_alone(scan_data: 
         ("KRS001", ("a/k2_lambda.h5",)),
         ("KRS003", ("b/k2_custom_layer.h5",)),
     ]
+
+
+def test_a_user_block_larger_than_the_head_is_still_hdf5(tmp_path: Path) -> None:
+    """HDF5 looks for its signature at every power of two up to the end of the file."""
+    path = tmp_path / "model.h5"
+    with h5py.File(path, "w", userblock_size=256 * 1024) as handle:
+        layer = {"class_name": "MyLayer", "config": {}}
+        handle.attrs["model_config"] = json.dumps(
+            {"class_name": "Sequential", "config": {"layers": [layer]}, "keras_version": "2.15.0"}
+        )
+    result = scan_file(str(path))
+    assert result.format == "hdf5"
+    assert [f.rule_id for f in result.findings] == ["KRS003"]

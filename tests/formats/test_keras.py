@@ -75,7 +75,7 @@ HOSTILE = {
     "lambda_in_initializer_and_loss.keras": ("KRS001", Severity.CRITICAL),
     "k2_lambda_keras_metadata.pb": ("KRS001", Severity.CRITICAL),
     "module_os_system.keras": ("KRS002", Severity.CRITICAL),
-    "k3_custom_layer.keras": ("KRS003", Severity.HIGH),
+    "k3_custom_layer.keras": ("KRS003", Severity.LOW),
     "get_file_gadget.keras": ("KRS004", Severity.HIGH),
     "load_model_gadget.keras": ("KRS004", Severity.CRITICAL),
     "enable_unsafe_deserialization.keras": ("KRS004", Severity.CRITICAL),
@@ -198,13 +198,13 @@ def test_foreign_module_severity_and_allowlist(scan_data: ScanData) -> None:
 @pytest.mark.parametrize(
     ("layer", "severity"),
     [
-        (keras_object("Scale", module=None, registered_name="MyPkg>Scale"), Severity.HIGH),
-        (keras_object("Dense", registered_name="Evil>Dense"), Severity.HIGH),
-        ({"class_name": "MyLegacyLayer", "config": {}}, Severity.HIGH),
+        (keras_object("Scale", module=None, registered_name="MyPkg>Scale"), Severity.LOW),
+        (keras_object("Dense", registered_name="Evil>Dense"), Severity.LOW),
+        ({"class_name": "MyLegacyLayer", "config": {}}, Severity.LOW),
         (keras_object("FutureLayer"), Severity.MEDIUM),
         (keras_object("GemmaBackbone", module="keras_hub.src.models.gemma"), Severity.LOW),
         (keras_object("Dense", {"name": "d", "kernel_initializer": keras_object("MyInit", module=None)}),
-         Severity.HIGH),
+         Severity.LOW),
     ],
 )
 def test_custom_and_unknown_objects(scan_data: ScanData, layer: dict[str, Any], severity: Severity) -> None:
@@ -383,3 +383,32 @@ def test_standard_names_cover_both_keras_generations() -> None:
 def test_detection_does_not_decode_a_stream_whose_head_rules_out_keras_metadata(unsized_stream: UnsizedStream) -> None:
     """Asking a decoded stream for its size decodes all of it: the head must rule such data out first."""
     assert not KerasMetadataHandler().detect(unsized_stream(b"\x0a\x05\x00" + bytes(range(256)) * 64))
+
+
+def test_keras_metadata_recognised_as_the_loader_parses_it(scan_data: ScanData) -> None:
+    """Unknown fields first and a first node that is not a tf.keras object: SavedMetadata still parses
+    and the loader still builds the Lambda node, so it is judged."""
+    real = (FIXTURES / "malicious" / "k2_lambda_keras_metadata.pb").read_bytes()
+    other_node = b"\x0a\x07\x10\x00\x22\x03abc"  # SavedObject{node_id 0, identifier 'abc'}
+    result = scan_data(b"\x1a\x02hi" + b"\x2b\x08\x01\x2c" + other_node + real, "keras_metadata.pb")
+    assert result.format == "keras-metadata"
+    assert "KRS001" in rules(result)
+
+
+def test_a_custom_class_not_in_the_file_says_what_the_user_must_check(scan_data: ScanData) -> None:
+    """Keras refuses to load a class nobody registered, so the file cannot run it: low, with the reason."""
+    layer = keras_object("Scale", module=None, registered_name="MyPkg>Scale")
+    [finding] = scan_data(model(layer), "config.json").findings
+    assert finding.level is Severity.LOW
+    assert "not in the file" in finding.evidence and "whatever you register is what runs" in finding.evidence
+
+
+def test_keras_config_recognised_by_what_the_loaders_need(scan_data: ScanData) -> None:
+    """tf.keras's `model_from_json` needs no `keras_version`, and the key can come anywhere or escaped."""
+    settings = {"name": "l", "function": code_b64(lambda x: x), "function_type": "lambda"}
+    layers = [{"class_name": "Lambda", "config": settings}]
+    config = {"config": {"name": "s", "layers": layers}, "padding": "x" * 5000, "class_name": "Sequential"}
+    text = json.dumps(config).replace('"class_name": "Sequential"', '"class\\u005fname": "Sequential"')
+    result = scan_data(text.encode(), "model.json")
+    assert result.format == "keras-config"
+    assert "KRS001" in rules(result)

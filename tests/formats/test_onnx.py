@@ -326,3 +326,24 @@ def test_external_data_location_constant_matches_onnx() -> None:
     from modelshield.formats import onnx as analyser
 
     assert analyser._EXTERNAL == onnx.TensorProto.EXTERNAL
+
+
+def _reordered(data: bytes, edit: str) -> bytes:
+    """A serialised model re-laid out in ways the protobuf parser accepts and writers never emit."""
+    assert data[0] == 0x08  # ir_version, one byte of value, written first
+    if edit == "ir-version-last":
+        return data[2:] + data[:2]
+    if edit == "unknown-fields-first":
+        return b"\xfa\x01\x03abc" + b"\xcb\x01\x08\x01\xcc\x01" + data  # field 31 bytes, group 25
+    return data + b"\x12\x82\x20" + b"\xff" * 4098  # a long producer_name that is not UTF-8 (proto2 allows it)
+
+
+@pytest.mark.parametrize("edit", ["ir-version-last", "unknown-fields-first", "long-binary-producer"])
+def test_onnx_recognised_by_what_the_parser_accepts(scan_data: ScanData, edit: str) -> None:
+    m = model([helper.make_node("Decrypt", ["x"], ["y"], domain="com.example.ops")])
+    m.opset_import.append(helper.make_opsetid("com.example.ops", 1))
+    data = _reordered(m.SerializeToString(), edit)
+    onnx.load_model_from_string(data)  # the real parser accepts it
+    result = scan_data(data, "model.onnx")
+    assert result.format == "onnx"
+    assert "ONX001" in rule_ids(result)

@@ -4,7 +4,7 @@ scripts/make_tf_fixtures.py) and hand-built protobufs for what TensorFlow cannot
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ import pytest
 import modelshield
 from modelshield import FileResult, Policy
 from modelshield.core.rules import Severity
+from modelshield.core.source import BytesSource
 from modelshield.formats import savedmodel, tensorflow_ops
 from modelshield.formats.savedmodel import MetaGraph, Node, saver_only
 from tests.conftest import ScanData, UnsizedStream
@@ -209,12 +210,18 @@ def test_deeply_nested_attribute_functions_fail_closed(scan_data: ScanData, dept
     assert [f.rule_id for f in scan_data(data, "saved_model.pb").findings] == expected
 
 
-def test_wrong_wire_types_fail_closed(scan_data: ScanData) -> None:
-    bad_node = pb_int(2, 7)  # NodeDef.op as a varint
+def test_malformed_wire_format_fails_closed(scan_data: ScanData) -> None:
+    bad_node = pb_msg(2, b"ReadFile") + b"\x0f"  # wire type 7 does not exist
     data = pb_int(1, 1) + pb_msg(2, pb_msg(2, pb_msg(1, bad_node)))
     result = scan_data(data, "saved_model.pb")
     assert result.format == "savedmodel"
     assert [f.rule_id for f in result.findings] == ["SCN003"]
+
+
+def test_a_known_field_with_another_wire_type_is_skipped_as_the_parser_skips_it(scan_data: ScanData) -> None:
+    """protobuf treats NodeDef.op sent as a varint as an unknown field and keeps the real op."""
+    data = saved_model([pb_msg(1, b"r") + pb_int(2, 7) + pb_msg(2, b"ReadFile")])
+    assert findings(scan_data, data) == [("TFO002", "ReadFile")]
 
 
 # -- text format ---------------------------------------------------------------------------------------------
@@ -262,3 +269,189 @@ def test_text_that_merely_mentions_meta_graphs_is_not_claimed(scan_data: ScanDat
 def test_detection_does_not_decode_a_stream_whose_head_rules_out_savedmodel(unsized_stream: UnsizedStream) -> None:
     """Asking a decoded stream for its size decodes all of it: the head must rule such data out first."""
     assert not savedmodel.SavedModelHandler().detect(unsized_stream(b"\x08\x00" + bytes(range(256)) * 64))
+
+
+# -- recognised by what the loader parses, not by what writers emit ------------------------------------
+
+
+def _real_pb(name: str) -> bytes:
+    data = (FIXTURES / name / "saved_model.pb").read_bytes()
+    assert data[:2] == b"\x08\x01"  # TensorFlow writes the schema version first
+    return data
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda d: d[2:], id="no-schema-version"),
+        pytest.param(lambda d: d[2:] + d[:2], id="schema-version-last"),
+        # `SavedModel.ParseFromString` skips unknown fields and groups (checked with TensorFlow 2.21)
+        pytest.param(lambda d: b"\x1b\x08\x01\x1c" + b"\x2a\x01A" + d, id="unknown-group-and-field-first"),
+    ],
+)
+def test_saved_model_recognised_by_the_structure_the_loader_parses(
+    scan_data: ScanData, edit: Callable[[bytes], bytes]
+) -> None:
+    result = scan_data(edit(_real_pb("savedmodel_read_file")), "saved_model.pb")
+    assert result.format == "savedmodel"
+    assert [(f.rule_id, f.details["op"]) for f in result.findings] == [("TFO002", "ReadFile")]
+
+
+def test_a_repeated_singular_field_is_read_as_the_parser_reads_it(scan_data: ScanData) -> None:
+    """NodeDef.op written twice: protobuf keeps the last, so TensorFlow runs ReadFile."""
+    decoy = pb_msg(1, b"r") + pb_msg(2, b"Identity") + pb_msg(2, b"ReadFile")
+    assert findings(scan_data, saved_model([decoy])) == [("TFO002", "ReadFile")]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(pb_msg(1, pb_msg(2, b"Const")), id="frozen-graphdef"),
+        pytest.param(pb_int(1, 8) + pb_msg(2, b"pytorch") + pb_msg(7, pb_msg(1, b"")), id="onnx-head"),
+        pytest.param(pb_int(1, 1) + pb_int(2, 5) + pb_int(3, 6), id="fingerprint"),
+        pytest.param(pb_int(1, 1) + pb_msg(2, pb_msg(4, b"serve")), id="meta-graph-without-graph"),
+    ],
+)
+def test_other_protobufs_are_not_saved_models(data: bytes) -> None:
+    assert savedmodel.count_meta_graphs(BytesSource(data)) is None
+
+
+def test_a_flood_of_unknown_top_level_fields_fails_closed(scan_data: ScanData) -> None:
+    data = pb_int(3, 0) * savedmodel.MAX_FIELDS + saved_model([node("r", "ReadFile")])
+    result = scan_data(data, "saved_model.pb")
+    assert (result.format, [f.rule_id for f in result.findings]) == ("savedmodel", ["SCN005"])
+
+
+@pytest.mark.parametrize("start", [b"meta_graphs: {", b"saved_model_schema_version: 1;\n# c\nmeta_graphs {"])
+def test_text_format_spellings_the_parser_accepts(scan_data: ScanData, start: bytes) -> None:
+    data = start + PBTXT.split(b"meta_graphs {", 1)[1]
+    result = scan_data(data, "saved_model.pbtxt")
+    assert [f.rule_id for f in result.findings] == ["TFO002"]
+
+
+# -- reachability: what the loader can run ------------------------------------------------------------
+
+
+def levels(results: list[FileResult]) -> list[tuple[str, str, Severity]]:
+    return [(f.rule_id, f.details["op"], f.level) for r in results for f in r.findings]
+
+
+def test_estimator_export_with_uncalled_traced_save_and_restore_passes() -> None:
+    """TF 2 Estimator layout (scripts/make_tf_fixtures.py): a TF1 graph with its Saver and traced
+    `__inference__traced_save/restore` functions nothing calls: information, not a threat."""
+    found = levels(scan_dir("savedmodel_estimator_tf2"))
+    assert {op for _, op, _ in found} == {"SaveV2", "MergeV2Checkpoints", "RestoreV2"}
+    assert {level for _, _, level in found} == {Severity.INFO}
+
+
+def test_an_uncalled_function_is_information_whatever_it_does() -> None:
+    [read] = [
+        f
+        for r in scan_dir("savedmodel_estimator_unused_read_file")
+        for f in r.findings
+        if f.details["op"] == "ReadFile"
+    ]
+    assert read.level is Severity.INFO
+    assert "unreachable" in read.evidence
+
+
+HOSTILE = function("helper", node("r", "ReadFile"))
+
+
+def test_a_function_a_graph_node_calls_keeps_full_scrutiny(scan_data: ScanData) -> None:
+    result = scan_data(saved_model([call("c", "helper")], [HOSTILE]), "saved_model.pb")
+    assert [(f.rule_id, f.level) for f in result.findings] == [("TFO002", Severity.HIGH)]
+
+
+def test_a_function_the_object_graph_exposes_keeps_full_scrutiny(scan_data: ScanData) -> None:
+    objects = pb_msg(7, pb_msg(1, pb_msg(6, pb_msg(1, b"helper"))))  # SavedObject.function.concrete_functions
+    meta = pb_msg(1, pb_msg(4, b"serve")) + pb_msg(2, pb_msg(2, HOSTILE)) + objects
+    data = pb_int(1, 1) + pb_msg(2, meta)
+    result = scan_data(data, "saved_model.pb")
+    assert [(f.rule_id, f.level) for f in result.findings] == [("TFO002", Severity.HIGH)]
+
+
+def test_a_swappable_implementation_keeps_full_scrutiny(scan_data: ScanData) -> None:
+    """Grappler's implementation selector may run an uncalled function with the same `api_implements`."""
+    swappable = pb_msg(
+        1,
+        pb_msg(1, pb_msg(1, b"helper")) + pb_msg(3, node("r", "ReadFile")) + attr("api_implements", pb_msg(2, b"lstm")),
+    )
+    result = scan_data(saved_model([], [swappable]), "saved_model.pb")
+    assert [(f.rule_id, f.level) for f in result.findings] == [("TFO002", Severity.HIGH)]
+
+
+def test_an_unreferenced_function_is_information(scan_data: ScanData) -> None:
+    result = scan_data(saved_model([], [HOSTILE]), "saved_model.pb")
+    assert [(f.rule_id, f.level) for f in result.findings] == [("TFO002", Severity.INFO)]
+
+
+# -- TF1 checkpoint .meta files ---------------------------------------------------------------------------
+
+
+def test_tf1_checkpoint_meta_is_a_model_and_its_saver_is_exempt() -> None:
+    [result] = modelshield.scan(FIXTURES / "model.ckpt.meta").files
+    assert (result.format, result.findings) == ("tf-meta-graph", [])
+
+
+def test_tf1_checkpoint_meta_graph_is_judged(scan_data: ScanData) -> None:
+    data = (FIXTURES / "read_file.ckpt.meta").read_bytes()
+    result = scan_data(data, "model.ckpt-1000.meta")
+    assert result.format == "tf-meta-graph"
+    assert [(f.rule_id, f.details["op"], f.level) for f in result.findings] == [("TFO002", "ReadFile", Severity.HIGH)]
+
+
+def test_a_meta_graph_function_library_and_saver_are_judged_like_a_saved_model(scan_data: ScanData) -> None:
+    graph = b"".join(pb_msg(1, n) for n in [*SAVER_NODES, call("c", "helper")]) + pb_msg(2, SAVE + RESTORE + HOSTILE)
+    saver = pb_msg(3, pb_msg(2, b"Save:0") + pb_msg(3, b"Restore"))
+    result = scan_data(pb_msg(1, pb_msg(4, b"serve")) + pb_msg(2, graph) + saver, "model.meta")
+    assert result.format == "tf-meta-graph"
+    assert [(f.rule_id, f.details["op"]) for f in result.findings] == [("TFO002", "ReadFile")]
+
+
+@pytest.mark.parametrize("name", ["savedmodel_module", "savedmodel_tf1", "savedmodel_estimator_tf2"])
+def test_saved_models_are_not_meta_graphs(name: str) -> None:
+    assert not savedmodel.is_meta_graph_def(BytesSource((FIXTURES / name / "saved_model.pb").read_bytes()))
+
+
+# -- frozen GraphDefs -----------------------------------------------------------------------------------
+
+
+def test_frozen_graph_is_a_model_and_judged() -> None:
+    [clean] = modelshield.scan(FIXTURES / "frozen_graph.pb").files
+    assert (clean.format, clean.findings) == ("tf-graph", [])
+    [hostile] = modelshield.scan(FIXTURES / "frozen_graph_read_file.pb").files
+    assert levels([hostile]) == [("TFO002", "ReadFile", Severity.HIGH)]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"\x0a\x0cVGG_ILSVRC16" + pb_msg(100, b""), id="caffe-net-name"),
+        pytest.param(pb_msg(1, pb_msg(1, b"\xe2\x96\x81the") + b"\x15\x00\x00\x80\xbf"), id="sentencepiece"),
+        pytest.param(pb_msg(1, pb_int(2, 3) + pb_msg(4, b"_tf_keras_layer")), id="keras-metadata"),
+    ],
+)
+def test_other_protobufs_are_not_graphs(data: bytes) -> None:
+    assert not savedmodel.is_graph_def(BytesSource(data))
+
+
+def test_text_meta_graph_and_text_graph_are_judged() -> None:
+    """`export_meta_graph(as_text=True)` and `tf.io.write_graph(as_text=True)` of a TF1 training graph:
+    the .meta has its saver definition (only ReadFile); the bare graph does not, so the Saver's own
+    checkpoint nodes are medium, with the reason, and ReadFile stays high."""
+    [meta] = modelshield.scan(FIXTURES / "read_file_text.ckpt.meta").files
+    assert (meta.format, levels([meta])) == ("tf-meta-graph", [("TFO002", "ReadFile", Severity.HIGH)])
+    [graph] = modelshield.scan(FIXTURES / "read_file_text.ckpt.graph.pbtxt").files
+    assert graph.format == "tf-graph"
+    assert sorted(levels([graph])) == [
+        ("TFO002", "ReadFile", Severity.HIGH),
+        ("TFO002", "RestoreV2", Severity.MEDIUM),
+        ("TFO003", "SaveV2", Severity.MEDIUM),
+    ]
+    assert all("no saver definition" in f.evidence for f in graph.findings if f.level is Severity.MEDIUM)
+
+
+def test_mediapipe_graph_text_is_not_a_tensorflow_graph(scan_data: ScanData) -> None:
+    text = b'input_stream: "in"\nnode {\n  calculator: "PassThroughCalculator"\n  input_stream: "in"\n}\n'
+    assert scan_data(text[text.index(b"node") :], "graph.pbtxt").format == "text"

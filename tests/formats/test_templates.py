@@ -372,3 +372,43 @@ def test_uppercase_dunder_placeholder_is_not_a_python_internal(scan_data: ScanDa
     result = scan_data(template, "chat_template.jinja")
     assert result.format == "chat-template"
     assert result.findings == []
+
+
+#: GLM-4's template shape (THUDM/glm-4-9b-chat, as llama.cpp ships it): plain text before the first tag.
+GLM_4 = (
+    "[gMASK]<sop>{% for item in messages %}{% if item['role'] == 'system' %}<|system|>\n{{ item['content'] }}"
+    "{% elif item['role'] == 'user' %}<|user|>\n{{ item['content'] }}{% elif item['role'] == 'assistant' %}"
+    "<|assistant|>\n{{ item['content'] }}{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>"
+    "{% endif %}"
+)
+
+
+@pytest.mark.parametrize("prefix", ["", "\n", "{not json} "])
+def test_template_with_plain_text_before_its_first_tag(scan_data: ScanData, prefix: str) -> None:
+    clean = scan_data((prefix + GLM_4).encode(), "chat_template.jinja")
+    assert (clean.format, clean.findings) == ("chat-template", [])
+    hostile = scan_data((prefix + GLM_4 + "{{ cycler.__init__.__globals__.os.popen('id') }}").encode(), "t.jinja")
+    assert hostile.format == "chat-template"
+    assert "TPL001" in ids(hostile)
+
+
+def test_a_key_spelled_with_escapes_is_the_key_the_loader_reads(scan_data: ScanData) -> None:
+    raw = json.dumps({"chat_template": "{{ cycler.__init__.__globals__.os.popen('id') }}"})
+    result = scan_data(raw.replace("chat_template", "chat\\u005ftemplate").encode(), "tokenizer_config.json")
+    assert result.format == "hf-chat-template"
+    assert "TPL001" in ids(result)
+
+
+def test_named_templates_as_a_mapping(scan_data: ScanData) -> None:
+    """transformers keeps `chat_template` as {name: template} and accepts a config written that way."""
+    config = {"chat_template": {"default": LLAMA_3_1, "tool_use": "{{ cycler.__init__.__globals__ }}"}}
+    result = scan_data(json.dumps(config).encode(), "tokenizer_config.json")
+    assert {f.rule_id for f in result.findings} == {"TPL001", "TPL003"}
+    assert all("chat_template[tool_use]" in f.evidence for f in result.findings)
+
+
+def test_escape_without_a_dunder_in_the_text_is_claimed(scan_data: ScanData) -> None:
+    payload = "{{ ()|attr('_' * 2 ~ 'class' ~ '_' * 2) }}"  # the name is computed: no dunder in the text
+    result = scan_data(payload.encode(), "chat_template.jinja")
+    assert result.format == "chat-template"
+    assert {f.level for f in result.findings} & {Severity.HIGH, Severity.CRITICAL}

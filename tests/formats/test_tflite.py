@@ -3,22 +3,27 @@ models built with the schema's object API, and hostile flatbuffers patched by ha
 
 from __future__ import annotations
 
+import gzip
+import io
 import struct
+import zipfile
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import modelshield
 from modelshield import FileResult, Policy
 from modelshield.core.engine import Engine
 from modelshield.core.findings import Location
 from modelshield.core.rules import Severity
 from modelshield.core.source import BytesSource
-from modelshield.formats import tensorflow_ops
+from modelshield.formats import tensorflow_ops, tflite
 from modelshield.formats.tflite import FlatBuffer, Table, root_table
 from modelshield.registry import HANDLERS
 from tests.conftest import ScanData
+from tests.helpers import evil_pickle, is_code_execution
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
 
@@ -191,3 +196,112 @@ def test_corrupted_models_never_crash_the_reader(data: st.DataObject) -> None:
     engine = Engine(HANDLERS, Policy())
     findings = list(engine.scan_object(BytesSource(bytes(model)), Location("m.tflite"), 0))
     assert all("internal error" not in f.evidence and "aborted" not in f.evidence for f in findings)
+
+
+# -- TFLite Metadata associated files (every MediaPipe model) ------------------------------------------
+
+METADATA_MODEL = FIXTURES / "dense_with_metadata.tflite"
+
+
+def test_model_with_associated_files_is_one_model_with_members() -> None:
+    """Written by the real MetadataPopulator (scripts/make_tf_fixtures.py): no polyglot, no data
+    before an archive; the packed label file is scanned as a member."""
+    [result] = modelshield.scan(METADATA_MODEL).files
+    assert (result.format, result.findings) == ("tflite", [])
+    members = [o.location.rsplit("!", 1)[-1] for o in result.objects]
+    assert members == [str(METADATA_MODEL), "<associated files>", "labels.txt"]
+
+
+def _model_part() -> bytes:
+    data = METADATA_MODEL.read_bytes()
+    start = tflite.associated_files_start(BytesSource(data))
+    assert start is not None
+    return data[:start]
+
+
+def test_associated_files_are_scanned_as_members(tmp_path: Path) -> None:
+    """The layout as the populator writes it (Python's zipfile appending to the model), with a pickle."""
+    path = tmp_path / "model.tflite"
+    path.write_bytes(_model_part())
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("labels.txt", "background\nperson\n")
+        archive.writestr("vocab.pkl", evil_pickle())
+    [result] = modelshield.scan(path).files
+    assert result.format == "tflite"
+    assert is_code_execution(result, f"{path}!<associated files>!vocab.pkl")
+    assert not [f for f in result.findings if f.rule_id in ("SCN002", "ARC009")]
+
+
+def test_a_zip_after_a_model_without_tflite_metadata_stays_a_polyglot(tmp_path: Path) -> None:
+    path = tmp_path / "model.tflite"
+    path.write_bytes((FIXTURES / "dense.tflite").read_bytes())
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("labels.txt", "cat\n")
+    [result] = modelshield.scan(path).files
+    assert "SCN002" in [f.rule_id for f in result.findings]
+
+
+def test_a_custom_operator_mediapipe_provides_is_low(scan_data: ScanData) -> None:
+    data = fixture("custom_op.tflite")
+    named = b"\x0e\x00\x00\x00MyNativeKernel"
+    assert named in data
+    data = data.replace(named, b"\x09\x00\x00\x00Resampler" + b"\x00" * 5)
+    [finding] = scan_data(data, "model.tflite").findings
+    assert (finding.rule_id, finding.level, finding.details["runtime"]) == ("TFL001", Severity.LOW, "MediaPipe")
+    assert "official distribution" in finding.evidence
+
+
+def test_a_hidden_zip_entry_before_the_listed_ones_is_not_taken_for_the_model(tmp_path: Path) -> None:
+    """A local entry the central directory does not list, between the model and the zip, stays visible."""
+    hidden = io.BytesIO()
+    with zipfile.ZipFile(hidden, "w") as archive:
+        archive.writestr("payload.pkl", evil_pickle())
+    local = hidden.getvalue()[: hidden.getvalue().index(b"PK\x01\x02")]
+    path = tmp_path / "model.tflite"
+    path.write_bytes(_model_part() + local)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("labels.txt", "background\n")
+    assert tflite.associated_files_start(BytesSource(path.read_bytes())) is None
+    [result] = modelshield.scan(path).files
+    assert "SCN002" in [f.rule_id for f in result.findings]
+
+
+# -- a real MediaPipe model (mediapipe 0.10.14 wheel, mediapipe/modules/selfie_segmentation) ------------
+
+MEDIAPIPE = FIXTURES / "mediapipe"
+
+
+def test_real_mediapipe_model_passes_the_default_gate() -> None:
+    """Flatbuffer + TFLITE_METADATA + a zipped labels.txt, and MediaPipe's own custom op: one model,
+    its label file a member, the custom op low with the runtime named."""
+    [result] = modelshield.scan(MEDIAPIPE / "selfie_segmentation.tflite").files
+    assert result.format == "tflite"
+    assert [(f.rule_id, f.level, f.details.get("op")) for f in result.findings] == [
+        ("TFL001", Severity.LOW, "Convolution2DTransposeBias")
+    ]
+    assert [o.location.rsplit("!", 1)[-1] for o in result.objects][1:] == ["<associated files>", "labels.txt"]
+
+
+def test_an_empty_associated_files_zip_is_part_of_the_layout(tmp_path: Path) -> None:
+    """MediaPipe appends an end-of-directory record alone to models with no associated file."""
+    path = tmp_path / "model.tflite"
+    path.write_bytes(_model_part())
+    zipfile.ZipFile(path, "a").close()
+    [result] = modelshield.scan(path).files
+    assert (result.format, result.findings) == ("tflite", [])
+
+
+def test_a_mediapipe_graph_config_is_not_a_tensorflow_graph() -> None:
+    [result] = modelshield.scan(MEDIAPIPE / "face_detection_short_range_cpu.binarypb").files
+    assert (result.format, result.findings) == ("binary", [])
+
+
+def test_associated_files_of_a_compressed_model_are_scanned(tmp_path: Path) -> None:
+    path = tmp_path / "model.tflite"
+    path.write_bytes(_model_part())
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("vocab.pkl", evil_pickle())
+    packed = tmp_path / "model.tflite.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    [result] = modelshield.scan(packed).files
+    assert is_code_execution(result, "<associated files>!vocab.pkl")

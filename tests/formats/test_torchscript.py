@@ -45,3 +45,9 @@ def test_ordinary_python_is_not_claimed(scan_data: ScanData) -> None:
     result = scan_data(source, "train.py")
     assert result.format == "text"
     assert not result.findings
+
+
+def test_code_with_leading_comments_is_still_code(scan_data: ScanData) -> None:
+    """torch.jit.load compiles the member as source, so blank lines and comments may come first."""
+    result = scan_data(b"# generated\n\n" + MODULE_CODE, "net.py")
+    assert [f.rule_id for f in result.findings] == ["TSC001"]

@@ -160,6 +160,7 @@ def test_onnx_huge_repeated_node_field_is_analysed() -> None:
 
 
 def test_savedmodel_flood_of_meta_graphs_is_bounded() -> None:
-    meta_graph = _ld(2, _ld(1, _ld(1, b"x")))  # MetaGraphDef { meta_info_def { meta_graph_version } }
+    # MetaGraphDef { meta_info_def { meta_graph_version }, graph_def { node { op: "Const" } } }
+    meta_graph = _ld(2, _ld(1, _ld(1, b"x")) + _ld(2, _ld(1, _ld(2, b"Const"))))
     result = scan_bytes(b"\x08\x01" + meta_graph * 5_000, "saved_model.pb")
     assert has(result, "SCN005", "meta graphs")

@@ -43,6 +43,7 @@ from modelshield.core.handler import Context, Handler
 from modelshield.core.scan_rules import LIMIT_EXCEEDED, NOT_ANALYSED
 from modelshield.core.sniff import TAR_BLOCK, looks_like_tar_header
 from modelshield.core.source import CHUNK, BytesSource, DecodedSource, Decompressor, SliceSource, Source
+from modelshield.formats.tflite import associated_files_start
 
 LOCAL_SIG = b"PK\x03\x04"
 CENTRAL_SIG = b"PK\x01\x02"
@@ -314,6 +315,8 @@ class ZipHandler(Handler):
             return False
         if looks_like_tar_header(source.head(TAR_BLOCK)):
             return False  # a zip stored in a tar ends near the tar's end: the tar walk reaches it
+        if associated_files_start(source) is not None:
+            return False  # TFLite Metadata's associated files: the LiteRT model scans them as its member
         return _locate(source) is not None
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:

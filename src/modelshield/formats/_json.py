@@ -22,7 +22,9 @@ def json_document(source: Source, *markers: bytes, opening: bytes = b"{") -> Any
     if not source.head(64).lstrip(_LEADING).startswith(opening) or source.size > MAX_JSON_BYTES:
         return None
     raw = source.read_at(0, source.size)
-    if not any(marker in raw for marker in markers):
+    # A key may be spelled with \u escapes (`"chat\u005ftemplate"`): json.loads reads it as the
+    # marker, so escaped text is parsed rather than ruled out by its bytes.
+    if b"\\u" not in raw and not any(marker in raw for marker in markers):
         return None
     try:
         return json.loads(raw.decode("utf-8-sig"))

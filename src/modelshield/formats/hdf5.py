@@ -22,14 +22,14 @@ from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.sniff import TAR_BLOCK, looks_like_tar_header
-from modelshield.core.source import BytesSource, FileSource, SliceSource, Source
+from modelshield.core.source import BytesSource, DecodedSource, FileSource, SliceSource, Source
 from modelshield.formats.keras import MAX_PARSE_BYTES, ConfigWalker, parse_config, read_all
 
 if TYPE_CHECKING:  # h5py (and numpy) are imported only when an HDF5 file is read
     import h5py
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
-#: Largest user block searched for the signature; h5py and Keras write none or a small one.
+#: User block searched through the head; h5py and Keras write none or a small one (larger ones are probed).
 MAX_USER_BLOCK = 64 * 1024
 #: Root attributes that hold Keras configs (JSON text).
 CONFIG_ATTRIBUTES = ("model_config", "training_config")
@@ -59,6 +59,15 @@ def superblock_offset(source: Source) -> int | None:
         if head[offset : offset + len(SIGNATURE)] == SIGNATURE:
             return offset
         offset = 512 if offset == 0 else offset * 2
+    # The library looks at every power of two up to the end of the file (H5FD_locate_signature), so
+    # a larger user block is still HDF5: probed one read per power, except in a decoded stream (whose
+    # size would decode it all; a stored member or a file on disk is probed).
+    if isinstance(source, DecodedSource) or len(head) <= MAX_USER_BLOCK:
+        return None
+    while offset + len(SIGNATURE) <= source.size:
+        if source.read_at(offset, len(SIGNATURE)) == SIGNATURE:
+            return offset
+        offset *= 2
     return None
 
 

@@ -30,7 +30,7 @@ from modelshield.core.sniff import suffix_of
 from modelshield.core.source import BytesSource, Source
 from modelshield.deps.model import named
 from modelshield.formats._data import load_data
-from modelshield.formats._protobuf import LEN, VARINT, WireError, fields, read_text, read_varint
+from modelshield.formats._protobuf import LEN, WireError, fields, plausible_head, read_text
 from modelshield.formats.tensorflow_ops import OpVerdict, judge_op, judge_symbol
 
 #: Configs larger than this are judged on their first bytes alone when sniffing (scanning reads them
@@ -92,21 +92,31 @@ FOREIGN_MODULE = Rule(
 CUSTOM_OBJECT = Rule(
     id="KRS003",
     title="Keras model uses a custom or unknown layer or object",
-    severity=Severity.HIGH,
-    category=Category.INFERENCE_TIME_CODE,
+    severity=Severity.LOW,
+    category=Category.MODEL_DEPENDENCY,
     overview="A layer or other serialised object is not one of the standard Keras classes: it has a "
     "`registered_name` such as `package>Name`, a `module` of null, or a class name that neither Keras 3 "
     "nor tf.keras defines.",
-    attack="The object's Python code is not in the file. To load the model, users must import code that "
-    "registers the class, often fetched with 'trust remote code' or copied from the publisher's "
-    "repository, and that code runs at load time and on every inference. A malicious publisher ships "
-    "a harmless-looking model and puts the payload in the helper code it tells you to install.",
-    impact="Whatever code provides the class runs inside your process when the model is loaded and used.",
+    attack="The object's Python code is not in the file, and the file cannot make Keras run it: "
+    "Keras 3 and tf.keras look the name up among the classes the running process registered "
+    "(`register_keras_serializable`, `custom_objects`) and otherwise refuse to load the model "
+    "('Could not locate class'). Whatever class the user's own code registers under that name is what "
+    "runs, at load time and on every inference. The attack is therefore in the code the publisher tells "
+    "you to install to make the model load, often fetched with 'trust remote code' or copied from their "
+    "repository; a class under a module outside Keras (which older Keras imports) is reported as KRS002.",
+    impact="Nothing runs from the file itself; the code that provides the class runs inside your process "
+    "when the model is loaded and used.",
     remediation="Review the code that provides the class before loading the model, pin it, and add the "
     "class to the `keras-layers` allowlist of your policy (entries match `class_name`, `registered_name` "
     "or `module.class_name`, globs allowed). Unknown names under a Keras module (medium) usually mean a "
-    "newer Keras; classes from keras_hub/keras_cv/keras_nlp are low.",
+    "newer Keras or a renamed class; classes from keras_hub/keras_cv/keras_nlp are low.",
     example='`{"module": null, "class_name": "Scale", "registered_name": "MyPkg>Scale"}`.',
+)
+
+#: What the user must check about a class or function the file names but does not carry.
+_NOT_IN_FILE = (
+    "is not in the file: Keras refuses to load the model unless your own code registers it under this "
+    "name, and whatever you register is what runs at load and inference; review the package that provides it"
 )
 
 KERAS_GADGET = Rule(
@@ -517,7 +527,8 @@ class ConfigWalker:
                 yield from self.finding(
                     CUSTOM_OBJECT,
                     node,
-                    f"{owner} references function {target!r}, which is not a standard Keras function",
+                    f"{owner} references function {target!r}, which is not a standard Keras function and "
+                    + _NOT_IN_FILE,
                     target=target,
                 )
             return
@@ -573,7 +584,7 @@ class ConfigWalker:
         elif isinstance(module, str) and not custom:
             severity, why = Severity.MEDIUM, f"is not a Keras class this version knows (module {module!r})"
         else:
-            severity, why = Severity.HIGH, "must be provided by code outside the file"
+            severity, why = Severity.LOW, _NOT_IN_FILE
         yield from self.finding(
             CUSTOM_OBJECT,
             node,
@@ -664,29 +675,42 @@ def read_all(source: Source, ctx: Context, what: str) -> bytes:
 # -- config.json ------------------------------------------------------------------------------------
 
 
+#: Model classes tf.keras / tf_keras's `model_from_json` builds from `class_name` alone.
+_MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
+
+
 def _is_keras_object(obj: object) -> bool:
     """A serialized Keras object: `class_name` and `config`, plus a Keras module, a registered
-    name (Keras 3) or a `keras_version` (Keras 2 / tf.keras)."""
+    name (Keras 3 needs the module) or a `keras_version`, or a model class: tf.keras's loader needs
+    no marker for those, so a config without `keras_version` is still a model it loads."""
     if not isinstance(obj, dict) or not isinstance(obj.get("class_name"), str) or "config" not in obj:
         return False
     module = obj.get("module")
     return (
-        (isinstance(module, str) and module.startswith("keras")) or "registered_name" in obj or "keras_version" in obj
+        (isinstance(module, str) and module.startswith("keras"))
+        or "registered_name" in obj
+        or "keras_version" in obj
+        or obj["class_name"] in _MODEL_CLASSES
     )
 
 
 def model_class(source: Source) -> str | None:
     """The top-level `class_name` of a Keras model config, or None if this is not one."""
     head = source.head(_SNIFF_BYTES)
-    if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") or b'"class_name"' not in head:
+    if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return None
     if source.size > MAX_PARSE_BYTES:
-        if b'"config"' in head and (_KERAS_MODULE.search(head) or any(m in head for m in _MARKERS)):
+        markers = _KERAS_MODULE.search(head) or any(m in head for m in _MARKERS)
+        if b'"class_name"' in head and b'"config"' in head and markers:
             match = re.search(rb'"class_name"\s*:\s*"([^"\\]{1,200})"', head)
             return match.group(1).decode("utf-8", "replace") if match else "?"
         return None
+    raw = source.read_at(0, source.size)
+    # The key may come anywhere in the object, or spelled with \u escapes that json.loads decodes.
+    if b'"class_name"' not in raw and b"\\u" not in raw:
+        return None
     try:
-        obj = json.loads(source.read_at(0, source.size).decode("utf-8-sig"))
+        obj = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return str(obj["class_name"]) if _is_keras_object(obj) else None
@@ -749,39 +773,46 @@ class KerasConfigHandler(Handler):
 
 # -- keras_metadata.pb ------------------------------------------------------------------------------
 
-_NODE_FIELDS = frozenset({1, 2, 3, 4, 5, 6})
 _MAX_NODES = 1_000_000
+#: Nodes (and fields per node) walked while detecting: tf.keras writes the model as the first node.
+_DETECT_NODES = 64
 
 
-def metadata_nodes(source: Source, limit: int) -> list[tuple[int, int]] | None:
+class MetadataNodes(NamedTuple):
+    #: (offset, length) of each node's metadata JSON, up to any malformed field
+    found: list[tuple[int, int]]
+    #: why the walk stopped early (a truncated or corrupt file after a tf.keras node)
+    error: WireError | None
+
+
+def metadata_nodes(source: Source, limit: int) -> MetadataNodes | None:
     """(offset, length) of every node's metadata JSON in a `keras_metadata.pb` (SavedMetadata:
     nodes = 1 -> SavedObject{node_id 2, node_path 3, identifier 4, metadata 5, version 6}), or None if the
-    bytes are not one: every top-level field is a node and the first node's identifier is `_tf_keras...`."""
-    head = source.head(16)
-    if head[:1] != b"\x0a":
+    bytes are not one.
+
+    Recognised as tf.keras's loader parses it (`SavedMetadata.ParseFromString`): any field order,
+    unknown fields, groups and fields of another wire type skipped; the loader acts on the nodes
+    whose identifier is a `_tf_keras...` one, so one such node among the first `limit` makes it one
+    (also when the file breaks after it: the scan then fails closed).
+    """
+    if not plausible_head(source):
         return None
     found: list[tuple[int, int]] = []
+    keras = False
     try:
-        # The first node's first tag, from the head: a decoded stream's size decodes all of it.
-        tag = head[read_varint(head, 1)[1] :][:1]
-        if not tag or tag[0] >> 3 not in _NODE_FIELDS or (tag[0] >> 3 == 2) != (tag[0] & 7 == VARINT):
-            return None
-        for index, node in enumerate(fields(source, 0, source.size, limit)):
+        for node in fields(source, 0, source.size, limit):
             if node.number != 1 or node.wire_type != LEN:
-                return None
-            identifier = None
-            for inner in fields(source, node.offset, node.offset + node.value, 64):
-                if inner.number not in _NODE_FIELDS or (inner.number == 2) != (inner.wire_type == VARINT):
-                    return None
+                continue
+            identifier = ""
+            for inner in fields(source, node.offset, node.offset + node.value, limit):
                 if inner.number == 4:
-                    identifier = read_text(source, inner, 256)
+                    identifier = read_text(source, inner, 256) or ""  # the last one is kept
                 elif inner.number == 5 and inner.wire_type == LEN:
                     found.append((inner.offset, inner.value))
-            if index == 0 and not (identifier or "").startswith("_tf_keras"):
-                return None
-    except WireError:
-        return None
-    return found
+            keras = keras or identifier.startswith("_tf_keras")
+    except WireError as exc:
+        return MetadataNodes(found, exc) if keras else None
+    return MetadataNodes(found, None) if keras else None
 
 
 class KerasMetadataHandler(Handler):
@@ -791,15 +822,17 @@ class KerasMetadataHandler(Handler):
     label = "Keras SavedModel metadata"
 
     def detect(self, source: Source) -> bool:
-        return metadata_nodes(source, 1) is not None
+        return metadata_nodes(source, _DETECT_NODES) is not None
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         nodes = metadata_nodes(source, _MAX_NODES)
         if nodes is None:
             raise ScanError("keras_metadata.pb does not parse as SavedMetadata")
         limit = ctx.policy.limits.max_buffer_bytes
-        for offset, length in nodes:
+        for offset, length in nodes.found:
             if length > limit:
                 raise LimitExceeded("max_buffer_bytes", f"node metadata of {length} bytes")
             # Layers appear both in the model's node and in their own; identical findings are merged.
             yield from ConfigWalker(ctx).walk(parse_config(source.read_at(offset, length)))
+        if nodes.error is not None:
+            raise ScanError(f"keras_metadata.pb is malformed after its last readable node: {nodes.error}")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # onnx is imported only when a model is parsed: it costs star
     import onnx
 from modelshield.core.source import Source
 from modelshield.formats._paths import escape_reason
-from modelshield.formats._protobuf import LEN, VARINT, WireError, fields, read_text
+from modelshield.formats._protobuf import LEN, VARINT, WireError, fields, plausible_head, read_text
 
 #: ModelProto's top-level fields and their wire types (onnx.proto).
 MODEL_FIELDS = {
@@ -43,9 +43,8 @@ MODEL_FIELDS = {
 }
 #: IR version 3 (ONNX 1.0, 2017) is the oldest in real use; the current one is 11-14.
 IR_VERSIONS = range(3, 65)
-#: Top-level fields walked before accepting; real models have a handful plus metadata_props.
+#: Top-level fields walked while detecting; real models have a handful plus metadata_props.
 MAX_FIELDS = 4096
-_TEXT_FIELDS = (2, 3, 4)
 
 #: Domain names that mean the default ONNX operator set, besides the empty string.
 DEFAULT_DOMAIN_ALIASES = frozenset({"", "ai.onnx"})
@@ -187,17 +186,15 @@ class OnnxModel(NamedTuple):
 
 
 def read_model(source: Source) -> OnnxModel | None:
-    """The head of an ONNX ModelProto, or None if the bytes are not one.
+    """The identification of an ONNX ModelProto, or None if the bytes are not one.
 
-    Requires `ir_version` as the first field (protobuf writers emit fields in number order), a
-    `graph`, only ModelProto field numbers with their proper wire types, short identification
-    strings that are UTF-8, and field lengths that land exactly on the end of the file. Random
-    bytes, text and other protobufs (SavedModel starts with a version 1, GraphDef with a message)
-    fail one of these.
+    Recognised by what `onnx.load` / ONNX Runtime accept (`ModelProto.ParseFromString`): fields in
+    any order; unknown fields, groups and known numbers with another wire type skipped as unknown;
+    strings of any length and encoding (onnx.proto is proto2). What the runtimes require is an
+    `ir_version` and a `graph`, and every length must land exactly on the end of the file. Random
+    bytes and text fail the walk; SavedModel, GraphDef and the Keras metadata have no field 7.
     """
-    head = source.head(2)
-    # field 1, varint, a one-byte IR version: checked on the head, since a decoded stream's size decodes it all
-    if len(head) < 2 or head[0] != 0x08 or head[1] not in IR_VERSIONS:
+    if not plausible_head(source):
         return None
     ir_version = None
     producer = ""
@@ -205,21 +202,17 @@ def read_model(source: Source) -> OnnxModel | None:
     try:
         for index, item in enumerate(fields(source, 0, source.size, MAX_FIELDS)):
             if MODEL_FIELDS.get(item.number) != item.wire_type:
-                return None
-            if index == 0:
-                if item.value not in IR_VERSIONS:
-                    return None
-                ir_version = item.value
-            elif item.number in _TEXT_FIELDS:
-                text = read_text(source, item, 4096)
-                if text is None:
-                    return None
-                if item.number == 2:
-                    producer = text
+                continue  # unknown to the parser, skipped
+            if item.number == 1:
+                ir_version = item.value  # a repeated scalar: the parser keeps the last
+            elif item.number == 2:
+                producer = read_text(source, item, 4096) or ""
             has_graph = has_graph or item.number == 7
+            if index == MAX_FIELDS - 1 and ir_version is not None:
+                has_graph = True  # padded past the walk: claimed, and the parser judges the rest
     except WireError:
         return None
-    if ir_version is None or not has_graph:
+    if ir_version is None or ir_version not in IR_VERSIONS or not has_graph:
         return None
     return OnnxModel(ir_version, producer)
 

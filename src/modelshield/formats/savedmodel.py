@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
@@ -24,15 +25,12 @@ from typing import NamedTuple, Protocol
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
+from modelshield.core.rules import Severity
 from modelshield.core.source import BytesSource, Source
 from modelshield.formats import tensorflow_ops
-from modelshield.formats._protobuf import LEN, VARINT, Field, WireError, fields
+from modelshield.formats._protobuf import LEN, Field, WireError, fields, plausible_head
 
-#: `SavedModel.saved_model_schema_version`; TensorFlow has only ever written 1.
-SCHEMA_VERSIONS = range(1, 65)
-#: MetaGraphDef fields 1-7 (meta_info_def, graph_def, saver_def, collection_def, signature_def,
-#: asset_file_def, object_graph_def) are all messages.
-META_GRAPH_FIELDS = range(1, 8)
+#: Fields walked at the top level and in a meta graph while detecting (writers put 2 and 7 there).
 MAX_FIELDS = 65536
 #: TensorFlow writes one meta graph per tag set: one in TF2, a few in TF1 exports.
 MAX_META_GRAPHS = 256
@@ -47,38 +45,104 @@ MAX_TEXT_DEPTH = 64
 def count_meta_graphs(source: Source) -> int | None:
     """How many MetaGraphDefs a SavedModel holds, or None if the bytes are not a SavedModel.
 
-    The top level may only hold the schema version (field 1, varint, first) and meta graphs
-    (field 2, messages) and must end exactly at the end of the file; the first meta graph must
-    itself walk cleanly as MetaGraphDef fields and contain a graph_def or meta_info_def.
+    Recognised by what `loader_impl.parse_saved_model` accepts (`SavedModel.ParseFromString`):
+    fields in any order, the schema version optional (nothing reads it); unknown fields, groups and
+    known numbers with another wire type skipped as unknown. What makes it a SavedModel is its
+    meta graphs: every length-delimited field 2 must parse as a MetaGraphDef (the parser rejects
+    the file otherwise), and one must hold a graph, the only thing a loader runs. Other protobufs
+    fail this: ONNX's field 2 is a producer string, a GraphDef's nodes and keras_metadata.pb's
+    objects do not walk as meta graphs, fingerprint.pb has no message in field 2.
     """
-    head = source.head(2)
-    # The one-byte schema version is checked on the head: a decoded stream's size decodes all of it.
-    if len(head) < 2 or head[0] != 0x08 or head[1] not in SCHEMA_VERSIONS:
+    if not plausible_head(source):
         return None
-    meta_graphs: list[Field] = []
+    meta_graphs = 0
+    has_graph = False
     try:
         for index, item in enumerate(fields(source, 0, source.size, MAX_FIELDS)):
-            if index == 0:
-                if item.wire_type != VARINT or item.value not in SCHEMA_VERSIONS:
-                    return None
-            elif item.number == 2 and item.wire_type == LEN:
-                meta_graphs.append(item)
-            else:
-                return None
-        if not meta_graphs:
-            return None
-        first = meta_graphs[0]
-        seen: set[int] = set()
-        for inner in fields(source, first.offset, first.offset + first.value, MAX_FIELDS):
-            if inner.number not in META_GRAPH_FIELDS or inner.wire_type != LEN:
-                return None
-            seen.add(inner.number)
+            if index == MAX_FIELDS - 1:  # padded with unknown fields: claimed, and the scan fails closed
+                return meta_graphs
+            if item.number == 2 and item.wire_type == LEN:
+                meta_graphs += 1
+                has_graph = _is_meta_graph(source, item) or has_graph
     except WireError:
         return None
-    return len(meta_graphs) if seen & {1, 2} else None
+    return meta_graphs if has_graph else None
 
 
-_TEXT_START = re.compile(rb"\A\s*(?:#[^\n]*\n\s*)*(?:saved_model_schema_version\s*:\s*\d+\s*)?meta_graphs\s*[{<]")
+def _is_meta_graph(source: Source, item: Field) -> bool:
+    """Whether a meta graph holds a graph_def that reads as one; raises `WireError` if it does not
+    walk as a message."""
+    graph = False
+    for inner in fields(source, item.offset, item.offset + item.value, MAX_FIELDS):
+        if inner.number == GRAPH_DEF[0] and inner.wire_type == LEN:
+            graph = graph or _plausible_graph(source, inner)
+    return graph
+
+
+#: How TensorFlow names ops and library functions; NodeDef.op is a proto3 string (UTF-8 enforced).
+_OP_NAME = re.compile(rb"[A-Za-z_][\w>./-]*")
+_MAX_OP_NAME = 1024
+
+
+#: Nodes looked at for an op TensorFlow registers (graphs start with Placeholder, Const, VarHandleOp...).
+_SNIFF_NODES = 16
+
+
+def _plausible_graph(source: Source, graph: Field, *, empty: bool = True, broken: bool = True) -> bool:
+    """Whether a GraphDef's nodes read as NodeDefs: the first has an op name, and one of the first
+    few an op stock TensorFlow registers (or, with `empty`, the graph has a function library).
+
+    SavedModel and a bare MetaGraphDef (a TF1 `.meta`) nest the same messages one level apart, so
+    each would otherwise read as the other: a meta_info_def or a FunctionDef read as a node has no
+    such op (its field 2 is a binary message or absent). MediaPipe's graph configs
+    (`node { calculator: ... }`) name calculators, not ops."""
+    library = False
+    seen = 0
+    for node in fields(source, graph.offset, graph.offset + graph.value, MAX_FIELDS):
+        library = library or (node.number == LIBRARY[0] and node.wire_type == LEN and node.value > 0)
+        if node.number != NODE[0] or node.wire_type != LEN:
+            continue
+        op = b""
+        try:
+            for inner in fields(source, node.offset, node.offset + node.value, MAX_FIELDS):
+                if inner.number == OP[0] and inner.wire_type == LEN:
+                    op = source.read_at(inner.offset, inner.value) if inner.value <= _MAX_OP_NAME else b""
+        except WireError:
+            return broken  # inside a SavedModel a broken node is still a node: the scan fails closed
+        if _OP_NAME.fullmatch(op) is None:
+            return False
+        if tensorflow_ops.is_registered(op.decode()):
+            return True
+        seen += 1
+        if seen == _SNIFF_NODES:
+            break
+    # No registered op: inside a SavedModel a graph whose ops live in its function library (TF2
+    # keeps them there); a FunctionDefLibrary read as a graph has none unless it lists gradients.
+    return empty and library
+
+
+def is_meta_graph_def(source: Source) -> bool:
+    """Whether the bytes are a bare MetaGraphDef, as `tf.compat.v1.train.import_meta_graph` reads a
+    checkpoint's `.meta` (`MetaGraphDef.ParseFromString`): a graph_def whose nodes read as nodes,
+    fields in any order, unknown fields skipped. A graph with no nodes is not claimed."""
+    if not plausible_head(source):
+        return False
+    try:
+        graphs = [f for f in fields(source, 0, source.size, MAX_FIELDS) if f.number == GRAPH_DEF[0]]
+        graphs = [g for g in graphs if g.wire_type == LEN]
+        # TF1 graphs always have nodes (a `.meta` is written from a live graph with a saver)
+        return bool(graphs) and all(_plausible_graph(source, g, empty=False) for g in graphs)
+    except WireError:
+        return False
+
+
+_COMMENTS = rb"(?:\s|#[^\n]*\n)*"
+#: What `text_format.Parse` accepts before the first meta graph: comments, the optional schema
+#: version with an optional separator, and `meta_graphs`, its colon optional, opening `{` or `<`.
+_TEXT_START = re.compile(
+    rb"\A" + _COMMENTS + rb"(?:saved_model_schema_version\s*:\s*\d+\s*[;,]?" + _COMMENTS + rb")?"
+    rb"meta_graphs\s*:?\s*[{<]"
+)
 
 
 def is_text_saved_model(source: Source) -> bool:
@@ -93,6 +157,7 @@ META_GRAPHS = (2, "meta_graphs")
 GRAPH_DEF, SAVER_DEF, OBJECT_GRAPH_DEF = (2, "graph_def"), (3, "saver_def"), (7, "object_graph_def")
 NODE, LIBRARY = (1, "node"), (2, "library")
 FUNCTION, GRADIENT = (1, "function"), (2, "gradient")
+FUNCTION_ATTR = (5, "attr")  # FunctionDef.attr
 SIGNATURE, NODE_DEF = (1, "signature"), (3, "node_def")
 NAME, OP, INPUT, ATTR = (1, "name"), (2, "op"), (3, "input"), (5, "attr")
 KEY, VALUE = (1, "key"), (2, "value")
@@ -120,11 +185,10 @@ class WireMessage:
         self.source, self.start, self.end = source, start, end
 
     def _fields(self, number: int) -> Iterator[Field]:
-        # Every field takes at least two bytes, so this limit walks the whole message.
+        # Every field takes at least two bytes, so this limit walks the whole message. A field of
+        # this number with another wire type is an unknown field to the parser: skipped, as it does.
         for item in fields(self.source, self.start, self.end, (self.end - self.start) // 2 + 1):
-            if item.number == number:
-                if item.wire_type != LEN:
-                    raise WireError(f"field {number} at offset {item.offset} is not length-delimited")
+            if item.number == number and item.wire_type == LEN:
                 yield item
 
     def messages(self, field_id: FieldId) -> Iterator[Message]:
@@ -272,7 +336,8 @@ class Node(NamedTuple):
 class MetaGraph(NamedTuple):
     nodes: list[Node]
     functions: dict[str, list[Node]]
-    #: functions referenced from outside the graph: gradients and those the object graph exposes
+    #: functions referenced from outside the graph: gradients, those the object graph exposes, and
+    #: those with an `api_implements` attribute (Grappler may swap one in for a called function)
     exposed: set[str]
     #: graph nodes the saver runs: its save tensor's and its restore op's
     saver_roots: list[str]
@@ -294,9 +359,18 @@ def _attr_values(value: Message, depth: int, calls: list[str], strings: list[str
                 _attr_values(inner, depth + 1, calls, [])
 
 
+def last(values: Iterable[str]) -> str:
+    """A singular field's value as the parser sees it: a field repeated on the wire is legal and the
+    last occurrence wins, so reading the first would judge an op TensorFlow never runs."""
+    value = ""
+    for value in values:  # noqa: B007 - the loop keeps the last one
+        pass
+    return value
+
+
 def read_node(message: Message) -> Node:
-    name = next(message.strings(NAME), "")
-    op = next(message.strings(OP), "")
+    name = last(message.strings(NAME))
+    op = last(message.strings(OP))
     calls: list[str] = []
     strings: dict[str, list[str]] = {}
     for entry in message.messages(ATTR):
@@ -304,7 +378,7 @@ def read_node(message: Message) -> Node:
         for value in entry.messages(VALUE):
             _attr_values(value, 0, calls, values)
         if values and op in tensorflow_ops.JUDGED_OPS:
-            strings[next(entry.strings(KEY), "")] = values
+            strings[last(entry.strings(KEY))] = values
     inputs = [text.lstrip("^").split(":", 1)[0] for text in message.strings(INPUT)]
     return Node(name, op, inputs, calls, strings)
 
@@ -317,8 +391,10 @@ def read_meta_graph(meta: Message) -> MetaGraph:
         nodes += (read_node(node) for node in graph.messages(NODE))
         for library in graph.messages(LIBRARY):
             for function in library.messages(FUNCTION):
-                name = next((n for sig in function.messages(SIGNATURE) for n in sig.strings(NAME)), "")
+                name = last(n for sig in function.messages(SIGNATURE) for n in sig.strings(NAME))
                 functions.setdefault(name, []).extend(read_node(node) for node in function.messages(NODE_DEF))
+                if any(last(entry.strings(KEY)) == "api_implements" for entry in function.messages(FUNCTION_ATTR)):
+                    exposed.add(name)
             for gradient in library.messages(GRADIENT):
                 for field_id in GRADIENT_NAMES:
                     exposed.update(gradient.strings(field_id))
@@ -330,11 +406,11 @@ def read_meta_graph(meta: Message) -> MetaGraph:
                 exposed.update(saved.strings(CONCRETE_NAMES))
             for bare in obj.messages(BARE_FUNCTION):
                 exposed.update(bare.strings(BARE_NAME))
+    savers = list(meta.messages(SAVER_DEF))  # a message repeated on the wire is merged field by field
     saver_roots = [
         text.split(":", 1)[0]
-        for saver in meta.messages(SAVER_DEF)
         for f in (SAVE_TENSOR, RESTORE_OP)
-        for text in saver.strings(f)
+        if (text := last(s for saver in savers for s in saver.strings(f)))
     ]
     return MetaGraph(nodes, functions, exposed, saver_roots)
 
@@ -395,20 +471,106 @@ def saver_only(meta: MetaGraph) -> tuple[set[str], set[str]]:
     return saver_nodes, saver_functions - _callees(meta.functions, other_roots)
 
 
-def judge_meta_graph(meta: MetaGraph, index: int, uses: tensorflow_ops.OpUses) -> None:
+def reachable_functions(meta: MetaGraph) -> set[str]:
+    """Library functions the loader can run: those graph nodes call (a TF1 session may run any node),
+    those the object graph restores and exposes (signatures, methods, saveables' save and restore
+    functions), gradients and swappable implementations, and everything they call in turn.
+
+    A traced function that nothing references (TF 2 Estimator exports carry unused
+    `__inference__traced_save/restore` functions) is loaded into the function runtime and never run.
+    """
+    return _callees(meta.functions, [*_node_calls(meta.nodes), *meta.exposed])
+
+
+class Uses(NamedTuple):
+    """Where judged op uses go: live code, unreachable functions, and checkpoint ops of a graph
+    saved without its saver definition (a bare GraphDef), where the saver cannot be told apart."""
+
+    live: tensorflow_ops.OpUses
+    unreachable: tensorflow_ops.OpUses
+    saverless: tensorflow_ops.OpUses | None = None
+
+
+_UNREACHABLE = (
+    "; unreachable: no graph node, signature, object-graph function, gradient or implementation swap "
+    "calls these functions, so loading and serving never run them"
+)
+_SAVERLESS = (
+    "; the graph carries no saver definition, so a TF1 Saver's own checkpoint nodes (written with "
+    "training graphs) cannot be told apart: check that nothing you fetch depends on them"
+)
+
+
+def judge_meta_graph(meta: MetaGraph, index: int, uses: Uses) -> None:
+    """Judge every op of the graph and its library, each use where `uses` says it belongs."""
     saver_nodes, saver_functions = saver_only(meta)
+    reachable = reachable_functions(meta)
     prefix = f"meta graph {index}: " if index else ""
-    places = [(f"{prefix}graph", meta.nodes, saver_nodes, False)]
+    places = [(f"{prefix}graph", meta.nodes, saver_nodes, False, uses.saverless or uses.live)]
     places += [
-        (f"{prefix}function {name}", nodes, set(), name in saver_functions) for name, nodes in meta.functions.items()
+        (
+            f"{prefix}function {name}",
+            nodes,
+            set(),
+            name in saver_functions,
+            uses.live if name in reachable else uses.unreachable,
+        )
+        for name, nodes in meta.functions.items()
     ]
-    for place, nodes, exempt_nodes, exempt_all in places:
+    for place, nodes, exempt_nodes, exempt_all, into in places:
         for node in nodes:
-            if node.op in meta.functions:
-                continue  # a call of a library function, judged where it is defined
+            if not node.op or node.op in meta.functions:
+                continue  # no op (TensorFlow refuses such a node), or a library function's call, judged there
             if node.op in tensorflow_ops.CHECKPOINT_OPS and (exempt_all or node.name in exempt_nodes):
                 continue
-            uses.add(node.op, place, node.strings)
+            live = into is uses.saverless and node.op not in tensorflow_ops.CHECKPOINT_OPS
+            (uses.live if live else into).add(node.op, place, node.strings)
+
+
+def judge(
+    ctx: Context, meta_graphs: Iterable[MetaGraph], format_name: str, *, saverless: bool = False
+) -> Iterator[Finding]:
+    allowed = ctx.policy.allowed(tensorflow_ops.CUSTOM_OPS_ALLOWLIST)
+    uses = Uses(*(tensorflow_ops.OpUses(allowed) for _ in range(3 if saverless else 2)))
+    for index, meta in enumerate(meta_graphs):
+        judge_meta_graph(meta, index, uses)
+    yield from uses.live.findings(ctx, "op", format_name)
+    yield from uses.unreachable.findings(ctx, "op", format_name, note=_UNREACHABLE, severity=Severity.INFO)
+    if uses.saverless is not None:
+        yield from uses.saverless.findings(ctx, "op", format_name, note=_SAVERLESS, severity=Severity.MEDIUM)
+
+
+def _whole(source: Source, ctx: Context, what: str) -> bytes:
+    limit = ctx.engine.limits.max_buffer_bytes
+    if source.size > limit:
+        raise LimitExceeded("max_buffer_bytes", f"{what} of {source.size} bytes is over {limit}")
+    return source.read_at(0, source.size)
+
+
+def is_graph_def(source: Source) -> bool:
+    """Whether the bytes are a bare GraphDef (a frozen `.pb` that `tf.compat.v1.import_graph_def`
+    loads): nodes first-class at the top level, the first one a NodeDef with an op name. SavedModel
+    and fingerprint files have varints in field 1, a `.meta` a MetaInfoDef, keras_metadata.pb and
+    SentencePiece models messages whose field 2 is not an op name."""
+    if not plausible_head(source):
+        return False
+    try:
+        return _plausible_graph(source, Field(0, LEN, 0, source.size), empty=False, broken=False)
+    except WireError:
+        return False
+
+
+class _AsMetaGraph:
+    """A bare GraphDef seen as the graph_def of a meta graph with nothing else."""
+
+    def __init__(self, graph: Message) -> None:
+        self.graph = graph
+
+    def messages(self, field_id: FieldId) -> Iterator[Message]:
+        return iter([self.graph] if field_id == GRAPH_DEF else [])
+
+    def strings(self, field_id: FieldId) -> Iterator[str]:
+        return iter(())
 
 
 class SavedModelHandler(Handler):
@@ -422,16 +584,100 @@ class SavedModelHandler(Handler):
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         text = count_meta_graphs(source) is None
-        limit = MAX_TEXT_BYTES if text else ctx.engine.limits.max_buffer_bytes
-        if source.size > limit:
-            raise LimitExceeded("max_buffer_bytes", f"SavedModel of {source.size} bytes is over {limit}")
-        data = source.read_at(0, source.size)
+        if text and source.size > MAX_TEXT_BYTES:
+            raise LimitExceeded("max_buffer_bytes", f"text SavedModel of {source.size} bytes is over {MAX_TEXT_BYTES}")
+        data = _whole(source, ctx, "SavedModel")
+        if not text and len(list(fields(BytesSource(data), 0, len(data), MAX_FIELDS))) == MAX_FIELDS:
+            raise LimitExceeded("max_members", f"{MAX_FIELDS} or more top-level fields in a SavedModel")
         try:
             root: Message = parse_text(data) if text else WireMessage(BytesSource(data), 0, len(data))
             meta_graphs = read_saved_model(root)
         except WireError as exc:
             raise ScanError(f"malformed SavedModel: {exc}") from exc
-        uses = tensorflow_ops.OpUses(ctx.policy.allowed(tensorflow_ops.CUSTOM_OPS_ALLOWLIST))
-        for index, meta in enumerate(meta_graphs):
-            judge_meta_graph(meta, index, uses)
-        yield from uses.findings(ctx, "op", self.name)
+        yield from judge(ctx, meta_graphs, self.name)
+
+
+_META_GRAPH_TEXT = re.compile(
+    rb"\A" + _COMMENTS + rb"(?:meta_info_def|graph_def|saver_def|collection_def|signature_def)\s*:?\s*[{<]"
+)
+_GRAPH_TEXT = re.compile(rb"\A" + _COMMENTS + rb"(?:node|library|versions)\s*:?\s*[{<]")
+_OP_FIELD = re.compile(rb"\bop\s*:\s*[\"']")
+
+
+class _BareGraphHandler(Handler):
+    """A graph saved without the SavedModel around it, binary or in text format (the TF1 readers
+    fall back to text when the bytes do not parse), judged like a SavedModel's meta graph."""
+
+    rules = tensorflow_ops.RULES
+    allowlists = (tensorflow_ops.CUSTOM_OPS_ALLOWLIST,)
+    #: the message at the top of the file, for error messages
+    message: str
+    #: whether the message has no saver definition (checkpoint ops of the graph are graded medium)
+    saverless = False
+
+    @abstractmethod
+    def is_binary(self, source: Source) -> bool:
+        """Whether the bytes are the binary message."""
+
+    @abstractmethod
+    def is_text(self, head: bytes) -> bool:
+        """Whether the head starts the message in text format."""
+
+    def detect(self, source: Source) -> bool:
+        return self.is_binary(source) or self.is_text(source.head(4096))
+
+    def read(self, root: Message) -> MetaGraph:
+        return read_meta_graph(root)
+
+    def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
+        text = not self.is_binary(source)
+        if text and source.size > MAX_TEXT_BYTES:
+            detail = f"text {self.message} of {source.size} bytes is over {MAX_TEXT_BYTES}"
+            raise LimitExceeded("max_buffer_bytes", detail)
+        data = _whole(source, ctx, self.message)
+        try:
+            meta = self.read(parse_text(data) if text else WireMessage(BytesSource(data), 0, len(data)))
+        except WireError as exc:
+            raise ScanError(f"malformed {self.message}: {exc}") from exc
+        yield from judge(ctx, [meta], self.name, saverless=self.saverless)
+
+
+class MetaGraphHandler(_BareGraphHandler):
+    """A bare MetaGraphDef: the `.meta` file a TF1 `Saver` writes beside every checkpoint, which
+    `import_meta_graph` loads into a graph whose ops run when a session runs them. Judged like a
+    SavedModel's meta graph: graph nodes, function library, the saver's own subgraph exempt.
+
+    No suffix is claimed: `.meta` also names Unity, Dask and many other tools' files."""
+
+    name = "tf-meta-graph"
+    label = "TensorFlow MetaGraphDef (TF1 checkpoint .meta)"
+    message = "MetaGraphDef"
+
+    def is_binary(self, source: Source) -> bool:
+        return is_meta_graph_def(source)
+
+    def is_text(self, head: bytes) -> bool:
+        return _META_GRAPH_TEXT.match(head) is not None
+
+
+class GraphDefHandler(_BareGraphHandler):
+    """A bare GraphDef: frozen graphs (`frozen_inference_graph.pb`) and `tf.io.write_graph` output,
+    loaded with `import_graph_def` and run in a session. Without a saver definition, checkpoint ops
+    in the graph are medium (a training graph's Saver nodes look the same); every other op as usual.
+
+    No suffix is claimed: `.pb` names many protobufs."""
+
+    name = "tf-graph"
+    label = "TensorFlow GraphDef (frozen graph)"
+    message = "GraphDef"
+    saverless = True
+
+    def is_binary(self, source: Source) -> bool:
+        return is_graph_def(source)
+
+    def is_text(self, head: bytes) -> bool:
+        # MediaPipe graphs (`node { calculator: ... }`) also start with nodes; TensorFlow's have ops
+        return _GRAPH_TEXT.match(head) is not None and _OP_FIELD.search(head) is not None
+
+    def read(self, root: Message) -> MetaGraph:
+        return read_meta_graph(_AsMetaGraph(root))

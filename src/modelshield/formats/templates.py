@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -270,16 +271,29 @@ def _text(source: Source) -> str | None:
     # The head first: asking a decoded stream for its size decodes all of it.
     if classify_plain(source.head()) != "text":
         return None  # binary formats (GGUF metadata holds templates too) are their own handlers'
-    head = source.head(64).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head[:1] in (b"{", b"[") and not head.startswith((b"{%", b"{{", b"{#")):
-        return None  # JSON (a tokenizer config holding a template is the other handler's)
     if source.size > MAX_TEMPLATE_CHARS * 4:
         return None
     try:
         text = source.read_at(0, source.size).decode("utf-8-sig")
     except UnicodeDecodeError:
         return None
-    return text if "\0" not in text and ("{%" in text or "{{" in text) else None
+    if "\0" in text or ("{%" not in text and "{{" not in text):
+        return None
+    # Jinja renders whatever precedes the first tag as text (GLM's `[gMASK]<sop>`), so only content
+    # that really is JSON is left to the JSON handlers (a tokenizer config holding a template).
+    return None if _is_json(text) else text
+
+
+def _is_json(text: str) -> bool:
+    if text.lstrip()[:1] not in ("{", "["):
+        return False
+    try:
+        json.loads(text)
+    except RecursionError:
+        return True  # JSON nested beyond what any loader parses: a broken config, not a template
+    except ValueError:
+        return False
+    return True
 
 
 def _python_source(text: str) -> bool:
@@ -296,9 +310,10 @@ class ChatTemplateHandler(Handler):
     """A Jinja chat template file (`chat_template.jinja`, `--chat-template-file`).
 
     Content decides: the text must parse as Jinja and read `messages` as every chat template does, so
-    web-page templates and other text are not claimed. A template that reaches into Python internals is
-    claimed whatever it reads, unless the text is Python source (code generators embed Jinja snippets in
-    `.py` files); a `.jinja` file that is neither is reported as unrecognised.
+    web-page templates and other text are not claimed. A template that reaches into Python internals
+    or computes attribute names is claimed whatever it reads, unless the text is Python source (code
+    generators embed Jinja snippets in `.py` files); a `.jinja` file that is neither is reported as
+    unrecognised.
     """
 
     name = "chat-template"
@@ -315,7 +330,9 @@ class ChatTemplateHandler(Handler):
             return False
         if analysis.reads_messages:
             return True
-        code = {PYTHON_INTERNALS, CODE_REFERENCE}
+        # An escape built at render time (`|attr` of a computed name) has no dunder in the text, so it
+        # is claimed like one (Flask's helper globals are not: web pages use them).
+        code = {PYTHON_INTERNALS, CODE_REFERENCE, DYNAMIC_ATTRIBUTE}
         return any(p.rule in code for p in analysis.problems) and not _python_source(text)
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
@@ -325,10 +342,14 @@ class ChatTemplateHandler(Handler):
 
 
 def config_templates(config: dict[str, Any]) -> Iterable[tuple[str, Any]]:
-    """(name, template) pairs of a tokenizer config's `chat_template`: a string, or a list of
-    `{"name", "template"}` objects (named variants such as `tool_use` and `rag`)."""
+    """(name, template) pairs of a tokenizer config's `chat_template`: a string, a list of
+    `{"name", "template"}` objects (named variants such as `tool_use` and `rag`), or the mapping of
+    name to template that transformers builds from that list and also accepts as it is."""
     value = config.get("chat_template")
-    if isinstance(value, list):
+    if isinstance(value, dict):
+        for name, template in value.items():
+            yield f"chat_template[{name}]", template
+    elif isinstance(value, list):
         for index, entry in enumerate(value):
             if isinstance(entry, dict):
                 yield f"chat_template[{entry.get('name', index)!s}]", entry.get("template")

@@ -47,7 +47,8 @@ FILE_READ = Rule(
     title="TensorFlow graph reads or lists files",
     severity=Severity.HIGH,
     category=Category.INFERENCE_TIME_CODE,
-    overview="The graph contains an op that opens or lists files by path: `ReadFile`, `MatchingFiles`, "
+    overview="The graph (of a SavedModel, a TF1 checkpoint `.meta`, a frozen GraphDef or a LiteRT "
+    "model's Flex ops) contains an op that opens or lists files by path: `ReadFile`, `MatchingFiles`, "
     "the TF1 reader ops (`TFRecordReaderV2`, `WholeFileReaderV2`...), dataset sources "
     "(`TFRecordDataset`, `TextLineDataset`, CSV, SQL and LMDB datasets, `LoadDataset`), checkpoint "
     "restores outside the generated restore function, `ImmutableConst` (memory-maps a file) and proto "
@@ -80,7 +81,9 @@ FILE_WRITE = Rule(
     impact="Overwritten or planted files on the serving host, which usually leads to code execution "
     "outside TensorFlow, or denial of service.",
     remediation="Do not serve the model. Inference graphs do not write files; the checkpoint ops that "
-    "every SavedModel carries in its generated save function are already excluded.",
+    "every SavedModel carries in its generated save function are already excluded, and ops in library "
+    "functions that nothing the loader runs can call (uncalled traced functions of TF 2 Estimator "
+    "exports) are reported as information.",
     example="`tf.io.write_file('/home/user/.bashrc', payload)` in a `tf.function` becomes `WriteFile`.",
 )
 
@@ -364,8 +367,11 @@ class OpUses:
             shown.extend(v for v in values[:_SHOWN] if v not in shown)
             del shown[_SHOWN:]
 
-    def findings(self, ctx: Context, what: str, format_name: str) -> Iterator[Finding]:
-        """One finding per op; `what` names the op kind in the evidence ("op", "Flex op")."""
+    def findings(
+        self, ctx: Context, what: str, format_name: str, *, note: str = "", severity: Severity | None = None
+    ) -> Iterator[Finding]:
+        """One finding per op; `what` names the op kind in the evidence ("op", "Flex op"). A caller
+        that knows more about where the uses sit (unreachable code) gives the `severity` and a `note`."""
         for op, use in self._uses.items():
             evidence = f"{what} '{op}' {use.verdict.reason}: {where(use.count, use.places)}"
             values = "; ".join(f"{key}={vals!r}" for key, vals in use.attrs.items() if vals)
@@ -373,8 +379,8 @@ class OpUses:
                 evidence += f" ({values})"
             yield ctx.finding(
                 use.verdict.rule,
-                evidence,
-                severity=use.verdict.severity,
+                evidence + note,
+                severity=use.verdict.severity if severity is None else severity,
                 op=op,
                 uses=use.count,
                 places=list(use.places),

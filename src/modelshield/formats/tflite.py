@@ -20,7 +20,7 @@ from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
-from modelshield.core.source import Source
+from modelshield.core.source import BytesSource, DecodedSource, SliceSource, Source
 from modelshield.formats import tensorflow_ops
 from modelshield.formats._data import load_data
 
@@ -47,9 +47,11 @@ CUSTOM_OP = Rule(
     "(an Android AAR, a shared object, a pip package with a native extension), which runs with the app's "
     "privileges; the operator name says nothing about what the kernel does.",
     impact="Native code of unknown origin runs whenever the model executes, or the model cannot run.",
-    remediation="Find out which library implements the operator (MediaPipe's ops are common and "
-    "benign) and take it only from its real publisher. Allow names you trust with "
-    "`[tool.modelshield.allow] tensorflow-custom-ops`.",
+    remediation="Find out which library implements the operator and take it only from its real "
+    "publisher. Operators that MediaPipe's runtime registers itself (`TransformTensorBilinear`, "
+    "`Convolution2DTransposeBias`, `MaxPoolingWithArgmax2D`...) are low: the model carries no kernel "
+    "and runs with MediaPipe's, so what matters is running it with MediaPipe from its official "
+    "distribution. Allow names you trust with `[tool.modelshield.allow] tensorflow-custom-ops`.",
     example="`operator_codes[1] = {builtin_code: CUSTOM, custom_code: 'MyNativeKernel'}`",
 )
 
@@ -97,6 +99,25 @@ STABLEHLO_CALL = Rule(
 )
 
 RULES: tuple[Rule, ...] = (CUSTOM_OP, FLEX_RUNTIME, UNKNOWN_BUILTIN, STABLEHLO_CALL)
+
+#: Custom operators that a known runtime registers with its own kernels, so the model runs only
+#: there and brings no code of its own: MediaPipe's op resolvers (mediapipe/util/tflite/operations,
+#: mediapipe/tasks/cc/text/custom_ops; names checked in libmediapipe.so of mediapipe 1.2.3).
+KNOWN_RUNTIME_OPS: dict[str, str] = dict.fromkeys(
+    (
+        "MaxPoolingWithArgmax2D",
+        "MaxUnpooling2D",
+        "Convolution2DTransposeBias",
+        "TransformTensorBilinear",
+        "TransformLandmarks",
+        "Landmarks2TransformMatrix",
+        "Landmarks2TransformMatrixV2",
+        "RaggedTensorToTensor",
+        "TFSentencepieceTokenizeOp",
+        "Resampler",
+    ),
+    "MediaPipe",
+)
 
 
 class Malformed(ScanError):
@@ -262,6 +283,92 @@ def read_model(buf: FlatBuffer, root: int) -> list[OperatorCode]:
     return codes
 
 
+# -- TFLite Metadata: the associated-files zip ---------------------------------------------------------
+
+#: The TFLite Metadata spec (tensorflow/lite/experimental/support/metadata, MediaPipe's metadata
+#: writers): `Model.metadata` holds an entry of this name whose buffer is a ModelMetadata flatbuffer
+#: with this file identifier; associated files (labels, vocabularies) are a zip appended to the model.
+METADATA_NAME = "TFLITE_METADATA"
+METADATA_IDENTIFIER = b"M001"
+_EOCD = struct.Struct("<4s4H2LH")
+_CENTRAL_HEADER = 46
+#: Associated files are a few labels and vocabularies: a bigger directory is not this layout.
+MAX_ASSOCIATED_DIRECTORY = 1 << 20
+
+
+def has_metadata(buf: FlatBuffer, root: int) -> bool:
+    """Whether the model's metadata list (Model slot 6: Metadata{name 0, buffer 1}) names a
+    TFLITE_METADATA buffer (Model slot 4: Buffer{data 0}) holding a ModelMetadata flatbuffer."""
+    model = buf.table(root)
+    for entry in model.tables(6):
+        if entry.string(0) == METADATA_NAME:
+            index = entry.scalar(1, "<I", 0)
+            buffers = list(model.tables(4))
+            if index >= len(buffers):
+                return False
+            target = buffers[index]._target(0)
+            if target is None:
+                return False
+            start, length = buf.vector(target, 1)
+            return length >= 8 and buf.data[start + 4 : start + 8] == METADATA_IDENTIFIER
+    return False
+
+
+def associated_files_start(source: Source, *, decoded: bool = False) -> int | None:
+    """Where the associated-files zip of a model with TFLite Metadata starts, or None if the bytes
+    are not that layout: a zip with no comment ending the file, whose first member starts right
+    where a complete TFLite model carrying TFLITE_METADATA ends. The zip is then the model's
+    member (scanned as one), not a second format. A decoded stream is only looked at when it is
+    already in memory (`decoded`, while scanning)."""
+    if isinstance(source, DecodedSource) and not decoded:
+        return None  # probing the tail of a decoded stream would decode all of it
+    if source.size < _EOCD.size or source.head(8)[4:8] != IDENTIFIER:
+        return None
+    end = source.size - _EOCD.size
+    signature, _, _, _, _, cd_size, cd_offset, comment = _EOCD.unpack(source.read_at(end, _EOCD.size))
+    if signature != b"PK\x05\x06" or comment or cd_size > MAX_ASSOCIATED_DIRECTORY or cd_offset + cd_size != end:
+        return None
+    directory = source.read_at(cd_offset, cd_size)
+    starts: list[int] = []
+    pos = 0
+    while pos + _CENTRAL_HEADER <= len(directory) and directory[pos : pos + 4] == b"PK\x01\x02":
+        name, extra, note = struct.unpack_from("<3H", directory, pos + 28)
+        starts.append(struct.unpack_from("<L", directory, pos + 42)[0])
+        pos += _CENTRAL_HEADER + name + extra + note
+    if pos != len(directory):
+        return None
+    # MediaPipe also appends an empty zip (its end record alone) to models with no associated file.
+    start = min(starts) if starts else cd_offset
+    signature = b"PK\x03\x04" if starts else b"PK\x05\x06"
+    if start < 8 or 0xFFFFFFFF in starts or source.read_at(start, 4) != signature:
+        return None  # zip64 offsets live in extra fields: not what the metadata writers produce
+    model = SliceSource(source, 0, start)
+    root = root_table(model)
+    prefix = model.read_at(0, start)
+    if root is None or b"PK\x03\x04" in prefix:
+        return None  # a local header before the first listed member: a hidden entry, left to the zip reader
+    try:
+        return start if has_metadata(FlatBuffer(prefix), root) else None
+    except ScanError:
+        return None
+
+
+def rebased_zip(source: Source, start: int) -> bytes:
+    """The appended zip as a zip of its own: the writer (Python's zipfile appending to the model)
+    records offsets from the start of the file, so each is moved back by `start`. Only called on
+    what `associated_files_start` accepted (no comment, no zip64, one directory ending the file)."""
+    data = bytearray(source.read_at(start, source.size - start))
+    end = len(data) - _EOCD.size
+    cd_offset = struct.unpack_from("<L", data, end + 16)[0] - start
+    struct.pack_into("<L", data, end + 16, cd_offset)
+    pos = cd_offset
+    while pos < end:
+        name, extra, note = struct.unpack_from("<3H", data, pos + 28)
+        struct.pack_into("<L", data, pos + 42, struct.unpack_from("<L", data, pos + 42)[0] - start)
+        pos += _CENTRAL_HEADER + name + extra + note
+    return bytes(data)
+
+
 class TfliteHandler(Handler):
     name = "tflite"
     label = "TensorFlow Lite / LiteRT model"
@@ -295,6 +402,17 @@ class TfliteHandler(Handler):
                         flex.add(op, "other subgraphs", count=code.uses - sum(code.places.values()))
                     if not code.uses:
                         flex.add(op, code.unused)
+                elif custom in KNOWN_RUNTIME_OPS and custom not in allowed:
+                    runtime = KNOWN_RUNTIME_OPS[custom]
+                    evidence = (
+                        f"custom operator {custom!r} is provided by {runtime}'s op resolver: {code.where}; the model "
+                        f"brings no kernel of its own and runs with {runtime}'s, so check that you run it "
+                        f"with {runtime} from its official distribution (elsewhere the app must register a "
+                        "kernel under this name, and that kernel is what runs)"
+                    )
+                    yield ctx.finding(
+                        CUSTOM_OP, evidence, severity=Severity.LOW, op=custom, uses=code.uses, runtime=runtime
+                    )
                 elif custom not in stock_custom and custom not in allowed:
                     yield ctx.finding(CUSTOM_OP, f"custom operator {custom!r}: {code.where}", op=custom, uses=code.uses)
             elif code.builtin not in builtins:
@@ -307,6 +425,9 @@ class TfliteHandler(Handler):
                     STABLEHLO_CALL, f"StableHLO custom call to {targets}: {code.where}", targets=code.call_targets
                 )
         yield from flex.findings(ctx, "Flex op", self.name)
+        attached = associated_files_start(source, decoded=True)
+        if attached is not None:
+            yield from ctx.scan_member("<associated files>", BytesSource(rebased_zip(source, attached)))
         if flex_names:
             shown = ", ".join(flex_names[:_SHOWN]) + (
                 f" and {len(flex_names) - _SHOWN} more" if len(flex_names) > _SHOWN else ""

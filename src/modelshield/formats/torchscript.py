@@ -37,7 +37,8 @@ MAX_CODE = 1 << 20
 """Bytes of a code member searched for operator calls."""
 
 _PRINTED = re.compile(
-    r"(?:op_version_set = \d+\n)?(?:import __torch__[\w.]*\n)*"
+    # the TorchScript importer compiles the file as source: blank lines and comments may come first
+    r"(?:[ \t]*(?:#[^\n]*)?\r?\n)*(?:op_version_set = \d+\n)?(?:import __torch__[\w.]*\n)*"
     r"(?:class \w+\((?:Module|NamedTuple|Enum|Interface|ModuleInterface)\):\n  (?:__parameters__ = \[|\w+ : )"
     r"|def \w+\([^)]*\)(?: -> [^:\n]+)?:\n  \S)"
 )
