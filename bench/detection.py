@@ -319,6 +319,12 @@ def pkl(family: str, name: str, raw: bytes | Callable[[], bytes]) -> Sample:
     return Sample(family, name, data(raw), pickle=True)
 
 
+#: Keras hostile-folder fixtures that carry no code: a custom class that is not in the file (module null)
+#: is looked up only among the classes the user's own code registers (keras serialization_lib), so the
+#: file cannot run code by itself (KRS003 low). They are scored as benign.
+KERAS_WITHOUT_CODE = frozenset({"k3_custom_layer.keras", "k2_custom_layer.h5"})
+
+
 def unsafe_families() -> dict[str, list[Sample]]:
     """family -> samples; the first is the representative wrapped in every container."""
     k, tf, mal = FIX / "keras" / "malicious", FIX / "tf", FIX / "malicious"
@@ -401,7 +407,10 @@ def unsafe_families() -> dict[str, list[Sample]]:
         ],
         "Keras Lambda / custom code": [
             Sample("Keras Lambda / custom code", p.name, copy(p))
-            for p in [k / "k3_lambda.keras", *(q for q in sorted(k.iterdir()) if q.name != "k3_lambda.keras")]
+            for p in [
+                k / "k3_lambda.keras",
+                *(q for q in sorted(k.iterdir()) if q.name != "k3_lambda.keras" and q.name not in KERAS_WITHOUT_CODE),
+            ]
         ],
         "SavedModel PyFunc / file ops": [
             Sample("SavedModel PyFunc / file ops", name, copy(tf / name), folder=True)
@@ -452,6 +461,7 @@ def safe_samples() -> tuple[list[Sample], list[Sample]]:
         )
     ]
     files += sorted((ROOT / "examples" / "safe").iterdir())
+    files += [FIX / "keras" / "malicious" / n for n in sorted(KERAS_WITHOUT_CODE)]
     every = [Sample("benign", p.name, copy(p), folder=p.is_dir()) for p in files]
     every += [
         Sample("benign", "llama.gguf", data(lambda: gguf_file(LLAMA_TEMPLATE))),
