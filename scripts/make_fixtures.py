@@ -10,8 +10,9 @@ Regenerate them only when a fixture must change:
 It writes:
   tests/fixtures/real/       benign files as torch, scikit-learn/joblib, numpy, safetensors, dill and
                              cloudpickle save them
-  tests/fixtures/real/libraries/   models as gensim, statsmodels and sklearn_crfsuite save them
-                             (`--only libraries`; needs gensim, statsmodels, sklearn-crfsuite)
+  tests/fixtures/real/libraries/   models as gensim, statsmodels and sklearn_crfsuite save them, and
+                             Babel's locale data (`--only libraries`; needs gensim, statsmodels,
+                             sklearn-crfsuite, babel)
   tests/fixtures/code_at_load/     standard files whose loader runs code they carry (a torch.fx
                              GraphModule; `--only code-at-load`): reported, graded by that code
   tests/fixtures/malicious/  hostile files: a payload object serialised next to real model data
@@ -227,6 +228,19 @@ def write_libraries(out: Path) -> None:
     crf.fit([[{"w": "a"}, {"w": "b"}]] * 3, [["X", "Y"]] * 3)
     with open(out / "crfsuite_crf.pkl", "wb") as fh:
         pickle.dump(crf, fh, protocol=4)
+    write_babel(out)
+
+
+def write_babel(out: Path) -> None:
+    """Babel's CLDR locale data as Babel ships it (a pickle per locale: pattern classes and plural rules,
+    whose syntax tree babel compiles to Python and evals when a plural is formatted), and one rule."""
+    import babel  # pip install babel==2.16.0
+    from babel.plural import PluralRule
+
+    shutil.copyfile(Path(babel.__file__).parent / "locale-data" / "ak.dat", out / "babel_ak.dat")
+    rule = PluralRule({"one": "n in 0..1", "few": "n mod 10 in 3..4,9 and n mod 100 not in 10..19,70..79,90..99"})
+    with open(out / "babel_plural_rule.pkl", "wb") as fh:
+        pickle.dump(rule, fh, protocol=2)
 
 
 def sklearn_estimators() -> dict[str, Any]:

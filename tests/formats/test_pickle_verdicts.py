@@ -24,8 +24,10 @@ from modelshield import FileResult, Policy, scan_file
 from modelshield.core.rules import Severity
 from tests.conftest import ScanData
 from tests.formats.pickle_build import (
+    APPENDS,
     BUILD,
     EMPTY_DICT,
+    EMPTY_LIST,
     EMPTY_TUPLE,
     MARK,
     NEWOBJ,
@@ -37,6 +39,7 @@ from tests.formats.pickle_build import (
     TUPLE1,
     TUPLE2,
     binbytes,
+    binint1,
     call,
     evidence,
     glob,
@@ -218,6 +221,45 @@ def test_statsmodels_formula_that_runs_code_is_critical(scan_data: ScanData) -> 
     result = scan_data(build("statsmodels.base.data", "PandasData", items))
     found = [f for f in result.findings if f.level is Severity.CRITICAL and f.rule_id == "PKL001"]
     assert found and "patsy" in found[0].evidence and "system" in found[0].evidence
+
+
+# babel's plural rules: a pickled syntax tree that babel compiles to Python and evals when used --------
+@pytest.mark.parametrize("name", ["babel_ak.dat", "babel_plural_rule.pkl"])
+def test_babel_locale_data_and_plural_rules_are_low(name: str) -> None:
+    """The locale data Babel ships (a pickle per locale) and a rule pickled by babel itself."""
+    result = scan_file(str(LIBRARIES / name))
+    assert result.format == "pickle"
+    assert not loud(result)
+    assert any("babel.plural.PluralRule" in f.evidence and f.level is Severity.LOW for f in result.findings)
+
+
+def plural_rule(value: bytes) -> bytes:
+    """A PluralRule rebuilt as babel pickles it (NEWOBJ, then BUILD with its list of (tag, tree) pairs),
+    whose one rule is the relation `n in value..value`."""
+    node = text("value") + value + TUPLE1 + TUPLE2
+    ranges = text("range_list") + EMPTY_LIST + MARK + node + node + TUPLE2 + APPENDS + TUPLE2
+    relation = text("relation") + text("in") + text("n") + EMPTY_TUPLE + TUPLE2 + ranges + b"\x87" + TUPLE2
+    state = EMPTY_LIST + MARK + text("one") + relation + TUPLE2 + APPENDS
+    return proto(2) + glob("babel.plural", "PluralRule") + EMPTY_TUPLE + NEWOBJ + state + BUILD + STOP
+
+
+def test_plural_rule_of_cldr_grammar_is_low(scan_data: ScanData) -> None:
+    result = scan_data(plural_rule(binint1(1)))
+    assert not rules(result, Severity.MEDIUM)
+    assert "PKL006" in rules(result, Severity.LOW)
+
+
+def test_plural_rule_that_injects_python_is_critical(scan_data: ScanData) -> None:
+    """babel's compiler writes a `value` node with str(v) into the source it evals: a string there is code
+    (checked in the real babel 2.16: formatting a plural with such a rule ran the command)."""
+    result = scan_data(plural_rule(text("__import__('os').system('touch /tmp/modelshield-marker-babel')")))
+    found = [f for f in result.findings if f.level is Severity.CRITICAL and f.rule_id == "PKL001"]
+    assert found and "evals it when used" in found[0].evidence and "system" in found[0].evidence
+
+
+def test_plural_rule_whose_tree_the_pickle_computes_is_critical(scan_data: ScanData) -> None:
+    result = scan_data(plural_rule(call("builtins", "str", binint1(1), p=2)[2:-1]))
+    assert "PKL001" in rules(result, Severity.CRITICAL)
 
 
 # torch.fx GraphModule --------------------------------------------------------------------------------

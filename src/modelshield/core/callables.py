@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from modelshield.core.findings import truncate
@@ -392,7 +392,7 @@ SUBSCRIPT = "operator.getitem"
 #: helpers in `LIBRARY_HELPERS` are low (the package must be installed to load the file), never trusted.
 LIBRARIES = frozenset(
     """gensim statsmodels chemprop lightning pytorch_lightning lightning_fabric torchmetrics omegaconf
-    pyannote rdkit sklearn_crfsuite pycrfsuite pandas morfessor""".split()
+    pyannote rdkit sklearn_crfsuite pycrfsuite pandas morfessor babel madmom nltk ctparse""".split()
 )
 #: Module-level functions of those libraries that files reference as attributes (never called at load).
 LIBRARY_HELPERS = frozenset(
@@ -405,10 +405,14 @@ LIBRARY_HELPERS = frozenset(
     pandas.core.internals.blocks.new_block pandas._libs.tslibs.timestamps._unpickle_timestamp
     pandas._libs.tslibs.timedeltas._timedelta_unpickle pandas.core.arrays.categorical._unpickle
     rdkit.Chem.rdchem.Mol rdkit.DataStructs.cDataStructs.ExplicitBitVect
-    rdkit.DataStructs.cDataStructs.UIntSparseIntVect""".split()
+    rdkit.DataStructs.cDataStructs.UIntSparseIntVect madmom.ml.nn.activations.linear madmom.ml.nn.activations.tanh
+    madmom.ml.nn.activations.sigmoid madmom.ml.nn.activations.relu madmom.ml.nn.activations.elu
+    madmom.ml.nn.activations.softmax""".split()
 )
 #: Sub-packages of known libraries whose classes read or write files, fetch data or train: never data.
-_LIBRARY_EXCLUDED = frozenset("io iolib datasets utils.data hub tests testing _testing callbacks loggers".split())
+_LIBRARY_EXCLUDED = frozenset(
+    "io iolib datasets utils.data hub tests testing _testing callbacks loggers nltk.data nltk.downloader".split()
+)
 
 
 class StateEffect(NamedTuple):
@@ -453,18 +457,32 @@ SIDE_EFFECTS: dict[str, tuple[StateEffect, ...]] = {
         StateEffect("name", Kind.ACCESS, "its __del__ unlinks the file the state names (os.unlink)"),
     ),
 }
+#: babel's plural rule: its pickled state is the rule's syntax tree, which `__call__` (formatting any plural:
+#: `format_decimal`, `ngettext`, `Locale.plural_form`) compiles into Python source and runs with `eval`.
+PLURAL_RULE = "babel.plural.PluralRule"
+_PLURAL_LEAVES = frozenset("n i v w f t c e".split())
+_PLURAL_BINARY = frozenset("and or mod is isnot".split())
+_PLURAL_TAG = re.compile(r"[a-z]{1,16}\Z")
+#: Nesting of a plural rule's tree that CLDR's rules stay far below.
+_PLURAL_DEPTH = 64
 #: State values of a FileResource that keep it to what sklearn_crfsuite itself writes: a fresh temp file.
 _PLAIN_AFFIX = re.compile(r"[\w.-]{0,64}\Z")
 
 
-def judge_state(module: str, qualname: str, state: Mapping[str, object]) -> Verdict | None:
+def judge_state(module: str, qualname: str, state: Mapping[str, object] | Sequence[object]) -> Verdict | None:
     """What `__setstate__` of a known side-effect class does with this state (None: only stores it).
+
+    A babel PluralRule's state is a list (its syntax tree), judged by what babel compiles from it.
 
     `state` holds the constant values of the pickled state dict (computed values are absent); a
     FileResource in sklearn_crfsuite's own shape (no file name, plain prefix and suffix) writes a temporary
     file and is low, any other shape can write or delete files elsewhere.
     """
     dotted = f"{canonical(module)}.{qualname}"
+    if dotted == PLURAL_RULE:
+        return _plural_rule(state)
+    if not isinstance(state, Mapping):
+        return None
     effects = [e for e in SIDE_EFFECTS.get(dotted, ()) if e.key in state]
     if not effects:
         return None
@@ -485,6 +503,57 @@ def judge_state(module: str, qualname: str, state: Mapping[str, object]) -> Verd
         shown = "; ".join(found[:3]) if found else "it cannot be read as a formula"
         return _verdict(Kind.CODE, package, f"{worst.reason}: {shown}")
     return _verdict(worst.kind, package, worst.reason)
+
+
+def _plural_rule(state: object) -> Verdict | None:
+    """babel compiles each node to Python text (`value` nodes with `str(v)`, relations with the method's
+    name) and evals it: only CLDR's grammar of integer values, operand letters and operators is data."""
+    problems: list[str] = []
+    if not isinstance(state, Sequence) or isinstance(state, (str, bytes)):
+        problems.append("its state is not a list of (tag, rule) pairs")
+    else:
+        for pair in state:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
+                problems.append(f"{truncate(repr(pair), 60)} is not a (tag, rule) pair")
+            elif not _PLURAL_TAG.match(pair[0]):
+                problems.append(f"tag {truncate(repr(pair[0]), 60)} is not a plural category")
+            else:
+                _plural_node(pair[1], 0, problems)
+    if not problems:
+        return None
+    shown = "; ".join(problems[:3])
+    reason = f"{PLURAL_RULE} compiles its pickled rule into Python source and evals it when used: {shown}"
+    return _verdict(Kind.CODE, "babel", reason)
+
+
+def _plural_node(node: object, depth: int, problems: list[str]) -> None:
+    """Check one node of a plural rule against the grammar babel's compiler accepts as data."""
+    if depth > _PLURAL_DEPTH or not (isinstance(node, tuple) and len(node) == 2 and isinstance(node[1], tuple)):
+        problems.append(f"{truncate(repr(node), 60)} is not a plural-rule node")
+        return
+    op, args = node
+    if op in _PLURAL_LEAVES and args == ():
+        return
+    if op == "value" and len(args) == 1 and type(args[0]) is int:
+        return
+    if (op in _PLURAL_BINARY and len(args) == 2) or (op == "not" and len(args) == 1):
+        for arg in args:
+            _plural_node(arg, depth + 1, problems)
+        return
+    if op == "relation" and len(args) == 3 and args[0] in ("in", "within"):
+        _plural_node(args[1], depth + 1, problems)
+        ranges = args[2]
+        if not (isinstance(ranges, tuple) and len(ranges) == 2 and ranges[0] == "range_list"):
+            problems.append(f"{truncate(repr(ranges), 60)} is not a range list")
+            return
+        for bounds in ranges[1] if isinstance(ranges[1], list) else [ranges[1]]:
+            if not (isinstance(bounds, tuple) and len(bounds) == 2):
+                problems.append(f"{truncate(repr(bounds), 60)} is not a (low, high) range")
+                continue
+            for bound in bounds:
+                _plural_node(bound, depth + 1, problems)
+        return
+    problems.append(f"node {truncate(repr(node), 80)} is outside CLDR's plural grammar")
 
 
 def _standard_file_resource(state: Mapping[str, object]) -> bool:
@@ -516,6 +585,8 @@ def judge(module: str, qualname: str) -> Verdict:
     owner, _, attr = dotted.rpartition(".")
     if owner in TENSOR_OPS and not attr.startswith("_") and attr not in _NOT_TENSOR_OPS:
         return _verdict(Kind.DATA, package, "a tensor operation")
+    if dotted == PLURAL_RULE:  # judged again with its state (the rule's syntax tree)
+        return _verdict(Kind.LIBRARY, package, "babel class; a rule outside CLDR's grammar runs as Python when used")
     effects = SIDE_EFFECTS.get(dotted)
     if effects is not None:
         worst = max(effects, key=lambda e: SEVERITY[e.kind])

@@ -569,7 +569,14 @@ class Machine:
     def _setstate(self, inst: Call, state: Any) -> None:
         """A known class whose `__setstate__` acts on some state keys (patsy formulas, temp files)."""
         cls = _built_class(inst)
-        if cls is None or type(state) is not Fresh or state.kind != "dict":
+        if cls is None or type(state) is not Fresh:
+            return
+        if state.kind == "list":
+            verdict = self.judge.state(cls, _literal(state))
+            if verdict is not None and verdict.rule is not None:
+                self.add(verdict.rule, f"BUILD gives {cls.dotted} a list state: {verdict.reason}", verdict.severity)
+            return
+        if state.kind != "dict":
             return
         constants = {k: v for k, v in state.items if type(k) is str and _constant(v)}
         keys = {k: Unknown("computed") for k, _ in state.items if type(k) is str and k not in constants}
@@ -1143,6 +1150,30 @@ def _built_class(inst: Call) -> Name | None:
     if func.dotted == "copyreg._reconstructor" and inst.args and type(inst.args[0]) is Global:
         return inst.args[0].name
     return func.name
+
+
+def _literal(value: Any) -> Any:
+    """The value as plain Python data (tuples, lists, constants); what the pickle computes, or what lies
+    past the bounds, becomes the text '<computed>', which no catalogue grammar accepts as data."""
+    budget = [_LITERAL_NODES]  # memo references can make a small stream a huge tree: bound the walk
+
+    def walk(item: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return "<computed>"
+        if _constant(item) and type(item) is not Blob:
+            return item
+        if depth < _LITERAL_DEPTH and type(item) is tuple:
+            return tuple(walk(v, depth + 1) for v in item)
+        if depth < _LITERAL_DEPTH and type(item) is Fresh and item.kind == "list":
+            return [walk(v, depth + 1) for v in item.items]
+        return "<computed>"
+
+    return walk(value, 0)
+
+
+#: How deep and how many values `_literal` follows (a CLDR plural rule is about 12 deep, 200 values).
+_LITERAL_DEPTH, _LITERAL_NODES = 80, 100_000
 
 
 def _constant(value: Any) -> bool:

@@ -9,7 +9,7 @@ module only spells names as the unpickler does and maps kinds to PKL rules.
 from __future__ import annotations
 
 import _compat_pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from modelshield.core import callables
@@ -120,7 +120,7 @@ class Judge:
         """The catalogue's own verdict under the policy (for code the pickle carries)."""
         return self._trust.judge(module, qualname)
 
-    def state(self, name: Name, state: Mapping[str, object]) -> Verdict | None:
+    def state(self, name: Name, state: Mapping[str, object] | Sequence[object]) -> Verdict | None:
         """What the class's `__setstate__` does with this constant state, when the catalogue knows."""
         found = callables.judge_state(name.module, name.qualname, state)
         if found is None or self._trust.trusts(name.module, name.qualname):
