@@ -127,7 +127,6 @@ class Machine:
         self.text_search_cut = False
         self.trailing_window = limits.pickle_trailing_search_bytes
         self._nested_seen: set[bytes | tuple[int, int]] = set()
-        self._table = self._dispatch()
         self.reset()
 
     # ----------------------------------------------------------------- state per pickle
@@ -379,7 +378,7 @@ class Machine:
     # ----------------------------------------------------------------- the loop
     def run(self) -> Generator[Finding, None, Any]:
         """Analyse one pickle up to its STOP; returns the value STOP pops (abstract)."""
-        table = self._table
+        table = self._dispatch()  # a local, not an attribute: bound methods held by self would make a cycle
         found = self.found
         budget = 0
         try:
@@ -1090,7 +1089,7 @@ class Machine:
         they would make are reported too. Real array data breaks at its first byte (joblib's padding
         length is no opcode), so this costs nothing on real files."""
         first = self.source.read_at(start, 1)
-        if not first or self._table[first[0]] == self._invalid:
+        if not first or self._dispatch()[first[0]] == self._invalid:
             return
         view = Machine(SliceSource(self.source, start, size), self.ctx, self.judge)
         view.base = start
