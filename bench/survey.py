@@ -55,7 +55,7 @@ PACKAGES = HERE / "survey_packages.toml"
 DEFAULT_CACHE = Path.home() / ".cache" / "modelshield-survey"
 INDEX = "https://pypi.org/simple/{name}/"
 #: bump when sniffing changes, so that cached extractions are redone
-EXTRACTOR_VERSION = 4
+EXTRACTOR_VERSION = 5
 MAX_DIST_BYTES = 300 * 1024 * 1024
 MAX_MEMBER_BYTES = 400 * 1024 * 1024
 MAX_DEPTH = 3
@@ -290,10 +290,18 @@ def sniff(name: str, data: bytes) -> str | None:
         stripped = text.lstrip()
         if stripped.startswith("{") and ('"chat_template"' in text or '"tokenizer_class"' in text):
             return "tokenizer-config" if name.endswith(".json") else None
-        chat = "messages" in text and ("role" in text or "bos_token" in text)
-        if text.count("{%") >= 2 and chat and not any(marker in text for marker in SOURCE_MARKERS):
+        if _is_chat_template(text):
             return "jinja"
     return None
+
+
+def _is_chat_template(text: str) -> bool:
+    """Jinja that renders chat messages: mostly template lines, or template tags in text that is no program."""
+    if text.count("{%") < 2 or "messages" not in text or not ("role" in text or "bos_token" in text):
+        return False
+    lines = [line.lstrip() for line in text.splitlines() if line.strip()]
+    tagged = sum(line.startswith(("{%", "{{")) for line in lines)
+    return tagged * 5 >= len(lines) or not any(marker in text for marker in SOURCE_MARKERS)
 
 
 def _decompressed_head(head: bytes) -> tuple[bytes, str] | None:

@@ -90,6 +90,11 @@ MEMBERS: dict[str, tuple[bytes, str | None]] = {
     "pkg/models/net.tflite": (b"\x1c\0\0\0TFL3" + b"\0" * 24, "tflite"),
     "pkg/models/keras.h5": (b"\x89HDF\r\n\x1a\n" + b"\0" * 64, "hdf5"),
     "pkg/templates/chat.txt": (CHAT_TEMPLATE.encode(), "jinja"),
+    # a tool-use template that renders Python signatures is still a template (mostly tag lines)
+    "pkg/templates/tool_use.jinja": (
+        ("{%- macro sig(f) %}\ndef {{ f.name }}():\n{%- endmacro %}\n" + CHAT_TEMPLATE + "\n").encode(),
+        "jinja",
+    ),
     "pkg/tok/tokenizer_config.json": (json.dumps({"chat_template": CHAT_TEMPLATE}).encode(), "tokenizer-config"),
     "pkg/assets.tar.gz": (nested_tar(), None),
     # not models: source code quoting a template, text that starts like a protocol-0 GLOBAL, plain data
