@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import gzip
 import struct
 from typing import Any
 
@@ -13,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelshield import FileResult, Severity
+from modelshield import FileResult, Policy, Severity
+from modelshield.core.limits import Limits
 from modelshield.formats.numpy_array import HeaderError, parse_descr
 from modelshield.registry import HANDLERS
 from tests.conftest import ScanData
@@ -208,3 +210,13 @@ def test_trailing_pickle_is_code_execution(scan_data: ScanData) -> None:
 def test_arbitrary_headers_never_break_the_scanner(scan_data: ScanData, tail: bytes) -> None:
     result = scan_data(b"\x93NUMPY\x01\x00" + tail, "fuzz.npy")
     assert not any("internal error" in f.evidence for f in result.findings)
+
+
+def test_compressed_array_larger_than_the_buffer_is_checked_by_streaming(scan_data: ScanData) -> None:
+    """A large compressible array in a compressed stream (a published boolean land mask inflates 2.4 MB ->
+    933 MB in its npz) needs its header and its length, never random access: no max_buffer_bytes bound."""
+    policy = Policy(limits=Limits(max_buffer_bytes=1024 * 1024))
+    array = saved(np.zeros(4 * 1024 * 1024, dtype=bool))
+    assert scan_data(gzip.compress(array), "mask.npy.gz", policy).findings == []
+    result = scan_data(gzip.compress(array[:-1]), "cut.npy.gz", policy)
+    assert [f.rule_id for f in result.findings] == ["NPY003"], [str(f) for f in result.findings]

@@ -49,6 +49,11 @@ class Source(ABC):
             self._head = self.read_at(0, max(n, HEAD))
         return self._head[:n]
 
+    def length(self) -> int:
+        """Total length, for a format that needs it but no random access: decoded sources count it by
+        streaming instead of buffering their content."""
+        return self.size
+
 
 
 class _RangeReader(io.RawIOBase):
@@ -249,6 +254,7 @@ class DecodedSource(Source):
         self._meter = meter
         self._what = what
         self._data: bytes | None = None
+        self._length: int | None = None
 
     def stream(self) -> BinaryIO:
         if self._data is not None:
@@ -296,6 +302,16 @@ class DecodedSource(Source):
     @property
     def size(self) -> int:
         return len(self._materialize())
+
+    def length(self) -> int:
+        if self._data is not None:
+            return len(self._data)
+        if self._length is None:
+            reader, total = self.stream(), 0
+            while chunk := reader.read(CHUNK):
+                total += len(chunk)
+            self._length = total
+        return self._length
 
     def read_at(self, offset: int, n: int) -> bytes:
         return self._materialize()[offset : offset + n] if n > 0 else b""

@@ -241,10 +241,11 @@ def read_header(source: Source) -> Header:
     encoding = VERSIONS[version][1]
     if length > MAX_HEADER_BYTES:
         raise HeaderError(f"header length {length} exceeds the {MAX_HEADER_BYTES}-byte bound")
-    if start + length > source.size:
+    raw = source.head(start + length)[start:]  # a header, never the array data: no random access
+    if len(raw) < length:
         raise HeaderError(f"header length {length} runs past the end of the file")
     try:
-        text = source.read_at(start, length).decode(encoding)
+        text = raw.decode(encoding)
         fields = _literal(text, version)
     except UnicodeDecodeError as exc:
         raise HeaderError(f"header is not valid {encoding}") from exc
@@ -280,9 +281,9 @@ class NpyHandler(Handler):
             yield ctx.finding(MALFORMED, str(exc), offset=0)
             yield from self._scan_unknown_data(source, ctx)
             return
-        available = source.size - header.data_offset
-        data = SliceSource(source, header.data_offset, available)
+        available = source.length() - header.data_offset
         if header.data_size is None:
+            data = SliceSource(source, header.data_offset, available)
             yield ctx.finding(
                 OBJECT_ARRAY,
                 f"dtype holds Python objects; the {available}-byte data section is a pickle (scanned as "
