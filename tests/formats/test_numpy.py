@@ -3,9 +3,9 @@ trailing bytes, and the pickle inside object arrays handed to the pickle analyse
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
-import gzip
 import struct
 from typing import Any
 
