@@ -20,6 +20,7 @@ analysed instead of taking the scan down. The child sends back JSON, never a pic
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 import weakref
@@ -254,7 +255,8 @@ class _Walk:
             if attribute.shape is None:  # a null dataspace (PyTables writes empty TITLEs): no value
                 self.count(0)
                 continue
-            self.count(attribute.get_storage_size())
+            # From the header's shape and type: the library refuses get_storage_size for empty arrays.
+            self.count(math.prod(attribute.shape) * attribute.dtype.itemsize)
             value = item.attrs[name]
             if isinstance(value, bytes) and value.endswith(b".") and value not in (b"0", b"0."):
                 self.pickles.append([f"{path}@attr:{name}", value.decode("latin-1")])
