@@ -5,6 +5,7 @@ HDF002; the walk is bounded and never reads dataset contents of a Keras file."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -18,7 +19,7 @@ from modelshield.formats import hdf5
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-def found(result: FileResult) -> list[tuple[str, Severity, str]]:
+def found(result: FileResult) -> list[tuple[str, Severity | None, str]]:
     return [(f.rule_id, f.severity, f.location.display.split("!", 1)[-1]) for f in result.findings]
 
 
@@ -43,28 +44,31 @@ def test_pytables_pickles_go_through_the_pickle_analyser(name: str, member: str)
     assert "os.system" in result.findings[0].evidence
 
 
-def write(path: Path, build: object) -> Path:
+Build = Callable[[h5py.File], None]
+
+
+def write(path: Path, build: Build) -> Path:
     with h5py.File(path, "w") as handle:
         handle["model_weights/dense/kernel"] = np.zeros((2, 2))
-        build(handle)  # type: ignore[operator]
+        build(handle)
     return path
 
 
-def external_link(target: str) -> object:
+def external_link(target: str) -> Build:
     def build(handle: h5py.File) -> None:
         handle["model_weights/other"] = h5py.ExternalLink(target, "/")
 
     return build
 
 
-def external_storage(target: str) -> object:
+def external_storage(target: str) -> Build:
     def build(handle: h5py.File) -> None:
         handle.create_dataset("model_weights/dense/bias", shape=(4,), dtype="f8", external=[(target, 0, 32)])
 
     return build
 
 
-def virtual(target: str) -> object:
+def virtual(target: str) -> Build:
     def build(handle: h5py.File) -> None:
         layout = h5py.VirtualLayout(shape=(4,), dtype="f8")
         layout[:] = h5py.VirtualSource(target, "data", shape=(4,))
@@ -86,9 +90,9 @@ def virtual(target: str) -> object:
     [("/etc/passwd", Severity.HIGH), ("../../secret.h5", Severity.HIGH), ("sibling.h5", Severity.MEDIUM)],
 )
 def test_objects_that_read_other_files_are_reported(
-    tmp_path: Path, build: object, kind: str, member: str, target: str, severity: Severity
+    tmp_path: Path, build: Callable[[str], Build], kind: str, member: str, *, target: str, severity: Severity
 ) -> None:
-    result = scan_file(str(write(tmp_path / "m.h5", build(target))))  # type: ignore[operator]
+    result = scan_file(str(write(tmp_path / "m.h5", build(target))))
     assert found(result) == [("HDF001", severity, member)]
     assert result.findings[0].evidence == f"{kind} at {member} reads {target!r}"
 
