@@ -47,6 +47,19 @@ def test_pytables_pickles_go_through_the_pickle_analyser(name: str, member: str)
 Build = Callable[[h5py.File], None]
 
 
+@pytest.mark.parametrize(
+    ("value", "rule_id"),
+    [(b"(cos\nsystem\nS'id'\no.", "PKL001"), (b"not a pickle.", "PKL014"), (b"cos\nsystem\n(S'id'\ntR.", "PKL001")],
+)
+def test_every_value_pytables_unpickles_is_analysed_as_a_pickle(tmp_path: Path, value: bytes, rule_id: str) -> None:
+    """PyTables unpickles a byte-string scalar ending in '.', whether or not it looks like a pickle."""
+
+    def build(handle: h5py.File) -> None:
+        handle["model_weights"].attrs["note"] = np.bytes_(value)
+
+    assert [f.rule_id for f in scan_file(str(write(tmp_path / "m.h5", build))).findings] == [rule_id]
+
+
 def write(path: Path, build: Build) -> Path:
     with h5py.File(path, "w") as handle:
         handle["model_weights/dense/kernel"] = np.zeros((2, 2))

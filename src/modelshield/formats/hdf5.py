@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from modelshield.core.engine import failure_finding
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
@@ -191,7 +192,21 @@ class Hdf5Handler(Handler):
         for path, attribute, name in reply.names:
             yield ctx.finding(WEIGHT_NAME, f"{attribute} holds {name!r}", member=f"{path}@attr:{attribute}")
         for member, data in reply.pickles:
-            yield from ctx.scan_member(member, BytesSource(data))
+            yield from _scan_pickle(ctx, member, BytesSource(data))
+
+
+def _scan_pickle(ctx: Context, member: str, source: BytesSource) -> Iterator[Finding]:
+    """A value PyTables unpickles, scanned as a member; one that the pickle sniffer does not recognise (a
+    pickle opening with MARK, say) still goes through the pickle analyser, since the loader unpickles it anyway."""
+    unpickler = next((h for h in ctx.engine.handlers if h.name == "pickle"), None)
+    if unpickler is None or unpickler.detect(source):
+        yield from ctx.scan_member(member, source)
+        return
+    inner = Context(ctx.engine, ctx.location.child(member), ctx.depth + 1)
+    try:
+        yield from unpickler.scan(source, inner)
+    except ScanError as exc:
+        yield failure_finding(inner.location, exc)
 
 
 def _escapes(filename: str) -> bool:
