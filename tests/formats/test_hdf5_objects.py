@@ -60,6 +60,22 @@ def test_every_value_pytables_unpickles_is_analysed_as_a_pickle(tmp_path: Path, 
     assert [f.rule_id for f in scan_file(str(write(tmp_path / "m.h5", build))).findings] == [rule_id]
 
 
+@pytest.mark.parametrize("marker", [{"PSEUDOATOM": "object"}, {"CLASS": b"VLARRAY", "FLAVOR": b"Object"}])
+def test_object_rows_are_found_by_what_pytables_reads_not_by_one_spelling(
+    tmp_path: Path, marker: dict[str, object]
+) -> None:
+    """PSEUDOATOM as variable-length text, or the 1.x FLAVOR, still makes PyTables unpickle the rows."""
+
+    def build(handle: h5py.File) -> None:
+        rows = handle.create_dataset("objects", shape=(1,), dtype=h5py.vlen_dtype(np.uint8))
+        rows[0] = np.frombuffer(b"cos\nsystem\n(S'id'\ntR.", dtype=np.uint8)
+        for name, value in marker.items():
+            rows.attrs[name] = value
+
+    result = scan_file(str(write(tmp_path / "m.h5", build)))
+    assert found(result) == [("PKL001", Severity.CRITICAL, "/objects[0]")]
+
+
 def write(path: Path, build: Build) -> Path:
     with h5py.File(path, "w") as handle:
         handle["model_weights/dense/kernel"] = np.zeros((2, 2))

@@ -210,6 +210,13 @@ def _scan_pickle(ctx: Context, member: str, source: BytesSource) -> Iterator[Fin
         yield failure_finding(inner.location, exc)
 
 
+def _text(value: Any) -> str | None:
+    """An attribute as PyTables compares it: fixed or variable-length text alike."""
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return value if isinstance(value, str) else None
+
+
 def _escapes(filename: str) -> bool:
     """Whether a referenced file is absolute or climbs out of the model's folder."""
     for path in (PurePosixPath(filename), PureWindowsPath(filename)):
@@ -296,7 +303,10 @@ class _Walk:
                 filename = plist.get_virtual_filename(index)
                 if filename != ".":
                     self.refs.append(["virtual dataset source", path, filename])
-        if item.attrs.get("CLASS") == b"VLARRAY" and item.attrs.get("PSEUDOATOM") == b"object":
+        # PyTables opens any variable-length dataset as a VLArray (CLASS is only a hint) and unpickles its
+        # rows when PSEUDOATOM is "object" (FLAVOR "Object" in 1.x files), stored as fixed or vlen text.
+        objects = _text(item.attrs.get("PSEUDOATOM")) == "object" or _text(item.attrs.get("FLAVOR")) == "Object"
+        if objects and h5py.check_vlen_dtype(item.dtype) is not None:
             for index in range(item.shape[0] if item.shape else 0):
                 row = bytes(item[index].tobytes())  # PyTables ObjectAtom: one pickle per row
                 self.count(len(row))
