@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -60,8 +61,9 @@ CHILD_MEMORY = 1024 * 1024 * 1024
 MAX_OBJECTS = 40_000
 #: Bytes of attribute values and object-VLArray rows the child reads in all (SCN005 past it).
 MAX_READ_BYTES = 64 * 1024 * 1024
-#: Attributes holding the names `load_weights` turns into HDF5 paths.
-NAME_ATTRIBUTES = ("layer_names", "weight_names")
+#: Attributes holding the names `load_weights` turns into HDF5 paths; Keras splits a long list into
+#: `layer_names0`, `layer_names1`... (`load_attributes_from_hdf5_group`).
+NAME_ATTRIBUTES = re.compile(r"(layer_names|weight_names)\d*")
 
 EXTERNAL_FILE = Rule(
     id="HDF001",
@@ -285,7 +287,7 @@ class _Walk:
             value = item.attrs[name]
             if isinstance(value, bytes) and value.endswith(b".") and value not in (b"0", b"0."):
                 self.pickles.append([f"{path}@attr:{name}", value.decode("latin-1")])
-            elif name in NAME_ATTRIBUTES and hasattr(value, "tolist"):
+            elif NAME_ATTRIBUTES.fullmatch(name) and hasattr(value, "tolist"):
                 for entry in value.tolist():
                     text = entry.decode("latin-1") if isinstance(entry, bytes) else str(entry)
                     if "\0" in text or text.startswith("/") or ".." in text.split("/"):
