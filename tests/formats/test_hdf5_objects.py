@@ -176,3 +176,11 @@ def test_a_keras_file_with_many_weights_has_no_dataset_read(tmp_path: Path, monk
     monkeypatch.setattr(h5py.Dataset, "__getitem__", refuse)
     monkeypatch.setattr(h5py.Dataset, "read_direct", refuse)
     assert scan_file(str(path)).findings == []
+
+
+
+def test_referenced_files_are_dependencies(tmp_path: Path) -> None:
+    """A file the C library would open is part of the model: `deps` and `scan_path` resolve and scan it."""
+    result = scan_file(str(write(tmp_path / "m.h5", external_link("side.h5"))))
+    assert result.findings[0].details["dependency"]["ref"] == "side.h5"
+    assert result.findings[0].details["dependency"]["role"] == "HDF5 external link"

@@ -36,6 +36,7 @@ from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.sniff import TAR_BLOCK, looks_like_tar_header
 from modelshield.core.source import BytesSource, DecodedSource, FileSource, SliceSource, Source
+from modelshield.deps.model import Dependency
 from modelshield.formats.keras import MAX_PARSE_BYTES, ConfigWalker, parse_config, read_all
 
 if TYPE_CHECKING:  # h5py (and numpy) are imported only when an HDF5 file is read
@@ -190,7 +191,7 @@ class Hdf5Handler(Handler):
                 f"{kind} at {path} reads {filename!r}",
                 severity=Severity.HIGH if _escapes(filename) else Severity.MEDIUM,
                 member=path,
-                target=filename,
+                **Dependency("path", filename, role=f"HDF5 {kind}").details(),
             )
         for path, attribute, name in reply.names:
             yield ctx.finding(WEIGHT_NAME, f"{attribute} holds {name!r}", member=f"{path}@attr:{attribute}")
