@@ -176,6 +176,10 @@ def test_the_child_memory_is_bounded(monkeypatch: pytest.MonkeyPatch, scan_data:
         b'{"configs": {"model_config": "text"}}',
         b'{"configs": {"model_config": ["bytes", 3]}}',
         b'{"limit": 3}',
+        b'{"configs": {}, "refs": [["external link", "/a"]]}',
+        b'{"configs": {}, "pickles": [["/a@attr:x", 3]]}',
+        b'{"configs": {}, "names": "x"}',
+        b'{"configs": {}, "pickles": [["/a@attr:x", "\\u0100"]]}',
     ],
 )
 def test_an_answer_the_child_could_forge_is_not_trusted(reply: bytes) -> None:
@@ -187,7 +191,7 @@ def test_an_answer_the_child_could_forge_is_not_trusted(reply: bytes) -> None:
 def test_the_childs_answer_keeps_only_config_attributes_and_their_types() -> None:
     configs = {"model_config": ["bytes", "{\u00e9}"], "other": ["str", "x"], "training_config": ["other", "ndarray"]}
     reply = json.dumps({"configs": configs}).encode()
-    assert hdf5._decode(reply) == {"model_config": "{é}".encode("latin-1"), "training_config": None}
+    assert hdf5._decode(reply).configs == {"model_config": "{é}".encode("latin-1"), "training_config": None}
 
 
 @needs_fork

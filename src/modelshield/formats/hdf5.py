@@ -3,6 +3,14 @@
 imported). Weights-only files have no `model_config` and are not findings. The user block before the
 signature is scanned as embedded content.
 
+Beyond the configs, the child walks every group and dataset (bounded in objects and bytes), reading
+object headers and attributes only: attribute values PyTables would unpickle (byte strings ending in the
+pickle STOP opcode, `tables/attributeset.py`) and the rows of PyTables object VLArrays (pandas object
+columns, one pickle a row) go to the pickle analyser as members named after the HDF5 object; external
+links, external raw storage and virtual-dataset sources (files the C library opens when a loader touches
+the object) are HDF001; Keras `layer_names` / `weight_names` that `load_weights` turns into paths are
+HDF002 when they hold NULs or `..` segments.
+
 h5py is a binding to the HDF5 C library, whose file parser has a long record of memory-safety bugs. On
 systems with `fork` it therefore reads the attributes in a child process with bounded memory and time:
 a hostile file that crashes or hangs the library ends the child, and the file is reported as not
@@ -12,17 +20,23 @@ analysed instead of taking the scan down. The child sends back JSON, never a pic
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import warnings
 import weakref
 from collections.abc import Iterator
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from modelshield.core.engine import failure_finding
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
+from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.sniff import TAR_BLOCK, looks_like_tar_header
 from modelshield.core.source import BytesSource, DecodedSource, FileSource, SliceSource, Source
+from modelshield.deps.model import Dependency
 from modelshield.formats.keras import MAX_PARSE_BYTES, ConfigWalker, parse_config, read_all
 
 if TYPE_CHECKING:  # h5py (and numpy) are imported only when an HDF5 file is read
@@ -33,9 +47,9 @@ SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_USER_BLOCK = 64 * 1024
 #: Root attributes that hold Keras configs (JSON text).
 CONFIG_ATTRIBUTES = ("model_config", "training_config")
-#: Seconds the child gets to read one HDF5 object's attributes (real files take milliseconds; fuzzing
-#: found a two-bit change that makes the library loop forever reading an attribute).
-READ_SECONDS = 5.0
+#: Seconds the child gets to walk one HDF5 file (about 0.3 ms an object: 9,000 groups and datasets take
+#: 3 s; fuzzing found a two-bit change that makes the library loop forever reading an attribute).
+READ_SECONDS = 15.0
 #: Seconds all HDF5 objects inside one scanned file may take together, so that an archive of many
 #: such members stays a bounded scan.
 FILE_SECONDS = 30.0
@@ -43,6 +57,48 @@ FILE_SECONDS = 30.0
 _SPENT: weakref.WeakKeyDictionary[object, float] = weakref.WeakKeyDictionary()
 #: Address space the child may add to what it inherits: room for the library and two bounded attributes.
 CHILD_MEMORY = 1024 * 1024 * 1024
+#: Links and attributes the child visits before it gives up (SCN005), reached well within READ_SECONDS:
+#: real models have a few thousand.
+MAX_OBJECTS = 40_000
+#: Bytes of attribute values and object-VLArray rows the child reads in all (SCN005 past it).
+MAX_READ_BYTES = 64 * 1024 * 1024
+#: Attributes holding the names `load_weights` turns into HDF5 paths; Keras splits a long list into
+#: `layer_names0`, `layer_names1`... (`load_attributes_from_hdf5_group`).
+NAME_ATTRIBUTES = re.compile(r"(layer_names|weight_names)\d*")
+
+EXTERNAL_FILE = Rule(
+    id="HDF001",
+    title="HDF5 object reads another file (external link, external storage or virtual dataset)",
+    severity=Severity.HIGH,
+    category=Category.MODEL_DEPENDENCY,
+    overview="A link, a dataset's raw storage or a virtual dataset's source names a file outside this "
+    "HDF5 file (`h5py.ExternalLink`, `H5Pset_external`, `H5Pset_virtual`).",
+    attack="The HDF5 C library opens the named file when a loader touches the object: Keras `load_weights` "
+    "and pandas `read_hdf` read it as weights or data, so an absolute path or one that climbs out of the "
+    "model folder makes the loader read (and with virtual datasets, expose as model data) any file the "
+    "user can read, such as `/etc/passwd` or a key, and a missing file changes what loads.",
+    impact="Files outside the model are read into the model's weights or data; the model is not "
+    "self-contained (high when the path is absolute or leaves the model folder, medium otherwise).",
+    remediation="Do not load the file; ask for a self-contained HDF5 file (h5py `File.copy` with "
+    "`expand_external=True`, or re-save the model).",
+    example="`f['model_weights/dense'] = h5py.ExternalLink('/home/user/.ssh/id_rsa', '/')`.",
+)
+
+WEIGHT_NAME = Rule(
+    id="HDF002",
+    title="Keras H5 layer or weight name with NULs or path traversal",
+    severity=Severity.MEDIUM,
+    category=Category.INTEGRITY,
+    overview="A `layer_names` or `weight_names` attribute, which `load_weights` joins into HDF5 paths, "
+    "holds a NUL byte, an absolute path or a `..` segment.",
+    attack="Names are used as paths inside the file: a NUL truncates the name seen by the C library (two "
+    "different names reach the same object), and names that climb or restart the path make the loader "
+    "read weights from an object other than the layer's, so a reviewer and the loader disagree about "
+    "which weights load.",
+    impact="The weights that load are not the ones the names show; other tools may fail on the names.",
+    remediation="Do not load the weights; re-save them with the standard Keras `save_weights`.",
+    example="`layer_names = [b'dense', b'../../other']`.",
+)
 
 
 def superblock_offset(source: Source) -> int | None:
@@ -108,6 +164,7 @@ class Hdf5Handler(Handler):
     name = "hdf5"
     label = "HDF5 (Keras H5)"
     extensions = frozenset({".h5", ".hdf5"})
+    rules = (EXTERNAL_FILE, WEIGHT_NAME)
 
     def detect(self, source: Source) -> bool:
         return superblock_offset(source) is not None
@@ -119,26 +176,167 @@ class Hdf5Handler(Handler):
             yield from ctx.scan_member("<user block>", SliceSource(source, 0, offset))
         target = _target(source, ctx)
         try:
-            configs = _read_in_child(target, ctx) if hasattr(os, "fork") else _read(target)
+            reply = _read_in_child(target, ctx) if hasattr(os, "fork") else _decode(_answer(target))
         finally:
             if not isinstance(target, str):
                 target.close()
-        for name, text in configs.items():
+        for name, text in reply.configs.items():
             if isinstance(text, (bytes, str)):
                 yield from ConfigWalker(ctx, name).walk(parse_config(text))
             else:
                 raise ScanError(f"HDF5 attribute {name} is not text")
+        for kind, path, filename in reply.refs:
+            yield ctx.finding(
+                EXTERNAL_FILE,
+                f"{kind} at {path} reads {filename!r}",
+                severity=Severity.HIGH if _escapes(filename) else Severity.MEDIUM,
+                member=path,
+                **Dependency("path", filename, role=f"HDF5 {kind}").details(),
+            )
+        for path, attribute, name in reply.names:
+            yield ctx.finding(WEIGHT_NAME, f"{attribute} holds {name!r}", member=f"{path}@attr:{attribute}")
+        for member, data in reply.pickles:
+            yield from _scan_pickle(ctx, member, BytesSource(data))
+
+
+def _scan_pickle(ctx: Context, member: str, source: BytesSource) -> Iterator[Finding]:
+    """A value PyTables unpickles, scanned as a member; one that the pickle sniffer does not recognise (a
+    pickle opening with MARK, say) still goes through the pickle analyser, since the loader unpickles it anyway."""
+    unpickler = next((h for h in ctx.engine.handlers if h.name == "pickle"), None)
+    if unpickler is None or unpickler.detect(source):
+        yield from ctx.scan_member(member, source)
+        return
+    inner = Context(ctx.engine, ctx.location.child(member), ctx.depth + 1)
+    try:
+        yield from unpickler.scan(source, inner)
+    except ScanError as exc:
+        yield failure_finding(inner.location, exc)
+
+
+def _text(value: Any) -> str | None:
+    """An attribute as PyTables compares it: fixed or variable-length text alike."""
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return value if isinstance(value, str) else None
+
+
+def _escapes(filename: str) -> bool:
+    """Whether a referenced file is absolute or climbs out of the model's folder."""
+    for path in (PurePosixPath(filename), PureWindowsPath(filename)):
+        if path.is_absolute() or path.drive or path.root or ".." in path.parts:
+            return True
+    return False
+
+
+class _Walk:
+    """The bounded walk the child makes over every group and dataset: object headers and attributes,
+    plus the rows of PyTables object VLArrays (each a pickle); never other dataset contents."""
+
+    def __init__(self) -> None:
+        self.objects = 0
+        self.bytes = 0
+        self.seen: set[int] = set()
+        self.refs: list[list[str]] = []
+        self.names: list[list[str]] = []
+        self.pickles: list[list[str]] = []
+
+    def run(self, handle: h5py.File) -> dict[str, Any]:
+        import h5py  # noqa: PLC0415 - already imported by the caller
+
+        stack: list[tuple[str, Any]] = [("/", handle)]
+        while stack:
+            path, group = stack.pop()
+            self.attributes(path, group)
+            for name in group:
+                self.count(0)
+                where = f"{path.rstrip('/')}/{name}"
+                raw = name.encode()
+                kind = group.id.links.get_info(raw).type  # the low-level call: a tenth of `get(getlink=True)`
+                if kind == h5py.h5l.TYPE_EXTERNAL:
+                    filename = group.id.links.get_val(raw)[0]
+                    self.refs.append(["external link", where, filename.decode("latin-1")])
+                    continue
+                if kind != h5py.h5l.TYPE_HARD:
+                    continue  # soft: a path inside this file, reached (once) through its hard link
+                item = group[name]
+                key = hash(item.id)
+                if key in self.seen:
+                    continue
+                self.seen.add(key)
+                if isinstance(item, h5py.Group):
+                    stack.append((where, item))
+                elif isinstance(item, h5py.Dataset):
+                    self.dataset(where, item)
+        return {"refs": self.refs, "names": self.names, "pickles": self.pickles}
+
+    def count(self, size: int) -> None:
+        self.objects += 1
+        self.bytes += size
+        if self.objects > MAX_OBJECTS:
+            raise LimitExceeded("hdf5_objects", f"more than {MAX_OBJECTS} HDF5 objects")
+        if self.bytes > MAX_READ_BYTES:
+            raise LimitExceeded("max_buffer_bytes", f"HDF5 attributes and object rows past {MAX_READ_BYTES} bytes")
+
+    def attributes(self, path: str, item: Any) -> None:
+        for name in item.attrs:
+            attribute = item.attrs.get_id(name)
+            if attribute.shape is None:  # a null dataspace (PyTables writes empty TITLEs): no value
+                self.count(0)
+                continue
+            # From the header's shape and type: the library refuses get_storage_size for empty arrays.
+            self.count(math.prod(attribute.shape) * attribute.dtype.itemsize)
+            value = item.attrs[name]
+            if isinstance(value, bytes) and value.endswith(b".") and value not in (b"0", b"0."):
+                self.pickles.append([f"{path}@attr:{name}", value.decode("latin-1")])
+            elif NAME_ATTRIBUTES.fullmatch(name) and hasattr(value, "tolist"):
+                for entry in value.tolist():
+                    text = entry.decode("latin-1") if isinstance(entry, bytes) else str(entry)
+                    if "\0" in text or text.startswith("/") or ".." in text.split("/"):
+                        self.names.append([path, name, text])
+
+    def dataset(self, path: str, item: Any) -> None:
+        import h5py  # noqa: PLC0415 - already imported by the caller
+
+        self.attributes(path, item)
+        plist = item.id.get_create_plist()
+        for index in range(plist.get_external_count()):
+            self.refs.append(["external storage", path, plist.get_external(index)[0].decode("latin-1")])
+        if plist.get_layout() == h5py.h5d.VIRTUAL:
+            for index in range(plist.get_virtual_count()):
+                filename = plist.get_virtual_filename(index)
+                if filename != ".":
+                    self.refs.append(["virtual dataset source", path, filename])
+        # PyTables opens any variable-length dataset as a VLArray (CLASS is only a hint) and unpickles its
+        # rows when PSEUDOATOM is "object" (FLAVOR "Object" in 1.x files), stored as fixed or vlen text.
+        objects = _text(item.attrs.get("PSEUDOATOM")) == "object" or _text(item.attrs.get("FLAVOR")) == "Object"
+        if objects and h5py.check_vlen_dtype(item.dtype) is not None:
+            for index in range(item.shape[0] if item.shape else 0):
+                row = bytes(item[index].tobytes())  # PyTables ObjectAtom: one pickle per row
+                self.count(len(row))
+                self.pickles.append([f"{path}[{index}]", row.decode("latin-1")])
 
 
 def _read(target: str | BinaryIO) -> dict[str, Any]:
     try:
         with _open(target) as handle:
-            return read_configs(handle)
+            return {"configs": read_configs(handle), **_Walk().run(handle)}
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # h5py raises all of these
         raise ScanError(f"HDF5 attributes could not be read: {exc}") from None
 
 
-def _read_in_child(target: str | BinaryIO, ctx: Context) -> dict[str, Any]:
+def _answer(target: str | BinaryIO) -> bytes:
+    """What the reader found, as the JSON the child sends (the same form without `fork`)."""
+    try:
+        found = _read(target)
+        reply: dict[str, Any] = {**found, "configs": {k: _encode(v) for k, v in found["configs"].items()}}
+    except LimitExceeded as exc:
+        reply = {"limit": [exc.limit, exc.detail]}
+    except ScanError as exc:
+        reply = {"error": str(exc)}
+    return json.dumps(reply).encode()
+
+
+def _read_in_child(target: str | BinaryIO, ctx: Context) -> _Reply:
     """`_read` in a forked child, so that a crash or hang of the C library is a finding, not the end
     of the scan."""
     import select  # noqa: PLC0415 - only HDF5 files need it
@@ -188,14 +386,9 @@ def _child(target: str | BinaryIO, writer: int) -> None:  # pragma: no cover - r
     """Read, answer in JSON on `writer`, and leave without running the parent's exit handlers."""
     try:
         _limit_memory()
-        reply: dict[str, Any] = {"configs": {name: _encode(value) for name, value in _read(target).items()}}
-    except LimitExceeded as exc:
-        reply = {"limit": [exc.limit, exc.detail]}
-    except ScanError as exc:
-        reply = {"error": str(exc)}
+        data = _answer(target)
     except BaseException as exc:
-        reply = {"error": f"internal error in the HDF5 reader: {type(exc).__name__}: {exc}"}
-    data = json.dumps(reply).encode()
+        data = json.dumps({"error": f"internal error in the HDF5 reader: {type(exc).__name__}: {exc}"}).encode()
     while data:
         data = data[os.write(writer, data) :]
     os._exit(0)
@@ -221,7 +414,28 @@ def _encode(value: Any) -> list[str]:
     return ["other", type(value).__name__]
 
 
-def _decode(data: bytes) -> dict[str, Any]:
+class _Reply:
+    """The child's checked answer: configs, referenced files, suspicious names and pickles to analyse."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        self.configs: dict[str, Any] = {}
+        for name, (kind, value) in reply["configs"].items():
+            if kind not in ("str", "bytes", "other") or not isinstance(value, str):
+                raise ValueError(name)
+            if name in CONFIG_ATTRIBUTES:
+                self.configs[name] = value if kind == "str" else value.encode("latin-1") if kind == "bytes" else None
+        self.refs = [_strings(entry, 3) for entry in reply.get("refs", [])]
+        self.names = [_strings(entry, 3) for entry in reply.get("names", [])]
+        self.pickles = [(m, d.encode("latin-1")) for m, d in (_strings(e, 2) for e in reply.get("pickles", []))]
+
+
+def _strings(entry: Any, count: int) -> list[str]:
+    if not isinstance(entry, list) or len(entry) != count or not all(isinstance(item, str) for item in entry):
+        raise ValueError("entry")
+    return entry
+
+
+def _decode(data: bytes) -> _Reply:
     """The child's answer; the child may have been taken over by the file, so its answer is checked."""
     try:
         reply = json.loads(data)
@@ -230,12 +444,6 @@ def _decode(data: bytes) -> dict[str, Any]:
             raise LimitExceeded(str(limit), str(detail))
         if "error" in reply:
             raise ScanError(str(reply["error"]))
-        configs: dict[str, Any] = {}
-        for name, (kind, value) in reply["configs"].items():
-            if kind not in ("str", "bytes", "other") or not isinstance(value, str):
-                raise ValueError(name)
-            if name in CONFIG_ATTRIBUTES:
-                configs[name] = value if kind == "str" else value.encode("latin-1") if kind == "bytes" else None
-        return configs
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return _Reply(reply)
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeError) as exc:
         raise ScanError(f"the HDF5 reader gave no usable answer ({type(exc).__name__}); not analysed") from None
