@@ -38,6 +38,10 @@ from modelshield.core.sniff import TAR_BLOCK, looks_like_tar_header
 from modelshield.core.source import BytesSource, DecodedSource, FileSource, SliceSource, Source
 from modelshield.deps.model import Dependency
 from modelshield.formats.keras import MAX_PARSE_BYTES, ConfigWalker, parse_config, read_all
+from modelshield.formats.pickle.rules import MALFORMED
+
+#: How a member names an HDF5 attribute: `/group/dataset@attr:NAME`.
+ATTRIBUTE = "@attr:"
 
 if TYPE_CHECKING:  # h5py (and numpy) are imported only when an HDF5 file is read
     import h5py
@@ -196,7 +200,12 @@ class Hdf5Handler(Handler):
         for path, attribute, name in reply.names:
             yield ctx.finding(WEIGHT_NAME, f"{attribute} holds {name!r}", member=f"{path}@attr:{attribute}")
         for member, data in reply.pickles:
-            yield from _scan_pickle(ctx, member, BytesSource(data))
+            found = _scan_pickle(ctx, member, BytesSource(data))
+            if ATTRIBUTE in member:
+                # PyTables returns an attribute's raw bytes when unpickling fails (attributeset.py catches
+                # every exception): a stream that breaks is no error there, only what ran before it counts.
+                found = (f for f in found if f.rule is not MALFORMED)
+            yield from found
 
 
 def _scan_pickle(ctx: Context, member: str, source: BytesSource) -> Iterator[Finding]:
@@ -287,7 +296,7 @@ class _Walk:
             self.count(math.prod(attribute.shape) * attribute.dtype.itemsize)
             value = item.attrs[name]
             if isinstance(value, bytes) and value.endswith(b".") and value not in (b"0", b"0."):
-                self.pickles.append([f"{path}@attr:{name}", value.decode("latin-1")])
+                self.pickles.append([f"{path}{ATTRIBUTE}{name}", value.decode("latin-1")])
             elif NAME_ATTRIBUTES.fullmatch(name) and hasattr(value, "tolist"):
                 for entry in value.tolist():
                     text = entry.decode("latin-1") if isinstance(entry, bytes) else str(entry)
