@@ -282,6 +282,106 @@ def analyse_generated(text: str, file: str, judge: NameJudge) -> GeneratedCode:
     return GeneratedCode(problems[:_MAX_GENERATED_PROBLEMS], list(operations))
 
 
+# --------------------------------------------------------------------------- TorchScript
+#: What a TorchScript call does beyond computing, by severity: process and dynamic code, file and
+#: network access, native code outside the builtin operator namespaces.
+TS_RUNS = "runs a command or dynamic code"
+TS_ACCESS = "reads or writes files or the network"
+TS_NATIVE = "calls a custom operator or class that needs a native library"
+TS_UNPARSED = "could not be parsed; not analysed"
+#: Operator namespaces torch registers itself (`ops.aten.add`, `ops.prim.unchecked_cast`).
+TS_BUILTIN_NAMESPACES = frozenset({"aten", "prim", "prims", "quantized", "_quantized", "profiler"})
+#: Builtin operators (`torch.<op>` is `aten::<op>`) that touch files: `aten::from_file` maps or reads any
+#: path, `aten::save` writes one; the others load or save models and modules.
+TS_FILE_OPS = frozenset({"from_file", "save", "load", "_load_for_mobile", "_save_jit_module", "_save_parameters"})
+#: Namespaces under `torch.` that are not operators and reach files, the network or native libraries.
+TS_FILE_NAMESPACES = frozenset({"hub", "jit", "package", "serialization", "_C", "_dynamo", "utils", "cuda"})
+
+
+def _ts_name(node: ast.expr, aliases: dict[str, str]) -> str | None:
+    """A dotted name, reading `getattr(x, "name")` as `x.name`; None when a part is computed."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr":
+        attr = node.args[1] if len(node.args) > 1 else None
+        base = _ts_name(node.args[0], aliases) if node.args else None
+        if base is None or not (isinstance(attr, ast.Constant) and isinstance(attr.value, str)):
+            return None
+        return f"{base}.{attr.value}"
+    if isinstance(node, ast.Attribute):
+        base = _ts_name(node.value, aliases)
+        return None if base is None else f"{base}.{node.attr}"
+    if isinstance(node, ast.Name):
+        return aliases.get(node.id, node.id)
+    return None
+
+
+def _ts_judge(call: ast.Call, aliases: dict[str, str]) -> str | None:
+    """What one TorchScript call does that a tensor program does not, or None."""
+    func = call.func
+    if isinstance(func, ast.Name) and func.id == "getattr":
+        attr = call.args[1] if len(call.args) > 1 else None
+        if not (isinstance(attr, ast.Constant) and isinstance(attr.value, str)):
+            return TS_RUNS  # TorchScript itself refuses a computed name: only a hand-made archive has one
+    name = _ts_name(func, aliases)
+    if name is None:
+        return None
+    parts = name.removeprefix("torch.").split(".") if name.startswith("torch.ops.") else name.split(".")
+    if parts[0] == "ops" and len(parts) > 2:
+        if parts[1] not in TS_BUILTIN_NAMESPACES:
+            return TS_NATIVE
+        return TS_ACCESS if parts[2] in TS_FILE_OPS else None
+    if parts[0] == "torch" and len(parts) > 1:
+        if parts[1] == "classes":
+            return TS_NATIVE
+        if parts[1] in TS_FILE_OPS or parts[1] in TS_FILE_NAMESPACES:
+            return TS_ACCESS
+        return None
+    if name in ("open", "builtins.open", "io.open", "__builtins__.open"):
+        return TS_ACCESS
+    what = _judge(call, aliases)
+    if what in _SEVERE or what == _IMPORT:
+        return TS_RUNS
+    return TS_ACCESS if what is not None else None
+
+
+def analyse_torchscript(text: str, file: str) -> list[tuple[str, CodeProblem]]:
+    """Every call and import in one TorchScript code member that does more than compute, with what it does.
+
+    TorchScript code is what `torch.jit.save` prints: calls of `torch.<op>` (aten operators),
+    `ops.<namespace>.<op>`, methods of `self` and of `__torch__` classes. Its only imports are of
+    `__torch__` modules; anything else comes from a hand-edited archive and is judged like remote code.
+    """
+    try:
+        tree = ast.parse(text, filename=file)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        return [(TS_UNPARSED, CodeProblem(Severity.MEDIUM, file, 0, f"could not be parsed ({type(exc).__name__})"))]
+    aliases = _aliases(tree)
+    found: list[tuple[str, CodeProblem]] = []
+    severity = {TS_RUNS: Severity.CRITICAL, TS_ACCESS: Severity.HIGH, TS_NATIVE: Severity.MEDIUM}
+    methods = {
+        id(child): node.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for child in ast.walk(node)
+    }
+    for node in ast.walk(tree):
+        what: str | None = None
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+            what = None if all(m == "__torch__" or m.startswith("__torch__.") for m in modules) else TS_RUNS
+        elif isinstance(node, ast.ImportFrom):
+            what = None if (node.module or "").partition(".")[0] == "__torch__" and not node.level else TS_RUNS
+        elif isinstance(node, ast.Call):
+            what = _ts_judge(node, aliases)
+        if what is None:
+            continue
+        method = methods.get(id(node))
+        when = "at load (__setstate__)" if method == "__setstate__" else f"in {method}()" if method else "at compile"
+        code = truncate(ast.get_source_segment(text, node) or ast.unparse(node), 120)
+        found.append((what, CodeProblem(severity[what], file, getattr(node, "lineno", 0), f"{code} {when}: {what}")))
+    found.sort(key=lambda item: (-item[1].severity, item[1].line))
+    return found
+
+
 # --------------------------------------------------------------------------- patsy formulas
 #: Functions a patsy formula may call that only transform columns (patsy's own and numpy's maths).
 _FORMULA_CALLS = frozenset(
