@@ -64,6 +64,9 @@ HOSTILE = [
     ('_0 = getattr(torch, "from_file")("/etc/shadow")', "TSC003"),
     ('_0 = getattr(getattr(torch, "ops"), "evil").run(self.weight)', "TSC004"),
     ("_0 = torch.classes.evil.Runner()", "TSC004"),
+    # a bound operator called later is judged where it is named
+    ("_0 = torch.save\n_0(self.weight, \"/tmp/x\")", "TSC003"),
+    ("_0 = torch.ops.evil\n_1 = _0.run(self.weight)", "TSC004"),
     # hand-edited archives: Python the TorchScript compiler rejects is still judged
     ('os.system("id")', "TSC002"),
     ('import os as t\nt.system("id")', "TSC002"),

@@ -72,6 +72,7 @@ _CALLS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 #: Dynamic imports are judged by their argument: a constant module name is an ordinary import.
 _IMPORTERS = frozenset({"__import__", "builtins.__import__", "importlib.import_module", "importlib.__import__"})
+_GETATTRS = frozenset({"getattr", "builtins.getattr"})
 _WRITE_METHODS = frozenset({"write_text", "write_bytes"})
 _SEVERE = frozenset({_RUNS, _CODE})
 
@@ -101,13 +102,27 @@ def _aliases(tree: ast.Module) -> dict[str, str]:
 
 
 def _dotted(node: ast.expr, aliases: dict[str, str]) -> str | None:
+    """`a.b.c` with import aliases resolved; `__import__('os').system` and `getattr(os, 'system')` too."""
     parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(aliases.get(node.id, node.id))
+    while True:
+        if isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+            continue
+        if isinstance(node, ast.Call) and len(node.args) >= 1:
+            func = _dotted(node.func, aliases)
+            first, last = node.args[0], node.args[-1]
+            if func in _IMPORTERS and isinstance(first, ast.Constant) and isinstance(first.value, str):
+                parts.append(first.value)
+                break
+            if func in _GETATTRS and len(node.args) == 2 and isinstance(last, ast.Constant):
+                parts.append(str(last.value))
+                node = first
+                continue
+        if not isinstance(node, ast.Name):
+            return None
+        parts.append(aliases.get(node.id, node.id))
+        break
     return ".".join(reversed(parts))
 
 
@@ -119,24 +134,30 @@ def _writes(call: ast.Call) -> bool:
 
 def _judge(call: ast.Call, aliases: dict[str, str]) -> str | None:
     """What a call does that remote code must not do, or None."""
+    if isinstance(call.func, ast.Attribute) and call.func.attr in _WRITE_METHODS:
+        return _WRITE
     name = _dotted(call.func, aliases)
     if name is None:
         return None
+    if name in _GETATTRS:
+        attr = call.args[1] if len(call.args) > 1 else None
+        return None if isinstance(attr, ast.Constant) else _CODE
     if name in _IMPORTERS:
         first = call.args[0] if call.args else None
         return None if isinstance(first, ast.Constant) else _IMPORT
     if name in ("open", "builtins.open", "io.open"):
         return _WRITE if _writes(call) else None
-    if isinstance(call.func, ast.Attribute) and call.func.attr in _WRITE_METHODS:
-        return _WRITE
     for what, patterns in _CALLS:
         if any(fnmatch.fnmatchcase(name, p) for p in patterns):
             return what
     return None
 
 
-def analyse_source(text: str, file: str) -> tuple[list[CodeProblem], list[str]]:
-    """Problems in one file's code, and the modules it imports relatively (`from .x import y` -> 'x')."""
+def analyse_source(
+    text: str, file: str, constructors: frozenset[str] = CONSTRUCTORS
+) -> tuple[list[CodeProblem], list[str]]:
+    """Problems in one file's code, and the modules it imports relatively (`from .x import y` -> 'x');
+    methods named in `constructors` are judged as running at load."""
     try:
         tree = ast.parse(text, filename=file)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
@@ -146,6 +167,7 @@ def analyse_source(text: str, file: str) -> tuple[list[CodeProblem], list[str]]:
     relative: list[str] = []
     # (node, when it runs, whether it is directly in a class body); an explicit stack bounds recursion.
     stack: list[tuple[ast.AST, str, bool]] = [(tree, "at import time", False)]
+    called: set[int] = set()
     while stack:
         node, when, in_class = stack.pop()
         if isinstance(node, ast.ImportFrom) and node.level == 1:
@@ -153,13 +175,21 @@ def analyse_source(text: str, file: str) -> tuple[list[CodeProblem], list[str]]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             outer = [*node.decorator_list, *node.args.defaults, *(d for d in node.args.kw_defaults if d)]
             stack += [(child, when, False) for child in outer]
-            inner = "in a constructor" if in_class and node.name in CONSTRUCTORS and when != "when called" else None
+            inner = "in a constructor" if in_class and node.name in constructors and when != "when called" else None
             stack += [(child, inner or "when called", False) for child in node.body]
             continue
         if isinstance(node, ast.Lambda):
+            stack += [(child, when, False) for child in (*node.args.defaults, *(d for d in node.args.kw_defaults if d))]
             stack.append((node.body, "when called", False))
             continue
+        if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load) and id(node) not in called:
+            # a reference is a call in disguise at load: `@eval`, `run = os.system`, `__reduce__` returning it
+            what = _judge(ast.Call(func=node, args=[], keywords=[]), aliases) if when != "when called" else None
+            if what in _SEVERE:
+                code = truncate(ast.get_source_segment(text, node) or ast.unparse(node), 120)
+                problems.append(CodeProblem(Severity.CRITICAL, file, node.lineno, f"{code} used {when} ({what})"))
         if isinstance(node, ast.Call):
+            called.add(id(node.func))
             what = _judge(node, aliases)
             if what is not None and (when != "when called" or what in _SEVERE):
                 severity = Severity.CRITICAL if what in _SEVERE and when != "when called" else Severity.HIGH
@@ -325,10 +355,10 @@ def _ts_judge(call: ast.Call, aliases: dict[str, str]) -> str | None:
     if name is None:
         return None
     parts = name.removeprefix("torch.").split(".") if name.startswith("torch.ops.") else name.split(".")
-    if parts[0] == "ops" and len(parts) > 2:
+    if parts[0] == "ops" and len(parts) > 1:
         if parts[1] not in TS_BUILTIN_NAMESPACES:
             return TS_NATIVE
-        return TS_ACCESS if parts[2] in TS_FILE_OPS else None
+        return TS_ACCESS if parts[2:3] and parts[2] in TS_FILE_OPS else None
     if parts[0] == "torch" and len(parts) > 1:
         if parts[1] == "classes":
             return TS_NATIVE
@@ -356,6 +386,7 @@ def analyse_torchscript(text: str, file: str) -> list[tuple[str, CodeProblem]]:
         return [(TS_UNPARSED, CodeProblem(Severity.MEDIUM, file, 0, f"could not be parsed ({type(exc).__name__})"))]
     aliases = _aliases(tree)
     found: list[tuple[str, CodeProblem]] = []
+    called: set[int] = set()
     severity = {TS_RUNS: Severity.CRITICAL, TS_ACCESS: Severity.HIGH, TS_NATIVE: Severity.MEDIUM}
     methods = {
         id(child): node.name
@@ -372,6 +403,13 @@ def analyse_torchscript(text: str, file: str) -> list[tuple[str, CodeProblem]]:
             what = None if (node.module or "").partition(".")[0] == "__torch__" and not node.level else TS_RUNS
         elif isinstance(node, ast.Call):
             what = _ts_judge(node, aliases)
+            chain: ast.expr = node.func
+            while isinstance(chain, ast.Attribute):
+                called.add(id(chain))
+                chain = chain.value
+        elif isinstance(node, ast.Attribute) and id(node) not in called:
+            # a bound operator called later (`f = torch.save`, `o = torch.ops.evil`) is judged where it is named
+            what = _ts_judge(ast.Call(func=node, args=[], keywords=[]), aliases)
         if what is None:
             continue
         method = methods.get(id(node))
