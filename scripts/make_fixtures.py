@@ -65,7 +65,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT / "tests" / "fixtures" / "real"
 MALICIOUS = ROOT / "tests" / "fixtures" / "malicious"
 CODE_AT_LOAD = ROOT / "tests" / "fixtures" / "code_at_load"
-TORCH_PACKAGE = ROOT / "tests" / "fixtures" / "torch_package"
+CODE_IN_ARCHIVES = ROOT / "tests" / "fixtures" / "code_in_archives"
 EXAMPLES = ROOT / "examples"
 #: A deterministic timestamp for the archives this script assembles itself (tar, zip, gzip).
 EPOCH = 1_700_000_000
@@ -253,6 +253,32 @@ def write_torch_packages(out: Path) -> None:
             "numpy.core.multiarray", SENTINEL_IMPORT + "\n\ndef _reconstruct(*args):\n    return None\n"
         )
         exporter.save_pickle("model", "model.pkl", np.zeros(2))
+
+
+class ReadsAtLoad(nn.Module):
+    """A scripted module whose `__setstate__` (run by torch.jit.load) maps a file outside the archive."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.ones(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.w
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[torch.Tensor, bool]:
+        return (self.w, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[torch.Tensor, bool]) -> None:
+        self.w = state[0]
+        self.training = state[1]
+        self.w = self.w + torch.from_file("/etc/hostname", False, 1, dtype=torch.uint8).float()
+
+
+def write_torchscript_setstate(out: Path) -> None:
+    """torch.jit.save output (compiled by torch, not hand-edited) whose `__setstate__` reads a file at load."""
+    torch.jit.save(torch.jit.script(ReadsAtLoad()), out / "torchscript_setstate_reads_file.pt")
 
 
 def write_code_at_load(out: Path) -> None:
@@ -484,7 +510,8 @@ def main() -> None:
     if only in (None, "code-at-load"):
         write_code_at_load(fresh(CODE_AT_LOAD))
     if only in (None, "torch-package"):
-        write_torch_packages(fresh(TORCH_PACKAGE))
+        write_torch_packages(fresh(CODE_IN_ARCHIVES))
+        write_torchscript_setstate(CODE_IN_ARCHIVES)
     if only is not None:
         return
     write_malicious(fresh(MALICIOUS))

@@ -14,7 +14,7 @@ from modelshield import scan_file
 from modelshield.core.rules import Severity
 from tests.conftest import ScanData
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "torch_package"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "code_in_archives"
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"
 
 
@@ -56,7 +56,7 @@ def test_shipped_module_shadowing_numpy_is_judged_by_its_source() -> None:
     assert "numpy.core.multiarray._reconstruct" in shadowed
 
 
-@pytest.mark.parametrize("name", ["torch_package/packaged_model.pt", "real/torch_package.pt"])
+@pytest.mark.parametrize("name", ["code_in_archives/packaged_model.pt", "real/torch_package.pt"])
 def test_benign_packages_have_no_package_findings(name: str) -> None:
     result = scan_file(str(FIXTURES.parent / name))
     assert "torch-package" in result.objects[0].format

@@ -126,3 +126,13 @@ def test_code_with_leading_comments_is_still_code(scan_data: ScanData) -> None:
     """torch.jit.load compiles the member as source, so blank lines and comments may come first."""
     result = scan_data(b"# generated\n\n" + MODULE_CODE, "net.py")
     assert [f.rule_id for f in result.findings] == ["TSC001", "TSC004"]
+
+
+def test_real_compiled_setstate_reading_a_file_is_high() -> None:
+    """torch.jit.script compiled this `__setstate__` (scripts/make_fixtures.py): torch.jit.load maps the file."""
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "code_in_archives" / "torchscript_setstate_reads_file.pt"
+    result = scan_file(str(path))
+    (finding,) = [f for f in result.findings if f.level > Severity.INFO]
+    assert finding.rule_id == "TSC003"
+    assert "torch.from_file" in finding.evidence
+    assert "__setstate__" in finding.evidence
