@@ -12,6 +12,7 @@ anything else is judged with the callable catalogue (`modelshield.core.callables
 from __future__ import annotations
 
 import ast
+import collections
 import fnmatch
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
@@ -328,6 +329,9 @@ TS_FILE_OPS = frozenset({"from_file", "save", "load", "_load_for_mobile", "_save
 TS_FILE_NAMESPACES = frozenset({"hub", "jit", "package", "serialization", "_C", "_dynamo", "utils", "cuda"})
 
 
+_TS_ROOTS = ("torch.", "ops.")
+
+
 def _ts_name(node: ast.expr, aliases: dict[str, str]) -> str | None:
     """A dotted name, reading `getattr(x, "name")` as `x.name`; None when a part is computed."""
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr":
@@ -388,13 +392,12 @@ def analyse_torchscript(text: str, file: str) -> list[tuple[str, CodeProblem]]:
     found: list[tuple[str, CodeProblem]] = []
     called: set[int] = set()
     severity = {TS_RUNS: Severity.CRITICAL, TS_ACCESS: Severity.HIGH, TS_NATIVE: Severity.MEDIUM}
-    methods = {
-        id(child): node.name
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-        for child in ast.walk(node)
-    }
-    for node in ast.walk(tree):
+    # (node, enclosing function); parents come before children, so a call marks its callee chain first
+    queue: collections.deque[tuple[ast.AST, str | None]] = collections.deque([(tree, None)])
+    while queue:
+        node, method = queue.popleft()
+        inner = node.name if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else method
+        queue.extend((child, inner) for child in ast.iter_child_nodes(node))
         what: str | None = None
         if isinstance(node, ast.Import):
             modules = [alias.name for alias in node.names]
@@ -409,10 +412,10 @@ def analyse_torchscript(text: str, file: str) -> list[tuple[str, CodeProblem]]:
                 chain = chain.value
         elif isinstance(node, ast.Attribute) and id(node) not in called:
             # a bound operator called later (`f = torch.save`, `o = torch.ops.evil`) is judged where it is named
-            what = _ts_judge(ast.Call(func=node, args=[], keywords=[]), aliases)
+            name = _ts_name(node, aliases) or ""
+            what = _ts_judge(ast.Call(func=node, args=[], keywords=[]), aliases) if name.startswith(_TS_ROOTS) else None
         if what is None:
             continue
-        method = methods.get(id(node))
         when = "at load (__setstate__)" if method == "__setstate__" else f"in {method}()" if method else "at compile"
         code = truncate(ast.get_source_segment(text, node) or ast.unparse(node), 120)
         found.append((what, CodeProblem(severity[what], file, getattr(node, "lineno", 0), f"{code} {when}: {what}")))
