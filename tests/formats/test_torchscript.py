@@ -73,6 +73,7 @@ HOSTILE = [
     ('from subprocess import run as r\nr(["id"])', "TSC002"),
     ('eval("1")', "TSC002"),
     ('_0 = getattr(torch, "sa" + "ve")', "TSC002"),
+    ("_0 = torch.ops.aten.__getattr__(self.name)(self.weight)", "TSC002"),
     ('_0 = open("/etc/passwd").read()', "TSC003"),
     ('_0 = socket.create_connection(("evil", 80))', "TSC003"),
 ]

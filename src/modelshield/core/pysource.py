@@ -360,6 +360,8 @@ def _ts_judge(call: ast.Call, aliases: dict[str, str]) -> str | None:
         return None
     parts = name.removeprefix("torch.").split(".") if name.startswith("torch.ops.") else name.split(".")
     if parts[0] == "ops" and len(parts) > 1:
+        if any(part.startswith("__") for part in parts[1:3]):
+            return TS_RUNS  # `ops.aten.__getattr__(name)`: an operator looked up by a computed name
         if parts[1] not in TS_BUILTIN_NAMESPACES:
             return TS_NATIVE
         return TS_ACCESS if parts[2:3] and parts[2] in TS_FILE_OPS else None
