@@ -66,6 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT / "tests" / "fixtures" / "real"
 MALICIOUS = ROOT / "tests" / "fixtures" / "malicious"
 CODE_AT_LOAD = ROOT / "tests" / "fixtures" / "code_at_load"
+CODE_IN_ARCHIVES = ROOT / "tests" / "fixtures" / "code_in_archives"
 EXAMPLES = ROOT / "examples"
 #: A deterministic timestamp for the archives this script assembles itself (tar, zip, gzip).
 EPOCH = 1_700_000_000
@@ -201,6 +202,84 @@ def write_torch_package(path: Path) -> None:
     """A torch.package archive of a state dict (its pickles key storages by int, not by str)."""
     with torch.package.PackageExporter(str(path)) as exporter:
         exporter.save_pickle("weights", "state.pkl", TinyNet().state_dict())
+
+
+PACKAGED_NET = """import torch
+from torch import nn
+
+
+class PackagedNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc(x))
+"""
+#: A harmless sentinel: PackageImporter runs it when the pickle imports the shipped module.
+SENTINEL_IMPORT = "import os\nos.system('touch /tmp/modelshield_sentinel_torch_package')\n"
+
+
+def write_torch_packages(out: Path) -> None:
+    """torch.package archives whose shipped `.py` members PackageImporter executes when a pickle names them:
+    a benign packaged model, one whose module runs a command at import, and one shipping `numpy/core/multiarray.py`
+    so that an ordinary array pickle's `numpy.core.multiarray._reconstruct` resolves to the archive's code.
+    Run `PackageImporter(path).load_pickle("model", "model.pkl")` in a throwaway environment to see the sentinel."""
+    seed()
+    src = out / "_src"
+    (src / "packaged").mkdir(parents=True)
+    (src / "packaged" / "__init__.py").write_text("")
+    (src / "packaged" / "net.py").write_text(PACKAGED_NET)
+    sys.path.insert(0, str(src))
+    try:
+        from packaged.net import PackagedNet  # type: ignore[import-not-found]
+
+        with torch.package.PackageExporter(str(out / "packaged_model.pt")) as exporter:
+            exporter.extern(["torch", "torch.**"])
+            exporter.intern("packaged.**")
+            exporter.save_pickle("model", "model.pkl", PackagedNet())
+        with torch.package.PackageExporter(str(out / "import_runs_command.pt")) as exporter:
+            exporter.extern(["torch", "torch.**"])
+            exporter.intern("packaged.**")
+            exporter.save_pickle("model", "model.pkl", PackagedNet())
+            exporter.save_source_string("packaged.net", SENTINEL_IMPORT + PACKAGED_NET)
+    finally:
+        sys.path.remove(str(src))
+        shutil.rmtree(src)
+    with torch.package.PackageExporter(str(out / "shadows_numpy.pt")) as exporter:
+        shim = "def ndarray(*a):\n    return None\n\n\ndtype = ndarray\n"
+        exporter.save_source_string("numpy", shim, is_package=True)
+        exporter.save_source_string("numpy.core", "", is_package=True)
+        exporter.save_source_string(
+            "numpy.core.multiarray", SENTINEL_IMPORT + "\n\ndef _reconstruct(*args):\n    return None\n"
+        )
+        exporter.save_pickle("model", "model.pkl", np.zeros(2))
+
+
+class ReadsAtLoad(nn.Module):
+    """A scripted module whose `__setstate__` (run by torch.jit.load) maps a file outside the archive."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.ones(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.w
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[torch.Tensor, bool]:
+        return (self.w, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[torch.Tensor, bool]) -> None:
+        self.w = state[0]
+        self.training = state[1]
+        self.w = self.w + torch.from_file("/etc/hostname", False, 1, dtype=torch.uint8).float()
+
+
+def write_torchscript_setstate(out: Path) -> None:
+    """torch.jit.save output (compiled by torch, not hand-edited) whose `__setstate__` reads a file at load."""
+    torch.jit.save(torch.jit.script(ReadsAtLoad()), out / "torchscript_setstate_reads_file.pt")
 
 
 def write_code_at_load(out: Path) -> None:
@@ -434,7 +513,9 @@ def main() -> None:
     if os.environ.get("PYTHONHASHSEED") != "0":  # set order in pickles follows the string hash seed
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
     parser = argparse.ArgumentParser(description="Write the committed fixtures (all by default).")
-    parser.add_argument("--only", choices=["libraries", "code-at-load"], help="write only these, keep the others")
+    parser.add_argument(
+        "--only", choices=["libraries", "code-at-load", "torch-package"], help="write only these, keep the others"
+    )
     only = parser.parse_args().only
     if only is None:
         write_real(fresh(REAL))
@@ -442,6 +523,9 @@ def main() -> None:
         write_libraries(fresh(REAL / "libraries"))
     if only in (None, "code-at-load"):
         write_code_at_load(fresh(CODE_AT_LOAD))
+    if only in (None, "torch-package"):
+        write_torch_packages(fresh(CODE_IN_ARCHIVES))
+        write_torchscript_setstate(CODE_IN_ARCHIVES)
     if only is not None:
         return
     write_malicious(fresh(MALICIOUS))

@@ -33,6 +33,7 @@ from modelshield.formats.safetensors_index import SafetensorsIndexHandler
 from modelshield.formats.savedmodel import GraphDefHandler, MetaGraphHandler, SavedModelHandler
 from modelshield.formats.templates import ChatTemplateHandler, TokenizerConfigHandler
 from modelshield.formats.tflite import TfliteHandler
+from modelshield.formats.torch_package import TorchPackageHandler
 from modelshield.formats.torchscript import TorchScriptCodeHandler
 from modelshield.integrity.rules import INTEGRITY_RULES
 
@@ -65,6 +66,7 @@ HANDLERS: tuple[Handler, ...] = (
     TokenizerConfigHandler(),
     ChatTemplateHandler(),
     TorchScriptCodeHandler(),
+    TorchPackageHandler(),
 )
 
 CATALOGUE.register(ENGINE_RULES)

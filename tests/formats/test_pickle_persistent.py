@@ -22,7 +22,7 @@ def _pid(*fields: bytes) -> bytes:
 def test_torch_package_archive_is_clean() -> None:
     # torch.package.PackageExporter writes ('storage', FloatStorage, <int key>, 'cpu', numel).
     result = scan_file(str(FIXTURES / "torch_package.pt"))
-    assert result.format == "zip"
+    assert result.format == "zip+torch-package"
     assert [f.rule_id for f in result.findings] == []
 
 

@@ -127,7 +127,7 @@ class Engine:
             return
         self.objects.append(ScannedObject(location.display, "+".join(h.name for h in detected)))
         yield from self._check_name(detected, location, name)
-        if len(detected) > 1:
+        if len([h for h in detected if not h.companion]) > 1:
             views = " and ".join(h.label for h in detected)
             yield Finding(POLYGLOT, location, f"content is valid as {views}; every view is scanned")
         ctx = Context(self, location, depth)

@@ -67,6 +67,8 @@ class Handler(ABC):
     allowlists: Sequence[str] = ()
     #: a wrapper (compression) whose name is judged by what it contains, not by itself
     transparent: bool = False
+    #: a second reading of a container another handler walks (torch.package over zip), not another format
+    companion: bool = False
 
     @abstractmethod
     def detect(self, source: Source) -> bool:
