@@ -203,7 +203,7 @@ def _fact_problem(fact: Fact) -> Problem | None:
     if fact.kind == "attribute":
         return _attribute_problem(fact.value, fact.line)
     if fact.kind == "computed-attribute":
-        return Problem(DYNAMIC_ATTRIBUTE, f"line {fact.line}: the |{fact.value} filter fetches a computed attribute")
+        return Problem(DYNAMIC_ATTRIBUTE, f"line {fact.line}: the {fact.value} fetches a computed attribute")
     if fact.kind == "string":
         match = _DUNDER_STRING.search(fact.value)
         if match:
