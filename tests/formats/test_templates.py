@@ -8,6 +8,8 @@ templates (tokenizer configs, .jinja files) are recognised by content."""
 from __future__ import annotations
 
 import json
+import tarfile
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -216,7 +218,7 @@ HOSTILE = [
     ("{{ config.items() }}", "TPL003"),
     ("{{ url_for }}", "TPL003"),
     ("{{ joiner() }}", "TPL003"),
-    ("{{ messages|attr('_' * 2 ~ 'class' ~ '_' * 2) }}", "TPL004"),
+    ("{{ messages|attr('_' * 2 ~ 'class' ~ '_' * 2) }}", "TPL001"),
     ("{{ messages|map(attribute=name)|list }}", "TPL004"),
     ("{{ messages|selectattr(name)|list }}", "TPL004"),
     ("{% include '/etc/passwd' %}", "TPL005"),
@@ -412,3 +414,66 @@ def test_escape_without_a_dunder_in_the_text_is_claimed(scan_data: ScanData) -> 
     result = scan_data(payload.encode(), "chat_template.jinja")
     assert result.format == "chat-template"
     assert {f.level for f in result.findings} & {Severity.HIGH, Severity.CRITICAL}
+
+
+#: The same escape in every access form Jinja accepts: the analyser folds constants the way rendering
+#: would and judges the resulting name like a dotted one.
+ACCESS_FORMS = [
+    ("{{ messages['__class__'] }}", "TPL001"),
+    ("{{ messages['__cl' ~ 'ass__'] }}", "TPL001"),
+    ("{{ messages['__cl' + 'ass__'] }}", "TPL001"),
+    ("{{ messages[('_' * 2) ~ 'class' ~ ('_' * 2)] }}", "TPL001"),
+    ("{{ messages|attr('__ssalc__'|reverse) }}", "TPL001"),
+    ("{{ messages|attr(['__cla', 'ss__']|join) }}", "TPL001"),
+    ("{{ messages|attr(('__cla', 'ss__')|join('')) }}", "TPL001"),
+    ("{{ messages|attr('%sclass%s'|format('__', '__')) }}", "TPL001"),
+    ("{{ messages|attr('XXclassXX'|replace('X', '_')) }}", "TPL001"),
+    ("{{ messages|attr('__CLASS__'|lower) }}", "TPL001"),
+    ("{{ messages[('__ssalc__'|reverse)] }}", "TPL001"),
+    ("{{ messages|map(attribute='__cl' ~ 'ass__')|list }}", "TPL001"),
+    ("{{ messages|selectattr('__cl' ~ 'ass__')|list }}", "TPL001"),
+    ("{% set a = '__cl' %}{% set b = 'ass__' %}{{ messages[a ~ b] }}", "TPL001"),
+    ("{% set n = '__ssalc__'|reverse %}{{ messages|attr(n) }}", "TPL001"),
+    ("{% set parts = ['__gl', 'obals__'] %}{{ messages|attr(parts|join) }}", "TPL001"),
+    ("{% set parts = ['x', '__globals__'] %}{{ messages[parts[1]] }}", "TPL001"),
+    ("{{ messages['_TemplateReference__context'] }}", "TPL001"),
+    ("{{ messages['popen'] }}", "TPL002"),
+    ("{{ messages|attr('po' ~ 'pen') }}", "TPL002"),
+    ("{{ messages[messages[0].content ~ 'x'] }}", "TPL004"),
+    ("{{ messages|attr(messages[0].content) }}", "TPL004"),
+    ("{{ messages[messages[0].content|lower] }}", "TPL004"),
+    ("{{ cycler['__init__'] }}", "TPL003"),
+    ("{{ self['_TemplateReference__context'] }}", "TPL001"),
+]
+
+
+@pytest.mark.parametrize(("template", "rule"), ACCESS_FORMS)
+def test_every_access_form_fires(template: str, rule: str) -> None:
+    assert rule in rules_of(template)
+
+
+def test_ordinary_subscripts_stay_quiet() -> None:
+    ordinary = (
+        "{% for m in messages %}{{ m['role'] ~ ': ' ~ m['content']|trim }}"
+        "{{ messages[loop.index0 + 1]['role'] }}{{ m[key] }}{{ 'a'|upper ~ m['content'] }}{% endfor %}"
+    )
+    assert rules_of(ordinary) == set()
+
+
+LLAMA_CPP_TEMPLATES = Path(__file__).parents[1] / "fixtures/real/chat_templates/llama_cpp_python_0.3.36_templates.tar.xz"
+
+
+def _llama_cpp_templates() -> list[tuple[str, str]]:
+    with tarfile.open(LLAMA_CPP_TEMPLATES) as bundle:
+        return [
+            (member.name, extracted.read().decode())
+            for member in bundle.getmembers()
+            if (extracted := bundle.extractfile(member)) is not None
+        ]
+
+
+def test_llama_cpp_real_templates_are_clean() -> None:
+    real = _llama_cpp_templates()
+    assert len(real) == 70
+    noisy = {name: analyse(text).problems for name, text in real if analyse(text).problems}
+    assert noisy == {}

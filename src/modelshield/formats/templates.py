@@ -133,10 +133,17 @@ DYNAMIC_ATTRIBUTE = Rule(
     title="Chat template computes attribute names at render time",
     severity=Severity.HIGH,
     category=Category.TEMPLATE,
-    overview="An attribute name is computed (`x|attr(a ~ b)`, `map(attribute=name)`), so the template's "
-    "text does not show which attribute it reads.",
+    overview="An attribute or item name is computed at render time from values the analyser cannot fold "
+    "(`x|attr(a ~ b)`, `x[name ~ '_']`, `map(attribute=name)`, pieces carried by loops, macro arguments or "
+    "`namespace()`), so the template's text does not show which attribute it reads. Names built from "
+    "constants (`'__ssalc__'|reverse`, `['__cl', 'ass__']|join`, `{% set %}` pieces) are folded and judged "
+    "like dotted ones (TPL001/TPL002).",
     attack="Building `'__cla' ~ 'ss__'` at render time hides dunder access from text filters and reviewers; "
-    "`|attr` then fetches it. It is the standard obfuscation of template-injection payloads.",
+    "`|attr` or a subscript then fetches it (Jinja's sandbox falls back from item to attribute lookup). It "
+    "is the standard obfuscation of template-injection payloads. Jinja2's sandbox refuses `_`-prefixed "
+    "names at render time, so the escape needs a sandbox bug or an unsandboxed renderer (llama-cpp-python "
+    "before 0.2.72); llama.cpp's minja has no Python objects to reach, but its own parser and built-ins "
+    "differ from Jinja2's and are not modelled.",
     impact="Possibly arbitrary code execution in the server, concealed from static review.",
     remediation=_REMEDIATION,
     example="`{{ (messages|attr('_' * 2 ~ 'class' ~ '_' * 2)) }}`",
@@ -203,7 +210,7 @@ def _fact_problem(fact: Fact) -> Problem | None:
     if fact.kind == "attribute":
         return _attribute_problem(fact.value, fact.line)
     if fact.kind == "computed-attribute":
-        return Problem(DYNAMIC_ATTRIBUTE, f"line {fact.line}: the |{fact.value} filter fetches a computed attribute")
+        return Problem(DYNAMIC_ATTRIBUTE, f"line {fact.line}: the {fact.value} fetches a computed attribute")
     if fact.kind == "string":
         match = _DUNDER_STRING.search(fact.value)
         if match:
