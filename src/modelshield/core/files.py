@@ -79,8 +79,13 @@ def check_file(path: str) -> Skipped | None:
     return Skipped(path, f"cannot read {path}: a folder") if stat.S_ISDIR(st.st_mode) else None
 
 
+def is_hf_repo_name(name: str) -> bool:
+    """Whether a folder name is a Hugging Face cache repository's (`models--org--name`)."""
+    return any(name.startswith(prefix) and len(name) > len(prefix) for prefix in HF_REPO_PREFIXES)
+
+
 def _is_hf_repo(folder: str, names: set[str]) -> bool:
-    return os.path.basename(os.path.normpath(folder)).startswith(HF_REPO_PREFIXES) and "snapshots" in names
+    return is_hf_repo_name(os.path.basename(os.path.normpath(folder))) and "snapshots" in names
 
 
 class _Walk:

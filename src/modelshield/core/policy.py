@@ -301,12 +301,6 @@ def _read_pyproject(path: str) -> dict[str, Any]:
         raise PolicyError(f"cannot read {path}: {exc}") from None
 
 
-def discover_policy(start: StrPath, allowlists: Iterable[str]) -> Policy | None:
-    """`[tool.modelshield]` from the nearest pyproject.toml that has one, at or above `start`."""
-    found = find_policy_file(start)
-    return None if found is None else load_policy_file(found, allowlists)
-
-
 def discover_scan_policy(paths: Iterable[StrPath], allowlists: Iterable[str]) -> Policy | None:
     """The policy of the scanned paths: each path's nearest `[tool.modelshield]`. Paths that fall under
     different policies (or some under none) are an error: one scan has one policy, and applying one

@@ -20,7 +20,7 @@ import re
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from modelshield.core.files import SKIPPED_DIRS
+from modelshield.core.files import SKIPPED_DIRS, is_hf_repo_name
 
 if TYPE_CHECKING:  # cryptography is imported only when signing or verifying
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
@@ -30,8 +30,6 @@ SIGNATURE_NAME = "model.sig"
 
 #: What the library leaves out of every folder signature by default (its `ignore_git_paths`).
 _LIBRARY_IGNORED = (".git", ".gitattributes", ".github", ".gitignore")
-#: A Hugging Face cache repository folder: `models--org--name` (datasets and spaces are cached alike).
-_CACHE_REPOSITORY = re.compile(r"(models|datasets|spaces)--.+")
 #: Curves of the elliptic-curve keys model-signing signs with (its Sigstore-compatible set).
 _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 #: The library's configuration name of a digest it records under another name (its own guess of the
@@ -137,7 +135,7 @@ def _cache_repository(folder: str) -> str | None:
     (a real path), if any: its snapshots' files are links into its `blobs/`."""
     parts = folder.split(os.sep)
     for i in range(len(parts) - 2, 0, -1):
-        if parts[i] == "snapshots" and _CACHE_REPOSITORY.fullmatch(parts[i - 1]):
+        if parts[i] == "snapshots" and is_hf_repo_name(parts[i - 1]):
             repository = os.sep.join(parts[:i])
             return repository if os.path.isdir(os.path.join(repository, "blobs")) else None
     return None
