@@ -77,6 +77,7 @@ from tests.formats.pickle_build import (
 FIX = ROOT / "tests" / "fixtures"
 MARK_CMD = "touch /tmp/modelshield-marker-bench"
 
+
 def system_call(cmd: str = MARK_CMD) -> bytes:
     """os.system(cmd) without PROTO or STOP, to splice into other pickles."""
     return glob("os", "system") + text(cmd) + TUPLE1 + REDUCE

@@ -214,9 +214,7 @@ def run_tool(tool: Tool, path: Path, root: Path, runs: int, timeout: float) -> O
         if verdict not in ("clean", "flagged") or seconds > SLOW:
             break
     note = note.replace(f"{path.parent}/", "").replace("|", "/")[:140]
-    return Outcome(
-        statistics.median(s for s, _ in samples), max(r for _, r in samples), verdict, note, len(samples)
-    )
+    return Outcome(statistics.median(s for s, _ in samples), max(r for _, r in samples), verdict, note, len(samples))
 
 
 def _ratio(value: float, base: float, ok: bool) -> str:
@@ -282,21 +280,38 @@ def main() -> None:
         install(tool)
     mib = 1024**2
     cases: list[tuple[str, str, Callable[..., None], Any]] = [
-        (f"opcode-dense pickle, {2_000_000 * scale:,.0f} objects", "dense.pkl", write_dense_pickle,
-         int(2_000_000 * scale)),
-        (f"PyTorch zip checkpoint, {2048 * scale:,.0f} MiB", "checkpoint.pt",
-         lambda p, n: write_stored_zip(p, n, 64), int(2048 * mib * scale)),
-        (f"joblib file with NumPy arrays, {512 * scale:,.0f} MiB", "model.joblib", write_joblib,
-         int(512 * mib * scale)),
+        (
+            f"opcode-dense pickle, {2_000_000 * scale:,.0f} objects",
+            "dense.pkl",
+            write_dense_pickle,
+            int(2_000_000 * scale),
+        ),
+        (
+            f"PyTorch zip checkpoint, {2048 * scale:,.0f} MiB",
+            "checkpoint.pt",
+            lambda p, n: write_stored_zip(p, n, 64),
+            int(2048 * mib * scale),
+        ),
+        (
+            f"joblib file with NumPy arrays, {512 * scale:,.0f} MiB",
+            "model.joblib",
+            write_joblib,
+            int(512 * mib * scale),
+        ),
         (f".npy array, {1024 * scale:,.0f} MiB", "weights.npy", write_npy, int(1024 * mib * scale)),
-        (f"legacy PyTorch checkpoint, {1024 * scale:,.0f} MiB", "legacy.pt", write_legacy_torch,
-         int(1024 * mib * scale)),
-        (f"safetensors file, {1024 * scale:,.0f} MiB", "model.safetensors", write_safetensors,
-         int(1024 * mib * scale)),
+        (
+            f"legacy PyTorch checkpoint, {1024 * scale:,.0f} MiB",
+            "legacy.pt",
+            write_legacy_torch,
+            int(1024 * mib * scale),
+        ),
+        (f"safetensors file, {1024 * scale:,.0f} MiB", "model.safetensors", write_safetensors, int(1024 * mib * scale)),
         (f"folder of {round(300 * scale)} small pickles", "many", write_folder, round(300 * scale)),
     ]
-    print(f"# modelshield and its peers ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
-          f"Python {sys.version.split()[0]}, {runs} run(s), timeout {timeout:g} s)\n")
+    print(
+        f"# modelshield and its peers ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+        f"Python {sys.version.split()[0]}, {runs} run(s), timeout {timeout:g} s)\n"
+    )
     print("Peers: " + ", ".join(" ".join(p.requirements) for p in PEERS) + "\n")
     with tempfile.TemporaryDirectory(prefix="modelshield-peers-") as tmp:
         root = Path(tmp)

@@ -55,8 +55,10 @@ def main() -> None:
             ("folder of 300 small pickles, 1 job", root / "many", lambda p: write_folder(p, 300), ["-j", "1"]),
             ("folder of 300 small pickles, 2 jobs", root / "many", lambda p: None, ["-j", "2"]),
         ]
-        print(f"# modelshield foundation benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
-              f"Python {sys.version.split()[0]})\n")
+        print(
+            f"# modelshield foundation benchmark ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+            f"Python {sys.version.split()[0]})\n"
+        )
         print("| input | on disk | median time (s) | peak RSS (MiB) |")
         print("| --- | ---: | ---: | ---: |")
         for label, path, make, extra in cases:

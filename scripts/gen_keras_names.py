@@ -70,8 +70,11 @@ def layer_names() -> set[str]:
     names |= public(namespace(keras, "src.legacy.layers"), functions=False)
     tf_keras_layers.populate_deserializable_objects()
     names |= {n for n, v in tf_keras_layers.LOCAL.ALL_OBJECTS.items() if inspect.isclass(v)}
-    names |= {n for n in public(tf_keras.layers, functions=False) if issubclass(getattr(tf_keras.layers, n),
-                                                                                 tf_keras.layers.Layer)}
+    names |= {
+        n
+        for n in public(tf_keras.layers, functions=False)
+        if issubclass(getattr(tf_keras.layers, n), tf_keras.layers.Layer)
+    }
     return names
 
 

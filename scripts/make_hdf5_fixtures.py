@@ -47,8 +47,10 @@ def main() -> None:
     with tables.open_file(OUT / "tables_vlarray_os_system.h5", mode="w") as handle:
         rows = handle.create_vlarray("/", "objects", tables.ObjectAtom(), expectedrows=1, chunkshape=(1,))
         rows.append(Payload())
-    print(f"wrote {sorted(p.name for p in OUT.glob('*.h5'))} with pandas {pd.__version__}, tables "
-          f"{tables.__version__}, Python {sys.version.split()[0]}")
+    print(
+        f"wrote {sorted(p.name for p in OUT.glob('*.h5'))} with pandas {pd.__version__}, tables "
+        f"{tables.__version__}, Python {sys.version.split()[0]}"
+    )
 
 
 if __name__ == "__main__":

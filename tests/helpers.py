@@ -22,14 +22,7 @@ def evil_pickle(command: str = "echo pwned", protocol: int = 2) -> bytes:
     arg = command.encode()
     if protocol == 0:
         return b"cos\nsystem\n(S'" + arg + b"'\ntR."
-    return (
-        bytes([0x80, protocol])
-        + b"cos\nsystem\n"
-        + b"X"
-        + len(arg).to_bytes(4, "little")
-        + arg
-        + b"\x85R."
-    )
+    return bytes([0x80, protocol]) + b"cos\nsystem\n" + b"X" + len(arg).to_bytes(4, "little") + arg + b"\x85R."
 
 
 def is_code_execution(result: FileResult, member: str | None = None) -> bool:

@@ -109,9 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Version-control folders (.git, .hg, .svn) are skipped.",
     )
     scan_cmd.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
-    scan_cmd.add_argument(
-        "-f", "--format", choices=FORMATS, default="text", help="report format (default: text)"
-    )
+    scan_cmd.add_argument("-f", "--format", choices=FORMATS, default="text", help="report format (default: text)")
     scan_cmd.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
     scan_cmd.add_argument(
         "--fail-on",

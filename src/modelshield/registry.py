@@ -21,20 +21,20 @@ from modelshield.containers.ziparchive import ZipHandler
 from modelshield.core.handler import Handler
 from modelshield.core.rules import CATALOGUE
 from modelshield.core.scan_rules import ENGINE_RULES
-from modelshield.formats.gguf import GgufHandler
-from modelshield.formats.hdf5 import Hdf5Handler
-from modelshield.formats.hf_config import HfConfigHandler
-from modelshield.formats.keras import KerasConfigHandler, KerasMetadataHandler
-from modelshield.formats.numpy_array import NpyHandler
-from modelshield.formats.onnx import OnnxHandler
+from modelshield.formats.configs.hf_config import HfConfigHandler
+from modelshield.formats.keras.config import KerasConfigHandler, KerasMetadataHandler
+from modelshield.formats.keras.hdf5 import Hdf5Handler
+from modelshield.formats.llm.gguf import GgufHandler
+from modelshield.formats.llm.templates import ChatTemplateHandler, TokenizerConfigHandler
+from modelshield.formats.onnx.model import OnnxHandler
 from modelshield.formats.pickle import PickleHandler
-from modelshield.formats.safetensors import SafetensorsHandler
-from modelshield.formats.safetensors_index import SafetensorsIndexHandler
-from modelshield.formats.savedmodel import GraphDefHandler, MetaGraphHandler, SavedModelHandler
-from modelshield.formats.templates import ChatTemplateHandler, TokenizerConfigHandler
-from modelshield.formats.tflite import TfliteHandler
-from modelshield.formats.torch_package import TorchPackageHandler
-from modelshield.formats.torchscript import TorchScriptCodeHandler
+from modelshield.formats.pickle.torch_package import TorchPackageHandler
+from modelshield.formats.pickle.torchscript import TorchScriptCodeHandler
+from modelshield.formats.tensorflow.savedmodel import GraphDefHandler, MetaGraphHandler, SavedModelHandler
+from modelshield.formats.tensorflow.tflite import TfliteHandler
+from modelshield.formats.tensors.numpy_array import NpyHandler
+from modelshield.formats.tensors.safetensors import SafetensorsHandler
+from modelshield.formats.tensors.safetensors_index import SafetensorsIndexHandler
 from modelshield.integrity.rules import INTEGRITY_RULES
 
 HANDLERS: tuple[Handler, ...] = (

@@ -126,9 +126,7 @@ def test_sarif_uris_are_percent_encoded_and_relative_to_srcroot(odd_folder: Path
     assert uris[b"models/" + ODD.encode()] == "models/my%20model%231%25.pt"
 
 
-def test_sarif_uri_outside_the_working_directory_is_an_absolute_file_uri(
-    odd_folder: Path, tmp_path: Path
-) -> None:
+def test_sarif_uri_outside_the_working_directory_is_an_absolute_file_uri(odd_folder: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     folder = odd_folder.resolve()

@@ -168,9 +168,7 @@ def test_readme_snippet_works_in_any_toml_file(
     assert {f["severity"] for r in doc["files"] for f in r["findings"]} == {"low"}
 
 
-def test_bare_keys_in_a_file_named_pyproject(
-    capsys: pytest.CaptureFixture[str], project: Path, tmp_path: Path
-) -> None:
+def test_bare_keys_in_a_file_named_pyproject(capsys: pytest.CaptureFixture[str], project: Path, tmp_path: Path) -> None:
     policy = tmp_path / "pyproject.toml"
     policy.write_text('fail-on = "critical"\n')
     code, doc, _ = scan_json(capsys, "--policy", str(policy), str(project / "d1" / "sub"))

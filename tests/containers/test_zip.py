@@ -131,11 +131,13 @@ def test_missing_central_directory(scan_data: ScanData) -> None:
 
 
 def test_member_only_in_a_local_header(scan_data: ScanData) -> None:
-    data = build([
-        Member("archive/data.pkl", BENIGN),
-        Member("archive/hidden.pkl", evil_pickle(), in_central=False),
-        Member("archive/version", b"3\n"),
-    ])
+    data = build(
+        [
+            Member("archive/data.pkl", BENIGN),
+            Member("archive/hidden.pkl", evil_pickle(), in_central=False),
+            Member("archive/version", b"3\n"),
+        ]
+    )
     result = scan_data(data, "model.pt")
     assert has_rule(result, "ARC011", "model.pt!archive/hidden.pkl")
     assert is_code_execution(result, "model.pt!archive/hidden.pkl")
@@ -161,10 +163,12 @@ def test_harmless_dotted_names_are_not_traversal(scan_data: ScanData) -> None:
 
 
 def test_symlink_member_pointing_outside(scan_data: ScanData) -> None:
-    data = build([
-        Member("weights", b"../../../home/user/.ssh", mode=S_IFLNK | 0o777),
-        Member("data.pkl", evil_pickle()),
-    ])
+    data = build(
+        [
+            Member("weights", b"../../../home/user/.ssh", mode=S_IFLNK | 0o777),
+            Member("data.pkl", evil_pickle()),
+        ]
+    )
     result = scan_data(data, "bundle.zip")
     assert has_rule(result, "ARC002", "bundle.zip!weights")
     assert is_code_execution(result, "bundle.zip!data.pkl")

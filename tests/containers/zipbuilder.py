@@ -69,8 +69,24 @@ def build(
         made_by = (3 << 8 | 20) if m.mode is not None else 20
         external = (m.mode or 0) << 16
         directory += struct.pack(
-            "<4s6H3L5H2L", b"PK\x01\x02", made_by, 20, m.flags, m.method, 0, 0x21, crc, len(payload), usize,
-            len(name), 0, 0, 0, 0, external, offset,
+            "<4s6H3L5H2L",
+            b"PK\x01\x02",
+            made_by,
+            20,
+            m.flags,
+            m.method,
+            0,
+            0x21,
+            crc,
+            len(payload),
+            usize,
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            external,
+            offset,
         )
         directory += name
     if not central:

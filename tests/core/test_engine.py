@@ -150,9 +150,7 @@ def test_depth_bound_is_a_finding(scan_data: ScanData) -> None:
     assert "max_depth=2" in result.findings[0].evidence
 
 
-def test_detection_never_materialises_a_decoded_stream(
-    scan_data: ScanData, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_detection_never_materialises_a_decoded_stream(scan_data: ScanData, monkeypatch: pytest.MonkeyPatch) -> None:
     """Sniffing reads heads only: a compressed pickle is streamed, never held whole in memory."""
     materialised: list[str] = []
     original = DecodedSource._materialize

@@ -16,14 +16,14 @@ from modelshield import scan_file
 from modelshield.core.handler import Handler
 from modelshield.core.source import BytesSource
 from modelshield.formats._protobuf import WireError, fields, read_varint
-from modelshield.formats.gguf import GgufHandler
-from modelshield.formats.hdf5 import Hdf5Handler
-from modelshield.formats.keras import KerasConfigHandler
-from modelshield.formats.numpy_array import NpyHandler
-from modelshield.formats.onnx import OnnxHandler
-from modelshield.formats.safetensors import SafetensorsHandler
-from modelshield.formats.savedmodel import SavedModelHandler
-from modelshield.formats.tflite import TfliteHandler
+from modelshield.formats.keras.config import KerasConfigHandler
+from modelshield.formats.keras.hdf5 import Hdf5Handler
+from modelshield.formats.llm.gguf import GgufHandler
+from modelshield.formats.onnx.model import OnnxHandler
+from modelshield.formats.tensorflow.savedmodel import SavedModelHandler
+from modelshield.formats.tensorflow.tflite import TfliteHandler
+from modelshield.formats.tensors.numpy_array import NpyHandler
+from modelshield.formats.tensors.safetensors import SafetensorsHandler
 from modelshield.registry import HANDLERS
 from tests.conftest import ScanData
 from tests.helpers import evil_pickle, is_code_execution

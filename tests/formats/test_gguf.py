@@ -12,7 +12,7 @@ import pytest
 
 from modelshield import FileResult, scan_file
 from modelshield.core.rules import Severity
-from modelshield.formats import gguf as gguf_format
+from modelshield.formats.llm import gguf as gguf_format
 from tests.conftest import ScanData
 from tests.formats.test_templates import LLAMA_3_1
 

@@ -20,7 +20,7 @@ import pytest
 from modelshield import FileResult, scan_file
 from modelshield.core.errors import ScanError
 from modelshield.core.rules import Severity
-from modelshield.formats import hdf5
+from modelshield.formats.keras import hdf5
 from tests.conftest import ScanData
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"

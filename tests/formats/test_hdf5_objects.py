@@ -14,7 +14,7 @@ import pytest
 
 from modelshield import FileResult, scan_file
 from modelshield.core.rules import Severity
-from modelshield.formats import hdf5
+from modelshield.formats.keras import hdf5
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -186,7 +186,6 @@ def test_a_keras_file_with_many_weights_has_no_dataset_read(tmp_path: Path, monk
     monkeypatch.setattr(h5py.Dataset, "__getitem__", refuse)
     monkeypatch.setattr(h5py.Dataset, "read_direct", refuse)
     assert scan_file(str(path)).findings == []
-
 
 
 def test_referenced_files_are_dependencies(tmp_path: Path) -> None:

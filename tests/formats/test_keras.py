@@ -17,8 +17,8 @@ import pytest
 from modelshield import FileResult, Policy, scan_file
 from modelshield.core.rules import Severity
 from modelshield.core.source import BytesSource
-from modelshield.formats import _marshal
-from modelshield.formats.keras import MAX_PER_RULE, KerasMetadataHandler, standard_names
+from modelshield.formats.keras import marshal as _marshal
+from modelshield.formats.keras.config import MAX_PER_RULE, KerasMetadataHandler, standard_names
 from modelshield.registry import HANDLERS
 from tests.conftest import ScanData, UnsizedStream
 from tests.helpers import evil_pickle, is_code_execution
@@ -31,15 +31,28 @@ def rules(result: FileResult, at_least: Severity = Severity.INFO) -> list[str]:
     return [f.rule_id for f in result.findings if f.level >= at_least]
 
 
-def keras_object(class_name: str, config: dict[str, Any] | None = None, module: str | None = "keras.layers",
-                 registered_name: str | None = None) -> dict[str, Any]:
-    return {"module": module, "class_name": class_name, "config": config or {"name": class_name.lower()},
-            "registered_name": registered_name}
+def keras_object(
+    class_name: str,
+    config: dict[str, Any] | None = None,
+    module: str | None = "keras.layers",
+    registered_name: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "module": module,
+        "class_name": class_name,
+        "config": config or {"name": class_name.lower()},
+        "registered_name": registered_name,
+    }
 
 
 def model(*layers: dict[str, Any], **extra: Any) -> bytes:
-    config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
-              "config": {"name": "sequential", "layers": list(layers)}, **extra}
+    config = {
+        "module": "keras",
+        "class_name": "Sequential",
+        "registered_name": None,
+        "config": {"name": "sequential", "layers": list(layers)},
+        **extra,
+    }
     return json.dumps(config).encode()
 
 
@@ -162,11 +175,21 @@ def test_lambda_layer_of_keras_3(scan_data: ScanData) -> None:
     ],
 )
 def test_keras_2_lambda_encodings(scan_data: ScanData, function: Any) -> None:
-    layer = {"class_name": "Lambda", "config": {"name": "l", "function": function, "function_type": "lambda",
-                                                 "module": "__main__", "output_shape": [3],
-                                                 "output_shape_type": "raw"}}
-    result = scan_data(json.dumps({"class_name": "Sequential", "config": {"layers": [layer]},
-                                   "keras_version": "2.15.0"}).encode(), "model.json")
+    layer = {
+        "class_name": "Lambda",
+        "config": {
+            "name": "l",
+            "function": function,
+            "function_type": "lambda",
+            "module": "__main__",
+            "output_shape": [3],
+            "output_shape_type": "raw",
+        },
+    }
+    result = scan_data(
+        json.dumps({"class_name": "Sequential", "config": {"layers": [layer]}, "keras_version": "2.15.0"}).encode(),
+        "model.json",
+    )
     assert rules(result) == ["KRS001"]
     assert "[os, system]" in result.findings[0].evidence
 
@@ -203,8 +226,7 @@ def test_foreign_module_severity_and_allowlist(scan_data: ScanData) -> None:
         ({"class_name": "MyLegacyLayer", "config": {}}, Severity.LOW),
         (keras_object("FutureLayer"), Severity.MEDIUM),
         (keras_object("GemmaBackbone", module="keras_hub.src.models.gemma"), Severity.LOW),
-        (keras_object("Dense", {"name": "d", "kernel_initializer": keras_object("MyInit", module=None)}),
-         Severity.LOW),
+        (keras_object("Dense", {"name": "d", "kernel_initializer": keras_object("MyInit", module=None)}), Severity.LOW),
     ],
 )
 def test_custom_and_unknown_objects(scan_data: ScanData, layer: dict[str, Any], severity: Severity) -> None:
@@ -245,13 +267,19 @@ def test_torch_module_wrapper_payload_is_scanned(scan_data: ScanData) -> None:
 @pytest.mark.parametrize(
     ("layer", "severity"),
     [
-        ({"class_name": "TFOpLambda", "config": {"name": "tf.py_function", "function": "py_function"}},
-         Severity.CRITICAL),
+        (
+            {"class_name": "TFOpLambda", "config": {"name": "tf.py_function", "function": "py_function"}},
+            Severity.CRITICAL,
+        ),
         ({"class_name": "TFOpLambda", "config": {"name": "w", "function": "tf.io.write_file"}}, Severity.HIGH),
-        ({"class_name": "TensorFlowOpLayer", "config": {"name": "r", "node_def": {"op": "ReadFile"}}},
-         Severity.HIGH),
-        ({"class_name": "ClassMethod", "config": {"name": "c", "cls_symbol": "data.Dataset",
-                                                  "method_name": "list_files"}}, Severity.HIGH),
+        ({"class_name": "TensorFlowOpLayer", "config": {"name": "r", "node_def": {"op": "ReadFile"}}}, Severity.HIGH),
+        (
+            {
+                "class_name": "ClassMethod",
+                "config": {"name": "c", "cls_symbol": "data.Dataset", "method_name": "list_files"},
+            },
+            Severity.HIGH,
+        ),
     ],
 )
 def test_tensorflow_operator_layers(scan_data: ScanData, layer: dict[str, Any], severity: Severity) -> None:
@@ -262,8 +290,10 @@ def test_tensorflow_operator_layers(scan_data: ScanData, layer: dict[str, Any], 
 
 
 def test_benign_tensorflow_operator_layers(scan_data: ScanData) -> None:
-    layers = [{"class_name": "TFOpLambda", "config": {"name": "a", "function": "math.add"}},
-              {"class_name": "SlicingOpLambda", "config": {"name": "s", "function": "__operators__.getitem"}}]
+    layers = [
+        {"class_name": "TFOpLambda", "config": {"name": "a", "function": "math.add"}},
+        {"class_name": "SlicingOpLambda", "config": {"name": "s", "function": "__operators__.getitem"}},
+    ]
     assert scan_data(model(*layers, keras_version="2.15.0"), "model.json").findings == []
 
 

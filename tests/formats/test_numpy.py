@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from modelshield import FileResult, Policy, Severity
 from modelshield.core.limits import Limits
-from modelshield.formats.numpy_array import HeaderError, parse_descr
+from modelshield.formats.tensors.numpy_array import HeaderError, parse_descr
 from modelshield.registry import HANDLERS
 from tests.conftest import ScanData
 from tests.helpers import evil_pickle, is_code_execution

@@ -13,9 +13,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from modelshield import FileResult, Policy, scan_file
 from modelshield.core.limits import Limits
+from modelshield.core.paths import escape_reason
 from modelshield.core.rules import Severity
-from modelshield.formats import onnx as onnx_format
-from modelshield.formats._paths import escape_reason
+from modelshield.formats.onnx import model as onnx_format
 from tests.conftest import ScanData, UnsizedStream
 
 FLOAT = TensorProto.FLOAT
@@ -323,7 +323,7 @@ def test_detection_does_not_decode_a_stream_whose_head_rules_out_onnx(unsized_st
 
 def test_external_data_location_constant_matches_onnx() -> None:
     """The scanner names onnx's enum value itself so that onnx loads only when a model is parsed."""
-    from modelshield.formats import onnx as analyser
+    from modelshield.formats.onnx import model as analyser
 
     assert analyser._EXTERNAL == onnx.TensorProto.EXTERNAL
 

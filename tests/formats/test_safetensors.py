@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelshield import FileResult, Severity, scan_file
-from modelshield.formats.safetensors import MAX_FINDINGS_PER_RULE
+from modelshield.formats.tensors.safetensors import MAX_FINDINGS_PER_RULE
 from tests.conftest import ScanData
 from tests.helpers import evil_pickle, is_code_execution
 

@@ -13,7 +13,7 @@ from safetensors.numpy import save_file
 from modelshield import scan_file
 from modelshield.core.rules import Severity
 from modelshield.core.source import BytesSource
-from modelshield.formats.safetensors_index import SafetensorsIndexHandler
+from modelshield.formats.tensors.safetensors_index import SafetensorsIndexHandler
 
 
 def write_index(folder: Path, weight_map: dict[str, str], name: str = "model.safetensors.index.json") -> Path:

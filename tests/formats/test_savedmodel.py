@@ -13,8 +13,9 @@ import modelshield
 from modelshield import FileResult, Policy
 from modelshield.core.rules import Severity
 from modelshield.core.source import BytesSource
-from modelshield.formats import savedmodel, tensorflow_ops
-from modelshield.formats.savedmodel import MetaGraph, Node, saver_only
+from modelshield.formats.tensorflow import ops as tensorflow_ops
+from modelshield.formats.tensorflow import savedmodel
+from modelshield.formats.tensorflow.savedmodel import MetaGraph, Node, saver_only
 from tests.conftest import ScanData, UnsizedStream
 from tests.formats.test_format_detection import pb_int, pb_msg
 

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from modelshield import FileResult
 from modelshield.core.rules import Severity
 from modelshield.core.source import BytesSource
-from modelshield.formats import templates
-from modelshield.formats.templates import ChatTemplateHandler, TokenizerConfigHandler, analyse
+from modelshield.formats.llm import templates
+from modelshield.formats.llm.templates import ChatTemplateHandler, TokenizerConfigHandler, analyse
 from tests.conftest import ScanData
 
 LLAMA_3_1 = """{{- bos_token }}
@@ -460,7 +460,9 @@ def test_ordinary_subscripts_stay_quiet() -> None:
     assert rules_of(ordinary) == set()
 
 
-LLAMA_CPP_TEMPLATES = Path(__file__).parents[1] / "fixtures/real/chat_templates/llama_cpp_python_0.3.36_templates.tar.xz"
+LLAMA_CPP_TEMPLATES = (
+    Path(__file__).parents[1] / "fixtures/real/chat_templates/llama_cpp_python_0.3.36_templates.tar.xz"
+)
 
 
 def _llama_cpp_templates() -> list[tuple[str, str]]:

@@ -8,8 +8,8 @@ from importlib import resources
 import pytest
 
 from modelshield.core.rules import Rule
-from modelshield.formats import tensorflow_ops
-from modelshield.formats.tensorflow_ops import (
+from modelshield.formats.tensorflow import ops as tensorflow_ops
+from modelshield.formats.tensorflow.ops import (
     CODE_EXECUTION,
     FILE_READ,
     FILE_WRITE,
@@ -18,7 +18,7 @@ from modelshield.formats.tensorflow_ops import (
     judge_symbol,
     registered_ops,
 )
-from modelshield.formats.tflite import CUSTOM, RULES, STABLEHLO_CUSTOM_CALL
+from modelshield.formats.tensorflow.tflite import CUSTOM, RULES, STABLEHLO_CUSTOM_CALL
 
 
 def test_every_catalogued_name_is_a_real_tensorflow_op() -> None:

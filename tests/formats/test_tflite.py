@@ -19,8 +19,9 @@ from modelshield.core.engine import Engine
 from modelshield.core.findings import Location
 from modelshield.core.rules import Severity
 from modelshield.core.source import BytesSource
-from modelshield.formats import tensorflow_ops, tflite
-from modelshield.formats.tflite import FlatBuffer, Table, root_table
+from modelshield.formats.tensorflow import ops as tensorflow_ops
+from modelshield.formats.tensorflow import tflite
+from modelshield.formats.tensorflow.tflite import FlatBuffer, Table, root_table
 from modelshield.registry import HANDLERS
 from tests.conftest import ScanData
 from tests.helpers import evil_pickle, is_code_execution

@@ -101,7 +101,7 @@ def test_unknown_shipped_module_is_not_a_shadow(scan_data: ScanData) -> None:
 
 
 def test_oversized_member_fails_closed(scan_data: ScanData, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("modelshield.formats.torch_package.MAX_MEMBER", 16)
+    monkeypatch.setattr("modelshield.formats.pickle.torch_package.MAX_MEMBER", 16)
     result = scan_data(package({"evil/mod.py": "# padding padding padding\nimport os\n"}), "model.pt")
     assert rules(result).get("PKG003") is Severity.MEDIUM
 

@@ -65,7 +65,7 @@ HOSTILE = [
     ('_0 = getattr(getattr(torch, "ops"), "evil").run(self.weight)', "TSC004"),
     ("_0 = torch.classes.evil.Runner()", "TSC004"),
     # a bound operator called later is judged where it is named
-    ("_0 = torch.save\n_0(self.weight, \"/tmp/x\")", "TSC003"),
+    ('_0 = torch.save\n_0(self.weight, "/tmp/x")', "TSC003"),
     ("_0 = torch.ops.evil\n_1 = _0.run(self.weight)", "TSC004"),
     # hand-edited archives: Python the TorchScript compiler rejects is still judged
     ('os.system("id")', "TSC002"),
@@ -95,7 +95,7 @@ def test_hostile_setstate_in_a_real_archive_is_high(tmp_path: Path) -> None:
         for info in zin.infolist():
             data = zin.read(info)
             if info.filename.endswith("code/__torch__.py"):
-                data += b'  def __setstate__(self: __torch__.TinyNet, state: bool) -> NoneType:\n'
+                data += b"  def __setstate__(self: __torch__.TinyNet, state: bool) -> NoneType:\n"
                 data += b'    torch.save(torch.zeros([1]), "/home/user/.bashrc")\n    return None\n'
             zout.writestr(info, data)
     result = scan_file(str(target))

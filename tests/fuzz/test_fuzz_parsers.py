@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelshield.formats import _marshal
+from modelshield.formats.keras import marshal as _marshal
 from tests.fuzz import seeds
 from tests.fuzz.conftest import FUZZ_SETTINGS
 from tests.fuzz.harness import scan_bytes

@@ -24,9 +24,7 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_folder_manifest_names_files_relative_to_the_folder(
-    capsys: pytest.CaptureFixture[str], model: Path
-) -> None:
+def test_folder_manifest_names_files_relative_to_the_folder(capsys: pytest.CaptureFixture[str], model: Path) -> None:
     (model / ".git").mkdir()
     (model / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     code, out, err = run(capsys, "hash", str(model))

@@ -62,8 +62,9 @@ def name_findings(ctx: Context, names: MemberNames, name: str) -> tuple[str, lis
     if reason:
         found.append(ctx.finding(PATH_ESCAPE, f"member name {name!r}: {reason}", member=display))
     if copy > 1:
-        found.append(ctx.finding(DUPLICATE_NAME, f"copy #{copy} of member {name!r}; every copy is scanned",
-                                 member=display))
+        found.append(
+            ctx.finding(DUPLICATE_NAME, f"copy #{copy} of member {name!r}; every copy is scanned", member=display)
+        )
     return display, found
 
 

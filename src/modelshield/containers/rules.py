@@ -142,8 +142,7 @@ PREPENDED_DATA = Rule(
     remediation="Model archives start with their first member. Reject the file, or review the findings for the "
     "prefix (modelshield scanned it as `<prefix>` unless the whole file was already recognised as another "
     "format).",
-    example="`cat evil.pkl model.pt > model.pt` keeps `torch.load` working and makes `pickle.load` run the "
-    "payload.",
+    example="`cat evil.pkl model.pt > model.pt` keeps `torch.load` working and makes `pickle.load` run the payload.",
 )
 
 TRAILING_DATA = Rule(

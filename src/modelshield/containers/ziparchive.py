@@ -43,7 +43,7 @@ from modelshield.core.handler import Context, Handler
 from modelshield.core.scan_rules import LIMIT_EXCEEDED, NOT_ANALYSED
 from modelshield.core.sniff import TAR_BLOCK, looks_like_tar_header
 from modelshield.core.source import CHUNK, BytesSource, DecodedSource, Decompressor, SliceSource, Source
-from modelshield.formats.tflite import associated_files_start
+from modelshield.formats.tensorflow.tflite import associated_files_start
 
 LOCAL_SIG = b"PK\x03\x04"
 CENTRAL_SIG = b"PK\x01\x02"
@@ -268,13 +268,15 @@ def _lzma_member(data: Source) -> tuple[Callable[[], Decompressor], Source]:
     if props_len < 5 or len(props) < 5 or props[0] >= 9 * 5 * 5:
         raise ScanError("lzma member has invalid properties")
     lc, rest = props[0] % 9, props[0] // 9
-    filters = [{
-        "id": lzma.FILTER_LZMA1,
-        "lc": lc,
-        "lp": rest % 5,
-        "pb": rest // 5,
-        "dict_size": int.from_bytes(props[1:5], "little"),
-    }]
+    filters = [
+        {
+            "id": lzma.FILTER_LZMA1,
+            "lc": lc,
+            "lp": rest % 5,
+            "pb": rest // 5,
+            "dict_size": int.from_bytes(props[1:5], "little"),
+        }
+    ]
     body = SliceSource(data, 4 + props_len, data.size - 4 - props_len)
     return (lambda: lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=filters)), body
 
@@ -535,9 +537,7 @@ class ZipHandler(Handler):
 
     def _check_crc(self, ctx: Context, display: str, entry: _Entry, actual: int) -> Iterator[Finding]:
         if actual != entry.crc:
-            yield ctx.finding(
-                BAD_CRC, f"stored CRC-32 {entry.crc:08x}, data has {actual:08x}", member=display
-            )
+            yield ctx.finding(BAD_CRC, f"stored CRC-32 {entry.crc:08x}, data has {actual:08x}", member=display)
 
 
 def _take(budget: list[int], amount: int) -> bool:

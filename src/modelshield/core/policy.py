@@ -164,7 +164,7 @@ def parse_policy(
     overrides: dict[str, Severity] = {}
     raw_sev = table.get("severity", {})
     if not isinstance(raw_sev, dict):
-        raise PolicyError(f"{where}: severity must be a table of RULE = \"level\"")
+        raise PolicyError(f'{where}: severity must be a table of RULE = "level"')
     for rule_id, level in raw_sev.items():
         if rule_id not in CATALOGUE:
             raise PolicyError(f"{where}: severity: unknown rule {rule_id!r}")
@@ -203,7 +203,7 @@ def parse_policy(
 
     trusted = table.get("trusted-models", [])
     if not isinstance(trusted, list) or not all(isinstance(t, str) and t for t in trusted):
-        raise PolicyError(f"{where}: trusted-models must be a list of repository ids or globs (\"org/*\")")
+        raise PolicyError(f'{where}: trusted-models must be a list of repository ids or globs ("org/*")')
     fail_unresolved = table.get("fail-on-unresolved-dependencies", False)
     if not isinstance(fail_unresolved, bool):
         raise PolicyError(f"{where}: fail-on-unresolved-dependencies must be true or false")

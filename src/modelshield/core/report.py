@@ -6,10 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from modelshield.core.dependencies import Graph
 from modelshield.core.findings import Finding
 from modelshield.core.policy import Policy, Suppression
 from modelshield.core.rules import Severity
-from modelshield.deps.model import Graph
 
 
 class ScannedObject(NamedTuple):

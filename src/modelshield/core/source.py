@@ -55,7 +55,6 @@ class Source(ABC):
         return self.size
 
 
-
 class _RangeReader(io.RawIOBase):
     """Sequential reads over a Source's read_at."""
 

@@ -8,10 +8,10 @@ import os
 import re
 from typing import NamedTuple
 
+from modelshield.core.dependencies import Dependency
 from modelshield.core.files import inside
 from modelshield.core.findings import truncate
-from modelshield.deps.model import Dependency
-from modelshield.formats._paths import escape_reason
+from modelshield.core.paths import escape_reason
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 

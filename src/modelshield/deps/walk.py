@@ -13,15 +13,15 @@ from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import NamedTuple
 
+from modelshield.core.dependencies import Dependency, Edge, Graph, Node
+from modelshield.core.dependency_rules import DEPENDENCY_FINDINGS, NOT_SCANNED
 from modelshield.core.files import Skipped, inside, walk_files
 from modelshield.core.findings import Finding, Location
 from modelshield.core.policy import Policy
+from modelshield.core.remote_code import analyse_modules, code_finding
 from modelshield.core.report import FileResult
 from modelshield.core.rules import Severity
-from modelshield.deps.model import Dependency, Edge, Graph, Node
-from modelshield.deps.remote_code import analyse_modules, code_finding
 from modelshield.deps.resolve import Resolution, resolve
-from modelshield.deps.rules import DEPENDENCY_FINDINGS, NOT_SCANNED
 
 #: Files scanned for one dependency: model repositories hold tens of files, rarely thousands.
 MAX_FILES_PER_DEPENDENCY = 10_000

@@ -444,6 +444,7 @@ def verify_model(
         raise _verification_error(model, signature, exc, sharded=serialization.get("method") == "shards") from None
     return signature
 
+
 def _verification_error(model: str, signature: str, exc: Exception, *, sharded: bool) -> VerificationError:
     """One clear error from what the library raised, naming each file it reports as differing."""
     text = str(exc)

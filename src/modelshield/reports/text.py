@@ -10,10 +10,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from modelshield.core.dependencies import Edge, Graph, Node
 from modelshield.core.findings import Finding
 from modelshield.core.report import FileResult, Report
 from modelshield.core.rules import Severity
-from modelshield.deps.model import Edge, Graph, Node
 from modelshield.reports import one_line, printable
 
 STYLE = {
@@ -37,9 +37,7 @@ def _finding(console: Console, finding: Finding) -> None:
     console.print(Text.assemble("           at ", (one_line(str(finding.location)), "blue")))
     console.print(Text("           " + one_line(finding.evidence)))
     fix = _first_sentence(finding.remediation)
-    console.print(
-        f"           [dim]fix:[/dim] {escape(fix)} [dim](modelshield explain {finding.rule_id})[/dim]"
-    )
+    console.print(f"           [dim]fix:[/dim] {escape(fix)} [dim](modelshield explain {finding.rule_id})[/dim]")
 
 
 def _file(console: Console, result: FileResult, verbose: bool) -> None:

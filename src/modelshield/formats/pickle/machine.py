@@ -23,13 +23,13 @@ from modelshield.core.callables import (
     TORCH_STORAGE_SIZES,
     WRAPPERS,
 )
+from modelshield.core.dependencies import call_dependency
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding, truncate
 from modelshield.core.handler import Context
 from modelshield.core.pysource import analyse_generated
 from modelshield.core.rules import Rule, Severity
 from modelshield.core.source import BytesSource, DecodedSource, SliceSource, Source
-from modelshield.deps.model import call_dependency
 from modelshield.formats.pickle.names import Judge, Name, Verdict, resolve, valid_module
 from modelshield.formats.pickle.rules import (
     CODE_EXECUTION,

@@ -16,17 +16,17 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from modelshield.core.dependency_rules import DEPENDENCY_RULES
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.sniff import classify_plain
 from modelshield.core.source import Source
-from modelshield.deps.rules import DEPENDENCY_RULES
 from modelshield.formats._json import json_object
-from modelshield.formats.hf_config import config_findings
+from modelshield.formats.configs.hf_config import config_findings
 
 if TYPE_CHECKING:
-    from modelshield.formats._jinja import Fact
+    from modelshield.formats.llm.jinja import Fact
 
 #: Real chat templates are a few kilobytes (the largest about 20 kB); a larger one is not parsed
 #: (fail closed). Jinja parses about 400 kB a second, so this bounds the time per template.
@@ -230,7 +230,7 @@ def analyse(text: str) -> Analysis:
     """
     if len(text) > MAX_TEMPLATE_CHARS:
         return Analysis((Problem(UNPARSEABLE, f"template of {len(text)} characters exceeds {MAX_TEMPLATE_CHARS}"),))
-    from modelshield.formats import _jinja  # noqa: PLC0415 - Jinja is imported only when a template is met
+    from modelshield.formats.llm import jinja as _jinja  # noqa: PLC0415 - Jinja is imported only when a template is met
 
     try:
         found = list(_jinja.facts(text, MAX_NODES))

@@ -14,10 +14,10 @@ from typing import Any
 
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
+from modelshield.core.paths import escape_reason
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import Source
 from modelshield.formats._json import json_object
-from modelshield.formats._paths import escape_reason
 
 #: Findings per rule: an index names at most a few hundred distinct shards.
 MAX_FINDINGS_PER_RULE = 20

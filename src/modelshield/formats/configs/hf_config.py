@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from modelshield.core.dependencies import Dependency, named
+from modelshield.core.dependency_rules import DEPENDENCY, DEPENDENCY_RULES, NOT_SCANNED
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
+from modelshield.core.remote_code import CodeProblem, analyse_modules, code_finding, module_names
 from modelshield.core.rules import Severity
 from modelshield.core.source import Source
-from modelshield.deps.model import Dependency, named
-from modelshield.deps.remote_code import CodeProblem, analyse_modules, code_finding, module_names
-from modelshield.deps.rules import DEPENDENCY, DEPENDENCY_RULES, NOT_SCANNED
 from modelshield.formats._json import json_document
 
 #: Dependencies reported (and so followed) per file; a longer list is cut with a DEP003 finding.

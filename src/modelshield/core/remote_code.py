@@ -7,10 +7,10 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 
+from modelshield.core.dependency_rules import REMOTE_CODE
 from modelshield.core.findings import Finding, Location
 from modelshield.core.pysource import CodeProblem, analyse_source
 from modelshield.core.rules import Severity
-from modelshield.deps.rules import REMOTE_CODE
 
 __all__ = ["CodeProblem", "analyse_modules", "code_finding", "module_names"]
 

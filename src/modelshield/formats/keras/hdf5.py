@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from modelshield.core.dependencies import Dependency
 from modelshield.core.engine import failure_finding
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
@@ -36,8 +37,7 @@ from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.sniff import TAR_BLOCK, looks_like_tar_header
 from modelshield.core.source import BytesSource, DecodedSource, FileSource, SliceSource, Source
-from modelshield.deps.model import Dependency
-from modelshield.formats.keras import MAX_PARSE_BYTES, ConfigWalker, parse_config, read_all
+from modelshield.formats.keras.config import MAX_PARSE_BYTES, ConfigWalker, parse_config, read_all
 from modelshield.formats.pickle.rules import MALFORMED
 
 #: How a member names an HDF5 attribute: `/group/dataset@attr:NAME`.

@@ -21,8 +21,8 @@ from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import BytesSource, DecodedSource, SliceSource, Source
-from modelshield.formats import tensorflow_ops
 from modelshield.formats._data import load_data
+from modelshield.formats.tensorflow import ops as tensorflow_ops
 
 IDENTIFIER = b"TFL3"
 #: Select TF ops are custom ops named "Flex" + the TensorFlow op name.

@@ -1,12 +1,12 @@
 """Keras model configurations: `config.json` inside a `.keras` archive, legacy `model.to_json()` files,
-the `model_config`/`training_config` of H5 files (formats/hdf5.py) and `keras_metadata.pb` beside a
+the `model_config`/`training_config` of H5 files (formats/keras/hdf5.py) and `keras_metadata.pb` beside a
 tf.keras SavedModel. One walker visits every nested dict and list of a config, because Keras
 deserialises objects wherever they sit (wrapped layers, RNN cells, initializers, losses, schedules).
 
 No suffix is claimed: `.keras` is a zip (the zip walker hands its members to the engine, which is how
 `config.json` gets here, and asks `check_listing` about its member names) and `.json`/`.pb` name many
 other things. Scanning never imports Keras: standard names come from data/keras_layers.json
-(scripts/gen_keras_names.py) and Lambda bytecode is read by formats/_marshal.py.
+(scripts/gen_keras_names.py) and Lambda bytecode is read by formats/keras/marshal.py.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from collections.abc import Iterator, Sequence
 from functools import cache
 from typing import Any, NamedTuple
 
+from modelshield.core.dependencies import named
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.sniff import suffix_of
 from modelshield.core.source import BytesSource, Source
-from modelshield.deps.model import named
 from modelshield.formats._data import load_data
 from modelshield.formats._protobuf import LEN, WireError, fields, plausible_head, read_text
-from modelshield.formats.tensorflow_ops import OpVerdict, judge_op, judge_symbol
+from modelshield.formats.tensorflow.ops import OpVerdict, judge_op, judge_symbol
 
 #: Configs larger than this are judged on their first bytes alone when sniffing (scanning reads them
 #: in full, within `Limits.max_buffer_bytes`).
@@ -366,7 +366,7 @@ def describe_code(encoded: str) -> tuple[str, dict[str, Any]]:
     raw = decode_base64(encoded, MAX_CODE_BASE64)
     if not raw:
         return "bytecode that is not valid base64", {}
-    from modelshield.formats import _marshal  # noqa: PLC0415 - only Lambda layers need the bytecode reader
+    from modelshield.formats.keras import marshal as _marshal  # noqa: PLC0415 - only Lambda layers need the bytecode reader
 
     summary = _marshal.summarise(raw)
     details: dict[str, Any] = {"bytecode_bytes": len(raw), "names": summary.names[:50], "strings": summary.strings[:50]}
@@ -612,9 +612,7 @@ class ConfigWalker:
         for key in ("vocabulary", "idf_weights"):
             path = settings.get(key)
             if isinstance(path, str) and path:
-                yield from self.finding(
-                    EXTERNAL_VOCABULARY, node, f"{owner} reads its {key} from {path!r}", file=path
-                )
+                yield from self.finding(EXTERNAL_VOCABULARY, node, f"{owner} reads its {key} from {path!r}", file=path)
 
     def _tf_symbol(self, class_name: str, settings: dict[str, Any], node: _Node, owner: str) -> Iterator[Finding]:
         verdict: OpVerdict | None = None
