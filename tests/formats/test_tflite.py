@@ -19,9 +19,10 @@ from modelshield.core.engine import Engine
 from modelshield.core.findings import Location
 from modelshield.core.rules import Severity
 from modelshield.core.source import BytesSource
+from modelshield.formats._flatbuffers import FlatBuffer, Table
 from modelshield.formats.tensorflow import ops as tensorflow_ops
 from modelshield.formats.tensorflow import tflite
-from modelshield.formats.tensorflow.tflite import FlatBuffer, Table, root_table
+from modelshield.formats.tensorflow.tflite import root_table
 from modelshield.registry import HANDLERS
 from tests.conftest import ScanData
 from tests.helpers import evil_pickle, is_code_execution
