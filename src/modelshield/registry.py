@@ -27,6 +27,7 @@ from modelshield.formats.keras.hdf5 import Hdf5Handler
 from modelshield.formats.llm.gguf import GgufHandler
 from modelshield.formats.llm.templates import ChatTemplateHandler, TokenizerConfigHandler
 from modelshield.formats.onnx.model import OnnxHandler
+from modelshield.formats.onnx.ort_format import OrtFormatHandler
 from modelshield.formats.pickle import PickleHandler
 from modelshield.formats.pickle.torch_package import TorchPackageHandler
 from modelshield.formats.pickle.torchscript import TorchScriptCodeHandler
@@ -54,6 +55,7 @@ HANDLERS: tuple[Handler, ...] = (
     SafetensorsHandler(),
     GgufHandler(),
     OnnxHandler(),
+    OrtFormatHandler(),
     TfliteHandler(),
     Hdf5Handler(),
     SavedModelHandler(),

@@ -347,3 +347,144 @@ def test_onnx_recognised_by_what_the_parser_accepts(scan_data: ScanData, edit: s
     result = scan_data(data, "model.onnx")
     assert result.format == "onnx"
     assert "ONX001" in rule_ids(result)
+
+
+# -- onnxruntime's in-memory location and EPContext nodes ------------------------------------------
+
+
+@pytest.mark.parametrize("location", ["*/_ORT_MEM_ADDR_/*", "./*/_ORT_MEM_ADDR_/*"])
+def test_memory_address_location_is_high(tmp_path: Path, location: str) -> None:
+    tensor = external("w", location=location, offset="140737488355328", length="16")
+    result = scan_file(str(save(external_model(tensor), tmp_path)))
+    [finding] = result.findings
+    assert finding.rule_id == "ONX009" and finding.level is Severity.HIGH
+    assert "'140737488355328'" in finding.evidence
+
+
+def ep_context_node(**attributes: object) -> onnx.NodeProto:
+    """An EPContext node as onnxruntime's providers write it (contrib_defs.cc: variadic, com.microsoft)."""
+    return helper.make_node(
+        "EPContext", ["x"], ["y"], domain="com.microsoft", source="QNNExecutionProvider", **attributes
+    )
+
+
+def ep_context_model(**attributes: object) -> onnx.ModelProto:
+    return model([ep_context_node(**attributes)], opsets=[helper.make_opsetid("com.microsoft", 1)])
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("../../shared/engine.bin", "climbs out"),
+        ("/var/cache/engine.bin", "absolute"),
+        ("sub/../../x.bin", "climbs out"),
+    ],
+)
+def test_ep_context_file_outside_the_folder_is_high(tmp_path: Path, path: str, reason: str) -> None:
+    result = scan_file(str(save(ep_context_model(embed_mode=0, ep_cache_context=path), tmp_path)))
+    [escape] = [f for f in result.findings if f.rule_id == "ONX007"]
+    assert escape.level is Severity.HIGH and reason in escape.evidence and path in escape.evidence
+    assert "ONX008" not in rule_ids(result)
+
+
+def test_ep_context_file_linked_out_of_the_folder_is_high(tmp_path: Path) -> None:
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 16)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    os.symlink(tmp_path / "secret.bin", folder / "ctx.bin")
+    result = scan_file(str(save(ep_context_model(embed_mode=0, ep_cache_context="ctx.bin"), folder)))
+    assert [f.evidence for f in result.findings if f.rule_id == "ONX007"] == [
+        "graph 'g' > node 'EPContext': ep_cache_context 'ctx.bin' resolves outside the model folder through a link"
+    ]
+
+
+def test_tensorrt_refit_model_file_outside_the_folder_is_high(tmp_path: Path) -> None:
+    m = ep_context_model(embed_mode=1, ep_cache_context=b"engine", onnx_model_filename="../../victim.onnx")
+    result = scan_file(str(save(m, tmp_path)))
+    assert {f.rule_id for f in result.findings} == {"ONX002", "ONX007", "ONX008"}
+
+
+def test_ep_context_program_next_to_the_model_or_embedded_is_medium(tmp_path: Path) -> None:
+    (tmp_path / "model_ctx.bin").write_bytes(b"\0" * 64)
+    in_file = scan_file(str(save(ep_context_model(embed_mode=0, ep_cache_context="model_ctx.bin"), tmp_path)))
+    [binary] = [f for f in in_file.findings if f.rule_id == "ONX008"]
+    assert binary.level is Severity.MEDIUM and "'model_ctx.bin' (64 bytes)" in binary.evidence
+    embedded = scan_file(str(save(ep_context_model(ep_cache_context=b"\x01" * 32), tmp_path, "embedded.onnx")))
+    assert [f.evidence for f in embedded.findings if f.rule_id == "ONX008"] == [
+        "graph 'g' > node 'EPContext' embeds a 32-byte precompiled program"
+    ]
+
+
+def test_ep_context_is_judged_by_op_type_in_any_domain_and_subgraph(tmp_path: Path) -> None:
+    """Providers match the op type only (onnx_ctx_model_helper.cc), so a renamed domain is no way around."""
+    m = control_flow_model()
+    then_branch = next(a.g for a in m.graph.node[1].attribute if a.name == "then_branch")
+    hidden = helper.make_node("EPContext", ["t"], ["t2"], domain="x.ops", embed_mode=0, ep_cache_context="/etc/passwd")
+    then_branch.node.append(hidden)
+    result = scan_file(str(save(m, tmp_path)))
+    assert {"ONX001", "ONX007"} <= set(rule_ids(result))
+
+
+def test_ep_context_inside_an_archive_is_still_judged_by_its_path(tmp_path: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "bundle.zip", "w") as bundle:
+        bundle.writestr("model.onnx", ep_context_model(embed_mode=0, ep_cache_context="../x.bin").SerializeToString())
+        bundle.writestr("inner.onnx", ep_context_model(embed_mode=0, ep_cache_context="ctx.bin").SerializeToString())
+    found = {(f.location.members[-1], f.rule_id) for f in scan_file(str(tmp_path / "bundle.zip")).findings}
+    assert {("model.onnx", "ONX007"), ("inner.onnx", "ONX008")} <= found
+
+
+# -- ORT format (.ort) -----------------------------------------------------------------------------
+
+ORT_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "onnx"
+
+
+def ort_fixture(name: str) -> bytes:
+    return (ORT_FIXTURES / name).read_bytes()
+
+
+def test_ort_model_from_the_real_converter_is_clean(scan_data: ScanData) -> None:
+    result = scan_data(ort_fixture("standard.ort"), "model.ort")
+    assert result.format == "onnx-ort"
+    [vendor] = result.findings
+    assert vendor.rule_id == "ONX002" and vendor.level is Severity.INFO
+    assert "'Gelu' in domain 'com.microsoft'; first at graph > node 'If'.then_branch" in vendor.evidence
+
+
+@pytest.mark.parametrize("name", ["model.bin", "weights", "model.tflite"])
+def test_ort_model_is_recognised_by_content_under_any_name(scan_data: ScanData, name: str) -> None:
+    result = scan_data(ort_fixture("custom_op_in_a_branch.ort"), name)
+    assert result.format == "onnx-ort"
+    assert "ONX001" in rule_ids(result)
+
+
+def test_ort_custom_operator_in_a_branch_is_medium(scan_data: ScanData) -> None:
+    result = scan_data(ort_fixture("custom_op_in_a_branch.ort"), "model.ort")
+    [custom] = result.findings
+    assert custom.rule_id == "ONX001" and custom.level is Severity.MEDIUM
+    assert "'Exfiltrate' in domain 'com.example.ops'; first at graph > node 'If_0'.then_branch" in custom.evidence
+
+
+def test_ort_ep_context_nodes_are_judged_like_onnx(scan_data: ScanData) -> None:
+    escape = scan_data(ort_fixture("ep_context_escape.ort"), "model.ort")
+    assert [f.evidence for f in escape.findings if f.rule_id == "ONX007"] == [
+        "graph > node 'EPContext_0': ep_cache_context '../../shared/engine.bin' climbs out of the model folder"
+    ]
+    embedded = scan_data(ort_fixture("ep_context_embedded.ort"), "model.ort")
+    assert [f.evidence for f in embedded.findings if f.rule_id == "ONX008"] == [
+        "graph > node 'EPContext_0' embeds a 144-byte precompiled program"
+    ]
+
+
+def test_truncated_ort_model_fails_closed(scan_data: ScanData) -> None:
+    data = ort_fixture("standard.ort")
+    result = scan_data(data[: len(data) // 3], "model.ort")
+    assert result.format == "onnx-ort"
+    assert [f.rule_id for f in result.findings] == ["SCN003"]
+
+
+def test_ort_walk_is_bounded(scan_data: ScanData, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onnx_format, "MAX_NODES", 2)
+    result = scan_data(ort_fixture("standard.ort"), "model.ort")
+    assert "SCN005" in rule_ids(result)

@@ -1,8 +1,10 @@
 """ONNX models: operators that need native code supplied at load, and external-data references.
 
 An ONNX file cannot carry code, but it can name operators that only a custom-op library (a shared
-object the loader registers) implements, and it can point tensors at files anywhere: loaders that
-follow `external_data` have read arbitrary files (CVE-2022-25882, CVE-2024-27318, CVE-2026-27489).
+object the loader registers) implements, it can point tensors at files anywhere: loaders that
+follow `external_data` have read arbitrary files (CVE-2022-25882, CVE-2024-27318, CVE-2026-27489),
+or at a raw memory address (ONNX Runtime's `*/_ORT_MEM_ADDR_/*` location), and its `EPContext`
+nodes hand an execution provider a precompiled engine, embedded or in a file the node names.
 The model is parsed with the `onnx` package from bytes read here, so the package never opens an
 external file; external files are only `stat`ed, never read.
 """
@@ -177,7 +179,78 @@ EXTERNAL_MISSING = Rule(
     example="`model.onnx` scanned alone while its initializers live in `model.onnx.data`.",
 )
 
-RULES = (CUSTOM_DOMAIN, VENDOR_DOMAIN, UNKNOWN_OPERATOR, EXTERNAL_ESCAPE, EXTERNAL_INVALID, EXTERNAL_MISSING)
+_EP_CONTEXT = (
+    "An `EPContext` node (ONNX Runtime's EP context cache) replaces a partition of the graph with a "
+    "program precompiled for one execution provider (a TensorRT engine, a QNN context binary, an "
+    "OpenVINO blob...). With `embed_mode=1` the program is the `ep_cache_context` attribute itself; with "
+    "`embed_mode=0` the attribute is a file name that the provider joins to the model's folder and "
+    "deserializes."
+)
+
+EP_CONTEXT_ESCAPE = Rule(
+    id="ONX007",
+    title="EPContext node loads a context binary from outside the model folder",
+    severity=Severity.HIGH,
+    category=Category.MODEL_DEPENDENCY,
+    overview="An `EPContext` node with `embed_mode=0` names its context binary (or TensorRT's "
+    "`onnx_model_filename` for weight refitting) with an absolute path, a path that climbs out of the "
+    "model folder, a URL, a NUL byte, or a name that resolves outside the folder through a link.",
+    attack=_EP_CONTEXT + " TensorRT's provider refuses absolute paths and `..`; the QNN, OpenVINO, "
+    "Vitis AI and plugin providers each resolve the name their own way, and none checks symbolic links. "
+    "A model that points its context at a file placed elsewhere (a download folder, a shared cache) "
+    "makes the accelerator run a program nobody reviewed with the model.",
+    impact="A precompiled program of unknown origin runs on the accelerator, or an arbitrary file is "
+    "read and handed to the provider's deserializer.",
+    remediation="Do not load the model; regenerate the EP context model yourself from the source ONNX "
+    "model (`ep.context_enable=1`) on the target hardware.",
+    example="`EPContext` with `embed_mode: 0`, `ep_cache_context: '../../shared/engine.bin'`.",
+)
+
+EP_CONTEXT_BINARY = Rule(
+    id="ONX008",
+    title="EPContext node runs a precompiled engine that cannot be analysed",
+    severity=Severity.MEDIUM,
+    category=Category.INFERENCE_TIME_CODE,
+    overview="An `EPContext` node carries a precompiled program for an execution provider, embedded in "
+    "the node or in a file next to the model. Its contents are a vendor's compiled format, which "
+    "modelshield does not analyse; the rest of the model says nothing about what it computes.",
+    attack=_EP_CONTEXT + " The graph a reviewer sees is only the node's inputs and outputs: what runs "
+    "is the compiled program, whose deserializer is native code parsing attacker-supplied bytes, and "
+    "some formats name plugin or op-package libraries that the provider loads.",
+    impact="Whatever the compiled program computes, including outputs unrelated to the published graph; "
+    "memory-safety bugs in the provider's deserializer are reachable from the file.",
+    remediation="Take EP context models only from their real publisher, or regenerate them yourself from "
+    "the source ONNX model on the target hardware.",
+    example="`EPContext` with `source: 'QNNExecutionProvider'`, `embed_mode: 1` and a 40 MB `ep_cache_context`.",
+)
+
+MEMORY_ADDRESS = Rule(
+    id="ONX009",
+    title="External data location is a raw memory address",
+    severity=Severity.HIGH,
+    category=Category.MODEL_DEPENDENCY,
+    overview="A tensor's external-data `location` is ONNX Runtime's in-memory tag `*/_ORT_MEM_ADDR_/*`, "
+    "which tells a loader that `offset` is a pointer into its own process, not a file position.",
+    attack="ONNX Runtime uses the tag internally for initializers it already holds in memory. A loader "
+    "that honours it in a model read from a file (OpenVINO's ONNX frontend did; check your ONNX Runtime "
+    "release) copies `length` bytes from an address the file chose: a crash at best, process memory "
+    "(keys, other users' inputs) in the model's weights at worst.",
+    impact="Denial of service or disclosure of the loading process's memory.",
+    remediation="Do not load the model; no file written by a real exporter uses this location.",
+    example="`external_data {location: '*/_ORT_MEM_ADDR_/*', offset: '140737488355328', length: '4096'}`.",
+)
+
+RULES = (
+    CUSTOM_DOMAIN,
+    VENDOR_DOMAIN,
+    UNKNOWN_OPERATOR,
+    EXTERNAL_ESCAPE,
+    EXTERNAL_INVALID,
+    EXTERNAL_MISSING,
+    EP_CONTEXT_ESCAPE,
+    EP_CONTEXT_BINARY,
+    MEMORY_ADDRESS,
+)
 
 
 class OnnxModel(NamedTuple):
@@ -245,15 +318,54 @@ class _OpUse:
     first: str = ""
 
 
+class EpContext(NamedTuple):
+    """What an `EPContext` node hands its execution provider (contrib_defs.cc; onnx_ctx_model_helper.cc)."""
+
+    where: str
+    #: `embed_mode`: providers read `ep_cache_context` as the program unless it is 0 (default 1)
+    embedded: bool
+    #: `ep_cache_context`: the program, or a file name relative to the model's folder
+    context: bytes
+    #: `onnx_model_filename`: TensorRT refits a weight-stripped engine from this file in the folder
+    model_filename: str
+
+
+#: The op type providers look for; they match it without looking at the domain.
+EP_CONTEXT_OP = "EPContext"
+
+
+class OperatorJudge:
+    """Which rule an operator falls under: standard, model-local function, vendor, or custom."""
+
+    def __init__(self, functions: frozenset[tuple[str, str, str]] = frozenset()) -> None:
+        self.functions = functions
+        self.standard = standard_operators()
+
+    def rule(self, domain: str, op_type: str, overload: str = "") -> Rule | None:
+        domain = _domain(domain)
+        if (domain, op_type, overload) in self.functions:
+            return None  # a model-local function: its body is walked on its own
+        if domain in self.standard:
+            return None if op_type in self.standard[domain] else UNKNOWN_OPERATOR
+        return VENDOR_DOMAIN if domain in VENDOR_DOMAINS else CUSTOM_DOMAIN
+
+
 @dataclass
-class _Walk:
+class Walk:
     """Everything found while walking one model, aggregated so reports stay short."""
 
     ops: dict[tuple[Rule, str, str], _OpUse] = field(default_factory=dict)
     tensors: list[tuple[str, onnx.TensorProto]] = field(default_factory=list)
+    contexts: list[EpContext] = field(default_factory=list)
     nodes: int = 0
     #: the walk stopped at MAX_NODES
     truncated: bool = False
+
+    def operator(self, judge: OperatorJudge, domain: str, op_type: str, where: str, overload: str = "") -> None:
+        rule = judge.rule(domain, op_type, overload)
+        if rule is not None:
+            use = self.ops.setdefault((rule, _domain(domain), op_type), _OpUse(first=where))
+            use.count += 1
 
 
 def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
@@ -273,16 +385,29 @@ def _attribute_tensors(attribute: onnx.AttributeProto) -> Iterator[onnx.TensorPr
         yield sparse.indices
 
 
+def _ep_context(node: onnx.NodeProto, where: str) -> EpContext:
+    """The node's attributes as providers read them: the last attribute of a name wins, like ORT's map."""
+    attributes = {attribute.name: attribute for attribute in node.attribute}
+    embed = attributes.get("embed_mode")
+    context = attributes.get("ep_cache_context")
+    model_file = attributes.get("onnx_model_filename")
+    return EpContext(
+        where,
+        embed is None or embed.i != 0,
+        context.s if context is not None else b"",
+        model_file.s.decode("utf-8", "replace") if model_file is not None else "",
+    )
+
+
 class ModelWalker:
     """Visits every node of the main graph, subgraphs, local functions and training graphs."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
         self.model = model
-        self.functions = {(_domain(f.domain), f.name, f.overload) for f in model.functions}
-        self.standard = standard_operators()
-        self.result = _Walk()
+        self.judge = OperatorJudge(frozenset((_domain(f.domain), f.name, f.overload) for f in model.functions))
+        self.result = Walk()
 
-    def walk(self) -> _Walk:
+    def walk(self) -> Walk:
         """Walk iteratively: nesting depth costs no Python stack."""
         model = self.model
         pending: list[tuple[str, Iterable[onnx.NodeProto], Iterable[onnx.TensorProto]]] = []
@@ -302,7 +427,9 @@ class ModelWalker:
                     self.result.truncated = True
                     return self.result
                 node_where = f"{where} > node {node.name or node.op_type!r}"
-                self._classify(node, node_where)
+                self.result.operator(self.judge, node.domain, node.op_type, node_where, node.overload)
+                if node.op_type == EP_CONTEXT_OP:
+                    self.result.contexts.append(_ep_context(node, node_where))
                 for attribute in node.attribute:
                     self.result.tensors.extend((node_where, t) for t in _attribute_tensors(attribute))
                     subgraphs = [attribute.g] if attribute.HasField("g") else []
@@ -310,19 +437,6 @@ class ModelWalker:
                         sub_where = f"{node_where}.{attribute.name}"
                         pending.append((sub_where, graph.node, _graph_tensors(graph)))
         return self.result
-
-    def _classify(self, node: onnx.NodeProto, where: str) -> None:
-        domain = _domain(node.domain)
-        if (domain, node.op_type, node.overload) in self.functions:
-            return  # a model-local function: its body is walked on its own
-        if domain in self.standard:
-            if node.op_type in self.standard[domain]:
-                return
-            rule = UNKNOWN_OPERATOR
-        else:
-            rule = VENDOR_DOMAIN if domain in VENDOR_DOMAINS else CUSTOM_DOMAIN
-        use = self.result.ops.setdefault((rule, domain, node.op_type), _OpUse(first=where))
-        use.count += 1
 
 
 def _domain(name: str) -> str:
@@ -337,6 +451,26 @@ class _Problem(NamedTuple):
 def _nonnegative(value: str | None) -> int | None:
     """A decimal offset or length as onnx parses it; None if it is not a non-negative integer."""
     return int(value) if value is not None and value.isascii() and value.isdigit() else None
+
+
+#: ONNX Runtime's tag for external data already in memory (tensorprotoutils.h `kTensorProtoMemoryAddressTag`):
+#: `offset` is then a pointer. OpenVINO's ONNX frontend honours the same string.
+MEMORY_ADDRESS_TAG = "_ORT_MEM_ADDR_"
+
+_MISSING, _LINK_OUT, _NOT_A_FILE = "missing", "link", "not a file"
+
+
+def referenced_file(folder: str, name: str) -> int | str:
+    """Size of a file the model names relative to its folder, or why it cannot be used: stat only, never read."""
+    path = os.path.join(folder, name)
+    if not os.path.lexists(path):
+        return _MISSING
+    real_folder = os.path.realpath(folder)
+    if os.path.commonpath([real_folder, os.path.realpath(path)]) != real_folder:
+        return _LINK_OUT
+    if not os.path.isfile(path):
+        return _NOT_A_FILE
+    return os.stat(path).st_size
 
 
 class ExternalData:
@@ -364,12 +498,16 @@ class ExternalData:
             if external:
                 self.problems.append(_Problem(EXTERNAL_INVALID, f"{what} is stored externally but names no location"))
             return
+        offset, length = (entries.get(key) for key in ("offset", "length"))
+        if MEMORY_ADDRESS_TAG in location:
+            evidence = f"{what} has external data at location {location!r}, address {offset!r}, length {length!r}"
+            self.problems.append(_Problem(MEMORY_ADDRESS, evidence))
+            return
         for key in ("location", "basepath"):
             reason = escape_reason(entries[key]) if key in entries else None
             if reason is not None:
                 self.escapes.setdefault((entries[key], f"{key} {reason}"), []).append(what)
                 return
-        offset, length = (entries.get(key) for key in ("offset", "length"))
         start, span = _nonnegative(offset), _nonnegative(length)
         if (offset is not None and start is None) or (length is not None and span is None):
             evidence = f"{what} has offset {offset!r} and length {length!r}; both must be non-negative integers"
@@ -387,18 +525,66 @@ class ExternalData:
         """The external file's size if it is next to the model; records a missing file or a link out."""
         if self.folder is None:
             return None
-        path = os.path.join(self.folder, location)
-        if not os.path.lexists(path):
+        found = referenced_file(self.folder, location)
+        if found == _MISSING:
             self.missing.setdefault(location, []).append(what)
-            return None
-        folder = os.path.realpath(self.folder)
-        if os.path.commonpath([folder, os.path.realpath(path)]) != folder:
+        elif found == _LINK_OUT:
             self.escapes.setdefault((location, "resolves outside the model folder through a link"), []).append(what)
-            return None
-        if not os.path.isfile(path):
+        elif found == _NOT_A_FILE:
             self.problems.append(_Problem(EXTERNAL_INVALID, f"{what}: external data {location!r} is not a file"))
-            return None
-        return os.stat(path).st_size
+        return found if isinstance(found, int) else None
+
+
+def context_findings(contexts: Iterable[EpContext], folder: str | None) -> Iterator[tuple[Rule, str, dict[str, Any]]]:
+    """Judge each `EPContext` node by what its provider loads: the program, and the files it names."""
+    for node in contexts:
+        if node.embedded:
+            yield EP_CONTEXT_BINARY, f"{node.where} embeds a {len(node.context)}-byte precompiled program", {}
+        else:
+            yield from _context_file(node.where, "ep_cache_context", node.context.decode("utf-8", "replace"), folder)
+        if node.model_filename:
+            yield from _context_file(node.where, "onnx_model_filename", node.model_filename, folder)
+
+
+def _context_file(
+    where: str, attribute: str, name: str, folder: str | None
+) -> Iterator[tuple[Rule, str, dict[str, Any]]]:
+    """A file an EPContext node names: an escape is ONX007; the context program itself is ONX008 either way."""
+    reason = escape_reason(name)
+    found = referenced_file(folder, name) if folder is not None and name and reason is None else None
+    if found == _LINK_OUT:
+        reason = "resolves outside the model folder through a link"
+    if reason is not None:
+        yield EP_CONTEXT_ESCAPE, f"{where}: {attribute} {name!r} {reason}", {"location": name}
+    elif attribute == "ep_cache_context":
+        state = f"{found} bytes" if isinstance(found, int) else found or "not looked up inside an archive"
+        evidence = f"{where} loads the precompiled program in {name!r} ({state})" if name else f"{where} names no file"
+        yield EP_CONTEXT_BINARY, evidence, {"location": name}
+
+
+def emit(ctx: Context, findings: Iterable[tuple[Rule, str, dict[str, Any]]]) -> Iterator[Finding]:
+    """Findings with at most MAX_FINDINGS_PER_RULE of each rule, and a note that the rest were left out."""
+    counts: dict[str, int] = {}
+    for rule, evidence, details in findings:
+        count = counts[rule.id] = counts.get(rule.id, 0) + 1
+        if count <= MAX_FINDINGS_PER_RULE:
+            yield ctx.finding(rule, evidence, **details)
+        elif count == MAX_FINDINGS_PER_RULE + 1:
+            yield ctx.finding(rule, f"further {rule.id} findings in this model are not listed")
+
+
+def operator_findings(walk: Walk) -> list[tuple[Rule, str, dict[str, Any]]]:
+    findings = []
+    for (rule, domain, op_type), use in sorted(walk.ops.items(), key=lambda item: (item[0][0].id, *item[0][1:])):
+        shown = f"domain {domain!r}" if domain else "the default domain"
+        evidence = f"{use.count} node(s) of operator {op_type!r} in {shown}; first at {use.first}"
+        findings.append((rule, evidence, {"domain": domain, "op_type": op_type, "nodes": use.count}))
+    return findings
+
+
+def model_folder(ctx: Context) -> str | None:
+    """The folder a loader resolves the model's file references in; None inside an archive."""
+    return None if ctx.location.members else os.path.dirname(ctx.location.path) or "."
 
 
 class OnnxHandler(Handler):
@@ -422,13 +608,8 @@ class OnnxHandler(Handler):
         except DecodeError as exc:
             raise ScanError(f"malformed ONNX protobuf: {exc}") from exc
         walk = ModelWalker(model).walk()
-        findings: list[tuple[Rule, str, dict[str, Any]]] = []
-        for (rule, domain, op_type), use in sorted(walk.ops.items(), key=lambda item: (item[0][0].id, *item[0][1:])):
-            shown = f"domain {domain!r}" if domain else "the default domain"
-            evidence = f"{use.count} node(s) of operator {op_type!r} in {shown}; first at {use.first}"
-            findings.append((rule, evidence, {"domain": domain, "op_type": op_type, "nodes": use.count}))
-        # External files are only looked at next to a model on disk, not inside an archive.
-        folder = None if ctx.location.members else os.path.dirname(ctx.location.path) or "."
+        findings = operator_findings(walk)
+        folder = model_folder(ctx)
         external = ExternalData(folder)
         for where, tensor in walk.tensors:
             external.check(where, tensor)
@@ -439,12 +620,7 @@ class OnnxHandler(Handler):
         for location, tensors in external.missing.items():
             evidence = f"external data file {location!r} is missing ({len(tensors)} tensor(s); first: {tensors[0]})"
             findings.append((EXTERNAL_MISSING, evidence, {"location": location}))
-        counts: dict[str, int] = {}
-        for rule, evidence, details in findings:
-            count = counts[rule.id] = counts.get(rule.id, 0) + 1
-            if count <= MAX_FINDINGS_PER_RULE:
-                yield ctx.finding(rule, evidence, **details)
-            elif count == MAX_FINDINGS_PER_RULE + 1:
-                yield ctx.finding(rule, f"further {rule.id} findings in this model are not listed")
+        findings += context_findings(walk.contexts, folder)
+        yield from emit(ctx, findings)
         if walk.truncated:
             raise LimitExceeded("max_nodes", f"more than {MAX_NODES} ONNX nodes; the rest were not analysed")
