@@ -220,3 +220,52 @@ def test_compressed_array_larger_than_the_buffer_is_checked_by_streaming(scan_da
     assert scan_data(gzip.compress(array), "mask.npy.gz", policy).findings == []
     result = scan_data(gzip.compress(array[:-1]), "cut.npy.gz", policy)
     assert [f.rule_id for f in result.findings] == ["NPY003"], [str(f) for f in result.findings]
+
+
+# -- .npz archives, as numpy.lib.npyio.NpzFile reads them (NumPy 2.4) -------------------------------
+
+
+def npz(members: dict[str, bytes], prefix: bytes = b"") -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return prefix + buffer.getvalue()
+
+
+@needs_pickle_analyser
+def test_npz_object_member_written_by_numpy_is_code_execution(scan_data: ScanData) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, weights=np.ones(4), extra=np.array([Payload()], dtype=object))
+    result = scan_data(buffer.getvalue(), "arrays.npz")
+    assert is_code_execution(result)
+    assert [f.location.members for f in result.findings if f.rule_id == "NPY002"] == [("extra.npy",)]
+
+
+@needs_pickle_analyser
+def test_npz_member_under_any_name_is_read_by_content(scan_data: ScanData) -> None:
+    """NpzFile maps every member name (with or without `.npy`) to read_array when it starts with the magic."""
+    data = npz({"weights.npy": saved(np.ones(2)), "payload": saved(np.array([Payload()], dtype=object), None, True)})
+    loaded = np.load(io.BytesIO(data))
+    assert "payload" in loaded.files  # the loader reaches it by its plain name
+    assert is_code_execution(scan_data(data, "arrays.npz"))
+
+
+@needs_pickle_analyser
+def test_npz_starting_with_an_empty_archive_record_is_walked(scan_data: ScanData) -> None:
+    """np.load takes `PK\\x05\\x06` at offset 0 as a zip too; zipfile then finds the real directory at the end."""
+    member = saved(np.array([Payload()], dtype=object), None, True)
+    data = npz({"w.npy": member}, prefix=b"PK\x05\x06" + bytes(18))
+    assert np.load(io.BytesIO(data)).files == ["w"]
+    assert is_code_execution(scan_data(data, "arrays.npz"))
+
+
+def test_object_arrays_are_never_memory_mapped(tmp_path: Any, scan_data: ScanData) -> None:
+    """mmap_mode refuses object dtypes (format.open_memmap), so the pickle path needs allow_pickle."""
+    data = saved(np.array([1, "a"], dtype=object), None, True)
+    (tmp_path / "a.npy").write_bytes(data)
+    with pytest.raises(ValueError, match="Python objects"):
+        np.load(tmp_path / "a.npy", mmap_mode="r", allow_pickle=True)
+    assert "NPY002" in rule_ids(scan_data(data, "a.npy"))

@@ -488,3 +488,11 @@ def test_ort_walk_is_bounded(scan_data: ScanData, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(onnx_format, "MAX_NODES", 2)
     result = scan_data(ort_fixture("standard.ort"), "model.ort")
     assert "SCN005" in rule_ids(result)
+
+
+def test_session_options_in_the_metadata_are_low(tmp_path: Path) -> None:
+    m = model([helper.make_node("Relu", ["x"], ["y"])])
+    helper.set_model_props(m, {"ort_config": '{"session_options": {"enable_profiling": 1}}', "author": "me"})
+    [finding] = scan_file(str(save(m, tmp_path))).findings
+    assert finding.rule_id == "ONX010" and finding.level is Severity.LOW
+    assert "enable_profiling" in finding.evidence

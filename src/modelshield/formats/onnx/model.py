@@ -240,6 +240,23 @@ MEMORY_ADDRESS = Rule(
     example="`external_data {location: '*/_ORT_MEM_ADDR_/*', offset: '140737488355328', length: '4096'}`.",
 )
 
+SESSION_CONFIG = Rule(
+    id="ONX010",
+    title="Model carries ONNX Runtime session options",
+    severity=Severity.LOW,
+    category=Category.INTEGRITY,
+    overview="The model's `metadata_props` hold an `ort_config` JSON, which ONNX Runtime applies to the "
+    "session when the process sets `ORT_LOAD_CONFIG_FROM_MODEL=1` (inference_session_utils.cc): thread "
+    "pool sizes, execution mode, graph optimisation level and profiling.",
+    attack="With the variable set, the file rather than the application decides how the session runs: "
+    "`enable_profiling` makes every session write a JSON profile into the working directory, and "
+    "thread counts in the thousands exhaust the host.",
+    impact="Files written where the application runs; denial of service through thread pools.",
+    remediation="Remove the `ort_config` entry, or make sure `ORT_LOAD_CONFIG_FROM_MODEL` is unset "
+    "where the model runs.",
+    example='`metadata_props {key: "ort_config" value: \'{"session_options": {"enable_profiling": 1}}\'}`',
+)
+
 RULES = (
     CUSTOM_DOMAIN,
     VENDOR_DOMAIN,
@@ -250,6 +267,7 @@ RULES = (
     EP_CONTEXT_ESCAPE,
     EP_CONTEXT_BINARY,
     MEMORY_ADDRESS,
+    SESSION_CONFIG,
 )
 
 
@@ -457,6 +475,9 @@ def _nonnegative(value: str | None) -> int | None:
 #: `offset` is then a pointer. OpenVINO's ONNX frontend honours the same string.
 MEMORY_ADDRESS_TAG = "_ORT_MEM_ADDR_"
 
+#: The metadata key ONNX Runtime reads session options from (inference_session_utils.h `kOrtConfigKey`).
+ORT_CONFIG_KEY = "ort_config"
+
 _MISSING, _LINK_OUT, _NOT_A_FILE = "missing", "link", "not a file"
 
 
@@ -621,6 +642,11 @@ class OnnxHandler(Handler):
             evidence = f"external data file {location!r} is missing ({len(tensors)} tensor(s); first: {tensors[0]})"
             findings.append((EXTERNAL_MISSING, evidence, {"location": location}))
         findings += context_findings(walk.contexts, folder)
+        findings += [
+            (SESSION_CONFIG, f"metadata_props ort_config = {entry.value[:200]!r}", {})
+            for entry in model.metadata_props
+            if entry.key == ORT_CONFIG_KEY
+        ]
         yield from emit(ctx, findings)
         if walk.truncated:
             raise LimitExceeded("max_nodes", f"more than {MAX_NODES} ONNX nodes; the rest were not analysed")
