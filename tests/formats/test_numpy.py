@@ -259,7 +259,9 @@ def test_npz_starting_with_an_empty_archive_record_is_walked(scan_data: ScanData
     member = saved(np.array([Payload()], dtype=object), None, True)
     data = npz({"w.npy": member}, prefix=b"PK\x05\x06" + bytes(18))
     assert np.load(io.BytesIO(data)).files == ["w"]
-    assert is_code_execution(scan_data(data, "arrays.npz"))
+    result = scan_data(data, "arrays.npz")
+    assert is_code_execution(result)
+    assert "ARC009" in rule_ids(result)
 
 
 def test_object_arrays_are_never_memory_mapped(tmp_path: Any, scan_data: ScanData) -> None:

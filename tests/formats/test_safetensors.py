@@ -236,3 +236,24 @@ def test_verdict_matches_reference_library(tmp_path: Path, data: bytes) -> None:
         accepted = False
     findings = [f for f in scan_file(str(path)).findings if f.rule_id.startswith("SFT")]
     assert (not findings) == accepted, [f.evidence for f in findings]
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ('{"\\ud800":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', "SFT001"),  # lone surrogate escape
+        ('{"w":{"dtype":"F32","shape":[1],"data_offsets":[-0,4]}}', "SFT004"),  # -0 is not an unsigned integer
+        ('{"w":{"dtype":"F32","shape":[-0],"data_offsets":[0,0]}}', "SFT004"),
+    ],
+)
+def test_json_that_python_accepts_and_serde_rejects(tmp_path: Path, text: str, rule: str) -> None:
+    """Python's json reads these; the reference parser refuses them, so a Python-based reader and the
+    library would disagree about the file: reported, as the reference library decides."""
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(raw(text.encode(), b"\0" * 4))
+    assert json.loads(text)  # Python's parser accepts it
+    from safetensors import SafetensorError
+
+    with pytest.raises(SafetensorError), safetensors_numpy.safe_open(str(path), framework="np") as handle:
+        handle.keys()
+    assert rule in rule_ids(scan_file(str(path)))

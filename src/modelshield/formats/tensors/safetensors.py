@@ -222,6 +222,11 @@ def _is_uint(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_USIZE
 
 
+def _signed_int(text: str) -> int | float:
+    """JSON integers as Python ints, except negative ones, kept as floats so no unsigned check passes `-0`."""
+    return float(text) if text.startswith("-") else int(text)
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -229,8 +234,9 @@ def _reject_constant(name: str) -> Any:
 def parse_header(raw: bytes) -> tuple[dict[str, Any] | None, list[Problem]]:
     """The header as a JSON object (None if it is not one) and the problems met parsing it.
 
-    Python's `json` is more lenient than the reference parser in two ways that matter here: it
-    accepts NaN/Infinity and silently keeps the last of duplicate keys. Both are made visible.
+    Python's `json` is more lenient than the reference parser (serde_json) in ways that matter here:
+    it accepts NaN/Infinity, lone surrogate escapes (`"\\ud800"`) and `-0` where an unsigned integer
+    belongs, and silently keeps the last of duplicate keys. All are made visible.
     """
     duplicates: list[str] = []
 
@@ -243,7 +249,12 @@ def parse_header(raw: bytes) -> tuple[dict[str, Any] | None, list[Problem]]:
         return dict(items)
 
     try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=pairs, parse_constant=_reject_constant)
+        text = raw.decode("utf-8")
+        # Negative integers (including -0, which int() would make 0) are never unsigned: keep them apart.
+        header = json.loads(text, object_pairs_hook=pairs, parse_constant=_reject_constant, parse_int=_signed_int)
+        json.dumps(header, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate, as serde_json does
+    except UnicodeEncodeError:
+        return None, [Problem(MALFORMED_HEADER, "header has a lone surrogate escape (\\ud800-\\udfff)", 8)]
     except UnicodeDecodeError as exc:
         return None, [Problem(MALFORMED_HEADER, f"header is not valid UTF-8 (byte {exc.start})", 8 + exc.start)]
     except RecursionError:
