@@ -6,6 +6,10 @@ Run with onnxruntime and onnx installed, in a throwaway environment:
     MODELSHIELD_PYTHON=.venv/bin/python /tmp/ort-env/bin/python scripts/prove_onnx_paths.py
 
 (`MODELSHIELD_PYTHON` is an interpreter with modelshield's dependencies; it defaults to this one.)
+Measured on 2026-12-02: onnxruntime 1.16.3 (`pip install "onnxruntime<1.17" "numpy<2"`) returns the
+sentinel for the `..` location, the link out of the folder and the memory address, and writes the
+profile; onnxruntime 1.32.0 refuses the first three (path validation, "in-memory address marker ... not
+allowed in a model protobuf") and still writes the profile. Neither ships a provider that owns EPContext.
 
 Everything happens in a fresh temporary folder; the "secret" is a sentinel file written there, and each
 model is also scanned with modelshield (from this checkout) so the verdict is shown beside the effect:

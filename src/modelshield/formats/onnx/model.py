@@ -232,9 +232,9 @@ MEMORY_ADDRESS = Rule(
     overview="A tensor's external-data `location` is ONNX Runtime's in-memory tag `*/_ORT_MEM_ADDR_/*`, "
     "which tells a loader that `offset` is a pointer into its own process, not a file position.",
     attack="ONNX Runtime uses the tag internally for initializers it already holds in memory. A loader "
-    "that honours it in a model read from a file (OpenVINO's ONNX frontend did; check your ONNX Runtime "
-    "release) copies `length` bytes from an address the file chose: a crash at best, process memory "
-    "(keys, other users' inputs) in the model's weights at worst.",
+    "that honours it in a model read from a file copies `length` bytes from an address the file chose: a "
+    "crash at best, process memory (keys, other users' inputs) in the model's outputs at worst. "
+    "onnxruntime 1.16 does so (1.32 refuses the tag in model files), and so did OpenVINO's ONNX frontend.",
     impact="Denial of service or disclosure of the loading process's memory.",
     remediation="Do not load the model; no file written by a real exporter uses this location.",
     example="`external_data {location: '*/_ORT_MEM_ADDR_/*', offset: '140737488355328', length: '4096'}`.",
