@@ -496,3 +496,24 @@ def test_session_options_in_the_metadata_are_low(tmp_path: Path) -> None:
     [finding] = scan_file(str(save(m, tmp_path))).findings
     assert finding.rule_id == "ONX010" and finding.level is Severity.LOW
     assert "enable_profiling" in finding.evidence
+
+
+def test_repeated_ep_context_attributes_are_judged_every_way(tmp_path: Path) -> None:
+    """Which of two `embed_mode` or `ep_cache_context` attributes a provider keeps depends on its map:
+    a file read is reported if any reading makes one."""
+    node = ep_context_node(embed_mode=1, ep_cache_context=b"\x00program")
+    node.attribute.extend(
+        [helper.make_attribute("embed_mode", 0), helper.make_attribute("ep_cache_context", "../../engine.bin")]
+    )
+    m = model([node], opsets=[helper.make_opsetid("com.microsoft", 1)])
+    result = scan_file(str(save(m, tmp_path)))
+    escapes = [f.evidence for f in result.findings if f.rule_id == "ONX007"]
+    assert "graph 'g' > node 'EPContext': ep_cache_context '../../engine.bin' climbs out of the model folder" in escapes
+    assert "ONX008" in rule_ids(result)
+
+
+def test_external_data_in_a_function_attribute_default_is_checked(tmp_path: Path) -> None:
+    m = control_flow_model()
+    default = helper.make_attribute("alpha", external("d", location="../../etc/passwd"))
+    m.functions[0].attribute_proto.append(default)
+    assert rule_ids(scan_file(str(save(m, tmp_path)))) == ["ONX004"]

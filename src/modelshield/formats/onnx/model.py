@@ -340,12 +340,24 @@ class EpContext(NamedTuple):
     """What an `EPContext` node hands its execution provider (contrib_defs.cc; onnx_ctx_model_helper.cc)."""
 
     where: str
-    #: `embed_mode`: providers read `ep_cache_context` as the program unless it is 0 (default 1)
-    embedded: bool
-    #: `ep_cache_context`: the program, or a file name relative to the model's folder
-    context: bytes
-    #: `onnx_model_filename`: TensorRT refits a weight-stripped engine from this file in the folder
-    model_filename: str
+    #: `embed_mode` values: providers read `ep_cache_context` as a file name when it is 0 (default 1)
+    embed_modes: tuple[int, ...]
+    #: `ep_cache_context` values: the program, or a file name relative to the model's folder
+    contexts: tuple[bytes, ...]
+    #: `onnx_model_filename` values: TensorRT refits a weight-stripped engine from this file in the folder
+    model_filenames: tuple[str, ...]
+
+    @classmethod
+    def of(cls, where: str, attributes: Iterable[tuple[str, int, bytes]]) -> EpContext:
+        """From (name, int value, string value) of every attribute. A repeated attribute keeps every
+        value: which one a provider's attribute map keeps is not the scanner's to guess."""
+        values: dict[str, list[tuple[int, bytes]]] = {}
+        for name, number, text in attributes:
+            values.setdefault(name, []).append((number, text))
+        embed_modes = tuple(number for number, _ in values.get("embed_mode", [])) or (1,)
+        contexts = tuple(text for _, text in values.get("ep_cache_context", [])) or (b"",)
+        model_files = tuple(text.decode("utf-8", "replace") for _, text in values.get("onnx_model_filename", []))
+        return cls(where, embed_modes, contexts, model_files)
 
 
 #: The op type providers look for; they match it without looking at the domain.
@@ -403,20 +415,6 @@ def _attribute_tensors(attribute: onnx.AttributeProto) -> Iterator[onnx.TensorPr
         yield sparse.indices
 
 
-def _ep_context(node: onnx.NodeProto, where: str) -> EpContext:
-    """The node's attributes as providers read them: the last attribute of a name wins, like ORT's map."""
-    attributes = {attribute.name: attribute for attribute in node.attribute}
-    embed = attributes.get("embed_mode")
-    context = attributes.get("ep_cache_context")
-    model_file = attributes.get("onnx_model_filename")
-    return EpContext(
-        where,
-        embed is None or embed.i != 0,
-        context.s if context is not None else b"",
-        model_file.s.decode("utf-8", "replace") if model_file is not None else "",
-    )
-
-
 class ModelWalker:
     """Visits every node of the main graph, subgraphs, local functions and training graphs."""
 
@@ -431,7 +429,9 @@ class ModelWalker:
         pending: list[tuple[str, Iterable[onnx.NodeProto], Iterable[onnx.TensorProto]]] = []
         pending.append((f"graph {model.graph.name!r}", model.graph.node, _graph_tensors(model.graph)))
         for function in model.functions:
-            pending.append((f"function {function.domain}:{function.name}", function.node, ()))
+            # default attribute values (`attribute_proto`) can hold tensors too
+            defaults = (t for attribute in function.attribute_proto for t in _attribute_tensors(attribute))
+            pending.append((f"function {function.domain}:{function.name}", function.node, defaults))
         for index, info in enumerate(model.training_info):
             for part in ("initialization", "algorithm"):
                 graph = getattr(info, part)
@@ -447,7 +447,8 @@ class ModelWalker:
                 node_where = f"{where} > node {node.name or node.op_type!r}"
                 self.result.operator(self.judge, node.domain, node.op_type, node_where, node.overload)
                 if node.op_type == EP_CONTEXT_OP:
-                    self.result.contexts.append(_ep_context(node, node_where))
+                    attributes = ((a.name, a.i, a.s) for a in node.attribute)
+                    self.result.contexts.append(EpContext.of(node_where, attributes))
                 for attribute in node.attribute:
                     self.result.tensors.extend((node_where, t) for t in _attribute_tensors(attribute))
                     subgraphs = [attribute.g] if attribute.HasField("g") else []
@@ -559,12 +560,13 @@ class ExternalData:
 def context_findings(contexts: Iterable[EpContext], folder: str | None) -> Iterator[tuple[Rule, str, dict[str, Any]]]:
     """Judge each `EPContext` node by what its provider loads: the program, and the files it names."""
     for node in contexts:
-        if node.embedded:
-            yield EP_CONTEXT_BINARY, f"{node.where} embeds a {len(node.context)}-byte precompiled program", {}
-        else:
-            yield from _context_file(node.where, "ep_cache_context", node.context.decode("utf-8", "replace"), folder)
-        if node.model_filename:
-            yield from _context_file(node.where, "onnx_model_filename", node.model_filename, folder)
+        for context in node.contexts:
+            if any(mode != 0 for mode in node.embed_modes):
+                yield EP_CONTEXT_BINARY, f"{node.where} embeds a {len(context)}-byte precompiled program", {}
+            if 0 in node.embed_modes:
+                yield from _context_file(node.where, "ep_cache_context", context.decode("utf-8", "replace"), folder)
+        for name in node.model_filenames:
+            yield from _context_file(node.where, "onnx_model_filename", name, folder)
 
 
 def _context_file(

@@ -24,22 +24,15 @@ from modelshield.formats.onnx.model import EP_CONTEXT_OP, EpContext, OperatorJud
 IDENTIFIER = b"ORTM"
 
 
-def _attributes(node: Table) -> dict[str, Table]:
-    """`Node.attributes` (slot 10) by `Attribute.name` (slot 0); the last of a name wins, as in ORT's map."""
-    return {attribute.string(0) or "": attribute for attribute in node.tables(10)}
+def _attributes(node: Table) -> list[tuple[str, Table]]:
+    """`Node.attributes` (slot 10) with their `Attribute.name` (slot 0), repeated names kept."""
+    return [(attribute.string(0) or "", attribute) for attribute in node.tables(10)]
 
 
 def _ep_context(node: Table, where: str) -> EpContext:
-    attributes = _attributes(node)
-    embed, context, model_file = (
-        attributes.get(name) for name in ("embed_mode", "ep_cache_context", "onnx_model_filename")
-    )
-    return EpContext(
-        where,
-        embed is None or embed.scalar(4, "<q", 0) != 0,  # Attribute.i
-        (context.string(5) or "").encode() if context is not None else b"",  # Attribute.s
-        (model_file.string(5) or "") if model_file is not None else "",
-    )
+    """`Attribute.i` (slot 4) and `Attribute.s` (slot 5) of every attribute."""
+    values = ((name, a.scalar(4, "<q", 0), (a.string(5) or "").encode()) for name, a in _attributes(node))
+    return EpContext.of(where, values)
 
 
 def walk_session(buf: FlatBuffer, root: int) -> Walk:
@@ -67,7 +60,7 @@ def walk_session(buf: FlatBuffer, root: int) -> Walk:
             result.operator(judge, node.string(2) or "", op_type, node_where)  # Node.domain
             if op_type == EP_CONTEXT_OP:
                 result.contexts.append(_ep_context(node, node_where))
-            for name, attribute in _attributes(node).items():
+            for name, attribute in _attributes(node):
                 subgraph = attribute.subtable(7)
                 for sub in (*([subgraph] if subgraph is not None else []), *attribute.tables(12)):
                     pending.append((f"{node_where}.{name}", sub))
