@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from modelshield import FileResult, Policy, scan_file
@@ -517,3 +519,15 @@ def test_external_data_in_a_function_attribute_default_is_checked(tmp_path: Path
     default = helper.make_attribute("alpha", external("d", location="../../etc/passwd"))
     m.functions[0].attribute_proto.append(default)
     assert rule_ids(scan_file(str(save(m, tmp_path)))) == ["ONX004"]
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=8, max_value=3943), st.integers(0, 255)), min_size=1, max_size=8))
+def test_mutated_ort_models_never_break_the_scanner(scan_data: ScanData, edits: list[tuple[int, int]]) -> None:
+    """Offsets, vtables and lengths changed anywhere past the header: every read is checked, so the
+    scan ends with findings or a fail-closed SCN00x, never an internal error."""
+    data = bytearray(ort_fixture("standard.ort"))
+    for at, value in edits:
+        data[at % len(data)] = value
+    result = scan_data(bytes(data), "model.ort")
+    assert not any("internal error" in f.evidence for f in result.findings)
