@@ -531,3 +531,28 @@ def test_mutated_ort_models_never_break_the_scanner(scan_data: ScanData, edits: 
         data[at % len(data)] = value
     result = scan_data(bytes(data), "model.ort")
     assert not any("internal error" in f.evidence for f in result.findings)
+
+
+def test_operators_onnxruntime_adds_to_the_default_domain_are_clean(tmp_path: Path) -> None:
+    """onnxruntime-genai's LLMs use SimplifiedLayerNormalization, which onnxruntime (not onnx) defines
+    in the default domain; onnxruntime 1.32 runs it on the CPU provider."""
+    nodes = [helper.make_node("SimplifiedLayerNormalization", ["x", "s"], ["y"], epsilon=1e-5, axis=-1)]
+    assert scan_file(str(save(model(nodes), tmp_path))).findings == []
+
+
+def test_name_onnxruntime_does_not_define_in_its_own_domain_is_low(tmp_path: Path) -> None:
+    nodes = [
+        helper.make_node("Steal", ["x"], ["a"], domain="com.microsoft"),
+        helper.make_node("GroupQueryAttention", ["a"], ["y"], domain="com.microsoft"),
+    ]
+    result = scan_file(str(save(model(nodes, opsets=[helper.make_opsetid("com.microsoft", 1)]), tmp_path)))
+    levels = {(f.rule_id, f.details["op_type"]): f.level for f in result.findings}
+    assert levels == {("ONX003", "Steal"): Severity.LOW, ("ONX002", "GroupQueryAttention"): Severity.INFO}
+
+
+def test_runtime_operator_list_holds_onnxruntime_contrib_ops() -> None:
+    """The frozen list comes from onnxruntime's registry; the standard ONNX ops it holds agree with onnx's."""
+    runtime = onnx_format.runtime_operators()
+    standard = onnx_format.standard_operators()
+    assert {"Attention", "MatMulNBits", "EPContext"} <= runtime["com.microsoft"]
+    assert {"Relu", "Conv", "If"} <= runtime[""] & standard[""]
