@@ -556,3 +556,12 @@ def test_runtime_operator_list_holds_onnxruntime_contrib_ops() -> None:
     standard = onnx_format.standard_operators()
     assert {"Attention", "MatMulNBits", "EPContext"} <= runtime["com.microsoft"]
     assert {"Relu", "Conv", "If"} <= runtime[""] & standard[""]
+
+
+@pytest.mark.parametrize("location", [".. /.. /secret.bin", "sub\\\\..  \\\\..  \\\\secret.bin"])
+def test_names_that_climb_out_as_windows_reads_them_are_high(tmp_path: Path, location: str) -> None:
+    """Windows drops trailing dots and spaces from path components; lexical `..` checks do not."""
+    [finding] = scan_file(str(save(external_model(external("w", location=location)), tmp_path))).findings
+    assert finding.rule_id == "ONX004" and "as Windows reads it" in finding.evidence
+    ep = scan_file(str(save(ep_context_model(embed_mode=0, ep_cache_context=location), tmp_path, "ctx.onnx")))
+    assert "ONX007" in rule_ids(ep)

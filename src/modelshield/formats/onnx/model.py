@@ -486,6 +486,27 @@ def _nonnegative(value: str | None) -> int | None:
     return int(value) if value is not None and value.isascii() and value.isdigit() else None
 
 
+def _windows_part(part: str) -> str:
+    """A path component as Windows may open it: trailing dots and spaces dropped; dots and spaces only
+    (`.. `, `... `) taken as the parent folder, the reading that escapes."""
+    trimmed = part.rstrip(". ")
+    if trimmed:
+        return trimmed
+    return ".." if ".." in part else part
+
+
+def _escape_reason(location: str) -> str | None:
+    """`escape_reason`, also as Windows reads the name: it drops trailing dots and spaces from components,
+    so `.. /secret` can be `../secret` there while lexical checks see an ordinary name."""
+    reason = escape_reason(location)
+    if reason is not None:
+        return reason
+    slashed = location.replace("\\", "/")
+    windows = "/".join(_windows_part(part) for part in slashed.split("/"))
+    reason = escape_reason(windows) if windows != slashed else None
+    return None if reason is None else f"{reason} as Windows reads it ({windows!r})"
+
+
 #: ONNX Runtime's tag for external data already in memory (tensorprotoutils.h `kTensorProtoMemoryAddressTag`):
 #: `offset` is then a pointer. OpenVINO's ONNX frontend honours the same string.
 MEMORY_ADDRESS_TAG = "_ORT_MEM_ADDR_"
@@ -540,7 +561,7 @@ class ExternalData:
             self.problems.append(_Problem(MEMORY_ADDRESS, evidence))
             return
         for key in ("location", "basepath"):
-            reason = escape_reason(entries[key]) if key in entries else None
+            reason = _escape_reason(entries[key]) if key in entries else None
             if reason is not None:
                 self.escapes.setdefault((entries[key], f"{key} {reason}"), []).append(what)
                 return
@@ -587,7 +608,7 @@ def _context_file(
     where: str, attribute: str, name: str, folder: str | None
 ) -> Iterator[tuple[Rule, str, dict[str, Any]]]:
     """A file an EPContext node names: an escape is ONX007; the context program itself is ONX008 either way."""
-    reason = escape_reason(name)
+    reason = _escape_reason(name)
     found = referenced_file(folder, name) if folder is not None and name and reason is None else None
     if found == _LINK_OUT:
         reason = "resolves outside the model folder through a link"
