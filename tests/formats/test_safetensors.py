@@ -257,3 +257,11 @@ def test_json_that_python_accepts_and_serde_rejects(tmp_path: Path, text: str, r
     with pytest.raises(SafetensorError), safetensors_numpy.safe_open(str(path), framework="np") as handle:
         handle.keys()
     assert rule in rule_ids(scan_file(str(path)))
+
+
+def test_pickle_under_a_safetensors_name_is_a_misleading_name_and_scanned(scan_data: ScanData) -> None:
+    """safetensors refuses it, but torch.load or pickle.load of the same file runs it: the content decides."""
+    result = scan_data(evil_pickle(), "model.safetensors")
+    assert result.format == "pickle"
+    assert "SCN001" in rule_ids(result)
+    assert is_code_execution(result)
