@@ -265,3 +265,23 @@ def test_pickle_under_a_safetensors_name_is_a_misleading_name_and_scanned(scan_d
     assert result.format == "pickle"
     assert "SCN001" in rule_ids(result)
     assert is_code_execution(result)
+
+
+def test_tensor_bytes_that_are_a_zip_archive_are_a_polyglot(tmp_path: Path) -> None:
+    """A valid safetensors file whose only tensor is a zip: `zipfile` (Keras' `.keras` check, joblib,
+    anything that finds the directory from the end) opens it as an archive."""
+    import io
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("data.pkl", evil_pickle())
+    data = archive.getvalue()
+    header = json.dumps({"w": {"dtype": "U8", "shape": [len(data)], "data_offsets": [0, len(data)]}}).encode()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(raw(header, data))
+    assert list(safetensors_numpy.load_file(str(path))) == ["w"]
+    assert zipfile.ZipFile(path).namelist() == ["data.pkl"]
+    result = scan_file(str(path))
+    assert "SCN002" in rule_ids(result)
+    assert is_code_execution(result)
