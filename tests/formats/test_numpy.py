@@ -271,3 +271,15 @@ def test_object_arrays_are_never_memory_mapped(tmp_path: Any, scan_data: ScanDat
     with pytest.raises(ValueError, match="Python objects"):
         np.load(tmp_path / "a.npy", mmap_mode="r", allow_pickle=True)
     assert "NPY002" in rule_ids(scan_data(data, "a.npy"))
+
+
+@needs_pickle_analyser
+def test_array_bytes_that_are_a_zip_archive_are_a_polyglot(scan_data: ScanData) -> None:
+    """np.load reads the array (magic first); `zipfile`, which looks from the end, reads an archive."""
+    import zipfile
+
+    data = npz({"data.pkl": evil_pickle()})
+    polyglot = saved(np.frombuffer(data, dtype=np.uint8))
+    assert zipfile.ZipFile(io.BytesIO(polyglot)).namelist() == ["data.pkl"]
+    result = scan_data(polyglot, "array.npy")
+    assert "SCN002" in rule_ids(result) and is_code_execution(result)

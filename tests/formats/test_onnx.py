@@ -19,6 +19,7 @@ from modelshield.core.paths import escape_reason
 from modelshield.core.rules import Severity
 from modelshield.formats.onnx import model as onnx_format
 from tests.conftest import ScanData, UnsizedStream
+from tests.helpers import evil_pickle, is_code_execution
 
 FLOAT = TensorProto.FLOAT
 
@@ -565,3 +566,19 @@ def test_names_that_climb_out_as_windows_reads_them_are_high(tmp_path: Path, loc
     assert finding.rule_id == "ONX004" and "as Windows reads it" in finding.evidence
     ep = scan_file(str(save(ep_context_model(embed_mode=0, ep_cache_context=location), tmp_path, "ctx.onnx")))
     assert "ONX007" in rule_ids(ep)
+
+
+def test_initializer_bytes_that_are_a_zip_archive_are_a_polyglot(scan_data: ScanData) -> None:
+    """`zipfile` finds an archive from the end of the file, so raw tensor bytes can hold one."""
+    import io
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("data.pkl", evil_pickle())
+    blob = archive.getvalue()
+    weights = TensorProto(name="w", data_type=TensorProto.UINT8, dims=[len(blob)], raw_data=blob)
+    data = external_model(weights).SerializeToString()
+    assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["data.pkl"]
+    result = scan_data(data, "model.onnx")
+    assert "SCN002" in rule_ids(result) and is_code_execution(result)
