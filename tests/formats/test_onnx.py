@@ -582,3 +582,13 @@ def test_initializer_bytes_that_are_a_zip_archive_are_a_polyglot(scan_data: Scan
     assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["data.pkl"]
     result = scan_data(data, "model.onnx")
     assert "SCN002" in rule_ids(result) and is_code_execution(result)
+
+
+def test_ep_context_node_sharing_another_nodes_program_adds_nothing(tmp_path: Path) -> None:
+    """With weight sharing, nodes with `main_context=0` run a graph of the main node's context binary."""
+    (tmp_path / "shared_ctx.bin").write_bytes(b"\0" * 8)
+    main = ep_context_node(embed_mode=0, ep_cache_context="shared_ctx.bin", main_context=1)
+    other = helper.make_node("EPContext", ["y"], ["z"], domain="com.microsoft", main_context=0, embed_mode=0)
+    m = model([main, other], opsets=[helper.make_opsetid("com.microsoft", 1)])
+    binaries = [f.evidence for f in scan_file(str(save(m, tmp_path))).findings if f.rule_id == "ONX008"]
+    assert binaries == ["graph 'g' > node 'EPContext' loads the precompiled program in 'shared_ctx.bin' (8 bytes)"]

@@ -356,6 +356,8 @@ class EpContext(NamedTuple):
     contexts: tuple[bytes, ...]
     #: `onnx_model_filename` values: TensorRT refits a weight-stripped engine from this file in the folder
     model_filenames: tuple[str, ...]
+    #: `main_context` values: 0 means the node runs a graph of another node's context and loads none itself
+    main_contexts: tuple[int, ...] = (1,)
 
     @classmethod
     def of(cls, where: str, attributes: Iterable[tuple[str, int, bytes]]) -> EpContext:
@@ -367,7 +369,8 @@ class EpContext(NamedTuple):
         embed_modes = tuple(number for number, _ in values.get("embed_mode", [])) or (1,)
         contexts = tuple(text for _, text in values.get("ep_cache_context", [])) or (b"",)
         model_files = tuple(text.decode("utf-8", "replace") for _, text in values.get("onnx_model_filename", []))
-        return cls(where, embed_modes, contexts, model_files)
+        main = tuple(number for number, _ in values.get("main_context", [])) or (1,)
+        return cls(where, embed_modes, contexts, model_files, main)
 
 
 #: The op type providers look for; they match it without looking at the domain.
@@ -595,6 +598,8 @@ class ExternalData:
 def context_findings(contexts: Iterable[EpContext], folder: str | None) -> Iterator[tuple[Rule, str, dict[str, Any]]]:
     """Judge each `EPContext` node by what its provider loads: the program, and the files it names."""
     for node in contexts:
+        if all(main == 0 for main in node.main_contexts) and not any(node.contexts):
+            continue  # shares the program of its main node, which is judged on its own
         for context in node.contexts:
             if any(mode != 0 for mode in node.embed_modes):
                 yield EP_CONTEXT_BINARY, f"{node.where} embeds a {len(context)}-byte precompiled program", {}
