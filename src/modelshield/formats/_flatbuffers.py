@@ -111,6 +111,14 @@ class Table(NamedTuple):
         start, length = self.buf.vector(target, 1)
         return self.buf.data[start : start + length].decode("utf-8", "replace")
 
+    def bytes(self, slot: int) -> bytes | None:
+        """A `[ubyte]` vector field, or a `string` field's raw bytes."""
+        target = self._target(slot)
+        if target is None:
+            return None
+        start, length = self.buf.vector(target, 1)
+        return self.buf.data[start : start + length]
+
     def subtable(self, slot: int) -> Table | None:
         target = self._target(slot)
         return None if target is None else self.buf.table(target)

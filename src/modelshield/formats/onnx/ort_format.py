@@ -31,7 +31,7 @@ def _attributes(node: Table) -> list[tuple[str, Table]]:
 
 def _ep_context(node: Table, where: str) -> EpContext:
     """`Attribute.i` (slot 4) and `Attribute.s` (slot 5) of every attribute."""
-    values = ((name, a.scalar(4, "<q", 0), (a.string(5) or "").encode()) for name, a in _attributes(node))
+    values = ((name, a.scalar(4, "<q", 0), a.bytes(5) or b"") for name, a in _attributes(node))
     return EpContext.of(where, values)
 
 
