@@ -36,7 +36,7 @@ from modelshield.integrity.signing import (
     verify_model,
 )
 from modelshield.registry import ALLOWLISTS
-from modelshield.reports import FORMATS, one_line, render
+from modelshield.reports import FORMATS, FormatUnavailable, one_line, render, require
 from modelshield.reports.json_report import deps_dict, dumps
 
 if TYPE_CHECKING:  # rich and threading are imported only for terminal output: they cost start-up time
@@ -292,6 +292,10 @@ def _note(args: argparse.Namespace, message: str) -> None:
 
 
 def _run_scan(args: argparse.Namespace) -> int:
+    try:
+        require(args.format)
+    except FormatUnavailable as exc:
+        raise UsageError(str(exc)) from None
     policy = _policy(args)
     if policy.source:
         _note(args, f"policy: {policy.source}")

@@ -16,6 +16,8 @@ import re
 from modelshield.core.report import Report
 
 _MODULES = {
+    "cyclonedx": "modelshield.reports.cyclonedx",
+    "html": "modelshield.reports.html",
     "json": "modelshield.reports.json_report",
     "sarif": "modelshield.reports.sarif",
     "text": "modelshield.reports.text",
@@ -66,6 +68,17 @@ def path_bytes(path: str) -> str | None:
     if path.isascii() or not _SURROGATE.search(path):
         return None
     return base64.b64encode(os.fsencode(path)).decode("ascii")
+
+
+class FormatUnavailable(Exception):
+    """A report format whose optional dependency is not installed (the message says what to install)."""
+
+
+def require(fmt: str) -> None:
+    """Raise FormatUnavailable before a scan when `fmt` cannot be rendered here."""
+    check = getattr(importlib.import_module(_MODULES[fmt]), "require", None)
+    if check is not None:
+        check()
 
 
 def render(fmt: str, report: Report, verbose: bool = False, color: bool = False) -> str:
