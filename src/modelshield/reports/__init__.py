@@ -14,6 +14,7 @@ import os
 import re
 
 from modelshield.core.report import Report
+from modelshield.core.rules import Severity
 
 _MODULES = {
     "cyclonedx": "modelshield.reports.cyclonedx",
@@ -81,8 +82,29 @@ def require(fmt: str) -> None:
         check()
 
 
-def render(fmt: str, report: Report, verbose: bool = False, color: bool = False) -> str:
-    """The report in format `fmt`; a renderer is imported on first use (rich only for text)."""
+#: Formats for people, which take a display floor; machine formats always carry every finding.
+DISPLAYS = frozenset({"text", "html"})
+
+
+def render(
+    fmt: str,
+    report: Report,
+    verbose: bool = False,
+    color: bool = False,
+    *,
+    floor: Severity = Severity.INFO,
+    quiet: bool = False,
+) -> str:
+    """The report in format `fmt`; a renderer is imported on first use (rich only for text).
+
+    `floor` hides findings below it from the formats for people (the summary still counts them);
+    `quiet` leaves only the findings in the text report."""
     module = importlib.import_module(_MODULES[fmt])
+    if fmt == "text":
+        text: str = module.render(report, verbose, color, floor=floor, quiet=quiet)
+        return text
+    if fmt in DISPLAYS:
+        page: str = module.render(report, verbose, color, floor=floor)
+        return page
     rendered: str = module.render(report, verbose, color)
     return rendered

@@ -104,12 +104,16 @@ def _finding_row(finding: Finding) -> str:
     )
 
 
-def _file_section(result: FileResult) -> str:
+def _file_section(result: FileResult, floor: Severity) -> str:
     worst = result.max_severity
     head = f"<h3><code>{_text(result.path)}</code> {_badge(worst) if worst is not None else ''}</h3>"
     meta = f'<p class="muted">format {escape(result.format)}, {result.size:,} bytes</p>'
-    findings = sorted(result.findings, key=lambda f: f.level, reverse=True)
+    findings = sorted((f for f in result.findings if f.level >= floor), key=lambda f: f.level, reverse=True)
     rows = "".join(_finding_row(f) for f in findings)
+    if len(findings) < len(result.findings):
+        hidden = len(result.findings) - len(findings)
+        rows += f'<tr><td colspan="5" class="muted">{hidden} below {floor.label} not shown</td></tr>'
+
     table = f"<table>{_COLUMNS}{rows}</table>" if rows else '<p class="muted">no findings</p>'
     suppressed = ""
     if result.suppressed:
@@ -210,8 +214,8 @@ def _threat_page(rule: Rule) -> str:
     return "\n".join(parts)
 
 
-def render(report: Report, verbose: bool = False, color: bool = False) -> str:
-    """The whole page; `verbose` also lists files that are not models."""
+def render(report: Report, verbose: bool = False, color: bool = False, *, floor: Severity = Severity.INFO) -> str:
+    """The whole page; `verbose` also lists files that are not models, `floor` hides lesser findings."""
     body = ["<h1>modelshield scan report</h1>", _summary(report)]
     graph = report.dependencies
     if graph is not None and graph.edges:
@@ -220,7 +224,7 @@ def render(report: Report, verbose: bool = False, color: bool = False) -> str:
     groups = _groups(report)
     for model, results in groups:
         body.append(f'<div class="model"><h2 class="model-name">{_text(model)}</h2>')
-        body += [_file_section(r) for r in results]
+        body += [_file_section(r, floor) for r in results]
         body.append("</div>")
     if not groups:
         body.append('<p class="muted">No model files were found.</p>')
@@ -228,7 +232,7 @@ def render(report: Report, verbose: bool = False, color: bool = False) -> str:
         others = [r for r in report.files if not (r.is_model or r.findings or r.suppressed)]
         items = "".join(f"<li><code>{_text(r.path)}</code> ({escape(r.format)})</li>" for r in others)
         body.append(f"<h2>Other files</h2><ul>{items}</ul>")
-    rules = {f.rule.id: f.rule for r in report.files for f in r.findings}
+    rules = {f.rule.id: f.rule for r in report.files for f in r.findings if f.level >= floor}
     if rules:
         body.append("<h2>Threat pages</h2>")
         body += [_threat_page(rules[k]) for k in sorted(rules)]
