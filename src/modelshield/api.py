@@ -48,9 +48,14 @@ def _scan_one(index: int, path: str, policy: Policy) -> FileResult:
         activity.finished()
 
 
-def collect_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[Skipped]]:
+def collect_files(
+    paths: Iterable[str | os.PathLike[str]], policy: Policy | None = None
+) -> tuple[list[str], list[Skipped], list[str]]:
     """Files to scan: the given files, and every file under the given folders, each file once per name
-    (a cache snapshot links many names to one blob); and every path under the folders that was not read."""
+    (a cache snapshot links many names to one blob); every path under the folders that was not read;
+    and the files under the folders that the policy's `exclude` globs leave out (paths given are never
+    excluded: naming a file is asking for it)."""
+    excluded: list[str] = []
     files: list[str] = []
     skipped: list[Skipped] = []
     seen: set[tuple[int, int, str]] = set()
@@ -72,10 +77,13 @@ def collect_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], l
             raise ScanInputError(f"no such file or directory: {path}")
         if os.path.isdir(path):
             for name in walk_files(path, skipped):
-                add(name)
+                if policy is not None and policy.excludes(name, path):
+                    excluded.append(name)
+                else:
+                    add(name)
         else:
             add(path)
-    return files, skipped
+    return files, skipped, excluded
 
 
 def _jobs(jobs: int | None, count: int) -> int:
@@ -170,7 +178,7 @@ def scan(
         require_download()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     started = time.perf_counter()
-    files, skipped = collect_files(models)
+    files, skipped, excluded = collect_files(models, policy)
     results = _scan_files(files, policy, jobs, progress) + [FileResult(s.path, error=s.reason) for s in skipped]
     graph = None
     if follow_dependencies:
@@ -179,4 +187,4 @@ def scan(
         results += walker.results
     if public_key is not None:
         results += [check_signature(model, public_key, policy, signature) for model in models]
-    return Report(results, policy, __version__, started_at, time.perf_counter() - started, graph)
+    return Report(results, policy, __version__, started_at, time.perf_counter() - started, graph, excluded)

@@ -36,7 +36,7 @@ from modelshield.integrity.signing import (
     verify_model,
 )
 from modelshield.registry import ALLOWLISTS
-from modelshield.reports import FORMATS, one_line, render
+from modelshield.reports import FORMATS, FormatUnavailable, one_line, render, require
 from modelshield.reports.json_report import deps_dict, dumps
 
 if TYPE_CHECKING:  # rich and threading are imported only for terminal output: they cost start-up time
@@ -51,6 +51,20 @@ DEBUG_ENV = "MODELSHIELD_DEBUG"
 #: The environment variable holding the password of an encrypted private key for `sign`.
 PASSWORD_ENV = "MODELSHIELD_PRIVATE_KEY_PASSWORD"  # noqa: S105 - the variable's name, not a password
 SEVERITIES = [s.label for s in sorted(Severity, reverse=True)]
+
+_SCAN_EXAMPLES = """examples:
+  modelshield scan models/                                  text report, exit 1 on medium and above
+  modelshield scan -f sarif -o modelshield.sarif models/    for GitHub code scanning
+  modelshield scan -f cyclonedx -o ml-bom.json models/      CycloneDX 1.6 ML-BOM
+  modelshield scan -f html -o report.html models/           one self-contained page
+  modelshield scan --fail-on high --ignore SCN004 models/   gate on high, silence one rule
+  modelshield scan --select 'PKL*,TSC*' --exclude tests .   only pickle and TorchScript rules
+  modelshield scan -q --min-severity medium models/         findings only, medium and above"""
+
+_COMPLETION_EXAMPLES = """examples:
+  source <(modelshield completion bash)                      in ~/.bashrc
+  modelshield completion zsh > "${fpath[1]}/_modelshield"    zsh
+  modelshield completion fish > ~/.config/fish/completions/modelshield.fish"""
 
 
 class UsageError(Exception):
@@ -77,6 +91,40 @@ def _severity(text: str) -> Severity:
         return Severity.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _globs(text: str) -> list[str]:
+    """`PKL001,TPL*`: options that take lists accept commas and repetition, as Ruff's do."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _extend(values: list[list[str]] | None) -> list[str]:
+    return [item for chunk in values or [] for item in chunk]
+
+
+def _output_option(command: argparse.ArgumentParser, what: str = "the report") -> None:
+    command.add_argument("-o", "--output", metavar="FILE", help=f"write {what} to FILE instead of stdout")
+
+
+def _selection_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--select",
+        type=_globs,
+        action="append",
+        metavar="RULES",
+        help="report only these rule ids or globs (comma-separated, e.g. PKL001,TPL*); others are listed as suppressed",
+    )
+    command.add_argument(
+        "--ignore", type=_globs, action="append", metavar="RULES", help="suppress these rule ids or globs"
+    )
+    command.add_argument(
+        "--exclude",
+        type=_globs,
+        action="append",
+        metavar="GLOBS",
+        help="skip files under the scanned folders matching these globs (a name like 'tests' or "
+        "'*.onnx', or a path like 'data/raw'); paths given on the command line are always scanned",
+    )
 
 
 def _download_option(command: argparse.ArgumentParser) -> None:
@@ -106,11 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Scan files and folders. Formats are identified from content, never from names; "
         "archives and compressed streams are walked in memory, to any depth within limits.",
         epilog="Policy: --policy FILE, else [tool.modelshield] in the nearest pyproject.toml above the PATHs. "
-        "Version-control folders (.git, .hg, .svn) are skipped.",
+        "Version-control folders (.git, .hg, .svn) are skipped.\n\n" + _SCAN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     scan_cmd.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
     scan_cmd.add_argument("-f", "--format", choices=FORMATS, default="text", help="report format (default: text)")
-    scan_cmd.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    _output_option(scan_cmd)
     scan_cmd.add_argument(
         "--fail-on",
         type=_severity,
@@ -125,6 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     scan_cmd.add_argument(
         "-v", "--verbose", action="store_true", help="also list files that are not models, and every object scanned"
     )
+    scan_cmd.add_argument(
+        "-q", "--quiet", action="store_true", help="text report: only the findings, no summary (nor progress)"
+    )
+    scan_cmd.add_argument(
+        "--exit-zero", action="store_true", help="exit 0 even when findings fail the scan (errors still exit 2)"
+    )
+    scan_cmd.add_argument(
+        "--min-severity",
+        type=_severity,
+        metavar="SEVERITY",
+        help="show only findings at or above SEVERITY in the text and html reports (display only: the exit code "
+        "and the machine formats count every finding)",
+    )
+    _selection_options(scan_cmd)
     scan_cmd.add_argument("--no-color", action="store_true", help="plain text output even on a terminal")
     scan_cmd.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     scan_cmd.add_argument(
@@ -150,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deps_cmd.add_argument("paths", nargs="+", metavar="PATH", help="model files or folders")
     deps_cmd.add_argument("-f", "--format", choices=["text", "json"], default="text", help="tree format")
+    _output_option(deps_cmd, "the tree")
+    _selection_options(deps_cmd)
     deps_cmd.add_argument(
         "--fail-on", type=_severity, metavar="SEVERITY", help="exit 1 if a node's worst finding is at or above SEVERITY"
     )
@@ -161,11 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     rules_cmd = commands.add_parser("rules", help="list every rule", description="List every rule.")
     rules_cmd.add_argument("-f", "--format", choices=["text", "json"], default="text", help="listing format")
+    _output_option(rules_cmd, "the listing")
 
     explain_cmd = commands.add_parser(
         "explain", help="show a rule's threat page", description="Show a rule's threat page."
     )
     explain_cmd.add_argument("rule", metavar="RULE_ID", help="e.g. SCN001 (see 'modelshield rules')")
+    _output_option(explain_cmd, "the page")
 
     hash_cmd = commands.add_parser(
         "hash",
@@ -175,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hash_cmd.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
     hash_cmd.add_argument("-f", "--format", choices=["text", "json"], default="text", help="manifest format")
+    _output_option(hash_cmd, "the manifest")
 
     sign_cmd = commands.add_parser(
         "sign",
@@ -211,6 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify_cmd.add_argument(
         "--signature", metavar="SIG", help="signature file (default: model.sig in the folder, or PATH.sig)"
     )
+    completion_cmd = commands.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print a completion script for bash, zsh or fish.",
+        epilog=_COMPLETION_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    completion_cmd.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete in")
     return parser
 
 
@@ -272,7 +348,9 @@ def _policy(args: argparse.Namespace) -> Policy:
         policy = load_policy_file(args.policy, ALLOWLISTS)
     else:
         policy = discover_scan_policy(args.paths, ALLOWLISTS) or Policy()
-    return policy.with_fail_on(args.fail_on)
+    return policy.with_fail_on(args.fail_on).with_selection(
+        _extend(args.select), _extend(args.ignore), _extend(args.exclude)
+    )
 
 
 def _error(message: str) -> None:
@@ -291,11 +369,30 @@ def _note(args: argparse.Namespace, message: str) -> None:
         print(f"modelshield: {message}", file=sys.stderr)
 
 
+def _write(args: argparse.Namespace, text: str) -> None:
+    """What a command prints: to `-o FILE` when given (a note on stderr says so), else to stdout."""
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as out:
+                out.write(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write report to {args.output}: {exc.strerror or exc}") from None
+        if getattr(args, "verbose", False):
+            print(f"modelshield: written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
 def _run_scan(args: argparse.Namespace) -> int:
+    try:
+        require(args.format)
+    except FormatUnavailable as exc:
+        raise UsageError(str(exc)) from None
     policy = _policy(args)
     if policy.source:
         _note(args, f"policy: {policy.source}")
-    interactive = sys.stderr.isatty() and not os.environ.get("CI") and not args.no_progress
+    interactive = sys.stderr.isatty() and not os.environ.get("CI") and not args.no_progress and not args.quiet
     bar = _ProgressBar() if interactive else None  # no shared memory nor threads otherwise
     try:
         report = scan(
@@ -316,17 +413,10 @@ def _run_scan(args: argparse.Namespace) -> int:
     for _path, message in report.errors:
         _error(message)
     color = args.format == "text" and args.output is None and _color(sys.stdout, args.no_color)
-    rendered = render(args.format, report, args.verbose, color)
-    if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as out:
-                out.write(rendered)
-        except OSError as exc:
-            raise UsageError(f"cannot write report to {args.output}: {exc.strerror or exc}") from None
-        _note(args, f"report written to {args.output}")
-    else:
-        sys.stdout.write(rendered)
-        sys.stdout.flush()
+    floor = args.min_severity or Severity.INFO
+    _write(args, render(args.format, report, args.verbose, color, floor=floor, quiet=args.quiet))
+    if args.exit_zero and report.exit_code == EXIT_FINDINGS:
+        return EXIT_CLEAN
     return report.exit_code
 
 
@@ -338,11 +428,11 @@ def _run_deps(args: argparse.Namespace) -> int:
     for _path, message in report.errors:
         _error(message)
     if args.format == "json":
-        sys.stdout.write(dumps(deps_dict(report)))
+        _write(args, dumps(deps_dict(report)))
     else:
         from modelshield.reports.text import render_dependencies  # noqa: PLC0415 - imports rich
 
-        sys.stdout.write(render_dependencies(report, _color(sys.stdout)))
+        _write(args, render_dependencies(report, args.output is None and _color(sys.stdout)))
     return report.exit_code
 
 
@@ -352,11 +442,11 @@ def _run_rules(args: argparse.Namespace) -> int:
             {"id": r.id, "title": r.title, "severity": r.severity.label, "category": r.category.value}
             for r in CATALOGUE
         ]
-        print(json.dumps(rows, indent=2))
+        _write(args, json.dumps(rows, indent=2) + "\n")
         return EXIT_CLEAN
     width = max(len(r.id) for r in CATALOGUE)
-    for rule in CATALOGUE:
-        print(f"{rule.id:<{width}}  {rule.severity.label:<8}  {rule.category.value:<24}  {rule.title}")
+    lines = (f"{r.id:<{width}}  {r.severity.label:<8}  {r.category.value:<24}  {r.title}\n" for r in CATALOGUE)
+    _write(args, "".join(lines))
     return EXIT_CLEAN
 
 
@@ -364,13 +454,13 @@ def _run_explain(args: argparse.Namespace) -> int:
     rule = CATALOGUE.get(args.rule)
     if rule is None:
         raise UsageError(f"unknown rule {args.rule!r} (see 'modelshield rules')")
-    if sys.stdout.isatty():
+    if args.output is None and sys.stdout.isatty():
         from rich.console import Console  # noqa: PLC0415 - only on a terminal
         from rich.markdown import Markdown  # noqa: PLC0415
 
         Console(no_color=not _color(sys.stdout)).print(Markdown(rule.page()))
     else:
-        sys.stdout.write(rule.page())
+        _write(args, rule.page())
     return EXIT_CLEAN
 
 
@@ -382,16 +472,19 @@ def _run_hash(args: argparse.Namespace) -> int:
             raise UsageError(f"no such file or directory: {path}")
     entries: list[ManifestEntry] = []
     failed = False
+    streamed = args.format == "text" and args.output is None  # lines appear as files are hashed
     for item in manifest(args.paths):
         if isinstance(item, Skipped):
             failed = True
             print(f"modelshield: error: {one_line(item.reason)}", file=sys.stderr)
-        elif args.format == "json":
-            entries.append(item)
-        else:
+        elif streamed:
             print(sha256sum_line(item), flush=True)
+        else:
+            entries.append(item)
     if args.format == "json":
-        print(dumps(manifest_json(entries)), end="")
+        _write(args, dumps(manifest_json(entries)))
+    elif not streamed:
+        _write(args, "".join(sha256sum_line(e) + "\n" for e in entries))
     return EXIT_USAGE if failed else EXIT_CLEAN
 
 
@@ -508,6 +601,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_sign(args)
         if args.command == "verify":
             return _run_verify(args)
+        if args.command == "completion":
+            from modelshield.completion import SHELLS  # noqa: PLC0415 - only for this command
+
+            sys.stdout.write(SHELLS[args.shell](parser))
+            return EXIT_CLEAN
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     except (UsageError, PolicyError, SigningInputError) as exc:

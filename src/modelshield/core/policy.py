@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -76,6 +76,10 @@ class Policy:
     fail_on_unresolved_dependencies: bool = False
     #: the policy file's folder (absolute): suppression paths are relative to it
     base_dir: str | None = None
+    #: rule-id globs: when given, findings of other rules are set aside as suppressed (`--select`)
+    select: tuple[str, ...] = ()
+    #: path globs of files not scanned inside scanned folders (`--exclude`)
+    exclude: tuple[str, ...] = ()
 
     def allowed(self, key: str) -> frozenset[str]:
         """User-trusted entries of one allowlist (e.g. 'pickle-globals')."""
@@ -86,12 +90,45 @@ class Policy:
         override = self.severity_overrides.get(finding.rule_id)
         if override is not None:
             finding = replace(finding, severity=override)
+        if self.select and not any(fnmatch.fnmatchcase(finding.rule_id, g) for g in self.select):
+            return finding, Suppression(finding.rule_id, "*", f"not selected (select: {', '.join(self.select)})")
         if self.suppressions:
             names = location_names(finding.location, self.base_dir)
             for suppression in self.suppressions:
                 if suppression.matches(finding.rule_id, names):
                     return finding, suppression
         return finding, None
+
+    def excludes(self, path: str, root: str) -> bool:
+        """Whether a file found under the scanned folder `root` is excluded: a glob without `/` matches
+        any one part of its path below `root` (a file or folder name), a glob with `/` the path itself
+        or a folder above it."""
+        if not self.exclude:
+            return False
+        relative = os.path.relpath(path, root).replace(os.sep, "/")
+        parts = relative.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        for raw in self.exclude:
+            glob = raw.replace(os.sep, "/").strip("/")
+            candidates = prefixes if "/" in glob else parts
+            if any(fnmatch.fnmatchcase(c, glob) for c in candidates):
+                return True
+        return False
+
+    def with_selection(
+        self, select: Iterable[str] = (), ignore: Iterable[str] = (), exclude: Iterable[str] = ()
+    ) -> Policy:
+        """The policy with rule and path selections from the command line added to its own."""
+        select, ignore = tuple(_rule_globs(select, "--select")), tuple(_rule_globs(ignore, "--ignore"))
+        if not (select or ignore or exclude):
+            return self
+        ignored = tuple(Suppression(glob, "*", "ignored on the command line (--ignore)") for glob in ignore)
+        return replace(
+            self,
+            select=select or self.select,
+            suppressions=self.suppressions + ignored,
+            exclude=self.exclude + tuple(exclude),
+        )
 
     def trusts(self, repository: str) -> bool:
         """Whether a Hub repository id matches `trusted-models` (case-insensitively, as the Hub does)."""
@@ -101,7 +138,21 @@ class Policy:
         return self if severity is None else replace(self, fail_on=severity)
 
 
+def _rule_globs(globs: Iterable[str], where: str) -> Iterator[str]:
+    """Upper-cased rule-id globs; one that matches no rule is an error (a typo must not widen a gate)."""
+    for raw in globs:
+        glob = raw.strip().upper()
+        if not glob:
+            continue
+        if not any(fnmatch.fnmatchcase(rule.id, glob) for rule in CATALOGUE):
+            raise PolicyError(f"{where}: {raw!r} matches no rule (see 'modelshield rules')")
+        yield glob
+
+
 _TOP_KEYS = {
+    "select",
+    "ignore",
+    "exclude",
     "fail-on",
     "suppress",
     "severity",
@@ -204,6 +255,15 @@ def parse_policy(
     trusted = table.get("trusted-models", [])
     if not isinstance(trusted, list) or not all(isinstance(t, str) and t for t in trusted):
         raise PolicyError(f'{where}: trusted-models must be a list of repository ids or globs ("org/*")')
+    selections = {}
+    for key in ("select", "ignore", "exclude"):
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise PolicyError(f"{where}: {key} must be a list of globs")
+        selections[key] = value
+    select = tuple(_rule_globs(selections["select"], f"{where}: select"))
+    for glob in _rule_globs(selections["ignore"], f"{where}: ignore"):
+        suppressions.append(Suppression(glob, "*", f"ignored by {where}"))
     fail_unresolved = table.get("fail-on-unresolved-dependencies", False)
     if not isinstance(fail_unresolved, bool):
         raise PolicyError(f"{where}: fail-on-unresolved-dependencies must be true or false")
@@ -220,6 +280,8 @@ def parse_policy(
         tuple(trusted),
         fail_unresolved,
         base_dir,
+        select,
+        tuple(selections["exclude"]),
     )
 
 

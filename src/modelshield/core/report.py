@@ -55,6 +55,8 @@ class Report:
     seconds: float
     #: models and the dependencies they load; None when dependencies were not followed
     dependencies: Graph | None = None
+    #: files under the scanned folders that the policy's `exclude` globs left out
+    excluded: list[str] = field(default_factory=list)
 
     @property
     def findings(self) -> list[Finding]:

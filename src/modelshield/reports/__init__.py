@@ -14,8 +14,11 @@ import os
 import re
 
 from modelshield.core.report import Report
+from modelshield.core.rules import Severity
 
 _MODULES = {
+    "cyclonedx": "modelshield.reports.cyclonedx",
+    "html": "modelshield.reports.html",
     "json": "modelshield.reports.json_report",
     "sarif": "modelshield.reports.sarif",
     "text": "modelshield.reports.text",
@@ -68,8 +71,40 @@ def path_bytes(path: str) -> str | None:
     return base64.b64encode(os.fsencode(path)).decode("ascii")
 
 
-def render(fmt: str, report: Report, verbose: bool = False, color: bool = False) -> str:
-    """The report in format `fmt`; a renderer is imported on first use (rich only for text)."""
+class FormatUnavailable(Exception):
+    """A report format whose optional dependency is not installed (the message says what to install)."""
+
+
+def require(fmt: str) -> None:
+    """Raise FormatUnavailable before a scan when `fmt` cannot be rendered here."""
+    check = getattr(importlib.import_module(_MODULES[fmt]), "require", None)
+    if check is not None:
+        check()
+
+
+#: Formats for people, which take a display floor; machine formats always carry every finding.
+DISPLAYS = frozenset({"text", "html"})
+
+
+def render(
+    fmt: str,
+    report: Report,
+    verbose: bool = False,
+    color: bool = False,
+    *,
+    floor: Severity = Severity.INFO,
+    quiet: bool = False,
+) -> str:
+    """The report in format `fmt`; a renderer is imported on first use (rich only for text).
+
+    `floor` hides findings below it from the formats for people (the summary still counts them);
+    `quiet` leaves only the findings in the text report."""
     module = importlib.import_module(_MODULES[fmt])
+    if fmt == "text":
+        text: str = module.render(report, verbose, color, floor=floor, quiet=quiet)
+        return text
+    if fmt in DISPLAYS:
+        page: str = module.render(report, verbose, color, floor=floor)
+        return page
     rendered: str = module.render(report, verbose, color)
     return rendered

@@ -11,7 +11,7 @@ from modelshield.core.report import FileResult, Report
 from modelshield.reports import path_bytes, printable_json
 
 #: Bump the major version on any incompatible change to the document's shape.
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 #: `deps --format json` (deps.schema.json beside this module), versioned on its own.
 DEPS_SCHEMA_VERSION = "1.0"
 
@@ -110,6 +110,7 @@ def report_dict(report: Report, verbose: bool = False) -> dict[str, Any]:
             "models": sum(r.is_model for r in report.files),
             "findings": len(report.findings),
             "suppressed": sum(len(r.suppressed) for r in report.files),
+            "excluded": len(report.excluded),
             "by_severity": {s.label: n for s, n in report.counts.items()},
             "max_severity": worst.label if worst is not None else None,
             "failed": report.exit_code != 0,

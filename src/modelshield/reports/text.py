@@ -40,7 +40,12 @@ def _finding(console: Console, finding: Finding) -> None:
     console.print(f"           [dim]fix:[/dim] {escape(fix)} [dim](modelshield explain {finding.rule_id})[/dim]")
 
 
-def _file(console: Console, result: FileResult, verbose: bool) -> None:
+def _file(console: Console, result: FileResult, verbose: bool, floor: Severity, quiet: bool) -> None:
+    shown = [f for f in result.findings if f.level >= floor]
+    if quiet:
+        for finding in sorted(shown, key=lambda f: (-f.level, str(f.location), f.rule_id)):
+            _finding(console, finding)
+        return
     if result.error:
         error = "error: " + one_line(result.error)
         console.print(Text.assemble((one_line(result.path), "bold"), "  ", (error, "bold red")))
@@ -55,8 +60,11 @@ def _file(console: Console, result: FileResult, verbose: bool) -> None:
     if not result.findings:
         header.append("  no findings", style="green")
     console.print(header)
-    for finding in sorted(result.findings, key=lambda f: (-f.level, str(f.location), f.rule_id)):
+    for finding in sorted(shown, key=lambda f: (-f.level, str(f.location), f.rule_id)):
         _finding(console, finding)
+    if len(shown) < len(result.findings):
+        hidden = len(result.findings) - len(shown)
+        console.print(f"           [dim]{hidden} finding(s) below {floor.label} not shown[/dim]")
     if result.suppressed:
         console.print(f"           [dim]{len(result.suppressed)} finding(s) suppressed by policy[/dim]")
     if verbose:
@@ -136,11 +144,17 @@ def render_dependencies(report: Report, color: bool = False) -> str:
     return printable(buffer.getvalue())
 
 
-def render(report: Report, verbose: bool = False, color: bool = False) -> str:
+def render(
+    report: Report, verbose: bool = False, color: bool = False, *, floor: Severity = Severity.INFO, quiet: bool = False
+) -> str:
+    """Files with their findings at or above `floor`, the dependency tree and the summary line;
+    `quiet` keeps only the findings."""
     buffer = io.StringIO()
     console = _console(buffer, color)
     for result in report.files:
-        _file(console, result, verbose)
+        _file(console, result, verbose, floor, quiet)
+    if quiet:
+        return printable(buffer.getvalue())
     if report.dependencies is not None and report.dependencies.edges:
         console.print(Text("Dependencies", style="bold"))
         for line in dependency_tree(report.dependencies):
