@@ -279,6 +279,21 @@ def build_parser() -> argparse.ArgumentParser:
     verify_cmd.add_argument(
         "--signature", metavar="SIG", help="signature file (default: model.sig in the folder, or PATH.sig)"
     )
+    convert_cmd = commands.add_parser(
+        "convert",
+        help="convert a PyTorch checkpoint to safetensors without running it",
+        description="Convert a PyTorch zip checkpoint (a state dict, or a training checkpoint's state-dict "
+        "key) to safetensors with no torch and no unpickling: the file is scanned first and refused on any "
+        "finding at or above the failing severity, and only the calls a tensor rebuild needs are honoured. "
+        "Exit 0 converted, 1 refused (nothing written), 2 unreadable input.",
+    )
+    convert_cmd.add_argument("input", metavar="IN", help="checkpoint (.pt, .bin, .pth)")
+    convert_cmd.add_argument("-o", "--output", required=True, metavar="OUT", help="safetensors file to write")
+    convert_cmd.add_argument(
+        "--fail-on", type=_severity, metavar="SEVERITY", help="refuse on findings at or above SEVERITY (default medium)"
+    )
+    convert_cmd.add_argument("--policy", metavar="FILE", help="policy file (TOML, or a pyproject.toml)")
+
     completion_cmd = commands.add_parser(
         "completion",
         help="print a shell completion script",
@@ -538,6 +553,32 @@ def _run_verify(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def _run_convert(args: argparse.Namespace) -> int:
+    from modelshield.convert import ConversionInputError, ConversionRefused, convert  # noqa: PLC0415
+
+    if args.policy:
+        policy = load_policy_file(args.policy, ALLOWLISTS).with_fail_on(args.fail_on)
+    else:
+        policy = (discover_scan_policy([args.input], ALLOWLISTS) or Policy()).with_fail_on(args.fail_on)
+    try:
+        result = convert(args.input, args.output, policy)
+    except ConversionInputError as exc:
+        raise UsageError(str(exc)) from None
+    except ConversionRefused as exc:
+        print(f"modelshield: conversion refused, nothing written: {one_line(str(exc))}", file=sys.stderr)
+        for finding in exc.findings:
+            print(
+                f"  {finding.level.label.upper()} {finding.rule_id} {one_line(str(finding.location))}: "
+                f"{one_line(finding.evidence)} (modelshield explain {finding.rule_id})",
+                file=sys.stderr,
+            )
+        return EXIT_FINDINGS
+    print(f"converted {args.input} -> {result.output}: {len(result.tensors)} tensors, {result.bytes_written} bytes")
+    if result.skipped:
+        print(f"left out (not tensors of the state dict): {', '.join(result.skipped[:20])}", file=sys.stderr)
+    return EXIT_CLEAN
+
+
 def entry() -> int:
     """The console script and `python -m modelshield`: `main` in a process that ends when it returns.
 
@@ -601,6 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_sign(args)
         if args.command == "verify":
             return _run_verify(args)
+        if args.command == "convert":
+            return _run_convert(args)
         if args.command == "completion":
             from modelshield.completion import SHELLS  # noqa: PLC0415 - only for this command
 

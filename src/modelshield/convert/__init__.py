@@ -1,0 +1,157 @@
+"""`modelshield convert`: PyTorch checkpoints to safetensors, without torch and without running the pickle.
+
+The file is first scanned: a checkpoint with any finding at or above the failing severity is refused
+with the findings, and nothing is written. Then its pickle is read strictly (`rebuild`: only the calls a
+tensor rebuild needs), the tensors are located in the archive's storages, and each is copied into the
+safetensors file straight from the checkpoint's bytes (memory-mapped, in bounded chunks), so memory
+stays flat whatever the size. The output is checked by modelshield's own safetensors analyser.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from modelshield.convert.rebuild import Refused, Tensor, read
+from modelshield.convert.writer import TensorPlan, plan, write
+from modelshield.core.findings import Finding
+from modelshield.core.policy import Policy
+
+__all__ = ["Conversion", "ConversionInputError", "ConversionRefused", "convert"]
+
+#: Keys of a training checkpoint whose value is the model's state dict.
+STATE_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
+_PICKLE_LIMIT = 256 << 20
+
+
+class ConversionInputError(ValueError):
+    """The input is not something convert can read (one line, exit 2)."""
+
+
+class ConversionRefused(Exception):
+    """The checkpoint is unsafe or asks for more than tensors (exit 1): nothing was written."""
+
+    def __init__(self, reason: str, findings: list[Finding] | None = None) -> None:
+        super().__init__(reason)
+        self.findings = findings or []
+
+
+@dataclass
+class Conversion:
+    """What was written: the output file and each tensor's name, dtype and shape."""
+
+    output: str
+    tensors: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)
+    bytes_written: int = 0
+    #: entries of the checkpoint that were left out (plain data beside the state dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _archive_pickle(archive: zipfile.ZipFile) -> tuple[str, bytes, str]:
+    """The record prefix (`archive/`), the pickle, and the storages' byte order."""
+    pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+    if len(pickles) != 1:
+        raise ConversionInputError("not a PyTorch zip checkpoint (no single <name>/data.pkl record)")
+    prefix = pickles[0][: -len("data.pkl")]
+    info = archive.getinfo(pickles[0])
+    if info.file_size > _PICKLE_LIMIT:
+        raise ConversionInputError(f"the checkpoint's pickle is {info.file_size} bytes, over {_PICKLE_LIMIT}")
+    byteorder = "little"
+    if prefix + "byteorder" in archive.namelist():
+        byteorder = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
+        if byteorder not in ("little", "big"):
+            raise ConversionInputError(f"unknown storage byte order {byteorder!r}")
+    return prefix, archive.read(pickles[0]), byteorder
+
+
+def _flatten(value: object, prefix: str, out: dict[str, Tensor], skipped: list[str]) -> None:
+    """Tensors of nested dictionaries under dotted names; other values are skipped plain data."""
+    if isinstance(value, Tensor):
+        out[prefix] = value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(item, f"{prefix}.{key}" if prefix else str(key), out, skipped)
+    elif isinstance(value, (list, tuple)) and any(isinstance(v, Tensor) for v in value):
+        raise Refused(f"{prefix or 'the checkpoint'} holds tensors in a list, which has no tensor names")
+    elif prefix:
+        skipped.append(prefix)
+
+
+def state_dict(value: object) -> tuple[dict[str, Tensor], list[str]]:
+    """The named tensors of a state dict, or of a training checkpoint's state-dict key."""
+    if not isinstance(value, dict):
+        raise Refused(f"the checkpoint holds a {type(value).__name__}, not a state dict")
+    skipped: list[str] = []
+    for key in STATE_KEYS:
+        inner = value.get(key)
+        if isinstance(inner, dict) and any(isinstance(v, Tensor) for v in inner.values()):
+            tensors: dict[str, Tensor] = {}
+            _flatten(inner, "", tensors, skipped)
+            skipped += [str(k) for k in value if k != key]
+            return tensors, skipped
+    tensors = {}
+    _flatten(value, "", tensors, skipped)
+    if not tensors:
+        raise Refused("the checkpoint holds no tensors")
+    return tensors, skipped
+
+
+def _scan(path: str, policy: Policy) -> None:
+    from modelshield.api import scan_file  # noqa: PLC0415 - the engine and every handler
+
+    result = scan_file(path, policy)
+    if result.error:
+        raise ConversionInputError(result.error)
+    failing = [f for f in result.findings if f.level >= policy.fail_on]
+    if failing:
+        raise ConversionRefused(f"{path} has {len(failing)} finding(s) at or above {policy.fail_on.label}", failing)
+
+
+def _verify(path: str, policy: Policy) -> None:
+    from modelshield.api import scan_file  # noqa: PLC0415
+
+    result = scan_file(path, policy)
+    problems = [f for f in result.findings if f.level >= policy.fail_on] if result.format == "safetensors" else []
+    if result.format != "safetensors" or problems:
+        raise ConversionRefused(f"the written file did not pass the safetensors analyser: {problems}", problems)
+
+
+def _plans(path: str) -> Iterator[tuple[zipfile.ZipFile, list[TensorPlan], list[str], str]]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ConversionInputError(f"{path}: not a PyTorch zip checkpoint ({exc})") from None
+    with archive:
+        prefix, data, byteorder = _archive_pickle(archive)
+        tensors, skipped = state_dict(read(data))
+        yield archive, plan(archive, path, prefix, tensors, byteorder), skipped, byteorder
+
+
+def convert(source: str, output: str, policy: Policy | None = None) -> Conversion:
+    """Convert the checkpoint `source` to the safetensors file `output` (written atomically)."""
+    policy = policy or Policy()
+    if not os.path.isfile(source):
+        raise ConversionInputError(f"no such file: {source}")
+    _scan(source, policy)
+    folder = os.path.dirname(os.path.abspath(output))
+    try:
+        for _archive, plans, skipped, _order in _plans(source):
+            handle, temporary = tempfile.mkstemp(prefix=".modelshield-", suffix=".safetensors", dir=folder)
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    written = write(out, plans, {"format": "pt"})
+                _verify(temporary, policy)
+                os.replace(temporary, output)
+            except BaseException:
+                os.unlink(temporary)
+                raise
+            tensors = [(p.name, p.tensor.dtype.name, p.tensor.size) for p in plans]
+            return Conversion(output, tensors, written, skipped)
+    except Refused as exc:
+        raise ConversionRefused(str(exc)) from None
+    except OSError as exc:
+        raise ConversionInputError(f"cannot convert {source}: {exc.strerror or exc}") from None
+    raise ConversionInputError(f"{source}: nothing to convert")
