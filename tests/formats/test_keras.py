@@ -442,3 +442,33 @@ def test_keras_config_recognised_by_what_the_loaders_need(scan_data: ScanData) -
     result = scan_data(text.encode(), "model.json")
     assert result.format == "keras-config"
     assert "KRS001" in rules(result)
+
+
+@pytest.mark.parametrize(
+    ("reference", "rule", "severity"),
+    [
+        # Keras before 3.9 imports any module; what it gets is what core/callables says.
+        ({"module": "shutil", "class_name": "function", "config": "rmtree"}, "KRS002", Severity.HIGH),
+        ({"module": "subprocess", "class_name": "function", "config": "getoutput"}, "KRS002", Severity.CRITICAL),
+        # `builtins` falls back from Keras's own built-ins to `import_module("builtins")`.
+        ({"module": "builtins", "class_name": "function", "config": "exec"}, "KRS002", Severity.CRITICAL),
+        ({"module": "builtins", "class_name": "function", "config": "open"}, "KRS002", Severity.HIGH),
+        # Keras's non-modelling functions under any of its sub-modules.
+        ({"module": "keras.src.utils.file_utils", "class_name": "function", "config": "get_file"}, "KRS004", Severity.HIGH),
+        ({"module": "keras.src.saving.saving_lib", "class_name": "function", "config": "load_model"}, "KRS004", Severity.HIGH),
+        ({"module": "tf_keras.src.saving", "class_name": "function", "config": "save_model"}, "KRS004", Severity.HIGH),
+        ({"module": "keras.src.layers.core.lambda_layer", "class_name": "function", "config": "x"}, "KRS004", Severity.CRITICAL),
+    ],
+)  # fmt: skip
+def test_function_references_are_judged_by_the_callable_catalogue(
+    scan_data: ScanData, reference: dict[str, Any], rule: str, severity: Severity
+) -> None:
+    layer = keras_object("Lambda", {"name": "l", "function": reference})
+    result = scan_data(model(layer), "config.json")
+    assert [(f.rule_id, f.level) for f in result.findings] == [(rule, severity)]
+
+
+def test_ordinary_builtin_functions_stay_quiet(scan_data: ScanData) -> None:
+    relu = {"module": "builtins", "class_name": "function", "config": "relu", "registered_name": "relu"}
+    layer = keras_object("Dense", {"name": "d", "activation": relu})
+    assert scan_data(model(layer), "config.json").findings == []
