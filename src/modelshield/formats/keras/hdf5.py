@@ -294,13 +294,14 @@ class _Walk:
                 continue
             # From the header's shape and type: the library refuses get_storage_size for empty arrays.
             self.count(math.prod(attribute.shape) * attribute.dtype.itemsize)
-            value = item.attrs[name]
-            if isinstance(value, bytes) and value.endswith(b".") and value not in (b"0", b"0."):
-                self.pickles.append([f"{path}{ATTRIBUTE}{name}", value.decode("latin-1")])
-            elif NAME_ATTRIBUTES.fullmatch(name) and hasattr(value, "tolist"):
-                for entry in value.tolist():
-                    text = entry.decode("latin-1") if isinstance(entry, bytes) else str(entry)
-                    if "\0" in text or text.startswith("/") or ".." in text.split("/"):
+            pickled = _pickled(item, name, attribute)
+            if pickled is not None:
+                self.count(len(pickled))
+                self.pickles.append([f"{path}{ATTRIBUTE}{name}", pickled.decode("latin-1")])
+            elif NAME_ATTRIBUTES.fullmatch(name):
+                for text in _names(item.attrs[name]):
+                    segments = text.split("/")
+                    if "\0" in text or text.startswith("/") or ".." in segments or "." in segments:
                         self.names.append([path, name, text])
 
     def dataset(self, path: str, item: Any) -> None:
@@ -323,6 +324,37 @@ class _Walk:
                 row = bytes(item[index].tobytes())  # PyTables ObjectAtom: one pickle per row
                 self.count(len(row))
                 self.pickles.append([f"{path}[{index}]", row.decode("latin-1")])
+
+
+def _pickled(item: Any, name: str, attribute: Any) -> bytes | None:
+    """The bytes PyTables hands to `pickle.loads` for this attribute (`AttributeSet.__getattr__`): a NumPy
+    bytes scalar, which it makes of a scalar ASCII string attribute, fixed or variable length (checked
+    with PyTables 3.11.1); UTF-8 strings come back as `str_` and arrays as arrays, never unpickled. NumPy
+    strips trailing NULs; the value must end in '.' and not be '0' or '0.'."""
+    import h5py  # noqa: PLC0415 - already imported by the caller
+    import numpy as np  # noqa: PLC0415
+
+    kind = attribute.get_type()
+    if attribute.shape != () or not isinstance(kind, h5py.h5t.TypeStringID) or kind.get_cset() != h5py.h5t.CSET_ASCII:
+        return None
+    if kind.is_variable_str():
+        raw = np.zeros((), dtype=h5py.string_dtype("ascii"))
+        attribute.read(raw)  # the stored bytes: h5py's own read would decode them to str
+        value = bytes(np.bytes_(raw[()]))
+    else:
+        value = bytes(item.attrs[name])
+    return value if value.endswith(b".") and value not in (b"0", b"0.") else None
+
+
+def _names(value: Any) -> list[str]:
+    """The names `load_attributes_from_hdf5_group` makes of a `layer_names` / `weight_names` value: it
+    iterates the value, so an array gives its entries and a scalar string its characters."""
+    if isinstance(value, str):
+        return list(value)
+    entries = value.tolist() if hasattr(value, "tolist") else []
+    if not isinstance(entries, list):
+        return []
+    return [entry.decode("latin-1") if isinstance(entry, bytes) else str(entry) for entry in entries]
 
 
 def _read(target: str | BinaryIO) -> dict[str, Any]:
