@@ -231,7 +231,9 @@ def test_split_parts_are_dependencies_and_missing_parts_are_reported(tmp_path: P
     split_part(tmp_path / "tiny-00002-of-00003.gguf", 1, 3)
     result = scan_file(str(first))
     linked = [f.details["dependency"] for f in result.findings if f.rule_id == "DEP002"]
-    assert [(d["kind"], d["ref"], d["role"]) for d in linked] == [("path", "tiny-00002-of-00003.gguf", "GGUF split part")]
+    assert [(d["kind"], d["ref"], d["role"]) for d in linked] == [
+        ("path", "tiny-00002-of-00003.gguf", "GGUF split part")
+    ]
     [missing] = [f for f in result.findings if f.rule_id == "GGF004"]
     assert "tiny-00003-of-00003.gguf" in missing.evidence and missing.level is Severity.LOW
     assert scan_file(str(tmp_path / "tiny-00002-of-00003.gguf")).findings == []  # later parts name nothing

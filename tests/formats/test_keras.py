@@ -444,20 +444,24 @@ def test_keras_config_recognised_by_what_the_loaders_need(scan_data: ScanData) -
     assert "KRS001" in rules(result)
 
 
+def ref(module: str, name: str) -> dict[str, Any]:
+    return {"module": module, "class_name": "function", "config": name}
+
+
 @pytest.mark.parametrize(
     ("reference", "rule", "severity"),
     [
         # Keras before 3.9 imports any module; what it gets is what core/callables says.
-        ({"module": "shutil", "class_name": "function", "config": "rmtree"}, "KRS002", Severity.HIGH),
-        ({"module": "subprocess", "class_name": "function", "config": "getoutput"}, "KRS002", Severity.CRITICAL),
+        (ref("shutil", "rmtree"), "KRS002", Severity.HIGH),
+        (ref("subprocess", "getoutput"), "KRS002", Severity.CRITICAL),
         # `builtins` falls back from Keras's own built-ins to `import_module("builtins")`.
-        ({"module": "builtins", "class_name": "function", "config": "exec"}, "KRS002", Severity.CRITICAL),
-        ({"module": "builtins", "class_name": "function", "config": "open"}, "KRS002", Severity.HIGH),
+        (ref("builtins", "exec"), "KRS002", Severity.CRITICAL),
+        (ref("builtins", "open"), "KRS002", Severity.HIGH),
         # Keras's non-modelling functions under any of its sub-modules.
-        ({"module": "keras.src.utils.file_utils", "class_name": "function", "config": "get_file"}, "KRS004", Severity.HIGH),
-        ({"module": "keras.src.saving.saving_lib", "class_name": "function", "config": "load_model"}, "KRS004", Severity.HIGH),
-        ({"module": "tf_keras.src.saving", "class_name": "function", "config": "save_model"}, "KRS004", Severity.HIGH),
-        ({"module": "keras.src.layers.core.lambda_layer", "class_name": "function", "config": "x"}, "KRS004", Severity.CRITICAL),
+        (ref("keras.src.utils.file_utils", "get_file"), "KRS004", Severity.HIGH),
+        (ref("keras.src.saving.saving_lib", "load_model"), "KRS004", Severity.HIGH),
+        (ref("tf_keras.src.saving", "save_model"), "KRS004", Severity.HIGH),
+        (ref("keras.src.layers.core.lambda_layer", "x"), "KRS004", Severity.CRITICAL),
     ],
 )  # fmt: skip
 def test_function_references_are_judged_by_the_callable_catalogue(

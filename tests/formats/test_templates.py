@@ -539,6 +539,7 @@ EXPENSIVE = [
     "{% set n = 100000 %}{% for i in range(n) %}{{ 'x' * n }}{% endfor %}",
     "{{ ''|center(1000000000) }}",
     "{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}",
     "{% macro f() %}{% for i in range(2) %}{{ f() }}{% endfor %}{% endmacro %}{{ f() }}",
     "{% for x in [1] recursive %}{{ loop([1, 1]) }}{% endfor %}",
     "{% macro big() %}{% for i in range(100000) %}x{% endfor %}{% endmacro %}{% for i in range(1000) %}{{ big() }}{% endfor %}",

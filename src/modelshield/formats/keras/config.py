@@ -504,17 +504,17 @@ class ConfigWalker:
         if _root(module) not in self.names.module_roots | KERAS_ECOSYSTEM:
             yield from self._foreign(module, name, node, f"{owner} calls {target!r}")
             return
-        verdict = callables.judge_keras(module, name)
-        if verdict is not None:
+        gadget = callables.judge_keras(module, name)
+        if gadget is not None:
             arguments = settings.get("arguments")
             unsafe = isinstance(arguments, dict) and arguments.get("safe_mode") is False
             # A nested model loaded with safe mode off runs its Lambda bytecode: code, not only a load.
-            severity = Severity.CRITICAL if unsafe else verdict.severity
+            severity = Severity.CRITICAL if unsafe else gadget.severity
             args = f"; arguments {json.dumps(arguments)[:200]}" if arguments else ""
             yield from self.finding(
                 KERAS_GADGET,
                 node,
-                f"{owner} calls {target!r}, which {verdict.reason}{' with safe_mode false' if unsafe else ''}{args}",
+                f"{owner} calls {target!r}, which {gadget.reason}{' with safe_mode false' if unsafe else ''}{args}",
                 severity=severity,
                 target=target,
             )

@@ -286,9 +286,9 @@ class Folder:
                     if node.recursive and isinstance(call.node, nodes.Name) and call.node.name == "loop" and call.args:
                         yield from self._bind(node.target, self.elements(call.args[0]))
             elif isinstance(node, nodes.With):
-                for target, value in zip(node.targets, node.values, strict=False):
-                    yield from self._bind(target, self.value(value))
-            else:
+                for target, expression in zip(node.targets, node.values, strict=False):
+                    yield from self._bind(target, self.value(expression))
+            elif isinstance(node, nodes.Macro):
                 yield from self._macro_params(node)
         for call in self.tree.find_all(nodes.Call):
             if isinstance(call.node, nodes.Name) and call.node.name == "namespace":
@@ -345,8 +345,10 @@ class Folder:
                     continue
                 # A counter (`set ns.i = ns.i + 1`) is an integer; after the last round, anything still
                 # growing can be any string built at render time.
-                if round_ >= 2 and all(isinstance(c, (int, float)) for c in value.consts) and (
-                    value.integer or not value.open
+                if (
+                    round_ >= 2
+                    and all(isinstance(c, (int, float)) for c in value.consts)
+                    and (value.integer or not value.open)
                 ):
                     new[name] = Val(exposed=value.exposed, namespace=value.namespace) | INTEGER
                 elif round_ == MAX_ROUNDS:
@@ -369,7 +371,7 @@ class Folder:
             found = self.memo[key] = self._value(node)
         return found
 
-    def _value(self, node: nodes.Node) -> Val:  # noqa: C901, PLR0911, PLR0912 - one case per node type
+    def _value(self, node: nodes.Node) -> Val:
         if isinstance(node, nodes.Const):
             return _const(node.value) if isinstance(node.value, (str, int, float, bool, type(None))) else EXPOSED
         if isinstance(node, nodes.TemplateData):
@@ -524,14 +526,14 @@ class Folder:
         bounds = [self.value(b) if b is not None else _const(None) for b in (piece.start, piece.stop, piece.step)]
         if any(b.open or len(b.consts) != 1 for b in bounds) or container.open:
             return replace(container, consts=frozenset(), open=True) if container.consts else container
-        start, stop, step = (next(iter(b.consts)) for b in bounds)
-        values = set()
-        for box in container.consts:
-            if isinstance(box, (str, tuple)) and all(isinstance(b, int) or b is None for b in (start, stop, step)):
-                if step == 0:
-                    continue
-                values.add(box[slice(start, stop, step)])  # type: ignore[misc]
-        return Val(frozenset(values))
+        numbers = [next(iter(b.consts)) for b in bounds]
+        if not all(b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in numbers):
+            return EXPOSED
+        start, stop, step = (b if isinstance(b, int) else None for b in numbers)
+        if step == 0:
+            return BOTTOM
+        cut = slice(start, stop, step)
+        return Val(frozenset(box[cut] for box in container.consts if isinstance(box, (str, tuple))))
 
     def elements(self, node: nodes.Node) -> Val:
         """What iterating over the expression yields (for `for` targets)."""
@@ -590,10 +592,10 @@ class Folder:
             kwargs = [self.value(k.value) for k in node.kwargs]
             if kwargs and any(k.open for k in kwargs):
                 return BUILT | Val(exposed=subject.exposed)
-            named = tuple((k.key, next(iter(v.consts), None)) for k, v in zip(node.kwargs, kwargs, strict=True))
+            named = {str(k.key): next(iter(v.consts), None) for k, v in zip(node.kwargs, kwargs, strict=True)}
 
             def apply(value: object, *rest: object) -> object:
-                return _apply_filter(name, value, list(rest), dict(named))
+                return _apply_filter(name, value, list(rest), named)
 
             return self._combine([subject, *args], apply)
         if name == "attr" and args:
@@ -685,7 +687,7 @@ class _Marker:
 _LOOP = _Marker("loop")
 
 
-def _Macro(name: str) -> _Marker:  # noqa: N802 - reads as the constructor of a marker kind
+def _Macro(name: str) -> _Marker:
     return _Marker("macro", name)
 
 
@@ -747,7 +749,7 @@ _FILTERS = frozenset(
 )
 
 
-def _apply_filter(name: str, value: object, args: list[object], kwargs: dict[str, object]) -> object:  # noqa: C901, PLR0911 - one case per filter
+def _apply_filter(name: str, value: object, args: list[object], kwargs: dict[str, object]) -> object:
     """The filter's result on constant arguments, for the filters that build strings and lists."""
     if name == "join" and isinstance(value, (tuple, str)):
         separator = args[0] if args and isinstance(args[0], str) else kwargs.get("d", "")
@@ -787,7 +789,7 @@ def _apply_filter(name: str, value: object, args: list[object], kwargs: dict[str
     return None
 
 
-def _str_method(method: str, subject: object, args: list[object]) -> object:  # noqa: PLR0911 - one case per method
+def _str_method(method: str, subject: object, args: list[object]) -> object:
     """A Python `str` method on constants (the sandbox lets templates call them)."""
     if not isinstance(subject, str) or not all(isinstance(a, (str, int, tuple)) for a in args):
         return None
@@ -817,7 +819,7 @@ def _format(text: str, args: list[object]) -> str | None:
     except ValueError:
         return None
     for _, field_name, spec, _ in fields:
-        if field_name is not None and (not field_name.isdigit() and field_name != "" or spec):
+        if field_name is not None and ((not field_name.isdigit() and field_name != "") or spec):
             return None
     try:
         return text.format(*args)
@@ -881,7 +883,7 @@ class _Walker:
             children = [(child, inner) for child in node.iter_child_nodes()]
             stack.extend(reversed(children))
 
-    def node_facts(self, node: nodes.Node, scope: _Scope) -> Iterator[Fact]:  # noqa: C901 - one case per node type
+    def node_facts(self, node: nodes.Node, scope: _Scope) -> Iterator[Fact]:
         line = node.lineno
         folder = self.folder
         if isinstance(node, nodes.Name):
@@ -929,7 +931,8 @@ class _Walker:
         box = self.folder.value(node.node)
         identity = _identity(node.node)
         if identity is not None and (
-            key.keyof == {identity} or (isinstance(node.arg, nodes.Name) and scope.loops.get(node.arg.name) == identity)
+            key.keyof == frozenset({identity})
+            or (isinstance(node.arg, nodes.Name) and scope.loops.get(node.arg.name) == identity)
         ):
             return
         if (box.exposed or box.open) and not _guarded(node, scope.guards):
@@ -1104,7 +1107,12 @@ class _Estimator:
             fanout += max(1, self._loop_factor(call, body)) * items
         if fanout >= 2:
             self.recursion.append(
-                (line, f"line {line}: {what} calls itself {fanout} times per call on arguments that do not shrink")
+                (
+                    line,
+                    f"line {line}: {what} calls itself {fanout} times per call on arguments that do not follow "
+                    f"the request's nesting (up to {fanout}**depth calls, bounded only by constants or the "
+                    "recursion limit)",
+                )
             )
 
     def _loop_factor(self, call: nodes.Call, body: list[nodes.Node]) -> int:
