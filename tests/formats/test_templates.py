@@ -456,7 +456,8 @@ def test_ordinary_subscripts_stay_quiet() -> None:
     ordinary = (
         "{% for m in messages %}{{ m['role'] ~ ': ' ~ m['content']|trim }}"
         "{{ messages[loop.index0 + 1]['role'] }}{{ 'a'|upper ~ m['content'] }}{% endfor %}"
-        "{% for k in tools[0] %}{{ tools[0][k] }}{% endfor %}{% for k, v in tools|dictsort %}{{ tools[k] }}{% endfor %}"
+        "{% if tools[0] is mapping %}{% for k in tools[0] %}{{ tools[0][k] }}{% endfor %}{% endif %}"
+        "{% for k, v in tools|dictsort %}{{ tools[k] }}{% endfor %}"
         "{% set types = {'string': 'str'} %}{{ types[messages[0].type] }}"
         "{% for i in range(messages|length) %}{{ messages[i] }}{{ messages[i - 1] }}{% endfor %}"
         "{% set ns = namespace(i=0) %}{% for m in messages %}{% set ns.i = ns.i + 1 %}{{ messages[ns.i] }}{% endfor %}"
@@ -505,6 +506,27 @@ CARRIED = [
 ]  # fmt: skip
 
 
+#: Bypasses found by red-teaming the rules above, kept fixed.
+RED_TEAM = [
+    # A guard proves `k in C` only where it must hold: not through `or`, not in the `else` branch.
+    ("{% if (k in tools) or true %}{{ tools[k] }}{% endif %}", "TPL004"),
+    ("{% if k in tools %}{% else %}{{ tools[k] }}{% endif %}", "TPL004"),
+    ("{{ '' if k in tools else tools[k] }}", "TPL004"),
+    # A list's elements are no keys of it: `C[k]` falls back to getattr(C, k).
+    ("{% set parts = messages[0].content.split() %}{% for k in parts %}{{ parts[k] }}{% endfor %}", "TPL004"),
+    ("{% for k in messages %}{{ messages[k] }}{% endfor %}", "TPL004"),
+    # `map('attr', name)` is the attr filter.
+    ("{{ messages|map('attr', messages[0].content)|list }}", "TPL004"),
+    ("{{ messages|map('attr', '__class__')|list }}", "TPL001"),
+    ("{{ messages|map(messages[0].content, 'x')|list }}", "TPL004"),
+]
+
+
+@pytest.mark.parametrize(("template", "rule"), RED_TEAM)
+def test_red_team_bypasses_stay_fixed(template: str, rule: str) -> None:
+    assert rule in rules_of(template)
+
+
 @pytest.mark.parametrize(("template", "rule"), CARRIED)
 def test_values_carried_by_loops_macros_and_namespaces(template: str, rule: str) -> None:
     assert rule in rules_of(template)
@@ -543,6 +565,16 @@ EXPENSIVE = [
     "{% macro f() %}{% for i in range(2) %}{{ f() }}{% endfor %}{% endmacro %}{{ f() }}",
     "{% for x in [1] recursive %}{{ loop([1, 1]) }}{% endfor %}",
     "{% macro big() %}{% for i in range(100000) %}x{% endfor %}{% endmacro %}{% for i in range(1000) %}{{ big() }}{% endfor %}",
+    # red team: bounds scaled by the request, string doubling, format widths, mutual recursion, batch
+    "{% for i in range(messages|length * 100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "{% for x in messages * 100000 %}{% for y in range(100000) %}{% endfor %}{% endfor %}",
+    "{% set ns = namespace(s='x') %}{% for m in messages %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+    "{% set s = 'x' %}{% for m in messages %}{% set s = s + s %}{% endfor %}",
+    "{{ '%0999999999d'|format(1) }}",
+    "{{ '%*d' % (10 ** 9, 1) }}",
+    "{{ '{:>999999999}'.format(1) }}",
+    "{% macro f(n) %}{{ g(n) }}{{ g(n) }}{% endmacro %}{% macro g(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    "{{ [1]|batch(10 ** 9, 0)|list }}",
 ]
 CHEAP = [
     "{% for m in messages %}{% for n in messages %}{{ ' ' * loop.depth }}{% endfor %}{% endfor %}",
@@ -550,6 +582,8 @@ CHEAP = [
     "{% macro f(spec) %}{% for k, v in spec|dictsort %}{{ f(v) }}{{ f(v.items) }}{% endfor %}{% endmacro %}{{ f(tools) }}",
     "{% for x in messages recursive %}{{ loop(x.children) }}{% endfor %}",
     "{% for i in range(1000) %}{{ '-' * 80 }}{% endfor %}",
+    "{% set s = '' %}{% for m in messages %}{% set s = s ~ m.content ~ s|length %}{% endfor %}{{ '%5d' % 3 }}",
+    "{% macro f(n) %}{{ g(n.children) }}{% endmacro %}{% macro g(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(tools) }}",
 ]
 
 

@@ -16,6 +16,7 @@ one written out. A subscript or `|attr` whose key is such a name is then judged 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from itertools import product
@@ -217,6 +218,23 @@ def _container(node: nodes.Node) -> nodes.Node:
     if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and node.node.attr in ("items", "keys"):
         return _container(node.node.node)
     return node
+
+
+def _mapping_keys(node: nodes.Node) -> str | None:
+    """The identity of the mapping whose keys the iterable yields, when only a mapping can be iterated
+    so (`C|dictsort`, `C|items`, `C.items()`, `C.keys()`). `for k in C` alone proves nothing: a list's
+    elements are no keys of it, and `C[k]` then falls back to `getattr(C, k)`."""
+    inner = _container(node)
+    return None if inner is node else _identity(inner)
+
+
+def _conjuncts(test: nodes.Node) -> Iterator[nodes.Node]:
+    """The parts of a test that all hold where it is true (`a and b`); `or`, `not` prove nothing."""
+    if isinstance(test, nodes.And):
+        yield from _conjuncts(test.left)
+        yield from _conjuncts(test.right)
+    else:
+        yield test
 
 
 class _Budget(Exception):
@@ -546,7 +564,7 @@ class Folder:
         value = self.value(node)
         result = self.elements_of(Val(value.consts))
         if value.open:
-            identity = _identity(_container(node))
+            identity = _mapping_keys(node)
             keys = frozenset({identity}) if identity is not None else None
             result = result | Val(open=True, exposed=value.exposed, built=value.built, keyof=keys)
         return result
@@ -831,17 +849,30 @@ def _format(text: str, args: list[object]) -> str | None:
 
 
 def _guarded(getitem: nodes.Getitem, guards: list[nodes.Node]) -> bool:
-    """Whether an enclosing test checks `key in container` for this subscript (no attribute fallback)."""
+    """Whether an enclosing test that holds here checks `key in container` (so no attribute fallback)."""
     key, box = _identity(getitem.arg), _identity(getitem.node)
     if key is None or box is None:
         return False
     for test in guards:
-        for compare in test.find_all(nodes.Compare) if not isinstance(test, nodes.Compare) else [test]:
-            if _identity(compare.expr) == key and any(
-                op.op == "in" and _identity(op.expr) == box for op in compare.ops
+        for part in _conjuncts(test):
+            if (
+                isinstance(part, nodes.Compare)
+                and _identity(part.expr) == key
+                and len(part.ops) == 1
+                and part.ops[0].op == "in"
+                and _identity(part.ops[0].expr) == box
             ):
                 return True
     return False
+
+
+def _is_mapping(identity: str | None, guards: list[nodes.Node]) -> bool:
+    """Whether an enclosing test that holds here checks `container is mapping`."""
+    return identity is not None and any(
+        isinstance(part, nodes.Test) and part.name == "mapping" and _identity(part.node) == identity
+        for test in guards
+        for part in _conjuncts(test)
+    )
 
 
 class _Scope(NamedTuple):
@@ -868,20 +899,44 @@ class _Walker:
                 yield Fact("truncated", "", 0)
                 return
             yield from self.node_facts(node, scope)
-            inner = scope
-            if isinstance(node, (nodes.If, nodes.CondExpr)) and node.test is not None:
-                inner = _Scope([*scope.guards, node.test], scope.loops)
-            elif isinstance(node, nodes.For):
-                # The loop's key variable names a key of what it iterates (`for k, v in C|dictsort`).
-                target = node.target.items[0] if isinstance(node.target, nodes.Tuple) else node.target
-                loops = dict(scope.loops)
-                if isinstance(target, nodes.Name):
-                    loops[target.name] = _identity(_container(node.iter))
-                inner = _Scope([*scope.guards, node.test] if node.test is not None else scope.guards, loops)
-            elif isinstance(node, nodes.And):
-                inner = _Scope([*scope.guards, node.left], scope.loops)
-            children = [(child, inner) for child in node.iter_child_nodes()]
-            stack.extend(reversed(children))
+            stack.extend(reversed(self.children(node, scope)))
+
+    @staticmethod
+    def children(node: nodes.Node, scope: _Scope) -> list[tuple[nodes.Node, _Scope]]:
+        """The node's children with what holds inside each: an `if` guards its body (not its `else`),
+        `a if t else b` guards `a`, `a and b` guards `b`, a loop's filter guards its body, and a loop
+        variable over a mapping names a key of it."""
+        if isinstance(node, nodes.If):
+            inner = _Scope([*scope.guards, node.test], scope.loops)
+            return [
+                (node.test, scope),
+                *((child, inner) for child in node.body),
+                *((child, scope) for child in node.elif_),
+                *((child, scope) for child in node.else_),
+            ]
+        if isinstance(node, nodes.CondExpr):
+            inner = _Scope([*scope.guards, node.test], scope.loops)
+            rest = [(node.expr2, scope)] if node.expr2 is not None else []
+            return [(node.test, scope), (node.expr1, inner), *rest]
+        if isinstance(node, nodes.And):
+            return [(node.left, scope), (node.right, _Scope([*scope.guards, node.left], scope.loops))]
+        if isinstance(node, nodes.For):
+            target = node.target.items[0] if isinstance(node.target, nodes.Tuple) else node.target
+            loops = dict(scope.loops)
+            if isinstance(target, nodes.Name):
+                iterated = _container(node.iter)
+                mapping = _mapping_keys(node.iter) is not None or _is_mapping(_identity(iterated), scope.guards)
+                loops[target.name] = _identity(iterated) if mapping else None
+            guards = [*scope.guards, node.test] if node.test is not None else scope.guards
+            inner = _Scope(guards, loops)
+            return [
+                (node.target, scope),
+                (node.iter, scope),
+                *([(node.test, inner)] if node.test is not None else []),
+                *((child, inner) for child in node.body),
+                *((child, scope) for child in node.else_),
+            ]
+        return [(child, scope) for child in node.iter_child_nodes()]
 
     def node_facts(self, node: nodes.Node, scope: _Scope) -> Iterator[Fact]:
         line = node.lineno
@@ -911,6 +966,13 @@ class _Walker:
         arguments = [kw.value for kw in node.kwargs if kw.key == "attribute"]
         if node.name in POSITIONAL_ATTRIBUTE_FILTERS:
             arguments += node.args[:1]
+        if node.name == "map" and node.args:
+            # `map('attr', name)` applies the attr filter; a filter chosen at render time may be it.
+            chosen = self.folder.value(node.args[0])
+            if chosen.open:
+                yield Fact("computed-attribute", "|map filter chosen at render time", line)
+            elif "attr" in chosen.consts:
+                arguments += node.args[1:2]
         for argument in arguments:
             value = self.folder.value(argument)
             for name in value.strings:
@@ -995,6 +1057,27 @@ class _Estimator:
         self.macro_costs: dict[str, _Cost] = {}
         self.active: set[str] = set()
         self.recursion: list[tuple[int, str]] = []
+        self.loops = 0
+        self.reach = self._reach()
+
+    def _reach(self) -> dict[str, set[str]]:
+        """The macros each macro can end up calling (its call graph's closure, bounded by the macros)."""
+        direct = {
+            name: {c.node.name for c in macro.find_all(nodes.Call) if isinstance(c.node, nodes.Name)}
+            & set(self.folder.macros)
+            for name, macro in self.folder.macros.items()
+        }
+        reach = {name: set(callees) for name, callees in direct.items()}
+        for _ in range(len(reach)):
+            changed = False
+            for callees in reach.values():
+                more = set().union(*(reach[c] for c in callees)) - callees
+                if more:
+                    callees.update(more)
+                    changed = True
+            if not changed:
+                break
+        return reach
 
     def block(self, body: Iterable[nodes.Node], times: int) -> _Cost:
         total = _Cost()
@@ -1009,29 +1092,52 @@ class _Estimator:
         total.why.extend(more.why)
 
     def node(self, node: nodes.Node, times: int) -> _Cost:
-        cost = _Cost()
         if isinstance(node, nodes.For):
-            count = self.iterations(node.iter)
-            inner = min(_HUGE, times * count)
-            cost.steps = inner
-            if count > 1:
-                cost.why.append((inner, f"line {node.lineno}: a loop of {count} constant iterations"))
-            if node.recursive:
-                self._recursive_loop(node)
-            self._add(cost, self.block(node.body, inner))
-            self._add(cost, self.block(node.else_, times))
-            return cost
+            self.loops += 1
+            try:
+                return self._loop(node, times)
+            finally:
+                self.loops -= 1
+        return self._other(node, times)
+
+    def _loop(self, node: nodes.For, times: int) -> _Cost:
+        cost = _Cost()
+        count = self.iterations(node.iter)
+        inner = min(_HUGE, times * count)
+        cost.steps = inner
+        if count > 1:
+            cost.why.append((inner, f"line {node.lineno}: a loop of {count} constant iterations"))
+        if node.recursive:
+            self._recursive_loop(node)
+        self._add(cost, self.block(node.body, inner))
+        self._add(cost, self.block(node.else_, times))
+        return cost
+
+    def _other(self, node: nodes.Node, times: int) -> _Cost:
+        cost = _Cost()
         if isinstance(node, nodes.Macro):
             return cost  # counted where it is called
         if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name in self.folder.macros:
             self._add(cost, self.macro(node.node.name, times))
         if isinstance(node, nodes.Mul):
             self._repeat(node, times, cost)
-        if isinstance(node, nodes.Filter) and node.name in ("center", "indent", "wordwrap") and node.args:
+        if isinstance(node, nodes.Filter) and node.name in _WIDTH_FILTERS and node.args:
             width = self._int(node.args[0])
             if width > MAX_FOLDED:
                 cost.chars = min(_HUGE, times * width)
-                cost.why.append((cost.chars, f"line {node.lineno}: |{node.name} to width {width}"))
+                cost.why.append((cost.chars, f"line {node.lineno}: |{node.name} to size {width}"))
+        if _formats(node):
+            text = self.folder.value(_format_string(node))
+            stars = [self._int(a) for a in _format_args(node)] if _star_width(text) else []
+            width = max([_widest_field(text), *stars])
+            if width > MAX_RENDER_CHARS // 100:
+                cost.chars = min(_HUGE, times * width)
+                cost.why.append((cost.chars, f"line {node.lineno}: a format field of width {width}"))
+        if isinstance(node, (nodes.Assign, nodes.AssignBlock)) and self.loops and _doubles(node):
+            cost.chars = _HUGE
+            cost.why.append(
+                (_HUGE, f"line {node.lineno}: a value joined to itself on every loop step doubles each time")
+            )
         for child in node.iter_child_nodes():
             self._add(cost, self.node(child, times))
         return cost
@@ -1049,21 +1155,26 @@ class _Estimator:
                 cost.why.append((cost.chars, f"line {node.lineno}: a string or list repeated {count} times"))
 
     def _int(self, node: nodes.Node) -> int:
+        """The largest integer the expression can be, counting what the request decides as 1
+        (`messages|length * 100000` is 100000 per message)."""
         value = self.folder.value(node)
         numbers = [c for c in value.consts if isinstance(c, int) and not isinstance(c, bool)]
-        return max(numbers, default=0) if not value.open else 0
+        if not value.open:
+            return max(numbers, default=0)
+        return max([*numbers, _upper(node, 0)])
 
     def iterations(self, node: nodes.Node) -> int:
         """Iterations of a loop when the template fixes them (a constant range or list); 1 when the
         request decides (messages, tools), since those scale with the request, not with the template."""
         if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name == "range":
-            bounds = [self.folder.value(a) for a in node.args]
-            if bounds and all(not b.open and b.consts for b in bounds):
-                numbers = [max((c for c in b.consts if isinstance(c, int)), default=0) for b in bounds]
-                start, stop = (0, numbers[0]) if len(numbers) == 1 else (numbers[0], numbers[1])
-                step = numbers[2] if len(numbers) > 2 and numbers[2] else 1
-                return max(1, min(_HUGE, (stop - start) // abs(step)))
-            return 1
+            if not node.args:
+                return 1
+            numbers = [self._int(a) for a in node.args]
+            start, stop = (0, numbers[0]) if len(numbers) == 1 else (0, max(numbers[:2]))
+            step = numbers[2] if len(numbers) > 2 and numbers[2] else 1
+            return max(1, min(_HUGE, (stop - start) // abs(step)))
+        if isinstance(node, nodes.Mul):
+            return max(1, min(_HUGE, self._int(node.left) * self._int(node.right)))
         value = self.folder.value(node)
         sizes = [len(c) for c in value.consts if isinstance(c, (tuple, str))]
         return max(1, max(sizes, default=1))
@@ -1082,8 +1193,24 @@ class _Estimator:
         return _Cost(min(_HUGE, known.steps * times), min(_HUGE, known.chars * times), list(known.why))
 
     def _recursive_macro(self, macro: nodes.Macro) -> None:
+        """Calls back into the macro's own cycle (itself, or a macro that calls it again)."""
         params = {arg.name for arg in macro.args}
-        calls = [c for c in macro.find_all(nodes.Call) if isinstance(c.node, nodes.Name) and c.node.name == macro.name]
+        cycle = {macro.name} | {m for m in self.reach.get(macro.name, set()) if macro.name in self.reach.get(m, set())}
+        if macro.name not in self.reach.get(macro.name, set()):
+            return
+        calls = [c for c in macro.find_all(nodes.Call) if isinstance(c.node, nodes.Name) and c.node.name in cycle]
+        # A cycle that passes a part of its argument somewhere (f(n.children) -> g(n) -> f...) follows the data.
+        for member in cycle - {macro.name}:
+            other = self.folder.macros[member]
+            names = {arg.name for arg in other.args}
+            for call in other.find_all(nodes.Call):
+                arguments = [*call.args, *(k.value for k in call.kwargs)]
+                if (
+                    isinstance(call.node, nodes.Name)
+                    and call.node.name in cycle
+                    and any(_shrinks(a, names) for a in arguments)
+                ):
+                    return
         self._judge_recursion(macro.lineno, f"macro {macro.name!r}", calls, params, macro.body)
 
     def _recursive_loop(self, loop: nodes.For) -> None:
@@ -1121,6 +1248,96 @@ class _Estimator:
             if any(c is call for c in loop.find_all(nodes.Call)):
                 factor = min(_HUGE, factor * self.iterations(loop.iter))
         return factor
+
+
+#: Filters whose first argument sets the size of what they build.
+_WIDTH_FILTERS = frozenset({"center", "indent", "wordwrap", "batch", "slice", "truncate"})
+#: Field widths of %-style and {}-style format strings.
+_WIDTHS = re.compile(r"%[-+ #0]*(\d+)|\{[^{}:]*:[^{}\d]*(\d+)[^{}]*\}")
+
+
+def _formats(node: nodes.Node) -> bool:
+    """`x|format(...)`, `'%..' % x` and `'...'.format(...)`: a field width builds a string that wide."""
+    if isinstance(node, nodes.Filter) and node.name == "format" and node.node is not None:
+        return True
+    if isinstance(node, nodes.Mod):
+        return True
+    return isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and node.node.attr == "format"
+
+
+def _format_string(node: nodes.Node) -> nodes.Node:
+    if isinstance(node, nodes.Filter) and node.node is not None:
+        return node.node
+    if isinstance(node, nodes.Mod):
+        return node.left
+    assert isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr)
+    return node.node.node
+
+
+def _format_args(node: nodes.Node) -> list[nodes.Node]:
+    """Arguments that can be a `*` width (`'%*d' % (10**9, 1)`)."""
+    if isinstance(node, nodes.Mod):
+        return list(node.right.items) if isinstance(node.right, nodes.Tuple) else [node.right]
+    return list(node.args) if isinstance(node, (nodes.Filter, nodes.Call)) else []
+
+
+def _star_width(value: Val) -> bool:
+    return any("*" in s for s in value.strings)
+
+
+def _widest_field(value: Val) -> int:
+    """The widest field a constant format string asks for (`%09999999d`, `{:>9999999}`)."""
+    widths = [int((m.group(1) or m.group(2))[:30]) for s in value.strings for m in _WIDTHS.finditer(s)]
+    return max(widths, default=0)
+
+
+def _doubles(node: nodes.Assign | nodes.AssignBlock) -> bool:
+    """`{% set x = x ~ x %}` (or `ns.s + ns.s`): one concatenation joins the target to itself."""
+    target = node.target
+    key = None
+    if isinstance(target, nodes.Name):
+        key = target.name
+    elif isinstance(target, nodes.NSRef):
+        key = f"{target.name}.{target.attr}"
+    if key is None:
+        return False
+    body = [node.node] if isinstance(node, nodes.Assign) else node.body
+    joins = [j for part in body for j in part.find_all((nodes.Concat, nodes.Add))]
+    joins += [part for part in body if isinstance(part, (nodes.Concat, nodes.Add))]
+    return any(sum(1 for operand in _operands(join) if _identity(operand) == key) >= 2 for join in joins)
+
+
+def _operands(node: nodes.Node) -> Iterator[nodes.Node]:
+    """The operands of a chain of `~` and `+`."""
+    if isinstance(node, nodes.Concat):
+        for part in node.nodes:
+            yield from _operands(part)
+    elif isinstance(node, nodes.Add):
+        yield from _operands(node.left)
+        yield from _operands(node.right)
+    else:
+        yield node
+
+
+def _upper(node: nodes.Node, depth: int) -> int:
+    """A bound of an integer expression's constant part, with every request-decided value as 1."""
+    if depth > 50:
+        return 1
+    if isinstance(node, nodes.Const) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        return min(_HUGE, abs(node.value))
+    if isinstance(node, (nodes.Add, nodes.Sub)):
+        return min(_HUGE, _upper(node.left, depth + 1) + _upper(node.right, depth + 1))
+    if isinstance(node, nodes.Mul):
+        return min(_HUGE, _upper(node.left, depth + 1) * _upper(node.right, depth + 1))
+    if isinstance(node, nodes.Pow):
+        base, exponent = _upper(node.left, depth + 1), _upper(node.right, depth + 1)
+        return _HUGE if base > 1 and exponent * max(1, base.bit_length()) > 100 else min(_HUGE, base**exponent)
+    if isinstance(node, nodes.CondExpr):
+        other = _upper(node.expr2, depth + 1) if node.expr2 is not None else 0
+        return max(_upper(node.expr1, depth + 1), other)
+    if isinstance(node, (nodes.Filter, nodes.Pos)) and node.node is not None:
+        return _upper(node.node, depth + 1) if isinstance(node, nodes.Pos) or node.name == "int" else 1
+    return 1
 
 
 def _shrinks(argument: nodes.Node, params: set[str]) -> bool:
