@@ -461,6 +461,9 @@ def ref(module: str, name: str) -> dict[str, Any]:
         (ref("keras.src.utils.file_utils", "get_file"), "KRS004", Severity.HIGH),
         (ref("keras.src.saving.saving_lib", "load_model"), "KRS004", Severity.HIGH),
         (ref("tf_keras.src.saving", "save_model"), "KRS004", Severity.HIGH),
+        # red team: Keras resolves a dotted name under the module by public API name.
+        (ref("keras", "utils.get_file"), "KRS004", Severity.HIGH),
+        (ref("keras", "config.enable_unsafe_deserialization"), "KRS004", Severity.CRITICAL),
         (ref("keras.src.layers.core.lambda_layer", "x"), "KRS004", Severity.CRITICAL),
     ],
 )  # fmt: skip
@@ -476,3 +479,12 @@ def test_ordinary_builtin_functions_stay_quiet(scan_data: ScanData) -> None:
     relu = {"module": "builtins", "class_name": "function", "config": "relu", "registered_name": "relu"}
     layer = keras_object("Dense", {"name": "d", "activation": relu})
     assert scan_data(model(layer), "config.json").findings == []
+
+
+def test_a_dotted_class_name_is_the_class_keras_resolves(scan_data: ScanData) -> None:
+    """`{"module": "keras", "class_name": "layers.TFSMLayer"}` is looked up as `keras.layers.TFSMLayer`."""
+    layer = keras_object("layers.TFSMLayer", {"name": "t", "filepath": "/srv/other_model"}, module="keras")
+    result = scan_data(model(layer), "config.json")
+    assert [(f.rule_id, f.level) for f in result.findings] == [("KRS006", Severity.HIGH)]
+    dense = keras_object("layers.Dense", {"name": "d", "units": 1}, module="keras")
+    assert scan_data(model(dense), "config.json").findings == []

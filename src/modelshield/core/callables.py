@@ -800,9 +800,11 @@ def judge_keras(module: str, name: str) -> Verdict | None:
     verdicts = [judge(module, name)]
     package = module.partition(".")[0]
     if package in KERAS_PACKAGES:
-        known = KERAS_FUNCTIONS.get(name)
+        # Keras looks `module + "." + name` up by public API name: `("keras", "utils.get_file")` is get_file.
+        *namespaces, last = f"{module}.{name}".split(".")
+        known = KERAS_FUNCTIONS.get(last)
         if known is not None:
             verdicts.append(_verdict(known[0], package, known[1]))
-        elif KERAS_NAMESPACES & set(module.split(".")):
+        elif KERAS_NAMESPACES & set(namespaces):
             verdicts.append(_verdict(Kind.ACCESS, package, "belongs to a non-modelling Keras namespace"))
     return _worst(verdicts)

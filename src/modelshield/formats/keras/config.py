@@ -415,6 +415,11 @@ class ConfigWalker:
 
     def _object(self, obj: dict[str, Any], node: _Node, owner: str) -> Iterator[Finding]:
         class_name: str = obj["class_name"]
+        module = obj.get("module")
+        if "." in class_name and isinstance(module, str) and _root(module) in self.names.module_roots:
+            # Keras resolves `module + "." + class_name` by public API name: `{"module": "keras",
+            # "class_name": "layers.TFSMLayer"}` is the TFSMLayer.
+            class_name = class_name.rsplit(".", 1)[-1]
         config = obj.get("config")
         settings = config if isinstance(config, dict) else {}
         yield from self._names(obj, settings, node, owner)
@@ -549,7 +554,11 @@ class ConfigWalker:
             return
         if class_name in SPECIAL_CLASSES:
             return
-        custom = isinstance(registered, str) and registered not in (class_name, f"Custom>{class_name}")
+        custom = isinstance(registered, str) and registered not in (
+            class_name,
+            f"Custom>{class_name}",
+            obj["class_name"],
+        )
         standard = _standard_class(class_name, self.names.classes) and not custom
         if standard or self._allowed(class_name, registered, f"{module}.{class_name}"):
             return
