@@ -108,11 +108,14 @@ DYNAMIC_ATTRIBUTE = Rule(
     title="Chat template computes attribute names at render time",
     severity=Severity.HIGH,
     category=Category.TEMPLATE,
-    overview="An attribute or item name is computed at render time from values the analyser cannot fold "
-    "(`x|attr(a ~ b)`, `x[name ~ '_']`, `map(attribute=name)`, pieces carried by loops, macro arguments or "
-    "`namespace()`), so the template's text does not show which attribute it reads. Names built from "
-    "constants (`'__ssalc__'|reverse`, `['__cl', 'ass__']|join`, `{% set %}` pieces) are folded and judged "
-    "like dotted ones (TPL001/TPL002).",
+    overview="An attribute or item name is chosen at render time from values the analyser cannot fold: "
+    "request data (`x[messages[0].content]`, a macro argument or loop variable that carries it) or a string "
+    "built from such data (`x|attr(a ~ b)`, `map(attribute=name)`), so the template's text does not show "
+    "which attribute it reads. A key built at render time is high; a plain request-data key on an object "
+    "reachable from the globals is medium (integers, keys of the mapping being iterated and keys checked "
+    "with `in` are not reported). Names built from constants, wherever they travel (loops, macro "
+    "arguments, `namespace()` attributes, `{% set %}` blocks, `caller()`), are folded and judged like "
+    "dotted ones (TPL001/TPL002).",
     attack="Building `'__cla' ~ 'ss__'` at render time hides dunder access from text filters and reviewers; "
     "`|attr` or a subscript then fetches it (Jinja's sandbox falls back from item to attribute lookup). It "
     "is the standard obfuscation of template-injection payloads. Jinja2's sandbox refuses `_`-prefixed "
