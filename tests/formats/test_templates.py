@@ -519,6 +519,9 @@ RED_TEAM = [
     ("{{ messages|map('attr', messages[0].content)|list }}", "TPL004"),
     ("{{ messages|map('attr', '__class__')|list }}", "TPL001"),
     ("{{ messages|map(messages[0].content, 'x')|list }}", "TPL004"),
+    # Shadowing a helper with itself still reads the helper.
+    ("{% set cycler = cycler %}{{ cycler }}", "TPL003"),
+    ("{% set os = os or 1 %}{{ os }}", "TPL002"),
 ]
 
 

@@ -68,7 +68,7 @@ class Fact(NamedTuple):
     construct fetching a name built at render time), `computed-key` (value: the construct, detail: the
     container: a plain variable key on an object reachable from the globals), `string` (a constant or
     folded string), `load` (value: include/import/fromimport/extends, detail: the target), `name` (a free
-    name read), `assign` (a name set), `cost` (value: what makes rendering expensive), `truncated` (the
+    name read), `assign` (a name set), `global` (a name read before the template shadows it), `cost` (value: what makes rendering expensive), `truncated` (the
     walk or the folding stopped).
     """
 
@@ -951,6 +951,12 @@ class _Walker:
             target = _const_string(node.template)
             shown = repr(target) if target is not None else "a computed name"
             yield Fact("load", type(node).__name__.lower(), line, shown)
+        if isinstance(node, nodes.Assign) and isinstance(node.target, nodes.Name):
+            # `{% set cycler = cycler %}` reads the global before it shadows it.
+            if any(n.name == node.target.name for n in node.node.find_all(nodes.Name)) or (
+                isinstance(node.node, nodes.Name) and node.node.name == node.target.name
+            ):
+                yield Fact("global", node.target.name, line)
         if isinstance(node, nodes.Filter):
             yield from self.filter_facts(node, line)
         elif isinstance(node, nodes.Getitem) and not isinstance(node.arg, nodes.Slice):

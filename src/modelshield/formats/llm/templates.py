@@ -271,8 +271,10 @@ def analyse(text: str) -> Analysis:
     problems = [problem for problem in map(_fact_problem, found) if problem is not None]
     assigned = {fact.value for fact in found if fact.kind == "assign"}
     free = [fact for fact in found if fact.kind == "name"]
+    shadowed = {fact.value for fact in found if fact.kind == "global"}
     for name in free:
-        problem = None if name.value in assigned else _name_problem(name.value, name.line)
+        local = name.value in assigned and name.value not in shadowed
+        problem = None if local else _name_problem(name.value, name.line)
         if problem is not None:
             problems.append(problem)
     problems.sort(key=lambda p: p.rule.id)
