@@ -68,8 +68,8 @@ class Fact(NamedTuple):
     construct fetching a name built at render time), `computed-key` (value: the construct, detail: the
     container: a plain variable key on an object reachable from the globals), `string` (a constant or
     folded string), `load` (value: include/import/fromimport/extends, detail: the target), `name` (a free
-    name read), `assign` (a name set), `global` (a name read before the template shadows it), `cost` (value: what makes rendering expensive), `truncated` (the
-    walk or the folding stopped).
+    name read), `assign` (a name set), `global` (a name read before the template shadows it), `cost`
+    (value: what makes rendering expensive), `truncated` (the walk or the folding stopped).
     """
 
     kind: str
@@ -848,6 +848,12 @@ def _format(text: str, args: list[object]) -> str | None:
 # -- facts ----------------------------------------------------------------------------------------------
 
 
+def _reads(expression: nodes.Node, name: str) -> bool:
+    return (isinstance(expression, nodes.Name) and expression.name == name) or any(
+        n.name == name for n in expression.find_all(nodes.Name)
+    )
+
+
 def _guarded(getitem: nodes.Getitem, guards: list[nodes.Node]) -> bool:
     """Whether an enclosing test that holds here checks `key in container` (so no attribute fallback)."""
     key, box = _identity(getitem.arg), _identity(getitem.node)
@@ -951,12 +957,12 @@ class _Walker:
             target = _const_string(node.template)
             shown = repr(target) if target is not None else "a computed name"
             yield Fact("load", type(node).__name__.lower(), line, shown)
-        if isinstance(node, nodes.Assign) and isinstance(node.target, nodes.Name):
-            # `{% set cycler = cycler %}` reads the global before it shadows it.
-            if any(n.name == node.target.name for n in node.node.find_all(nodes.Name)) or (
-                isinstance(node.node, nodes.Name) and node.node.name == node.target.name
-            ):
-                yield Fact("global", node.target.name, line)
+        if (
+            isinstance(node, nodes.Assign)
+            and isinstance(node.target, nodes.Name)
+            and _reads(node.node, node.target.name)
+        ):
+            yield Fact("global", node.target.name, line)  # `{% set cycler = cycler %}` reads the global it shadows
         if isinstance(node, nodes.Filter):
             yield from self.filter_facts(node, line)
         elif isinstance(node, nodes.Getitem) and not isinstance(node.arg, nodes.Slice):
