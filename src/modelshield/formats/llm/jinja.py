@@ -40,8 +40,9 @@ MAX_CHOICES = 64
 MAX_FOLDED = 1_000
 #: Rounds of the name fixpoint; a name still growing after them can be anything.
 MAX_ROUNDS = 8
-#: Constant operations the folder performs per template, so that cartesian products of choices stay bounded.
-MAX_FOLD_WORK = 2_000_000
+#: Constant operations the folder performs per template, so that cartesian products of choices stay bounded
+#: (the 70 real templates of tests/fixtures/real/chat_templates need at most 46,000).
+MAX_FOLD_WORK = 400_000
 #: Jinja's sandbox refuses `range()` longer than this (`jinja2.sandbox.MAX_RANGE`); other renderers do not.
 SANDBOX_MAX_RANGE = 100_000
 #: Attributes of a `for` loop's `loop` object that are integers.
@@ -257,23 +258,25 @@ class Folder:
         self.env: dict[str, Val] = {}
         self.memo: dict[int, Val] = {}
         self.env_outputs: dict[str, Val] = {}
-        self.macros = {m.name: m for m in tree.find_all(nodes.Macro)}
-        self.caller_bodies = [c.body for c in tree.find_all(nodes.CallBlock)]
-        self.bound = self._bound_names()
+        self._index(tree)
+        self.macros = {m.name: m for m in self.by_type.get(nodes.Macro, []) if isinstance(m, nodes.Macro)}
+        self.caller_bodies = [c.body for c in self.by_type.get(nodes.CallBlock, []) if isinstance(c, nodes.CallBlock)]
+        self.bound = {
+            n.name
+            for n in self.by_type.get(nodes.Name, [])
+            if isinstance(n, nodes.Name) and n.ctx in ("store", "param")
+        } | set(self.macros)
         # Names that may come from the caller even though the template sets them: tested with `is
         # defined`, set from themselves, or passed by every renderer.
         self.defined = {
             t.node.name
-            for t in tree.find_all(nodes.Test)
-            if t.name in ("defined", "undefined") and isinstance(t.node, nodes.Name)
+            for t in self.by_type.get(nodes.Test, [])
+            if isinstance(t, nodes.Test) and t.name in ("defined", "undefined") and isinstance(t.node, nodes.Name)
         }
-        for assign in tree.find_all(nodes.Assign):
-            if isinstance(assign.target, nodes.Name):
-                reads = {n.name for n in assign.node.find_all(nodes.Name)}
-                if isinstance(assign.node, nodes.Name):
-                    reads.add(assign.node.name)
-                if assign.target.name in reads:
-                    self.defined.add(assign.target.name)
+        for assign in self.by_type.get(nodes.Assign, []):
+            target = assign.target if isinstance(assign, nodes.Assign) else None
+            if isinstance(target, nodes.Name) and isinstance(assign, nodes.Assign) and _reads(assign.node, target.name):
+                self.defined.add(target.name)
         self.defined |= _CONTEXT_NAMES
         self.truncated = False
         try:
@@ -281,16 +284,32 @@ class Folder:
         except _Budget:
             self.truncated = True
 
-    # -- binding sites
+    def _index(self, tree: nodes.Template) -> None:
+        """One walk of the tree: nodes by type, calls by callee name, `loop()` calls by recursive loop."""
+        self.by_type: dict[type, list[nodes.Node]] = {}
+        self.calls: dict[str, list[nodes.Call]] = {}
+        self.loop_calls: dict[int, list[nodes.Call]] = {}
+        stack: list[tuple[nodes.Node, nodes.For | None]] = [(tree, None)]
+        while stack:
+            node, loop = stack.pop()
+            self.by_type.setdefault(type(node), []).append(node)
+            if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name):
+                self.calls.setdefault(node.node.name, []).append(node)
+                if node.node.name == "loop" and loop is not None:
+                    self.loop_calls.setdefault(id(loop), []).append(node)
+            inner = node if isinstance(node, nodes.For) and node.recursive else loop
+            stack.extend((child, inner) for child in reversed(list(node.iter_child_nodes())))
+        self.sites = [
+            n
+            for kind in (nodes.Assign, nodes.AssignBlock, nodes.For, nodes.With, nodes.Macro)
+            for n in self.by_type.get(kind, [])
+        ]
 
-    def _bound_names(self) -> set[str]:
-        names = {n.name for n in self.tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
-        names |= set(self.macros)
-        return names
+    # -- binding sites
 
     def _bindings(self) -> Iterator[tuple[str, Val]]:
         """(name, value) for every binding site, with values under the current environment."""
-        for node in self.tree.find_all((nodes.Assign, nodes.AssignBlock, nodes.For, nodes.With, nodes.Macro)):
+        for node in self.sites:
             if isinstance(node, nodes.Assign):
                 yield from self._bind(node.target, self.value(node.node))
             elif isinstance(node, nodes.AssignBlock):
@@ -300,24 +319,23 @@ class Folder:
                 yield from self._bind(node.target, value)
             elif isinstance(node, nodes.For):
                 yield from self._bind(node.target, self.elements(node.iter))
-                for call in node.find_all(nodes.Call):
-                    if node.recursive and isinstance(call.node, nodes.Name) and call.node.name == "loop" and call.args:
+                for call in self.loop_calls.get(id(node), []):
+                    if call.args:
                         yield from self._bind(node.target, self.elements(call.args[0]))
             elif isinstance(node, nodes.With):
                 for target, expression in zip(node.targets, node.values, strict=False):
                     yield from self._bind(target, self.value(expression))
             elif isinstance(node, nodes.Macro):
                 yield from self._macro_params(node)
-        for call in self.tree.find_all(nodes.Call):
-            if isinstance(call.node, nodes.Name) and call.node.name == "namespace":
-                for keyword in call.kwargs:
-                    yield f"ns:{keyword.key}", self.value(keyword.value)
-                for argument in call.args:
-                    for mapping in self.value(argument).consts:
-                        if isinstance(mapping, CDict):
-                            yield from ((f"ns:{k}", _const(v)) for k, v in mapping.pairs if isinstance(k, str))
-                    if self.value(argument).open:
-                        yield "ns:*", EXPOSED
+        for call in self.calls.get("namespace", []):
+            for keyword in call.kwargs:
+                yield f"ns:{keyword.key}", self.value(keyword.value)
+            for argument in call.args:
+                for mapping in self.value(argument).consts:
+                    if isinstance(mapping, CDict):
+                        yield from ((f"ns:{k}", _const(v)) for k, v in mapping.pairs if isinstance(k, str))
+                if self.value(argument).open:
+                    yield "ns:*", EXPOSED
 
     def _bind(self, target: nodes.Node, value: Val) -> Iterator[tuple[str, Val]]:
         if isinstance(target, nodes.Name):
@@ -339,9 +357,7 @@ class Folder:
         offset = len(params) - len(macro.defaults)
         for index, default in enumerate(macro.defaults):
             yield params[offset + index], self.value(default)
-        for call in self.tree.find_all(nodes.Call):
-            if not (isinstance(call.node, nodes.Name) and call.node.name == macro.name):
-                continue
+        for call in self.calls.get(macro.name, []):
             for index, argument in enumerate(call.args[: len(params)]):
                 yield params[index], self.value(argument)
             for keyword in call.kwargs:
@@ -514,7 +530,13 @@ class Folder:
         return result
 
     def _loop_items(self) -> Val:
-        return _union(self.elements(f.iter) for f in self.tree.find_all(nodes.For))
+        key = "loop:items"
+        found = self.env_outputs.get(key)
+        if found is None:
+            self.env_outputs[key] = BOTTOM
+            loops = [f for f in self.by_type.get(nodes.For, []) if isinstance(f, nodes.For)]
+            found = self.env_outputs[key] = _union(self.elements(f.iter) for f in loops)
+        return found
 
     def _getitem(self, node: nodes.Getitem) -> Val:
         container = self.value(node.node)
