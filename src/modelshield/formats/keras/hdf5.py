@@ -94,7 +94,9 @@ WEIGHT_NAME = Rule(
     severity=Severity.MEDIUM,
     category=Category.INTEGRITY,
     overview="A `layer_names` or `weight_names` attribute, which `load_weights` joins into HDF5 paths, "
-    "holds a NUL byte, an absolute path or a `..` segment.",
+    "holds a NUL byte, an absolute path, or a `.` or `..` segment (to HDF5 a leading `/` restarts at the "
+    "root and `.` is the group itself; `..` is a plain name no writer produces). Keras iterates the value, "
+    "so a scalar string is one name per character.",
     attack="Names are used as paths inside the file: a NUL truncates the name seen by the C library (two "
     "different names reach the same object), and names that climb or restart the path make the loader "
     "read weights from an object other than the layer's, so a reviewer and the loader disagree about "
