@@ -5,11 +5,11 @@ signature is scanned as embedded content.
 
 Beyond the configs, the child walks every group and dataset (bounded in objects and bytes), reading
 object headers and attributes only: attribute values PyTables would unpickle (scalar ASCII strings of
-fixed or variable length ending in the pickle STOP opcode, `tables/attributeset.py`) and the rows of PyTables object VLArrays (pandas object
-columns, one pickle a row) go to the pickle analyser as members named after the HDF5 object; external
-links, external raw storage and virtual-dataset sources (files the C library opens when a loader touches
-the object) are HDF001; Keras `layer_names` / `weight_names` that `load_weights` turns into paths are
-HDF002 when they hold NULs, a leading `/` or `.` / `..` segments.
+fixed or variable length ending in the pickle STOP opcode, `tables/attributeset.py`) and the rows of
+PyTables object VLArrays (pandas object columns, one pickle a row) go to the pickle analyser as members
+named after the HDF5 object; external links, external raw storage and virtual-dataset sources (files the
+C library opens when a loader touches the object) are HDF001; Keras `layer_names` / `weight_names` that
+`load_weights` turns into paths are HDF002 when they hold NULs, a leading `/` or `.` / `..` segments.
 
 h5py is a binding to the HDF5 C library, whose file parser has a long record of memory-safety bugs. On
 systems with `fork` it therefore reads the attributes in a child process with bounded memory and time:
