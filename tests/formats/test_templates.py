@@ -340,6 +340,7 @@ def test_jinja_file_with_a_payload_and_no_messages_is_claimed(scan_data: ScanDat
     [
         "<a href=\"{{ url_for('index') }}\">{% for m in get_flashed_messages() %}{{ m }}{% endfor %}</a>",
         "Dear {{ name }}, your order {% if shipped %}shipped{% endif %}.",
+        "<input value='{{ input }}'>{% for field in fields %}{{ user[field] }}{% endfor %}",
         "Plain text that mentions messages but no markup at all.",
         "{{ unbalanced",
         json.dumps({"chat_template": "{{ messages }}"}),

@@ -369,8 +369,12 @@ class ChatTemplateHandler(Handler):
             return True
         # An escape built at render time (`|attr` of a computed name) has no dunder in the text, so it
         # is claimed like one (Flask's helper globals are not: web pages use them).
+        # Only what no web page does: a plain variable key (`{{ user[field] }}`) or a free name such as
+        # `input` is ordinary outside chat templates.
         code = {PYTHON_INTERNALS, CODE_REFERENCE, DYNAMIC_ATTRIBUTE}
-        return any(p.rule in code for p in analysis.problems) and not _python_source(text)
+        strong = [p for p in analysis.problems if p.rule in code and (p.severity or p.rule.severity) >= Severity.HIGH]
+        strong = [p for p in strong if p.rule is not CODE_REFERENCE or p.severity in (None, Severity.CRITICAL)]
+        return bool(strong) and not _python_source(text)
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         text = _text(source)
