@@ -520,6 +520,9 @@ RED_TEAM = [
     ("{{ messages|map('attr', messages[0].content)|list }}", "TPL004"),
     ("{{ messages|map('attr', '__class__')|list }}", "TPL001"),
     ("{{ messages|map(messages[0].content, 'x')|list }}", "TPL004"),
+    # Jinja's own globals are objects too: their string forms spell names.
+    ("{% set u = (raise_exception|string)[15] %}{{ messages[u ~ u ~ (dict|string)[1:6] ~ u ~ u] }}", "TPL004"),
+    ("{{ messages|attr((namespace|string)[1:6]) }}", "TPL004"),
     # Shadowing a helper with itself still reads the helper.
     ("{% set cycler = cycler %}{{ cycler }}", "TPL003"),
     ("{% set os = os or 1 %}{{ os }}", "TPL002"),

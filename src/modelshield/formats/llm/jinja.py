@@ -52,10 +52,6 @@ _LOOP_INTEGERS = frozenset({"index", "index0", "revindex", "revindex0", "length"
 _CONTEXT_NAMES = frozenset(
     {"messages", "tools", "documents", "add_generation_prompt", "bos_token", "eos_token", "pad_token", "unk_token"}
 )
-#: Names Jinja (and transformers) define for every template: not request data.
-_BUILTIN_GLOBALS = frozenset(
-    {"range", "dict", "namespace", "loop", "caller", "varargs", "kwargs", "raise_exception", "strftime_now"}
-)
 
 
 class InvalidTemplate(ValueError):
@@ -449,7 +445,9 @@ class Folder:
         if name in self.bound:
             value = self.env.get(name, BOTTOM)
             return value | EXPOSED if name in self.defined else value
-        return BOTTOM if name in _BUILTIN_GLOBALS else EXPOSED
+        # Free names, Jinja's own globals included: `(dict|string)[1:6]` is "class" and
+        # `(raise_exception|string)` has underscores, so every global is an object to build names from.
+        return EXPOSED
 
     def _sequence(self, items: list[Val]) -> Val:
         if items and all(not v.open for v in items):
