@@ -582,6 +582,7 @@ EXPENSIVE = [
     "{{ '{:>999999999}'.format(1) }}",
     "{% macro f(n) %}{{ g(n) }}{{ g(n) }}{% endmacro %}{% macro g(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
     "{{ [1]|batch(10 ** 9, 0)|list }}",
+    "{% set ns = namespace(s='') %}{% for i in range(100000) %}{% set ns.s = ns.s ~ 'x' %}{% endfor %}",
 ]
 CHEAP = [
     "{% for m in messages %}{% for n in messages %}{{ ' ' * loop.depth }}{% endfor %}{% endfor %}",

@@ -1165,7 +1165,13 @@ class _Estimator:
             if width > MAX_RENDER_CHARS // 100:
                 cost.chars = min(_HUGE, times * width)
                 cost.why.append((cost.chars, f"line {node.lineno}: a format field of width {width}"))
-        if isinstance(node, (nodes.Assign, nodes.AssignBlock)) and self.loops and _doubles(node):
+        if isinstance(node, (nodes.Assign, nodes.AssignBlock)) and times > 1 and _joins(node) == 1:
+            # `{% set s = s ~ piece %}` copies the whole string on every step: quadratic in the steps.
+            copied = min(_HUGE, times * times // 2)
+            if copied > MAX_RENDER_CHARS:
+                cost.chars = copied
+                cost.why.append((copied, f"line {node.lineno}: a string grown by copying on each of {times} steps"))
+        if isinstance(node, (nodes.Assign, nodes.AssignBlock)) and self.loops and _joins(node) >= 2:
             cost.chars = _HUGE
             cost.why.append(
                 (_HUGE, f"line {node.lineno}: a value joined to itself on every loop step doubles each time")
@@ -1323,8 +1329,9 @@ def _widest_field(value: Val) -> int:
     return max(widths, default=0)
 
 
-def _doubles(node: nodes.Assign | nodes.AssignBlock) -> bool:
-    """`{% set x = x ~ x %}` (or `ns.s + ns.s`): one concatenation joins the target to itself."""
+def _joins(node: nodes.Assign | nodes.AssignBlock) -> int:
+    """How often one concatenation in the value joins the target itself: 1 in `{% set s = s ~ x %}`
+    (the string grows), 2 in `{% set s = s ~ s %}` (it doubles)."""
     target = node.target
     key = None
     if isinstance(target, nodes.Name):
@@ -1332,11 +1339,11 @@ def _doubles(node: nodes.Assign | nodes.AssignBlock) -> bool:
     elif isinstance(target, nodes.NSRef):
         key = f"{target.name}.{target.attr}"
     if key is None:
-        return False
+        return 0
     body = [node.node] if isinstance(node, nodes.Assign) else node.body
     joins = [j for part in body for j in part.find_all((nodes.Concat, nodes.Add))]
     joins += [part for part in body if isinstance(part, (nodes.Concat, nodes.Add))]
-    return any(sum(1 for operand in _operands(join) if _identity(operand) == key) >= 2 for join in joins)
+    return max((sum(1 for operand in _operands(join) if _identity(operand) == key) for join in joins), default=0)
 
 
 def _operands(node: nodes.Node) -> Iterator[nodes.Node]:
