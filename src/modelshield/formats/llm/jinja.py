@@ -161,6 +161,7 @@ EXPOSED = Val(open=True, exposed=True)
 INTEGER = Val(open=True, integer=True)
 BUILT = Val(open=True, built=True)
 BOOLEAN = Val(frozenset({True, False}))
+UNKNOWN = Val(open=True, built=True, exposed=True)
 
 
 def _const(value: object) -> Val:
@@ -394,6 +395,8 @@ class Folder:
             raise _Budget
 
     def value(self, node: nodes.Node) -> Val:
+        if self.truncated:
+            return UNKNOWN  # past the budget nothing is folded: every value can be anything
         key = id(node)
         found = self.memo.get(key)
         if found is None:
@@ -1044,13 +1047,16 @@ def facts(text: str, max_nodes: int) -> Iterator[Fact]:
         raise InvalidTemplate(str(exc)) from None
     folder = Folder(tree)
     if folder.truncated:
+        # Padding a template to exhaust the budget must not hide what it spells out: the walk goes
+        # on with every value unknown (dotted dunders stay TPL001, every computed key is TPL004).
         yield Fact("truncated", "folding", 0)
-        return
     try:
         yield from _Walker(folder, max_nodes).run(tree)
         yield from cost_facts(tree, folder)
     except _Budget:
+        folder.truncated = True
         yield Fact("truncated", "folding", 0)
+        yield from _Walker(folder, max_nodes).run(tree)
 
 
 # -- render cost ------------------------------------------------------------------------------------------
