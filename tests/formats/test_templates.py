@@ -583,6 +583,8 @@ EXPENSIVE = [
     "{% macro f(n) %}{{ g(n) }}{{ g(n) }}{% endmacro %}{% macro g(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
     "{{ [1]|batch(10 ** 9, 0)|list }}",
     "{% set ns = namespace(s='') %}{% for i in range(100000) %}{% set ns.s = ns.s ~ 'x' %}{% endfor %}",
+    "".join(f"{{% macro m{i}() %}}{{{{ m{i + 1}() }}}}{{{{ m{i + 1}() }}}}{{% endmacro %}}" for i in range(40))
+    + "{{ m0() }}",
 ]
 CHEAP = [
     "{% for m in messages %}{% for n in messages %}{{ ' ' * loop.depth }}{% endfor %}{% endfor %}",

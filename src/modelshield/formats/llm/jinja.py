@@ -1156,7 +1156,12 @@ class _Estimator:
         if isinstance(node, nodes.Macro):
             return cost  # counted where it is called
         if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name in self.folder.macros:
-            self._add(cost, self.macro(node.node.name, times))
+            # Each call is a step: macros that call the next one twice, 300 deep, make 2**300 calls.
+            called = self.macro(node.node.name, times)
+            called.steps = min(_HUGE, called.steps + times)
+            if called.steps > MAX_RENDER_STEPS:
+                called.why.append((called.steps, f"line {node.lineno}: macro calls that multiply"))
+            self._add(cost, called)
         if isinstance(node, nodes.Mul):
             self._repeat(node, times, cost)
         if isinstance(node, nodes.Filter) and node.name in _WIDTH_FILTERS and node.args:
