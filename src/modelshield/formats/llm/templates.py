@@ -212,7 +212,7 @@ def _attribute_problem(name: str, line: int) -> Problem | None:
         return Problem(PYTHON_INTERNALS, f"line {line}: accesses attribute {name!r}")
     verdict = callables.judge_attribute(name)
     if verdict is not None:
-        return Problem(CODE_REFERENCE, f"line {line}: calls {name!r}, which {verdict.reason}", verdict.severity)
+        return Problem(CODE_REFERENCE, f"line {line}: calls {name!r}: {verdict.reason}", verdict.severity)
     return None
 
 
@@ -223,7 +223,7 @@ def _name_problem(name: str, line: int) -> Problem | None:
         return Problem(CODE_REFERENCE, f"line {line}: uses {name!r}")
     verdict = callables.judge_reachable(name)
     if verdict is not None:
-        return Problem(CODE_REFERENCE, f"line {line}: uses {name!r}, which {verdict.reason}", verdict.severity)
+        return Problem(CODE_REFERENCE, f"line {line}: uses {name!r}: {verdict.reason}", verdict.severity)
     if name in ESCAPE_HELPERS:
         return Problem(ESCAPE_HELPER, f"line {line}: uses {name!r}")
     return None
