@@ -207,3 +207,57 @@ def test_version_1_fails_closed(scan_data: ScanData) -> None:
 def test_ggml_type_table_matches_the_gguf_package() -> None:
     expected = {t.value: (t.name, *size) for t, size in gguf.GGML_QUANT_SIZES.items()}
     assert {k: v for k, v in gguf_format.GGML_TYPES.items() if k in expected} == expected
+
+
+# -- split models and every template key ------------------------------------------------------------
+
+
+def split_part(path: Path, number: int, count: int) -> Path:
+    """One part of a split model as `llama-gguf-split` writes it (split.no, split.count, split.tensors.count)."""
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_uint16(gguf_format.SPLIT_NO, number)
+    writer.add_uint16(gguf_format.SPLIT_COUNT, count)
+    writer.add_int32("split.tensors.count", count)
+    writer.add_tensor(f"blk.{number}.attn_q.weight", np.zeros((32, 32), dtype=np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_split_parts_are_dependencies_and_missing_parts_are_reported(tmp_path: Path) -> None:
+    first = split_part(tmp_path / "tiny-00001-of-00003.gguf", 0, 3)
+    split_part(tmp_path / "tiny-00002-of-00003.gguf", 1, 3)
+    result = scan_file(str(first))
+    linked = [f.details["dependency"] for f in result.findings if f.rule_id == "DEP002"]
+    assert [(d["kind"], d["ref"], d["role"]) for d in linked] == [
+        ("path", "tiny-00002-of-00003.gguf", "GGUF split part")
+    ]
+    [missing] = [f for f in result.findings if f.rule_id == "GGF004"]
+    assert "tiny-00003-of-00003.gguf" in missing.evidence and missing.level is Severity.LOW
+    assert scan_file(str(tmp_path / "tiny-00002-of-00003.gguf")).findings == []  # later parts name nothing
+
+
+def test_split_part_under_a_name_llama_cpp_refuses(tmp_path: Path) -> None:
+    result = scan_file(str(split_part(tmp_path / "renamed.gguf", 0, 2)))
+    assert [f.rule_id for f in result.findings] == ["GGF004"]
+    assert "00001-of-00002" in result.findings[0].evidence
+
+
+def test_a_single_file_model_names_no_parts(tmp_path: Path) -> None:
+    assert rule_ids(scan_file(str(split_part(tmp_path / "whole-00001-of-00001.gguf", 0, 1)))) == []
+
+
+def test_every_template_key_is_analysed(scan_data: ScanData) -> None:
+    """Named templates (`tokenizer.chat_template.tool_use`) and template keys stored as string arrays,
+    which gguf-py based readers take the first string of, are analysed like the default one."""
+    payload = "{{ cycler.__init__.__globals__.os.popen('id').read() }}"
+    array = gstr(gguf_format.TEMPLATE_KEY) + struct.pack("<IIQ", 9, 8, 2) + gstr(payload) + gstr("{{ messages }}")
+    data = build([kv_str(gguf_format.TEMPLATE_KEY + ".tool_use", payload), array], [])
+    result = scan_data(data, "model.gguf")
+    critical = {f.location.members[-1] for f in result.findings if f.level is Severity.CRITICAL}
+    assert critical == {"tokenizer.chat_template.tool_use", "tokenizer.chat_template[0]"}
+    assert any(f.rule_id == "TPL006" and "value type 9" in f.evidence for f in result.findings)
+    scalar = build([gstr(gguf_format.TEMPLATE_KEY) + struct.pack("<II", 4, 7)], [])
+    assert rule_ids(scan_data(scalar, "model.gguf")) == ["TPL006"]

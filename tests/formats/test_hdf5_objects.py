@@ -144,7 +144,7 @@ def test_soft_links_inside_the_file_are_not_findings(tmp_path: Path) -> None:
     assert scan_file(str(write(tmp_path / "m.h5", build))).findings == []
 
 
-@pytest.mark.parametrize("name", [b"../../dense", b"/model_weights/dense", b"den\0se"])
+@pytest.mark.parametrize("name", [b"../../dense", b"/model_weights/dense", b"den\0se", b"./dense", b"."])
 @pytest.mark.parametrize("attribute", ["layer_names", "layer_names1"])  # Keras chunks long lists
 def test_layer_and_weight_names_that_leave_their_group_are_reported(
     tmp_path: Path, name: bytes, attribute: str
@@ -193,3 +193,43 @@ def test_referenced_files_are_dependencies(tmp_path: Path) -> None:
     result = scan_file(str(write(tmp_path / "m.h5", external_link("side.h5"))))
     assert result.findings[0].details["dependency"]["ref"] == "side.h5"
     assert result.findings[0].details["dependency"]["role"] == "HDF5 external link"
+
+
+PAYLOAD = b"cos\nsystem\n(S'id'\ntR."
+
+
+@pytest.mark.parametrize(
+    ("store", "unpickled"),
+    [
+        # What PyTables 3.11.1 does with each encoding (scripts/prove_pytables_attributes.py): a NumPy
+        # bytes scalar is unpickled, and it makes one of scalar ASCII strings of either length.
+        (lambda attrs: attrs.__setitem__("a", np.bytes_(PAYLOAD)), True),
+        (lambda attrs: attrs.create("a", PAYLOAD, dtype=h5py.string_dtype("ascii")), True),
+        (lambda attrs: attrs.create("a", PAYLOAD, dtype="S40"), True),  # NUL-padded: NumPy strips the padding
+        # UTF-8 strings come back as str_, arrays as arrays: never unpickled.
+        (lambda attrs: attrs.create("a", PAYLOAD.decode(), dtype=h5py.string_dtype("utf-8")), False),
+        (lambda attrs: attrs.create("a", np.bytes_(PAYLOAD), dtype=h5py.string_dtype("utf-8", len(PAYLOAD))), False),
+        (lambda attrs: attrs.__setitem__("a", np.array([PAYLOAD])), False),
+        (lambda attrs: attrs.create("a", [PAYLOAD, PAYLOAD], dtype=h5py.string_dtype("ascii")), False),
+    ],
+)
+def test_string_attributes_are_pickles_exactly_when_pytables_unpickles_them(
+    tmp_path: Path, store: Callable[[h5py.AttributeManager], None], unpickled: bool
+) -> None:
+    def build(handle: h5py.File) -> None:
+        store(handle["model_weights"].attrs)
+
+    result = scan_file(str(write(tmp_path / "m.h5", build)))
+    assert found(result) == ([("PKL001", Severity.CRITICAL, "/model_weights@attr:a")] if unpickled else [])
+
+
+def test_a_scalar_name_attribute_is_iterated_like_keras_does(tmp_path: Path) -> None:
+    """`load_attributes_from_hdf5_group` iterates the value: a scalar string gives one name per
+    character, and `/` then names the file's root group."""
+
+    def build(handle: h5py.File) -> None:
+        handle["model_weights"].attrs.create("layer_names", "d/x", dtype=h5py.string_dtype("utf-8"))
+
+    result = scan_file(str(write(tmp_path / "w.h5", build)))
+    assert found(result) == [("HDF002", Severity.MEDIUM, "/model_weights@attr:layer_names")]
+    assert "'/'" in result.findings[0].evidence

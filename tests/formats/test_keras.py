@@ -442,3 +442,49 @@ def test_keras_config_recognised_by_what_the_loaders_need(scan_data: ScanData) -
     result = scan_data(text.encode(), "model.json")
     assert result.format == "keras-config"
     assert "KRS001" in rules(result)
+
+
+def ref(module: str, name: str) -> dict[str, Any]:
+    return {"module": module, "class_name": "function", "config": name}
+
+
+@pytest.mark.parametrize(
+    ("reference", "rule", "severity"),
+    [
+        # Keras before 3.9 imports any module; what it gets is what core/callables says.
+        (ref("shutil", "rmtree"), "KRS002", Severity.HIGH),
+        (ref("subprocess", "getoutput"), "KRS002", Severity.CRITICAL),
+        # `builtins` falls back from Keras's own built-ins to `import_module("builtins")`.
+        (ref("builtins", "exec"), "KRS002", Severity.CRITICAL),
+        (ref("builtins", "open"), "KRS002", Severity.HIGH),
+        # Keras's non-modelling functions under any of its sub-modules.
+        (ref("keras.src.utils.file_utils", "get_file"), "KRS004", Severity.HIGH),
+        (ref("keras.src.saving.saving_lib", "load_model"), "KRS004", Severity.HIGH),
+        (ref("tf_keras.src.saving", "save_model"), "KRS004", Severity.HIGH),
+        # red team: Keras resolves a dotted name under the module by public API name.
+        (ref("keras", "utils.get_file"), "KRS004", Severity.HIGH),
+        (ref("keras", "config.enable_unsafe_deserialization"), "KRS004", Severity.CRITICAL),
+        (ref("keras.src.layers.core.lambda_layer", "x"), "KRS004", Severity.CRITICAL),
+    ],
+)  # fmt: skip
+def test_function_references_are_judged_by_the_callable_catalogue(
+    scan_data: ScanData, reference: dict[str, Any], rule: str, severity: Severity
+) -> None:
+    layer = keras_object("Lambda", {"name": "l", "function": reference})
+    result = scan_data(model(layer), "config.json")
+    assert [(f.rule_id, f.level) for f in result.findings] == [(rule, severity)]
+
+
+def test_ordinary_builtin_functions_stay_quiet(scan_data: ScanData) -> None:
+    relu = {"module": "builtins", "class_name": "function", "config": "relu", "registered_name": "relu"}
+    layer = keras_object("Dense", {"name": "d", "activation": relu})
+    assert scan_data(model(layer), "config.json").findings == []
+
+
+def test_a_dotted_class_name_is_the_class_keras_resolves(scan_data: ScanData) -> None:
+    """`{"module": "keras", "class_name": "layers.TFSMLayer"}` is looked up as `keras.layers.TFSMLayer`."""
+    layer = keras_object("layers.TFSMLayer", {"name": "t", "filepath": "/srv/other_model"}, module="keras")
+    result = scan_data(model(layer), "config.json")
+    assert [(f.rule_id, f.level) for f in result.findings] == [("KRS006", Severity.HIGH)]
+    dense = keras_object("layers.Dense", {"name": "d", "units": 1}, module="keras")
+    assert scan_data(model(dense), "config.json").findings == []

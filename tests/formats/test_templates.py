@@ -340,6 +340,7 @@ def test_jinja_file_with_a_payload_and_no_messages_is_claimed(scan_data: ScanDat
     [
         "<a href=\"{{ url_for('index') }}\">{% for m in get_flashed_messages() %}{{ m }}{% endfor %}</a>",
         "Dear {{ name }}, your order {% if shipped %}shipped{% endif %}.",
+        "<input value='{{ input }}'>{% for field in fields %}{{ user[field] }}{% endfor %}",
         "Plain text that mentions messages but no markup at all.",
         "{{ unbalanced",
         json.dumps({"chat_template": "{{ messages }}"}),
@@ -455,9 +456,169 @@ def test_every_access_form_fires(template: str, rule: str) -> None:
 def test_ordinary_subscripts_stay_quiet() -> None:
     ordinary = (
         "{% for m in messages %}{{ m['role'] ~ ': ' ~ m['content']|trim }}"
-        "{{ messages[loop.index0 + 1]['role'] }}{{ m[key] }}{{ 'a'|upper ~ m['content'] }}{% endfor %}"
+        "{{ messages[loop.index0 + 1]['role'] }}{{ 'a'|upper ~ m['content'] }}{% endfor %}"
+        "{% if tools[0] is mapping %}{% for k in tools[0] %}{{ tools[0][k] }}{% endfor %}{% endif %}"
+        "{% for k, v in tools|dictsort %}{{ tools[k] }}{% endfor %}"
+        "{% set types = {'string': 'str'} %}{{ types[messages[0].type] }}"
+        "{% for i in range(messages|length) %}{{ messages[i] }}{{ messages[i - 1] }}{% endfor %}"
+        "{% set ns = namespace(i=0) %}{% for m in messages %}{% set ns.i = ns.i + 1 %}{{ messages[ns.i] }}{% endfor %}"
+        "{% for f in ['minimum', 'maximum'] %}{% if f in m %}{{ m[f] }}{% endif %}{% endfor %}"
+        "{{ nd[x] if x in nd else '' }}"
     )
     assert rules_of(ordinary) == set()
+
+
+#: Values carried by loops, macros, namespaces, `{% set %}` blocks and `caller()`: each template reaches
+#: the attribute its last line names, and is judged like the dotted spelling.
+CARRIED = [
+    ("{% set ns = namespace(k='') %}{% for p in ['__cla', 'ss__'] %}{% set ns.k = ns.k ~ p %}{% endfor %}"
+     "{{ messages|attr(ns.k) }}", "TPL001"),
+    ("{% for k in ['role', '__globals__'] %}{{ lipsum[k] }}{% endfor %}", "TPL001"),
+    ("{% for k, v in {'a': '__class__'}.items() %}{{ messages[v] }}{% endfor %}", "TPL001"),
+    ("{% for k, v in {'a': '__class__'}|dictsort %}{{ messages[v] }}{% endfor %}", "TPL001"),
+    ("{% macro get(o, n) %}{{ o[n] }}{% endmacro %}{{ get(messages, '__cl' ~ 'ass__') }}", "TPL001"),
+    ("{% macro get(o, n='__init__') %}{{ o|attr(n) }}{% endmacro %}{{ get(messages) }}", "TPL001"),
+    ("{% macro name() %}__class__{% endmacro %}{{ messages[name()] }}", "TPL001"),
+    ("{% set k %}__glo{{ 'bals__' }}{% endset %}{{ messages[k] }}", "TPL001"),
+    ("{% set k | lower %}__CLASS__{% endset %}{{ messages[k] }}", "TPL001"),
+    ("{% macro m() %}{{ messages[caller()] }}{% endmacro %}{% call m() %}__class__{% endcall %}", "TPL001"),
+    ("{% set d = dict(k='__class__') %}{{ messages[d.k] }}", "TPL001"),
+    ("{% set d = {'k': '__class__'} %}{{ messages[d['k']] }}{{ messages[d.get('k')] }}", "TPL001"),
+    ("{{ messages['__ssalc__'[::-1]] }}", "TPL001"),
+    ("{{ messages['_'.join(['', 'class', '']) ~ '_'] }}", "TPL001"),
+    ("{{ messages['{}class{}'.format('__', '__')] }}", "TPL001"),
+    ("{{ messages['XclassX'.replace('X', '__')] }}", "TPL001"),
+    ("{{ messages[['__class__', 'role']|first] }}", "TPL001"),
+    ("{{ messages[['__class__', 'role']|random] }}", "TPL001"),
+    ("{% for m in messages %}{{ m[loop.cycle('__class__', 'role')] }}{% endfor %}", "TPL001"),
+    ("{% set a = '__cla' if messages else 'x' %}{{ messages[a ~ 'ss__'] }}", "TPL001"),
+    ("{{ messages[(messages and '__class__') or 'x'] }}", "TPL001"),
+    ("{% set n = messages|length %}{% set k = '__class__' if n else '' %}{{ messages[k] }}", "TPL001"),
+    ("{% with k = '__class__' %}{{ messages[k] }}{% endwith %}", "TPL001"),
+    ("{{ messages|map(attribute='0.__class__')|list }}", "TPL001"),
+    ("{% set x = 'po' %}{% set x = x ~ 'pen' %}{{ messages[x] }}", "TPL002"),
+    ("{% for k in ['os'] %}{{ cycler.__init__.__globals__[k].popen('id') }}{% endfor %}", "TPL002"),
+    ("{{ messages[messages[0].content] }}", "TPL004"),
+    ("{% set k = messages[0].content %}{{ messages[k] }}", "TPL004"),
+    ("{% macro get(o, n) %}{{ o[n] }}{% endmacro %}{{ get(messages, tools[0].name) }}", "TPL004"),
+    ("{% for k in tools %}{{ messages[k] }}{% endfor %}", "TPL004"),
+    ("{% set ns = namespace(k=messages[0].content) %}{{ messages[ns.k] }}", "TPL004"),
+    ("{% set k = '' %}{% for i in range(9) %}{% set k = k ~ messages[i].content %}{% endfor %}{{ tools[k] }}", "TPL004"),
+]  # fmt: skip
+
+
+#: Bypasses found by red-teaming the rules above, kept fixed.
+RED_TEAM = [
+    # A guard proves `k in C` only where it must hold: not through `or`, not in the `else` branch.
+    ("{% if (k in tools) or true %}{{ tools[k] }}{% endif %}", "TPL004"),
+    ("{% if k in tools %}{% else %}{{ tools[k] }}{% endif %}", "TPL004"),
+    ("{{ '' if k in tools else tools[k] }}", "TPL004"),
+    # A list's elements are no keys of it: `C[k]` falls back to getattr(C, k).
+    ("{% set parts = messages[0].content.split() %}{% for k in parts %}{{ parts[k] }}{% endfor %}", "TPL004"),
+    ("{% for k in messages %}{{ messages[k] }}{% endfor %}", "TPL004"),
+    # `map('attr', name)` is the attr filter.
+    ("{{ messages|map('attr', messages[0].content)|list }}", "TPL004"),
+    ("{{ messages|map('attr', '__class__')|list }}", "TPL001"),
+    ("{{ messages|map(messages[0].content, 'x')|list }}", "TPL004"),
+    # Jinja's own globals are objects too: their string forms spell names.
+    ("{% set u = (raise_exception|string)[15] %}{{ messages[u ~ u ~ (dict|string)[1:6] ~ u ~ u] }}", "TPL004"),
+    ("{{ messages|attr((namespace|string)[1:6]) }}", "TPL004"),
+    # Shadowing a helper with itself still reads the helper.
+    ("{% set cycler = cycler %}{{ cycler }}", "TPL003"),
+    ("{% set os = os or 1 %}{{ os }}", "TPL002"),
+]
+
+
+@pytest.mark.parametrize(("template", "rule"), RED_TEAM)
+def test_red_team_bypasses_stay_fixed(template: str, rule: str) -> None:
+    assert rule in rules_of(template)
+
+
+@pytest.mark.parametrize(("template", "rule"), CARRIED)
+def test_values_carried_by_loops_macros_and_namespaces(template: str, rule: str) -> None:
+    assert rule in rules_of(template)
+
+
+def test_a_plain_key_from_the_request_is_medium_and_a_built_one_high() -> None:
+    plain = {(p.rule.id, p.severity) for p in analyse("{{ messages[messages[0].content] }}").problems}
+    assert plain == {("TPL004", Severity.MEDIUM)}
+    built = {(p.rule.id, p.severity) for p in analyse("{{ messages[messages[0].content ~ '_'] }}").problems}
+    assert built == {("TPL004", None)}
+
+
+def test_names_are_judged_by_the_callable_catalogue() -> None:
+    """Free names and methods are what core/callables says they are, with its severity."""
+    by_rule = {p.evidence: p.severity for p in analyse("{{ builtins }}{{ open }}{{ x.check_output }}").problems}
+    assert by_rule == {
+        "line 1: uses 'builtins': reaches builtins.eval, which runs code or commands": Severity.CRITICAL,
+        "line 1: uses 'open': builtins.open is a callable that touches files, the network or the process": (
+            Severity.HIGH
+        ),
+        "line 1: calls 'check_output': names a callable that runs code or commands": Severity.CRITICAL,
+    }
+    assert rules_of("{{ messages.type }}{{ tools|map(attribute='type')|list }}{{ datetime }}") == set()
+
+
+#: Templates that make one render expensive (TPL007), and the shapes real templates use that are not.
+EXPENSIVE = [
+    "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+    "{% for i in range(10000) %}{% for j in range(10000) %}{% for k in range(10) %}{% endfor %}{% endfor %}{% endfor %}",
+    "{{ 'a' * 1000000000 }}",
+    "{{ 'a' * 10 ** 10 }}",
+    "{% set n = 100000 %}{% for i in range(n) %}{{ 'x' * n }}{% endfor %}",
+    "{{ ''|center(1000000000) }}",
+    "{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+    "{% macro f() %}{% for i in range(2) %}{{ f() }}{% endfor %}{% endmacro %}{{ f() }}",
+    "{% for x in [1] recursive %}{{ loop([1, 1]) }}{% endfor %}",
+    "{% macro big() %}{% for i in range(100000) %}x{% endfor %}{% endmacro %}{% for i in range(1000) %}{{ big() }}{% endfor %}",
+    # red team: bounds scaled by the request, string doubling, format widths, mutual recursion, batch
+    "{% for i in range(messages|length * 100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "{% for x in messages * 100000 %}{% for y in range(100000) %}{% endfor %}{% endfor %}",
+    "{% set ns = namespace(s='x') %}{% for m in messages %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+    "{% set s = 'x' %}{% for m in messages %}{% set s = s + s %}{% endfor %}",
+    "{{ '%0999999999d'|format(1) }}",
+    "{{ '%*d' % (10 ** 9, 1) }}",
+    "{{ '{:>999999999}'.format(1) }}",
+    "{% macro f(n) %}{{ g(n) }}{{ g(n) }}{% endmacro %}{% macro g(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    "{{ [1]|batch(10 ** 9, 0)|list }}",
+    "{% set ns = namespace(s='') %}{% for i in range(100000) %}{% set ns.s = ns.s ~ 'x' %}{% endfor %}",
+    "".join(f"{{% macro m{i}() %}}{{{{ m{i + 1}() }}}}{{{{ m{i + 1}() }}}}{{% endmacro %}}" for i in range(40))
+    + "{{ m0() }}",
+]
+CHEAP = [
+    "{% for m in messages %}{% for n in messages %}{{ ' ' * loop.depth }}{% endfor %}{% endfor %}",
+    "{% for i in range(messages|length) %}{{ '  ' * indent }}{% endfor %}",
+    "{% macro f(spec) %}{% for k, v in spec|dictsort %}{{ f(v) }}{{ f(v.items) }}{% endfor %}{% endmacro %}{{ f(tools) }}",
+    "{% for x in messages recursive %}{{ loop(x.children) }}{% endfor %}",
+    "{% for i in range(1000) %}{{ '-' * 80 }}{% endfor %}",
+    "{% set s = '' %}{% for m in messages %}{% set s = s ~ m.content ~ s|length %}{% endfor %}{{ '%5d' % 3 }}",
+    "{% macro f(n) %}{{ g(n.children) }}{% endmacro %}{% macro g(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(tools) }}",
+]
+
+
+@pytest.mark.parametrize("template", EXPENSIVE)
+def test_render_cost_is_reported(template: str) -> None:
+    assert "TPL007" in rules_of(template)
+
+
+@pytest.mark.parametrize("template", CHEAP)
+def test_request_sized_loops_are_not_render_cost(template: str) -> None:
+    assert "TPL007" not in rules_of(template)
+
+
+def test_folding_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Choices multiply (`p ~ p ~ p ~ p` of 60 choices each): past the product bound the key is one
+    built at render time (TPL004), past the work budget the template is not analysed (TPL006)."""
+    from modelshield.formats.llm import jinja
+
+    pieces = "".join(f"{{% set p = '{chr(97 + i % 26)}{i}' %}}" for i in range(60)) + "{{ messages[p ~ p ~ p ~ p] }}"
+    assert rules_of(pieces) == {"TPL004"}
+    monkeypatch.setattr(jinja, "MAX_FOLD_WORK", 100)
+    templates.analyse.cache_clear()
+    assert rules_of(pieces) == {"TPL006", "TPL004"}
+    # Exhausting the budget does not hide what the template spells out.
+    assert {"TPL006", "TPL001"} <= rules_of(pieces + "{{ x.__class__ }}")
 
 
 LLAMA_CPP_TEMPLATES = (

@@ -722,3 +722,89 @@ class Trust:
         if verdict.trusted or not self.trusts(module, qualname, verdict):
             return verdict
         return _verdict(Kind.DATA, verdict.package, "trusted by the policy")
+
+
+# =========================================================================== names met outside pickles
+# (chat templates and Keras configs; kept as one block so that other additions merge beside it)
+#: What a verdict must be for a template name or a Keras reference to be reported as dangerous.
+DANGEROUS_KINDS = frozenset({Kind.CODE, Kind.GADGET, Kind.WALK, Kind.ACCESS, Kind.LOADER})
+
+
+def _worst(verdicts: Iterable[Verdict]) -> Verdict | None:
+    found = [v for v in verdicts if v.kind in DANGEROUS_KINDS]
+    return max(found, key=lambda v: v.severity) if found else None
+
+
+def judge_attribute(name: str) -> Verdict | None:
+    """What calling a method called `name` does on an object of unknown type (a template's value): the
+    catalogue's bare names (`popen`, `system`, `check_output`, `import_module`, `load`...), or None."""
+    kind = BARE_NAMES.get(name)
+    if kind is None:
+        return None
+    return _verdict(kind, "", f"names a callable that {kind.value}")
+
+
+def judge_reachable(name: str) -> Verdict | None:
+    """What a template (or any expression language) reaches when a free name resolves to the module or
+    builtin of that name, and so to its attributes: the worst of the builtin, the module, and the
+    module's catalogued members (`builtins` reaches `eval`); None if nothing dangerous."""
+    if not _MODULE.match(name):
+        return None
+    verdicts = [judge("builtins", name)]
+    module = canonical(name)
+    verdicts.append(judge(module, ""))
+    prefix = module + "."
+    verdicts += [
+        _verdict(kind, module.partition(".")[0], f"reaches {key}, which {kind.value}")
+        for key, kind in DANGEROUS.items()
+        if key.startswith(prefix)
+    ]
+    return _worst(verdicts)
+
+
+#: Keras's non-modelling functions (`NON_MODELING_APIS` of keras/src/saving/serialization_lib.py and the
+#: gadgets found since): Keras resolves a function reference by name inside its own packages, whatever
+#: sub-module the file names, so these are judged by name under any Keras module.
+KERAS_FUNCTIONS: dict[str, tuple[Kind, str]] = {
+    **dict.fromkeys(
+        ("enable_unsafe_deserialization",),
+        (Kind.CODE, "switches Keras's safe mode off, so later Lambda bytecode runs"),
+    ),
+    **dict.fromkeys(
+        ("deserialize_keras_object", "register_keras_serializable"),
+        (Kind.GADGET, "deserialises or registers arbitrary objects from the config"),
+    ),
+    **dict.fromkeys(
+        ("load_model", "model_from_json", "model_from_config", "model_from_yaml", "load_weights"),
+        (Kind.LOADER, "loads another model"),
+    ),
+    **dict.fromkeys(
+        (
+            "get_file", "load_img", "save_img", "array_to_img", "image_dataset_from_directory",
+            "text_dataset_from_directory", "audio_dataset_from_directory", "timeseries_dataset_from_array",
+            "save_model", "save_weights", "serialize_keras_object", "plot_model", "model_to_dot", "clear_session",
+            "export_saved_model",
+        ),
+        (Kind.ACCESS, "downloads, reads or writes files or changes global state"),
+    ),
+}  # fmt: skip
+#: Keras namespaces with no modelling functions at all (config, saving, downloads, plotting).
+KERAS_NAMESPACES = frozenset({"config", "saving", "datasets", "visualization", "callbacks", "export"})
+KERAS_PACKAGES = frozenset({"keras", "tf_keras", "keras_hub", "keras_cv", "keras_nlp"})
+
+
+def judge_keras(module: str, name: str) -> Verdict | None:
+    """What a Keras function reference (`module` inside Keras, function `name`) does when Keras calls it
+    while rebuilding a model: the catalogue's verdict, raised by Keras's own non-modelling functions;
+    None if it only computes (activations, losses, initialisers)."""
+    verdicts = [judge(module, name)]
+    package = module.partition(".")[0]
+    if package in KERAS_PACKAGES:
+        # Keras looks `module + "." + name` up by public API name: `("keras", "utils.get_file")` is get_file.
+        *namespaces, last = f"{module}.{name}".split(".")
+        known = KERAS_FUNCTIONS.get(last)
+        if known is not None:
+            verdicts.append(_verdict(known[0], package, known[1]))
+        elif KERAS_NAMESPACES & set(namespaces):
+            verdicts.append(_verdict(Kind.ACCESS, package, "belongs to a non-modelling Keras namespace"))
+    return _worst(verdicts)

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from functools import cache
 from typing import Any, NamedTuple
 
+from modelshield.core import callables
 from modelshield.core.dependencies import named
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
@@ -270,44 +271,6 @@ SPECIAL_CLASSES = frozenset(
     }
 )
 LOOKUP_LAYERS = frozenset({"StringLookup", "IntegerLookup", "IndexLookup", "TextVectorization"})
-#: Non-modelling Keras functions (Keras 3's NON_MODELING_APIS and the gadgets found since), by name.
-GADGETS: dict[str, tuple[Severity, str]] = {
-    **dict.fromkeys(
-        (
-            "enable_unsafe_deserialization",
-            "load_model",
-            "model_from_json",
-            "model_from_config",
-            "model_from_yaml",
-            "deserialize_keras_object",
-            "register_keras_serializable",
-        ),
-        (Severity.CRITICAL, "loads models or lifts Keras's deserialisation safeguards"),
-    ),
-    **dict.fromkeys(
-        (
-            "get_file",
-            "load_img",
-            "save_img",
-            "array_to_img",
-            "image_dataset_from_directory",
-            "text_dataset_from_directory",
-            "audio_dataset_from_directory",
-            "timeseries_dataset_from_array",
-            "save_model",
-            "save_weights",
-            "load_weights",
-            "serialize_keras_object",
-            "plot_model",
-            "model_to_dot",
-            "clear_session",
-            "export_saved_model",
-        ),
-        (Severity.HIGH, "downloads, reads or writes files or changes global state"),
-    ),
-}
-#: Keras namespaces with no modelling functions at all (config, saving, downloads, plotting).
-GADGET_NAMESPACES = frozenset({"config", "saving", "datasets", "visualization", "callbacks", "export"})
 #: Lambda config keys that hold a function, with their `*_type` and `*_module` companions (Keras 2).
 LAMBDA_SLOTS = ("function", "output_shape", "mask")
 
@@ -452,6 +415,11 @@ class ConfigWalker:
 
     def _object(self, obj: dict[str, Any], node: _Node, owner: str) -> Iterator[Finding]:
         class_name: str = obj["class_name"]
+        module = obj.get("module")
+        if "." in class_name and isinstance(module, str) and _root(module) in self.names.module_roots:
+            # Keras resolves `module + "." + class_name` by public API name: `{"module": "keras",
+            # "class_name": "layers.TFSMLayer"}` is the TFSMLayer.
+            class_name = class_name.rsplit(".", 1)[-1]
         config = obj.get("config")
         settings = config if isinstance(config, dict) else {}
         yield from self._names(obj, settings, node, owner)
@@ -522,6 +490,12 @@ class ConfigWalker:
         if not isinstance(name, str):
             return
         target = f"{module}.{name}" if isinstance(module, str) else name
+        if module == "builtins" and name not in self.names.functions:
+            # Keras before 3.9 falls back from its own built-in functions to `import_module("builtins")`.
+            verdict = callables.judge("builtins", name)
+            if verdict.kind in callables.DANGEROUS_KINDS:
+                yield from self._foreign(module, name, node, f"{owner} calls {target!r}")
+                return
         if not isinstance(module, str) or module == "builtins":
             if name not in self.names.functions and not self._allowed(name, target):
                 yield from self.finding(
@@ -535,33 +509,39 @@ class ConfigWalker:
         if _root(module) not in self.names.module_roots | KERAS_ECOSYSTEM:
             yield from self._foreign(module, name, node, f"{owner} calls {target!r}")
             return
-        gadget = GADGETS.get(name)
-        if gadget is None and GADGET_NAMESPACES & set(module.split(".")):
-            gadget = (Severity.HIGH, "belongs to a non-modelling Keras namespace")
+        gadget = callables.judge_keras(module, name)
         if gadget is not None:
             arguments = settings.get("arguments")
-            unsafe = (
-                " with safe_mode false" if isinstance(arguments, dict) and arguments.get("safe_mode") is False else ""
-            )
+            unsafe = isinstance(arguments, dict) and arguments.get("safe_mode") is False
+            # A nested model loaded with safe mode off runs its Lambda bytecode: code, not only a load.
+            severity = Severity.CRITICAL if unsafe else gadget.severity
             args = f"; arguments {json.dumps(arguments)[:200]}" if arguments else ""
             yield from self.finding(
                 KERAS_GADGET,
                 node,
-                f"{owner} calls {target!r}, which {gadget[1]}{unsafe}{args}",
-                severity=gadget[0],
+                f"{owner} calls {target!r}, which {gadget.reason}{' with safe_mode false' if unsafe else ''}{args}",
+                severity=severity,
                 target=target,
             )
 
     def _foreign(self, module: str, name: str, node: _Node, evidence: str) -> Iterator[Finding]:
-        if _root(module) in sys.stdlib_module_names:
-            yield from self.finding(
-                FOREIGN_MODULE, node, f"{evidence}: standard-library module {module!r}", module=module
-            )
-        elif not self._allowed(name, f"{module}.{name}"):
+        """A module outside Keras, which Keras before 3.9 imports and calls: as bad as the catalogue says
+        (never allowlisted then), and otherwise high, since its code is not in the file."""
+        verdict = callables.judge(module, name)
+        if verdict.kind in callables.DANGEROUS_KINDS:
             yield from self.finding(
                 FOREIGN_MODULE,
                 node,
-                f"{evidence}: module {module!r} is not part of Keras",
+                f"{evidence}: {module}.{name} {verdict.reason}",
+                severity=verdict.severity,
+                module=module,
+            )
+        elif not self._allowed(name, f"{module}.{name}"):
+            where = "standard-library module" if _root(module) in sys.stdlib_module_names else "module"
+            yield from self.finding(
+                FOREIGN_MODULE,
+                node,
+                f"{evidence}: {where} {module!r} is not part of Keras",
                 severity=Severity.HIGH,
                 module=module,
             )
@@ -574,7 +554,11 @@ class ConfigWalker:
             return
         if class_name in SPECIAL_CLASSES:
             return
-        custom = isinstance(registered, str) and registered not in (class_name, f"Custom>{class_name}")
+        custom = isinstance(registered, str) and registered not in (
+            class_name,
+            f"Custom>{class_name}",
+            obj["class_name"],
+        )
         standard = _standard_class(class_name, self.names.classes) and not custom
         if standard or self._allowed(class_name, registered, f"{module}.{class_name}"):
             return

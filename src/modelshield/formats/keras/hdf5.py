@@ -4,12 +4,12 @@ imported). Weights-only files have no `model_config` and are not findings. The u
 signature is scanned as embedded content.
 
 Beyond the configs, the child walks every group and dataset (bounded in objects and bytes), reading
-object headers and attributes only: attribute values PyTables would unpickle (byte strings ending in the
-pickle STOP opcode, `tables/attributeset.py`) and the rows of PyTables object VLArrays (pandas object
-columns, one pickle a row) go to the pickle analyser as members named after the HDF5 object; external
-links, external raw storage and virtual-dataset sources (files the C library opens when a loader touches
-the object) are HDF001; Keras `layer_names` / `weight_names` that `load_weights` turns into paths are
-HDF002 when they hold NULs or `..` segments.
+object headers and attributes only: attribute values PyTables would unpickle (scalar ASCII strings of
+fixed or variable length ending in the pickle STOP opcode, `tables/attributeset.py`) and the rows of
+PyTables object VLArrays (pandas object columns, one pickle a row) go to the pickle analyser as members
+named after the HDF5 object; external links, external raw storage and virtual-dataset sources (files the
+C library opens when a loader touches the object) are HDF001; Keras `layer_names` / `weight_names` that
+`load_weights` turns into paths are HDF002 when they hold NULs, a leading `/` or `.` / `..` segments.
 
 h5py is a binding to the HDF5 C library, whose file parser has a long record of memory-safety bugs. On
 systems with `fork` it therefore reads the attributes in a child process with bounded memory and time:
@@ -94,7 +94,9 @@ WEIGHT_NAME = Rule(
     severity=Severity.MEDIUM,
     category=Category.INTEGRITY,
     overview="A `layer_names` or `weight_names` attribute, which `load_weights` joins into HDF5 paths, "
-    "holds a NUL byte, an absolute path or a `..` segment.",
+    "holds a NUL byte, an absolute path, or a `.` or `..` segment (to HDF5 a leading `/` restarts at the "
+    "root and `.` is the group itself; `..` is a plain name no writer produces). Keras iterates the value, "
+    "so a scalar string is one name per character.",
     attack="Names are used as paths inside the file: a NUL truncates the name seen by the C library (two "
     "different names reach the same object), and names that climb or restart the path make the loader "
     "read weights from an object other than the layer's, so a reviewer and the loader disagree about "
@@ -294,13 +296,14 @@ class _Walk:
                 continue
             # From the header's shape and type: the library refuses get_storage_size for empty arrays.
             self.count(math.prod(attribute.shape) * attribute.dtype.itemsize)
-            value = item.attrs[name]
-            if isinstance(value, bytes) and value.endswith(b".") and value not in (b"0", b"0."):
-                self.pickles.append([f"{path}{ATTRIBUTE}{name}", value.decode("latin-1")])
-            elif NAME_ATTRIBUTES.fullmatch(name) and hasattr(value, "tolist"):
-                for entry in value.tolist():
-                    text = entry.decode("latin-1") if isinstance(entry, bytes) else str(entry)
-                    if "\0" in text or text.startswith("/") or ".." in text.split("/"):
+            pickled = _pickled(item, name, attribute)
+            if pickled is not None:
+                self.count(len(pickled))
+                self.pickles.append([f"{path}{ATTRIBUTE}{name}", pickled.decode("latin-1")])
+            elif NAME_ATTRIBUTES.fullmatch(name):
+                for text in _names(item.attrs[name]):
+                    segments = text.split("/")
+                    if "\0" in text or text.startswith("/") or ".." in segments or "." in segments:
                         self.names.append([path, name, text])
 
     def dataset(self, path: str, item: Any) -> None:
@@ -323,6 +326,37 @@ class _Walk:
                 row = bytes(item[index].tobytes())  # PyTables ObjectAtom: one pickle per row
                 self.count(len(row))
                 self.pickles.append([f"{path}[{index}]", row.decode("latin-1")])
+
+
+def _pickled(item: Any, name: str, attribute: Any) -> bytes | None:
+    """The bytes PyTables hands to `pickle.loads` for this attribute (`AttributeSet.__getattr__`): a NumPy
+    bytes scalar, which it makes of a scalar ASCII string attribute, fixed or variable length (checked
+    with PyTables 3.11.1); UTF-8 strings come back as `str_` and arrays as arrays, never unpickled. NumPy
+    strips trailing NULs; the value must end in '.' and not be '0' or '0.'."""
+    import h5py  # noqa: PLC0415 - already imported by the caller
+    import numpy as np  # noqa: PLC0415
+
+    kind = attribute.get_type()
+    if attribute.shape != () or not isinstance(kind, h5py.h5t.TypeStringID) or kind.get_cset() != h5py.h5t.CSET_ASCII:
+        return None
+    if kind.is_variable_str():
+        raw = np.zeros((), dtype=h5py.string_dtype("ascii"))
+        attribute.read(raw)  # the stored bytes: h5py's own read would decode them to str
+        value = bytes(np.bytes_(raw[()]))
+    else:
+        value = bytes(item.attrs[name])
+    return value if value.endswith(b".") and value not in (b"0", b"0.") else None
+
+
+def _names(value: Any) -> list[str]:
+    """The names `load_attributes_from_hdf5_group` makes of a `layer_names` / `weight_names` value: it
+    iterates the value, so an array gives its entries and a scalar string its characters."""
+    if isinstance(value, str):
+        return list(value)
+    entries = value.tolist() if hasattr(value, "tolist") else []
+    if not isinstance(entries, list):
+        return []
+    return [entry.decode("latin-1") if isinstance(entry, bytes) else str(entry) for entry in entries]
 
 
 def _read(target: str | BinaryIO) -> dict[str, Any]:

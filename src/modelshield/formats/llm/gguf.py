@@ -9,10 +9,14 @@ shared template analyser.
 
 from __future__ import annotations
 
+import os
+import re
 import struct
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+from modelshield.core.dependencies import Dependency
+from modelshield.core.dependency_rules import DEPENDENCY
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
@@ -26,6 +30,14 @@ VERSIONS = range(1, 4)
 DEFAULT_ALIGNMENT = 32
 ALIGNMENT_KEY = "general.alignment"
 TEMPLATE_KEY = "tokenizer.chat_template"
+#: llama.cpp's split keys (LLM_KV_SPLIT_NO, LLM_KV_SPLIT_COUNT): the first part names how many follow.
+SPLIT_NO, SPLIT_COUNT = "split.no", "split.count"
+#: `llama_split_path`'s "%s-%05d-of-%05d.gguf"; `llama_split_prefix` accepts only a first part named so.
+SPLIT_NAME = re.compile(r"(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf\Z")
+#: Parts listed one by one; real split models have a few dozen.
+MAX_SPLITS = 1024
+#: Strings of an array-typed template key analysed (gguf-py based readers take the first).
+MAX_TEMPLATE_STRINGS = 16
 #: ggml's GGML_MAX_DIMS and GGML_MAX_NAME (names must be shorter).
 MAX_DIMS = 4
 MAX_NAME = 64
@@ -135,7 +147,25 @@ DUPLICATE = Rule(
     example="Two `tokenizer.chat_template` entries, the second one hostile.",
 )
 
-RULES = (MALFORMED, BAD_TENSOR, DUPLICATE)
+SPLIT_PART = Rule(
+    id="GGF004",
+    title="GGUF split model part missing or misnamed",
+    severity=Severity.LOW,
+    category=Category.MODEL_DEPENDENCY,
+    overview="The file is the first part of a split model (`split.count` greater than 1) and a part that "
+    "llama.cpp would open is not next to it, or the file is not named `<prefix>-00001-of-0000N.gguf` as "
+    "llama.cpp requires, or `split.no` / `split.count` are missing or impossible. Parts that are present are "
+    "linked as dependencies (DEP002) and scanned with the model.",
+    attack="llama.cpp loads the other parts by name from the first file's folder (`llama_split_path`): a part "
+    "that was not scanned (downloaded later, replaced, planted beside the first) is loaded as the same model, "
+    "with its own metadata, tensors and parser surface.",
+    impact="Part of the model was not reviewed; a misnamed file is refused by llama.cpp but read by other tools.",
+    remediation="Scan the complete model folder with every `-0000N-of-0000M.gguf` part, or merge the parts "
+    "with `llama-gguf-split --merge` and scan the result.",
+    example="`model-00001-of-00003.gguf` with `split.count = 3`, and `model-00003-of-00003.gguf` absent.",
+)
+
+RULES = (MALFORMED, BAD_TENSOR, DUPLICATE, SPLIT_PART)
 
 
 class GgufHeader(NamedTuple):
@@ -231,6 +261,10 @@ class GgufParser:
         self.problems: list[tuple[Rule, str, int | None]] = []
         #: chat templates by key; None for one too large to analyse
         self.templates: list[tuple[str, str | None]] = []
+        #: template keys whose value is not a string: (key, value type)
+        self.odd_templates: list[tuple[str, int]] = []
+        #: integer values of the split keys
+        self.split: dict[str, int] = {}
         self.alignment = DEFAULT_ALIGNMENT
         self._strings_left = MAX_ARRAY_STRINGS
 
@@ -256,10 +290,36 @@ class GgufParser:
             is_template = key == TEMPLATE_KEY or key.startswith(TEMPLATE_KEY + ".")
             if is_template and kind == STRING:
                 self.templates.append((key, self.reader.string(key, templates.MAX_TEMPLATE_CHARS)))
+            elif is_template:
+                self._odd_template(key, kind)
+            elif key in (SPLIT_NO, SPLIT_COUNT) and kind in SCALARS and SCALARS[kind] in "BbHhIiQq":
+                self.split[key] = self.reader.unpack(SCALARS[kind], key)
             elif key == ALIGNMENT_KEY:
                 self._alignment(kind, at)
             else:
                 self._skip_value(kind, key, 0)
+
+    def _odd_template(self, key: str, kind: int) -> None:
+        """A template key of another type: readers disagree (llama.cpp skips arrays, gguf-py based
+        loaders take an array's first string), so its strings are analysed as templates too."""
+        self.odd_templates.append((key, kind))
+        if kind != ARRAY:
+            self._skip_value(kind, key, 0)
+            return
+        element = self.reader.unpack("I", f"element type of {key}")
+        count = self.reader.unpack("Q", f"length of {key}")
+        if element != STRING:
+            self.reader.pos -= 12
+            self._skip_value(ARRAY, key, 0)
+            return
+        self._check_count(count, 8, f"strings in {key}")
+        self._spend(count)
+        for index in range(count):
+            what = f"{key}[{index}]"
+            if index < MAX_TEMPLATE_STRINGS:
+                self.templates.append((what, self.reader.string(what, templates.MAX_TEMPLATE_CHARS)))
+            else:
+                self.reader.skip(self.reader.unpack("Q", f"length of {what}"), what)
 
     def _alignment(self, kind: int, at: int) -> None:
         if kind != UINT32:
@@ -380,7 +440,7 @@ class GgufHandler(Handler):
     name = "gguf"
     label = "GGUF model"
     extensions = frozenset({".gguf"})
-    rules = RULES
+    rules = (*RULES, DEPENDENCY)
 
     def detect(self, source: Source) -> bool:
         return read_header(source) is not None
@@ -405,9 +465,43 @@ class GgufHandler(Handler):
                 yield ctx.finding(rule, evidence, offset=offset)
             elif count == MAX_FINDINGS_PER_RULE + 1:
                 yield ctx.finding(rule, f"further {rule.id} problems in this file are not listed")
+        yield from _split_findings(ctx, parser.split)
+        for key, kind in parser.odd_templates:
+            evidence = f"{key} has value type {kind}, not STRING (8): llama.cpp and gguf-py readers disagree on it"
+            yield ctx.finding(templates.UNPARSEABLE, evidence, member=key)
         for key, text in parser.templates:
             if text is None:
                 evidence = f"{key}: longer than {templates.MAX_TEMPLATE_CHARS} bytes; not analysed"
                 yield ctx.finding(templates.UNPARSEABLE, evidence, member=key)
             else:
                 yield from templates.template_findings(ctx, text, key, member=key)
+
+
+def _split_findings(ctx: Context, split: dict[str, int]) -> Iterator[Finding]:
+    """The other parts of a split model, as llama.cpp finds them from the first part's name
+    (`llama_get_list_splits`): present parts are dependencies, missing ones GGF004."""
+    count = split.get(SPLIT_COUNT, 0)
+    if count <= 1:
+        return
+    number = split.get(SPLIT_NO)
+    if number is None or count > MAX_SPLITS:
+        shown = "no split.no" if number is None else f"{count} parts"
+        yield ctx.finding(SPLIT_PART, f"split.count = {count} with {shown}: llama.cpp refuses such a file")
+        return
+    if number != 0:
+        return  # a later part: llama.cpp loads it only through the first, which names it
+    path = ctx.location.members[-1] if ctx.location.members else ctx.location.path
+    match = SPLIT_NAME.match(os.path.basename(path.replace("\\", "/")))
+    if match is None or (int(match["no"]), int(match["count"])) != (1, count):
+        evidence = f"first of {count} split parts is not named <prefix>-00001-of-{count:05d}.gguf: llama.cpp refuses it"
+        yield ctx.finding(SPLIT_PART, evidence)
+        return
+    # Parts are only looked for next to a file on disk; inside an archive they are named as dependencies.
+    folder = None if ctx.location.members else os.path.dirname(path)
+    for index in range(2, count + 1):
+        name = f"{match['prefix']}-{index:05d}-of-{count:05d}.gguf"
+        if folder is not None and not os.path.lexists(os.path.join(folder, name)):
+            yield ctx.finding(SPLIT_PART, f"split part {name!r} ({index} of {count}) is not next to the first part")
+            continue
+        dependency = Dependency("path", name, role="GGUF split part")
+        yield ctx.finding(DEPENDENCY, f"loads split part {name!r} ({index} of {count})", **dependency.details())

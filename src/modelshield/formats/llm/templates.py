@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from modelshield.core import callables
 from modelshield.core.dependency_rules import DEPENDENCY_RULES
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
@@ -36,32 +37,6 @@ MAX_NODES = 200_000
 #: Findings per rule and template, so a template repeating one trick stays a short report.
 MAX_FINDINGS_PER_RULE = 10
 
-#: Free names that reach modules, builtins or functions which execute code or touch files.
-CODE_NAMES = frozenset(
-    {
-        "os",
-        "sys",
-        "subprocess",
-        "builtins",
-        "importlib",
-        "eval",
-        "exec",
-        "compile",
-        "open",
-        "getattr",
-        "setattr",
-        "globals",
-        "locals",
-        "vars",
-        "import",
-        "popen",
-        "system",
-    }
-)
-#: Attributes that only code-execution objects have.
-CODE_ATTRIBUTES = frozenset(
-    {"popen", "system", "check_output", "getoutput", "import_module", "spawnl", "execv", "execl", "load_module"}
-)
 #: Globals that are the usual first step of a sandbox escape (Jinja's own helpers, Flask's context);
 #: no chat template needs them.
 ESCAPE_HELPERS = frozenset(
@@ -133,11 +108,14 @@ DYNAMIC_ATTRIBUTE = Rule(
     title="Chat template computes attribute names at render time",
     severity=Severity.HIGH,
     category=Category.TEMPLATE,
-    overview="An attribute or item name is computed at render time from values the analyser cannot fold "
-    "(`x|attr(a ~ b)`, `x[name ~ '_']`, `map(attribute=name)`, pieces carried by loops, macro arguments or "
-    "`namespace()`), so the template's text does not show which attribute it reads. Names built from "
-    "constants (`'__ssalc__'|reverse`, `['__cl', 'ass__']|join`, `{% set %}` pieces) are folded and judged "
-    "like dotted ones (TPL001/TPL002).",
+    overview="An attribute or item name is chosen at render time from values the analyser cannot fold: "
+    "request data (`x[messages[0].content]`, a macro argument or loop variable that carries it) or a string "
+    "built from such data (`x|attr(a ~ b)`, `map(attribute=name)`), so the template's text does not show "
+    "which attribute it reads. A key built at render time is high; a plain request-data key on an object "
+    "reachable from the globals is medium (integers, keys of the mapping being iterated and keys checked "
+    "with `in` are not reported). Names built from constants, wherever they travel (loops, macro "
+    "arguments, `namespace()` attributes, `{% set %}` blocks, `caller()`), are folded and judged like "
+    "dotted ones (TPL001/TPL002).",
     attack="Building `'__cla' ~ 'ss__'` at render time hides dunder access from text filters and reviewers; "
     "`|attr` or a subscript then fetches it (Jinja's sandbox falls back from item to attribute lookup). It "
     "is the standard obfuscation of template-injection payloads. Jinja2's sandbox refuses `_`-prefixed "
@@ -178,12 +156,42 @@ UNPARSEABLE = Rule(
     example="`{% for m in messages %}{{ m.content }}` (no `endfor`), or a 50 MB template.",
 )
 
-RULES = (PYTHON_INTERNALS, CODE_REFERENCE, ESCAPE_HELPER, DYNAMIC_ATTRIBUTE, TEMPLATE_LOAD, UNPARSEABLE)
+RENDER_COST = Rule(
+    id="TPL007",
+    title="Chat template makes rendering very expensive",
+    severity=Severity.MEDIUM,
+    category=Category.TEMPLATE,
+    overview="A static estimate of one render exceeds ten million loop steps or a hundred million characters: "
+    "loops over large constant ranges (nested loops multiply), a string or list repeated a large constant "
+    "number of times, `center`/`indent` to a huge width, or a macro or recursive loop that calls itself "
+    "two or more times per call on arguments that do not shrink. Real templates loop over the request's "
+    "messages and tools, never over constants of that size.",
+    attack="The server renders the template on every request, before the model runs: one template that "
+    "takes minutes or gigabytes per render makes every request to the server a denial of service. Jinja2's "
+    "sandbox caps one `range()` at 100,000 items but not nested loops, string repetition or recursion, and "
+    "its compiler folds constant expressions such as `'a' * 10**10` while compiling the template "
+    "(transformers compiles it when the chat template is first used); minja and llama.cpp have no cap.",
+    impact="Inference servers hang or run out of memory on every chat request.",
+    remediation=_REMEDIATION,
+    example="`{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}`",
+)
+
+RULES = (
+    PYTHON_INTERNALS,
+    CODE_REFERENCE,
+    ESCAPE_HELPER,
+    DYNAMIC_ATTRIBUTE,
+    TEMPLATE_LOAD,
+    UNPARSEABLE,
+    RENDER_COST,
+)
 
 
 class Problem(NamedTuple):
     rule: Rule
     evidence: str
+    #: when it differs from the rule's (a catalogue verdict's, or a plain key on request data)
+    severity: Severity | None = None
 
 
 class Analysis(NamedTuple):
@@ -198,11 +206,26 @@ class Analysis(NamedTuple):
 
 
 def _attribute_problem(name: str, line: int) -> Problem | None:
-    """The problem with fetching attribute `name`, if it is one."""
+    """The problem with fetching attribute `name`, if it is one; the callable catalogue says what a
+    method of that name does on whatever object it is fetched from."""
     if name.startswith("_"):
         return Problem(PYTHON_INTERNALS, f"line {line}: accesses attribute {name!r}")
-    if name in CODE_ATTRIBUTES:
-        return Problem(CODE_REFERENCE, f"line {line}: calls {name!r}")
+    verdict = callables.judge_attribute(name)
+    if verdict is not None:
+        return Problem(CODE_REFERENCE, f"line {line}: calls {name!r}: {verdict.reason}", verdict.severity)
+    return None
+
+
+def _name_problem(name: str, line: int) -> Problem | None:
+    """The problem with a free name: a module or builtin the catalogue knows to be dangerous (which a
+    renderer exposing such globals, or none of the sandbox, gives meaning), or a dunder."""
+    if _DUNDER.fullmatch(name):
+        return Problem(CODE_REFERENCE, f"line {line}: uses {name!r}")
+    verdict = callables.judge_reachable(name)
+    if verdict is not None:
+        return Problem(CODE_REFERENCE, f"line {line}: uses {name!r}: {verdict.reason}", verdict.severity)
+    if name in ESCAPE_HELPERS:
+        return Problem(ESCAPE_HELPER, f"line {line}: uses {name!r}")
     return None
 
 
@@ -211,12 +234,19 @@ def _fact_problem(fact: Fact) -> Problem | None:
         return _attribute_problem(fact.value, fact.line)
     if fact.kind == "computed-attribute":
         return Problem(DYNAMIC_ATTRIBUTE, f"line {fact.line}: the {fact.value} fetches a computed attribute")
+    if fact.kind == "computed-key":
+        evidence = f"line {fact.line}: the {fact.value} of {fact.detail} uses a key chosen at render time"
+        return Problem(DYNAMIC_ATTRIBUTE, evidence, Severity.MEDIUM)
+    if fact.kind == "cost":
+        return Problem(RENDER_COST, fact.value)
     if fact.kind == "string":
         match = _DUNDER_STRING.search(fact.value)
         if match:
             return Problem(PYTHON_INTERNALS, f"line {fact.line}: string {match.group()!r} names a Python internal")
     elif fact.kind == "load":
         return Problem(TEMPLATE_LOAD, f"line {fact.line}: {fact.value} of template {fact.detail}")
+    elif fact.kind == "truncated" and fact.value == "folding":
+        return Problem(UNPARSEABLE, "following values through the template took more than its work budget")
     elif fact.kind == "truncated":
         return Problem(UNPARSEABLE, f"more than {MAX_NODES} syntax nodes; analysis stopped")
     return None
@@ -241,13 +271,12 @@ def analyse(text: str) -> Analysis:
     problems = [problem for problem in map(_fact_problem, found) if problem is not None]
     assigned = {fact.value for fact in found if fact.kind == "assign"}
     free = [fact for fact in found if fact.kind == "name"]
+    shadowed = {fact.value for fact in found if fact.kind == "global"}
     for name in free:
-        if name.value in assigned:
-            continue
-        if name.value in CODE_NAMES or _DUNDER.fullmatch(name.value):
-            problems.append(Problem(CODE_REFERENCE, f"line {name.line}: uses {name.value!r}"))
-        elif name.value in ESCAPE_HELPERS:
-            problems.append(Problem(ESCAPE_HELPER, f"line {name.line}: uses {name.value!r}"))
+        local = name.value in assigned and name.value not in shadowed
+        problem = None if local else _name_problem(name.value, name.line)
+        if problem is not None:
+            problems.append(problem)
     problems.sort(key=lambda p: p.rule.id)
     # `{% set messages = messages[1:] %}` still reads the caller's messages, so assignment is ignored here.
     return Analysis(tuple(problems), any(name.value == "messages" for name in free))
@@ -263,7 +292,8 @@ def template_findings(ctx: Context, text: str, what: str, *, member: str | None 
         seen.add(problem)
         count = counts[problem.rule.id] = counts.get(problem.rule.id, 0) + 1
         if count <= MAX_FINDINGS_PER_RULE:
-            yield ctx.finding(problem.rule, f"{what}: {problem.evidence}", member=member, template=what)
+            evidence = f"{what}: {problem.evidence}"
+            yield ctx.finding(problem.rule, evidence, severity=problem.severity, member=member, template=what)
     for rule_id, count in counts.items():
         if count > MAX_FINDINGS_PER_RULE:
             rule = next(r for r in RULES if r.id == rule_id)
@@ -339,8 +369,12 @@ class ChatTemplateHandler(Handler):
             return True
         # An escape built at render time (`|attr` of a computed name) has no dunder in the text, so it
         # is claimed like one (Flask's helper globals are not: web pages use them).
+        # Only what no web page does: a plain variable key (`{{ user[field] }}`) or a free name such as
+        # `input` is ordinary outside chat templates.
         code = {PYTHON_INTERNALS, CODE_REFERENCE, DYNAMIC_ATTRIBUTE}
-        return any(p.rule in code for p in analysis.problems) and not _python_source(text)
+        strong = [p for p in analysis.problems if p.rule in code and (p.severity or p.rule.severity) >= Severity.HIGH]
+        strong = [p for p in strong if p.rule is not CODE_REFERENCE or p.severity in (None, Severity.CRITICAL)]
+        return bool(strong) and not _python_source(text)
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         text = _text(source)
