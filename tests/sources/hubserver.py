@@ -73,7 +73,14 @@ class HubServer:
     fail_after: int | None = None
     #: extra body bytes sent after each ranged answer (a server that sends more than asked)
     overshoot: int = 0
+    #: subtracted from every size the listing gives (a listing that hides a file's tail)
+    understate: int = 0
+    #: extra names the listing gives (hostile names that no folder can hold)
+    fake_names: list[str] = field(default_factory=list)
     requests: list[Logged] = field(default_factory=list)
+    #: body bytes written by both servers (for benchmarks of clients that do not report what they read)
+    bytes_sent: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _repos: dict[str, _Repo] = field(default_factory=dict)
     _blobs: dict[str, Path] = field(default_factory=dict)
     _servers: list[ThreadingHTTPServer] = field(default_factory=list)
@@ -137,10 +144,11 @@ class HubServer:
     def info(self, repo: str, entry: _Repo) -> dict[str, Any]:
         siblings = []
         for name, f in entry.files.items():
-            sibling: dict[str, Any] = {"rfilename": name, "size": f.size, "blobId": f.blob_id}
+            sibling: dict[str, Any] = {"rfilename": name, "size": f.size - self.understate, "blobId": f.blob_id}
             if f.sha256:
                 sibling["lfs"] = {"size": f.size, "sha256": f.sha256, "pointerSize": 134}
             siblings.append(sibling)
+        siblings += [{"rfilename": name, "size": 1, "blobId": "0" * 40} for name in self.fake_names]
         return {"id": repo, "modelId": repo, "sha": entry.commit, "private": entry.private, "siblings": siblings}
 
     def tree(self, entry: _Repo) -> list[dict[str, Any]]:
@@ -273,6 +281,8 @@ def _handler(hub: HubServer, kind: str) -> type[BaseHTTPRequestHandler]:
                         break
                     self.wfile.write(chunk)
                     sent += len(chunk)
+                    with hub._lock:
+                        hub.bytes_sent += len(chunk)
             if sent < stop - start:  # cut off mid-transfer
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)

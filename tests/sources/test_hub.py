@@ -255,3 +255,30 @@ def test_report_totals_are_those_of_a_report(hub: HubServer, tmp_path: Path) -> 
     hub.add_repo("org/model", _repo(tmp_path))
     report = api.scan(["hf://org/model", str(FIXTURES / "real" / "model.safetensors")], cache=False)
     assert isinstance(report, Report) and len(report.files) == 4
+
+
+def test_listing_that_understates_a_size_fails_closed(hub: HubServer, tmp_path: Path) -> None:
+    hub.understate = 10
+    hub.add_repo("org/model", _repo(tmp_path))
+    report = api.scan("hf://org/model/pytorch_model.bin", cache=False)
+    assert [f.rule_id for f in report.findings] == ["SCN003"] and "listed as" in report.findings[0].evidence
+
+
+@pytest.mark.parametrize("name", ["../escape.pkl", "/abs.pkl", "a//b.pkl", "pytorch_model.bin/inner.pkl"])
+def test_hostile_listing_names_are_refused(hub: HubServer, tmp_path: Path, name: str) -> None:
+    hub.fake_names = [name]
+    hub.add_repo("org/model", _repo(tmp_path))
+    with pytest.raises(RemoteInputError):
+        api.scan("hf://org/model", cache=False)
+
+
+def test_any_https_file_is_read_by_ranges_or_whole(hub: HubServer, tmp_path: Path) -> None:
+    hub.add_repo("org/model", _repo(tmp_path))
+    blob = next(iter(hub._blobs))
+    url = f"{hub.storage_url}/{blob}"
+    ranged = api.scan(url, cache=False)
+    hub.ignore_ranges = True
+    whole = api.scan(url, cache=False)
+    assert ranged.files[0].path == whole.files[0].path == url
+    assert [f.rule_id for f in ranged.findings] == [f.rule_id for f in whole.findings]
+    assert whole.files[0].remote is not None and whole.files[0].remote["bytes_fetched"] == whole.files[0].size

@@ -84,5 +84,8 @@ def test_report_of_a_prefix_names_objects(s3: Any, tmp_path: Path) -> None:
     (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
     _upload(s3, folder, "clean")
     report = api.scan("s3://models/clean/", cache=False)
-    assert sorted(r.path for r in report.files) == ["s3://models/clean/config.json", "s3://models/clean/model.safetensors"]
+    assert sorted(r.path for r in report.files) == [
+        "s3://models/clean/config.json",
+        "s3://models/clean/model.safetensors",
+    ]
     assert report.exit_code == 0

@@ -244,6 +244,10 @@ class RangeSource(Source):
             response.close()
             shown = response.headers.get("content-range")
             raise ScanError(f"transfer of {self.what} failed: asked for bytes {start}-{stop - 1}, got {shown!r}")
+        if found.group(3) != "*" and int(found.group(3)) != self._size:
+            # Bytes past the listed size would be loaded but never scanned.
+            response.close()
+            raise ScanError(f"{self.what} is {found.group(3)} bytes on the server but listed as {self._size}")
         data = read_body(response, stop - start, self.counter, self.what)
         if len(data) < stop - start:
             raise ScanError(f"transfer of {self.what} failed: {len(data)} of {stop - start} bytes at {start}")

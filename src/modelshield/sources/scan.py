@@ -34,6 +34,8 @@ from modelshield.sources.http import DEFAULT_BUDGET, Counter, new_client
 
 #: Files fetched whole into the shadow folder: the code a config names is read by the remote-code analyser.
 _WHOLE_SUFFIXES = (".py",)
+#: Files listed for one target (a Hub repository holds tens, rarely thousands).
+MAX_FILES_PER_TARGET = 100_000
 
 
 class RemoteScan:
@@ -70,6 +72,8 @@ class RemoteScan:
 
         found = target(uri, self.client)
         self.requests += found.requests
+        if len(found.files) > MAX_FILES_PER_TARGET:
+            raise RemoteInputError(f"{found.root} holds more than {MAX_FILES_PER_TARGET} files; scan a narrower path")
         folder = self._by_root.get(found.root)
         if folder is None:
             folder = os.path.join(self.shadow, str(len(self.targets)))
@@ -77,7 +81,12 @@ class RemoteScan:
             self._by_root[found.root] = folder
             self._pattern = None
             for remote in found.files:
-                self._lay_out(found, remote, folder)
+                try:
+                    self._lay_out(found, remote, folder)
+                except OSError as exc:  # `a` listed as a file and as a folder (`a/b`): no loader sees both
+                    raise RemoteInputError(
+                        f"{found.root} lists {remote.name!r}, which cannot be laid out: {exc}"
+                    ) from None
         return os.path.join(folder, *found.select.split("/")) if found.select else folder
 
     def _lay_out(self, target: Target, remote: RemoteFile, folder: str) -> None:
