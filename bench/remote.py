@@ -59,13 +59,13 @@ def make_inputs(folder: Path, torch_python: str) -> dict[str, Path]:
     (twenty / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 2048}))
     (twenty / "special_tokens_map.json").write_text(json.dumps({"bos_token": "<s>"}))
     weight_map = {}
-    for i in range(16):
-        name = f"model-{i + 1:05d}-of-00016.safetensors"
+    for i in range(15):
+        name = f"model-{i + 1:05d}-of-00015.safetensors"
         save_file({f"layers.{i}.weight": np.ones((1024, 1024), dtype=np.float32)}, str(twenty / name))
         weight_map[f"layers.{i}.weight"] = name
-    index = {"metadata": {"total_size": 16 * 4 * 1024 * 1024}, "weight_map": weight_map}
+    index = {"metadata": {"total_size": 15 * 4 * 1024 * 1024}, "weight_map": weight_map}
     (twenty / "model.safetensors.index.json").write_text(json.dumps(index))
-    assert len(list(twenty.iterdir())) == 21 - 1
+    assert len(list(twenty.iterdir())) == 20
     return repos
 
 

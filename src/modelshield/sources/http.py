@@ -12,6 +12,7 @@ engine reports as a fail-closed finding, and no later read returns data.
 
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 from collections import OrderedDict
@@ -29,6 +30,7 @@ MAX_AHEAD_BLOCKS = 256
 #: Default bytes fetched per file before the scan of that file stops (a fail-closed SCN005).
 DEFAULT_BUDGET = 512 * 1024 * 1024
 MAX_REDIRECTS = 10
+MAX_CONNECTIONS = 64
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -52,10 +54,12 @@ def httpx_module() -> Any:
         raise RemoteUnavailable("remote scans need httpx: pip install 'modelshield[hub]'") from None
 
 
-def new_client(connections: int = 16) -> Any:
-    """One HTTP client shared by the threads of a scan (redirects are followed by hand, see `Fetch`)."""
+@functools.cache
+def shared_client() -> Any:
+    """One HTTP client for the process, shared by the threads of every remote scan (creating one loads the
+    system's certificates, a twentieth of a second); redirects are followed by hand, see `Fetch`."""
     httpx = httpx_module()
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
     return httpx.Client(follow_redirects=False, timeout=httpx.Timeout(30.0, connect=10.0), limits=limits)
 
 

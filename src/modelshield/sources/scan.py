@@ -30,7 +30,7 @@ from modelshield.deps.resolve import Resolution
 from modelshield.registry import HANDLERS
 from modelshield.sources import RemoteFile, RemoteInputError, Target
 from modelshield.sources.cache import VerdictCache
-from modelshield.sources.http import DEFAULT_BUDGET, Counter, new_client
+from modelshield.sources.http import DEFAULT_BUDGET, Counter, shared_client
 
 #: Files fetched whole into the shadow folder: the code a config names is read by the remote-code analyser.
 _WHOLE_SUFFIXES = (".py",)
@@ -48,7 +48,7 @@ class RemoteScan:
         self.jobs = max(1, min(jobs or 8, 32))
         self.budget = budget or DEFAULT_BUDGET
         self.cache = cache
-        self.client = new_client(self.jobs * 2)
+        self.client = shared_client()
         self.shadow = tempfile.mkdtemp(prefix="modelshield-remote-")
         self.targets: list[Target] = []
         self.requests = 0
@@ -57,7 +57,6 @@ class RemoteScan:
         self._pattern: re.Pattern[str] | None = None
 
     def close(self) -> None:
-        self.client.close()
         shutil.rmtree(self.shadow, ignore_errors=True)
 
     def __enter__(self) -> RemoteScan:
