@@ -43,9 +43,9 @@ def tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
+        for _ in range(720):  # mlflow server starts in 10-60 s
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as answer:  # noqa: S310 - loopback
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as answer:
                     if answer.status == 200:
                         break
             except OSError:
