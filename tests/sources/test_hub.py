@@ -282,3 +282,20 @@ def test_any_https_file_is_read_by_ranges_or_whole(hub: HubServer, tmp_path: Pat
     assert ranged.files[0].path == whole.files[0].path == url
     assert [f.rule_id for f in ranged.findings] == [f.rule_id for f in whole.findings]
     assert whole.files[0].remote is not None and whole.files[0].remote["bytes_fetched"] == whole.files[0].size
+
+
+def test_budget_passed_while_reading_by_ranges_fails_closed(hub: HubServer, tmp_path: Path) -> None:
+    hub.add_repo("org/model", _repo(tmp_path))
+    report = api.scan("hf://org/model/pytorch_model.bin", cache=False, max_fetch_bytes=4096)
+    assert "SCN005" in [f.rule_id for f in report.findings] and report.exit_code == 1
+    assert report.files[0].remote is not None and report.files[0].remote["bytes_fetched"] <= 2 * 4096 + 4096
+
+
+def test_deps_command_shows_the_remote_tree(hub: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base_commit = hub.add_repo("org/base", _repo(tmp_path))
+    hub.add_repo("org/adapter", _adapter(tmp_path, "org/base"))
+    assert main(["deps", "--format", "json", "--no-cache", "hf://org/adapter"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    nodes = {n["ref"]: n for n in doc["dependencies"]["nodes"]}
+    assert nodes["org/base"]["resolution"] == "remote" and nodes["org/base"]["path"] == f"hf://org/base@{base_commit}"
+    assert nodes["org/base"]["verdict"] == "critical"
