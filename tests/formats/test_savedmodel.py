@@ -84,8 +84,13 @@ def call(name: str, function: str, *inputs: str) -> bytes:
     return node(name, "StatefulPartitionedCall", *inputs, attrs=attr("f", pb_msg(10, pb_msg(1, function.encode()))))
 
 
-def function(name: str, *nodes: bytes) -> bytes:
-    return pb_msg(1, pb_msg(1, pb_msg(1, name.encode())) + b"".join(pb_msg(3, n) for n in nodes))
+def function(name: str, *nodes: bytes, args: Sequence[str] = ()) -> bytes:
+    signature = pb_msg(1, name.encode()) + b"".join(pb_msg(2, pb_msg(1, a.encode())) for a in args)
+    return pb_msg(1, pb_msg(1, signature) + b"".join(pb_msg(3, n) for n in nodes))
+
+
+def const(name: str, *values: bytes) -> bytes:
+    return node(name, "Const", attrs=attr("value", pb_msg(8, b"".join(pb_msg(8, v) for v in values))))
 
 
 def saved_model(nodes: Sequence[bytes], functions: Sequence[bytes] = (), saver: tuple[str, str] | None = None) -> bytes:
@@ -96,8 +101,33 @@ def saved_model(nodes: Sequence[bytes], functions: Sequence[bytes] = (), saver: 
     return pb_int(1, 1) + pb_msg(2, meta)
 
 
-SAVE = function("__inference__traced_save_9", node("SaveV2", "SaveV2"), node("Merge", "MergeV2Checkpoints"))
-RESTORE = function("__inference__traced_restore_9", node("RestoreV2", "RestoreV2"))
+def save_function(*extra: bytes, prefix: str = "file_prefix", suffix: bytes = b"_temp/part") -> bytes:
+    """The generated save function as TensorFlow 2.21 writes it (functional_saver.py `_traced_save`)."""
+    return function(
+        "__inference__traced_save_9",
+        node("StaticRegexFullMatch", "StaticRegexFullMatch", "file_prefix"),
+        const("Const", b".part"),
+        const("Const_1", suffix),
+        node("Select", "Select", "StaticRegexFullMatch:output:0", "Const:output:0", "Const_1:output:0"),
+        node("StringJoin", "StringJoin", prefix, "Select:output:0"),
+        node("ShardedFilename", "ShardedFilename", "StringJoin:output:0", "shard:output:0", "num_shards:output:0"),
+        node("SaveV2", "SaveV2", "ShardedFilename:filename:0", "names:output:0", "slices:output:0", "t"),
+        node("Pack", "Pack", "ShardedFilename:filename:0", "^SaveV2"),
+        node("Merge", "MergeV2Checkpoints", "Pack:output:0", "file_prefix"),
+        *extra,
+        args=["file_prefix", "t"],
+    )
+
+
+def restore_function(prefix: str = "file_prefix") -> bytes:
+    return function(
+        "__inference__traced_restore_9",
+        node("RestoreV2", "RestoreV2", prefix, "names:output:0", "slices:output:0"),
+        args=["file_prefix"],
+    )
+
+
+SAVE, RESTORE = save_function(), restore_function()
 SAVER_NODES = [node("saver_filename", "Placeholder"), call("Save", "__inference__traced_save_9", "saver_filename"),
                call("Restore", "__inference__traced_restore_9", "saver_filename")]  # fmt: skip
 
@@ -129,9 +159,127 @@ def test_save_function_also_called_by_serving_is_not_exempt(scan_data: ScanData)
 
 
 def test_only_checkpoint_ops_are_exempt_in_the_save_function(scan_data: ScanData) -> None:
-    save = function("__inference__traced_save_9", node("w", "WriteFile"), node("SaveV2", "SaveV2"))
+    save = save_function(node("w", "WriteFile"))
     data = saved_model(SAVER_NODES, [save, RESTORE], saver=("Save:0", "Restore"))
     assert findings(scan_data, data) == [("TFO003", "WriteFile")]
+
+
+def _saver_model(
+    save: bytes = SAVE, restore: bytes = RESTORE, nodes: Sequence[bytes] = SAVER_NODES, restore_op: str = "Restore"
+) -> bytes:
+    return saved_model(nodes, [save, restore], saver=("Save:0", restore_op))
+
+
+def _unfed(scan_data: ScanData, data: bytes) -> list[tuple[str, str, Severity]]:
+    result = scan_data(data, "saved_model.pb")
+    assert all("the filename the loader feeds" in f.evidence for f in result.findings)
+    return [(f.rule_id, f.details["op"], f.level) for f in result.findings]
+
+
+SAVE_V2_HIGH = [("TFO003", "SaveV2", Severity.HIGH), ("TFO003", "MergeV2Checkpoints", Severity.HIGH)]
+RESTORE_V2_HIGH = ("TFO002", "RestoreV2", Severity.HIGH)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(_saver_model(restore=restore_function("path")), [RESTORE_V2_HIGH], id="restore-unknown-path"),
+        pytest.param(
+            _saver_model(save=save_function(const("path", b"/home/u/.bashrc"), prefix="path")),
+            SAVE_V2_HIGH,
+            id="save-to-constant-path",
+        ),
+        pytest.param(_saver_model(save=save_function(suffix=b"/../../../.ssh/x")), SAVE_V2_HIGH, id="climbing-suffix"),
+        pytest.param(
+            _saver_model(
+                save=save_function(
+                    const("root", b"/etc/"), node("Join2", "StringJoin", "root:output:0", "file_prefix"), prefix="Join2"
+                )
+            ),
+            SAVE_V2_HIGH,
+            id="constant-before-the-fed-path",
+        ),
+        pytest.param(
+            _saver_model(
+                restore=function(
+                    "__inference__traced_restore_9",
+                    const("evil", b"/etc/model"),
+                    node("pick", "SelectV2", "c", "file_prefix", "evil:output:0"),
+                    node("RestoreV2", "RestoreV2", "pick:output:0", "n", "s"),
+                    args=["file_prefix"],
+                )
+            ),
+            [RESTORE_V2_HIGH],
+            id="select-between-fed-and-constant",
+        ),
+        pytest.param(
+            _saver_model(
+                restore=function(
+                    "__inference__traced_restore_9",
+                    const("evil", b"/etc/model"),
+                    node("both", "IdentityN", "file_prefix", "evil:output:0"),
+                    node("RestoreV2", "RestoreV2", "both:output:1", "n", "s"),
+                    args=["file_prefix"],
+                )
+            ),
+            [RESTORE_V2_HIGH],
+            id="identity-n-other-output",
+        ),
+        pytest.param(
+            _saver_model(
+                nodes=[
+                    node("saver_filename", "Placeholder"),
+                    const("elsewhere", b"/etc/model"),
+                    call("Save", "__inference__traced_save_9", "saver_filename"),
+                    call("Restore", "__inference__traced_restore_9", "elsewhere"),
+                ]
+            ),
+            [RESTORE_V2_HIGH],
+            id="restore-function-called-with-a-constant",
+        ),
+        pytest.param(
+            _saver_model(
+                nodes=[
+                    *SAVER_NODES,
+                    const("elsewhere", b"/etc/model"),
+                    call("Restore_again", "__inference__traced_restore_9", "elsewhere"),
+                    node("restore_all", "NoOp", "^Restore", "^Restore_again"),
+                ],
+                restore_op="restore_all",
+            ),
+            [RESTORE_V2_HIGH],
+            id="one-of-two-calls-passes-a-constant",
+        ),
+    ],
+)
+def test_checkpoint_ops_of_the_saver_must_use_the_fed_filename(
+    scan_data: ScanData, data: bytes, expected: list[tuple[str, str, Severity]]
+) -> None:
+    """A checkpoint op is exempt only if its path is built from `filename_tensor_name` the way a
+    Saver builds it (pass-throughs, `_temp/part` suffix, shard name); anything else is judged."""
+    assert _unfed(scan_data, data) == expected
+
+
+def test_a_saver_definition_without_a_filename_exempts_nothing(scan_data: ScanData) -> None:
+    saver = pb_msg(3, pb_msg(2, b"Save:0") + pb_msg(3, b"Restore"))
+    graph = b"".join(pb_msg(1, n) for n in SAVER_NODES) + pb_msg(2, SAVE + RESTORE)
+    data = pb_int(1, 1) + pb_msg(2, pb_msg(1, pb_msg(4, b"serve")) + pb_msg(2, graph) + saver)
+    assert {op for _, op, _ in _unfed(scan_data, data)} == {"SaveV2", "MergeV2Checkpoints", "RestoreV2"}
+
+
+def test_the_fed_filename_through_pass_throughs_and_registered_saver_suffixes_is_exempt(scan_data: ScanData) -> None:
+    """Registered savers append `-<name>` (functional_saver.registered_saver_filename); Windows
+    writers normalise the suffix to `_temp\\part`; both are still the fed path."""
+    save = save_function(suffix=b"_temp\\part")
+    restore = function(
+        "__inference__traced_restore_9",
+        const("dash", b"-my_saver"),
+        node("p", "Identity", "file_prefix"),
+        node("j", "StringJoin", "p:output:0", "dash:output:0"),
+        node("RestoreV2", "RestoreV2", "j:output:0", "n", "s"),
+        args=["file_prefix"],
+    )
+    assert findings(scan_data, _saver_model(save=save, restore=restore)) == []
 
 
 def test_saver_reachability_in_a_tf1_graph() -> None:
@@ -404,7 +552,7 @@ def test_tf1_checkpoint_meta_graph_is_judged(scan_data: ScanData) -> None:
 
 def test_a_meta_graph_function_library_and_saver_are_judged_like_a_saved_model(scan_data: ScanData) -> None:
     graph = b"".join(pb_msg(1, n) for n in [*SAVER_NODES, call("c", "helper")]) + pb_msg(2, SAVE + RESTORE + HOSTILE)
-    saver = pb_msg(3, pb_msg(2, b"Save:0") + pb_msg(3, b"Restore"))
+    saver = pb_msg(3, pb_msg(1, b"saver_filename:0") + pb_msg(2, b"Save:0") + pb_msg(3, b"Restore"))
     result = scan_data(pb_msg(1, pb_msg(4, b"serve")) + pb_msg(2, graph) + saver, "model.meta")
     assert result.format == "tf-meta-graph"
     assert [(f.rule_id, f.details["op"]) for f in result.findings] == [("TFO002", "ReadFile")]

@@ -235,10 +235,19 @@ _BY_ATTRIBUTE: dict[str, tuple[str, OpVerdict]] = {
 }
 _BENIGN_ATTRIBUTE_PREFIXES = {"output_stream": ("std", "log("), "descriptor_source": ("local://", "bytes://")}
 
-#: The checkpoint ops that the generated save and restore functions (or a TF1 `Saver`) always hold.
-CHECKPOINT_OPS = frozenset(
-    {"Save", "SaveV2", "SaveSlices", "MergeV2Checkpoints", "Restore", "RestoreV2", "RestoreSlice", "DTensorRestoreV2"}
-)
+#: The checkpoint ops that the generated save and restore functions (or a TF1 `Saver`) always hold,
+#: with the inputs that name files (io_ops.cc): a standard Saver derives each from its fed filename.
+CHECKPOINT_PATH_INPUTS: dict[str, tuple[int, ...]] = {
+    "Save": (0,),
+    "SaveV2": (0,),
+    "SaveSlices": (0,),
+    "MergeV2Checkpoints": (0, 1),
+    "Restore": (0,),
+    "RestoreV2": (0,),
+    "RestoreSlice": (0,),
+    "DTensorRestoreV2": (0,),
+}
+CHECKPOINT_OPS = frozenset(CHECKPOINT_PATH_INPUTS)
 #: Ops `judge_op` may flag: the only ones whose string attributes a caller needs to collect.
 JUDGED_OPS = frozenset(_CATALOGUE) | frozenset(_BY_ATTRIBUTE)
 
