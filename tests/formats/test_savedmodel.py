@@ -604,3 +604,70 @@ def test_text_meta_graph_and_text_graph_are_judged() -> None:
 def test_mediapipe_graph_text_is_not_a_tensorflow_graph(scan_data: ScanData) -> None:
     text = b'input_stream: "in"\nnode {\n  calculator: "PassThroughCalculator"\n  input_stream: "in"\n}\n'
     assert scan_data(text[text.index(b"node") :], "graph.pbtxt").format == "text"
+
+
+# -- assets ------------------------------------------------------------------------------------------------
+
+
+def _with_assets(*entries: bytes) -> bytes:
+    meta = pb_msg(1, pb_msg(4, b"serve")) + pb_msg(2, pb_msg(1, node("x", "Placeholder"))) + b"".join(entries)
+    return pb_int(1, 1) + pb_msg(2, meta)
+
+
+def asset_file_def(filename: bytes) -> bytes:
+    return pb_msg(6, pb_msg(1, pb_msg(1, b"Const:0")) + pb_msg(2, filename))
+
+
+def legacy_assets_collection(filename: bytes, type_url: bytes = b"type.googleapis.com/tensorflow.AssetFileDef") -> bytes:
+    packed = pb_msg(1, type_url) + pb_msg(2, pb_msg(1, pb_msg(1, b"Const:0")) + pb_msg(2, filename))
+    return pb_msg(4, pb_msg(1, b"saved_model_assets") + pb_msg(2, pb_msg(5, pb_msg(1, packed))))
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(_with_assets(asset_file_def(b"vocab.txt")), [], id="plain-name"),
+        pytest.param(_with_assets(asset_file_def(b"sub/vocab.txt")), [], id="sub-folder"),
+        pytest.param(_with_assets(asset_file_def(b"../../../../etc/passwd")), ["TFM001"], id="climbs-out"),
+        pytest.param(_with_assets(asset_file_def(b"/home/u/.aws/credentials")), ["TFM001"], id="absolute"),
+        pytest.param(_with_assets(legacy_assets_collection(b"../secret")), ["TFM001"], id="tf1-collection"),
+        pytest.param(_with_assets(legacy_assets_collection(b"../secret", b"x/other.Type")), [], id="other-any-type"),
+    ],
+)
+def test_asset_names_that_leave_the_export_folder(scan_data: ScanData, data: bytes, expected: list[str]) -> None:
+    result = scan_data(data, "saved_model.pb")
+    assert [f.rule_id for f in result.findings] == expected
+
+
+def test_text_format_asset_names_are_judged(scan_data: ScanData) -> None:
+    text = PBTXT.replace(
+        b"  object_graph_def",
+        b'  asset_file_def { tensor_info { name: "c:0" } filename: "/etc/passwd" }\n'
+        b'  collection_def { key: "saved_model_assets" value { any_list { value {\n'
+        b'    [type.googleapis.com/tensorflow.AssetFileDef] { filename: "../x" } } } } }\n  object_graph_def',
+    )
+    result = scan_data(text, "saved_model.pbtxt")
+    assert sorted(f.details.get("asset", "") for f in result.findings if f.rule_id == "TFM001") == ["../x", "/etc/passwd"]
+
+
+def test_real_asset_vocabulary_names_stay_quiet_and_an_escaping_one_is_reported() -> None:
+    """A `tf.saved_model.Asset` vocabulary (scripts/make_tf_fixtures.py), then the same export with its
+    asset_file_def renamed: TF2 `load.py` and TF1 `get_asset_tensors` join the name to assets/."""
+    assert "TFM001" not in rules(scan_dir("savedmodel_asset_vocabulary"))
+    [escape] = [f for r in scan_dir("savedmodel_asset_escape") for f in r.findings if f.rule_id == "TFM001"]
+    assert (escape.level, escape.details["asset"]) == (Severity.HIGH, "../../../../../etc/passwd")
+
+
+@pytest.mark.parametrize(
+    ("name", "place"),
+    [
+        ("savedmodel_tf1_restore_constant_path", "graph"),
+        ("savedmodel_restore_constant_path", "function __inference__traced_restore_65"),
+    ],
+)
+def test_real_saver_restoring_from_a_constant_path_is_reported(name: str, place: str) -> None:
+    """The TF1 loader (and TensorFlow Serving) runs `restore_op_name` with the variables path fed to
+    `filename_tensor_name`; these exports' RestoreV2 reads a constant path instead."""
+    [finding] = [f for r in scan_dir(name) for f in r.findings]
+    assert (finding.rule_id, finding.details["op"], finding.level) == ("TFO002", "RestoreV2", Severity.HIGH)
+    assert finding.details["places"] == [f"{place} ({savedmodel._UNFED})"]
