@@ -500,6 +500,11 @@ def issue13_fixtures() -> None:
         "/etc/model/ckpt",
         function_prefix="__inference__traced_restore",
     )
+    frozen = tf.compat.v1.GraphDef()
+    frozen.ParseFromString((OUT / "frozen_graph.pb").read_bytes())
+    for node in frozen.node:
+        node.op = "Custom" + node.op  # a graph of custom ops only: nothing TensorFlow registers
+    (OUT / "frozen_graph_custom_ops.pb").write_bytes(frozen.SerializeToString())
     write_file = flex_write_file_tflite()
     tflite = {
         "flex_print_to_file.tflite": flex_print_to_file_tflite(),

@@ -671,3 +671,58 @@ def test_real_saver_restoring_from_a_constant_path_is_reported(name: str, place:
     [finding] = [f for r in scan_dir(name) for f in r.findings]
     assert (finding.rule_id, finding.details["op"], finding.level) == ("TFO002", "RestoreV2", Severity.HIGH)
     assert finding.details["places"] == [f"{place} ({savedmodel._UNFED})"]
+
+
+# -- a frozen graph of custom ops only is still a graph ------------------------------------------------------
+
+
+VERSIONS = pb_msg(4, pb_int(1, 1882) + pb_int(2, 12))
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(
+            pb_msg(1, node("in", "MyInput")) + pb_msg(1, node("out", "MyKernel", "in")) + VERSIONS,
+            ["TFO005", "TFO005"],
+            id="custom-ops-only",
+        ),
+        pytest.param(
+            pb_msg(1, node("in", "MyInput", attrs=attr("T", pb_int(6, 1)))) + VERSIONS + pb_int(3, 7),
+            ["TFO005"],
+            id="with-attributes-and-old-version",
+        ),
+    ],
+)
+def test_a_frozen_graph_of_custom_ops_is_recognised_by_structure(
+    scan_data: ScanData, data: bytes, expected: list[str]
+) -> None:
+    result = scan_data(data, "frozen.pb")
+    assert (result.format, [f.rule_id for f in result.findings]) == ("tf-graph", expected)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(pb_msg(1, node("in", "MyInput")), id="no-versions"),
+        pytest.param(pb_msg(1, node("in", "MyInput")) + pb_msg(4, pb_msg(1, b"x")), id="versions-not-a-version-def"),
+        pytest.param(pb_msg(1, node("in", "MyInput") + pb_int(9, 1)) + VERSIONS, id="not-a-node-def-field"),
+        pytest.param(pb_msg(1, node("in", "My Input")) + VERSIONS, id="op-name-with-a-space"),
+        pytest.param(pb_msg(1, node("in", "MyInput")) + VERSIONS + pb_msg(7, b"x"), id="unknown-graph-field"),
+        # MediaPipe CalculatorGraphConfig: node {name, calculator, input_stream, output_stream}, field 10
+        pytest.param(
+            pb_msg(1, pb_msg(1, b"n") + pb_msg(2, b"PassThroughCalculator") + pb_msg(3, b"in") + pb_msg(4, b"out"))
+            + pb_msg(10, b"in"),
+            id="mediapipe-binary-graph",
+        ),
+    ],
+)
+def test_protobufs_that_only_resemble_a_graph_of_custom_ops_are_not_graphs(data: bytes) -> None:
+    assert not savedmodel.is_graph_def(BytesSource(data))
+
+
+def test_real_frozen_graph_with_every_op_renamed_is_still_judged() -> None:
+    """scripts/make_tf_fixtures.py renames every op of a real frozen graph to a custom name."""
+    [result] = modelshield.scan(FIXTURES / "frozen_graph_custom_ops.pb").files
+    assert result.format == "tf-graph"
+    assert {f.rule_id for f in result.findings} == {"TFO005"}

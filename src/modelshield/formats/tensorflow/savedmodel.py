@@ -29,7 +29,7 @@ from modelshield.core.handler import Context, Handler
 from modelshield.core.paths import escape_reason
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import BytesSource, Source
-from modelshield.formats._protobuf import LEN, Field, WireError, fields, plausible_head
+from modelshield.formats._protobuf import LEN, VARINT, Field, WireError, fields, plausible_head
 from modelshield.formats.tensorflow import ops as tensorflow_ops
 
 ASSET_ESCAPE = Rule(
@@ -817,9 +817,55 @@ def is_graph_def(source: Source) -> bool:
     if not plausible_head(source):
         return False
     try:
-        return _plausible_graph(source, Field(0, LEN, 0, source.size), empty=False, broken=False)
+        whole = Field(0, LEN, 0, source.size)
+        return _plausible_graph(source, whole, empty=False, broken=False) or _graph_by_structure(source)
     except WireError:
         return False
+
+
+#: GraphDef fields (node, library, deprecated version, versions, debug_info) and NodeDef fields (name,
+#: op, input, device, attr, experimental_debug_info, experimental_type), all length-delimited but one.
+_GRAPH_FIELDS = {1: LEN, 2: LEN, 3: VARINT, 4: LEN, 5: LEN}
+_NODE_FIELDS = frozenset(range(1, 8))
+#: How TensorFlow names nodes (`kNodeNameRe` in graph/node_builder and importer.py).
+_NODE_NAME = re.compile(rb"[A-Za-z0-9.][\w>./-]*")
+
+
+def _graph_by_structure(source: Source) -> bool:
+    """A GraphDef whose first nodes name no op stock TensorFlow registers (a graph of custom ops) is
+    still one: only GraphDef's fields at the top, a `versions` VersionDef (every writer sets its
+    producer), and nodes that are NodeDefs field by field, with node and op names as TensorFlow
+    spells them and attributes that are map entries. MediaPipe graph configs have no field 4."""
+    versions = False
+    nodes = 0
+    for item in fields(source, 0, source.size, MAX_FIELDS):
+        if _GRAPH_FIELDS.get(item.number) != item.wire_type:
+            return False
+        if item.number == 4:
+            inner = list(fields(source, item.offset, item.offset + item.value, 64))
+            if not any(f.number == 1 for f in inner) or any(f.number > 3 or f.wire_type != VARINT for f in inner):
+                return False
+            versions = True
+        elif item.number == 1 and nodes < _SNIFF_NODES:
+            if not _is_node_def(source, item):
+                return False
+            nodes += 1
+    return versions and nodes > 0
+
+
+def _is_node_def(source: Source, node: Field) -> bool:
+    name = op = b""
+    for item in fields(source, node.offset, node.offset + node.value, MAX_FIELDS):
+        if item.number not in _NODE_FIELDS or item.wire_type != LEN:
+            return False
+        if item.number in (1, 2):
+            text = source.read_at(item.offset, item.value) if item.value <= _MAX_OP_NAME else b""
+            name, op = (text, op) if item.number == 1 else (name, text)
+        elif item.number == 5:
+            entry = list(fields(source, item.offset, item.offset + item.value, 3))
+            if [(f.number, f.wire_type) for f in entry] not in ([(1, LEN), (2, LEN)], [(1, LEN)]):
+                return False
+    return _NODE_NAME.fullmatch(name) is not None and _OP_NAME.fullmatch(op) is not None
 
 
 class _AsMetaGraph:
