@@ -487,8 +487,28 @@ def with_associated_files(model: bytes, path: Path) -> None:
     labels.unlink()
 
 
+def checkpoints() -> None:
+    """Tensor bundles as the savers write them: a TF1 `Saver` checkpoint with a partitioned variable
+    (its index holds slice entries) and a string variable, and a TF2 `tf.train.Checkpoint`."""
+    path = reset(OUT / "checkpoint_tf1")
+    path.mkdir()
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        tf.compat.v1.get_variable(
+            "w", [4, 2], tf.float32, tf.compat.v1.ones_initializer(), partitioner=tf.compat.v1.fixed_size_partitioner(2)
+        )
+        tf.compat.v1.get_variable("words", initializer=tf.constant(["a", "bc"]))
+        session.run(tf.compat.v1.global_variables_initializer())
+        saver = tf.compat.v1.train.Saver(save_relative_paths=True)
+        saver.save(session, str(path / "model.ckpt"), write_meta_graph=False)
+    path = reset(OUT / "checkpoint_tf2")
+    checkpoint = tf.train.Checkpoint(w=tf.Variable(np.ones((3,), np.int64)), step=tf.Variable(7))
+    checkpoint.save(str(path / "ckpt"))
+
+
 def issue13_fixtures() -> None:
     """What the loader-semantics work (issue 13) added: assets, the saver's filename, Flex NodeDefs."""
+    checkpoints()
     asset_saved_model("savedmodel_asset_vocabulary")
     asset_saved_model("savedmodel_asset_escape", escape="../../../../../etc/passwd")
     constant_checkpoint_path(
@@ -509,9 +529,7 @@ def issue13_fixtures() -> None:
     tflite = {
         "flex_print_to_file.tflite": flex_print_to_file_tflite(),
         "flex_disguised_code.tflite": disguised_flex_tflite(write_file, "FlexStringLength"),
-        "flex_disguised_options.tflite": disguised_flex_tflite(
-            write_file, "FlexStringLength", node_op="StringLength"
-        ),
+        "flex_disguised_options.tflite": disguised_flex_tflite(write_file, "FlexStringLength", node_op="StringLength"),
         "flex_large_options.tflite": disguised_flex_tflite(
             write_file, "FlexStringLength", node_op="StringLength", large=True
         ),
