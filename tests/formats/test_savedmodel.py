@@ -731,3 +731,60 @@ def test_real_frozen_graph_with_every_op_renamed_is_still_judged() -> None:
     [result] = modelshield.scan(FIXTURES / "frozen_graph_custom_ops.pb").files
     assert result.format == "tf-graph"
     assert {f.rule_id for f in result.findings} == {"TFO005"}
+
+
+# -- ops that run other functions: every way an attribute can name one ---------------------------------------
+
+
+def func(name: str, *bound: tuple[str, bytes]) -> bytes:
+    """AttrValue.func: a NameAttrList, optionally binding attributes of the called function."""
+    return pb_msg(10, pb_msg(1, name.encode()) + b"".join(pb_msg(2, pb_msg(1, k.encode()) + pb_msg(2, v)) for k, v in bound))
+
+
+def func_list(*names: str) -> bytes:
+    """AttrValue.list.func: a list of NameAttrLists (Case branches, XlaCallModule function_list)."""
+    return pb_msg(1, b"".join(pb_msg(9, pb_msg(1, n.encode())) for n in names))
+
+
+@pytest.mark.parametrize(
+    "caller",
+    [
+        pytest.param(node("c", "StatefulPartitionedCall", attrs=attr("f", func("helper"))), id="partitioned-call"),
+        pytest.param(node("c", "helper"), id="direct-call"),
+        pytest.param(node("c", "If", attrs=attr("then_branch", func("g")) + attr("else_branch", func("helper"))), id="if"),
+        pytest.param(node("c", "While", attrs=attr("cond", func("g")) + attr("body", func("helper"))), id="while"),
+        pytest.param(node("c", "Case", attrs=attr("branches", func_list("g", "helper"))), id="case-list-func"),
+        pytest.param(node("c", "BatchFunction", attrs=attr("f", func("helper"))), id="batch-function"),
+        pytest.param(node("c", "MapDataset", attrs=attr("f", func("helper"))), id="dataset-map"),
+        pytest.param(node("c", "XlaCallModule", attrs=attr("function_list", func_list("helper"))), id="xla-module"),
+        pytest.param(
+            node("c", "PartitionedCall", attrs=attr("f", func("g", ("body", func("helper"))))),
+            id="function-bound-in-a-call",
+        ),
+    ],
+)
+def test_functions_named_by_any_attribute_kind_are_judged_as_called(scan_data: ScanData, caller: bytes) -> None:
+    """TensorFlow calls functions named by `func` and `list(func)` attributes, nested NameAttrList
+    bindings included (a function attribute bound at the call site): each keeps full scrutiny."""
+    g = function("g", node("p", "PartitionedCall", attrs=attr("f", pb_msg(9, b"body"))))  # `placeholder: body`
+    result = scan_data(saved_model([caller], [HOSTILE, g]), "saved_model.pb")
+    assert [(f.rule_id, f.level) for f in result.findings] == [("TFO002", Severity.HIGH)]
+
+
+def test_a_custom_gradient_function_keeps_full_scrutiny(scan_data: ScanData) -> None:
+    """FunctionDefLibrary.registered_gradients: load.py registers them for their op type, so any
+    gradient through such an op runs them (fine-tuning a loaded model does)."""
+    registered = pb_msg(3, pb_msg(1, b"helper") + pb_msg(2, b"CustomGradient-42"))
+    graph = pb_msg(2, HOSTILE + registered)
+    data = pb_int(1, 1) + pb_msg(2, pb_msg(1, pb_msg(4, b"serve")) + pb_msg(2, graph))
+    result = scan_data(data, "saved_model.pb")
+    assert [(f.rule_id, f.level) for f in result.findings] == [("TFO002", Severity.HIGH)]
+
+
+def test_a_dataset_graph_decoded_at_run_time_is_reported(scan_data: ScanData) -> None:
+    inner = pb_msg(1, node("r", "TFRecordDatasetV2", "path"))
+    serving = function("serve", const("g", inner), node("d", "DatasetFromGraph", "g:output:0"))
+    result = scan_data(saved_model([call("c", "serve")], [serving]), "saved_model.pb")
+    assert [(f.rule_id, f.details["op"], f.level) for f in result.findings] == [
+        ("TFO006", "DatasetFromGraph", Severity.HIGH)
+    ]

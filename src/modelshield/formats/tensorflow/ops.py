@@ -127,7 +127,24 @@ CUSTOM_OP = Rule(
     example="`op: 'ZeroOut'` from the custom-op tutorial, provided by `zero_out.so`.",
 )
 
-RULES: tuple[Rule, ...] = (CODE_EXECUTION, FILE_READ, FILE_WRITE, NETWORK, CUSTOM_OP)
+RUNTIME_GRAPH = Rule(
+    id="TFO006",
+    title="TensorFlow graph runs a graph it decodes at run time",
+    severity=Severity.HIGH,
+    category=Category.INFERENCE_TIME_CODE,
+    overview="The graph contains `DatasetFromGraph`, which parses a serialized GraphDef from a string tensor "
+    "and runs the tf.data pipeline it describes. The inner graph is data to the outer one: it is not in the "
+    "function library, and modelshield does not decode it.",
+    attack="Every op the analysers judge can be moved into a string constant: a dataset graph with "
+    "`TFRecordDataset('/etc/passwd')`, `LoadDataset` or a `MapDataset` whose function writes files runs "
+    "when the outer graph iterates the dataset, while the outer graph shows a single harmless-looking op.",
+    impact="Whatever the hidden graph does (file, network or Python-callback ops) runs in the serving process.",
+    remediation="Do not serve the model. Saved inference graphs have no reason to rebuild datasets from "
+    "strings: ask the publisher for a model without it.",
+    example="`DatasetFromGraph(graph_def=Const('\\n\\x1a\\n\\x0fTFRecordDataset...'))` in a serving function.",
+)
+
+RULES: tuple[Rule, ...] = (CODE_EXECUTION, FILE_READ, FILE_WRITE, NETWORK, CUSTOM_OP, RUNTIME_GRAPH)
 
 
 class OpVerdict(NamedTuple):
@@ -224,6 +241,7 @@ _CATALOGUE: dict[str, OpVerdict] = {
         "DebugIdentity DebugIdentityV2 DebugIdentityV3 DebugNanCount DebugNumericSummary DebugNumericSummaryV2",
     ),
     **_entries(NETWORK, "sets file-system configuration (endpoints, credentials)", "FileSystemSetConfiguration"),
+    **_entries(RUNTIME_GRAPH, "runs a dataset graph parsed from a string at run time", "DatasetFromGraph"),
 }
 
 _DESCRIPTOR_FILE = "loads a proto descriptor from a file"

@@ -187,6 +187,7 @@ KEY, VALUE = (1, "key"), (2, "value")
 LIST, S, FUNC, LIST_FUNC = (1, "list"), (2, "s"), (10, "func"), (9, "func")
 FUNC_ATTR = (2, "attr")  # NameAttrList.attr
 GRADIENT_NAMES = ((1, "function_name"), (2, "gradient_func"))
+REGISTERED_GRADIENT, REGISTERED_GRADIENT_FUNC = (3, "registered_gradients"), (1, "gradient_func")
 FILENAME_TENSOR, SAVE_TENSOR, RESTORE_OP = (1, "filename_tensor_name"), (2, "save_tensor_name"), (3, "restore_op_name")
 OBJECT_NODES, CONCRETE_FUNCTIONS = (1, "nodes"), (2, "concrete_functions")
 SAVED_FUNCTION, BARE_FUNCTION = (6, "function"), (8, "bare_concrete_function")
@@ -266,6 +267,7 @@ _TEXT_KEEP = frozenset(
         S,
         FUNC,
         *GRADIENT_NAMES,
+        REGISTERED_GRADIENT,
         INPUT_ARG,
         TENSOR,
         STRING_VAL,
@@ -502,6 +504,9 @@ def read_meta_graph(meta: Message) -> MetaGraph:
             for gradient in library.messages(GRADIENT):
                 for field_id in GRADIENT_NAMES:
                     exposed.update(gradient.strings(field_id))
+            # `tf.custom_gradient` functions, registered by load.py for their op type: run by any gradient
+            for registered in library.messages(REGISTERED_GRADIENT):
+                exposed.update(registered.strings(REGISTERED_GRADIENT_FUNC))
     for objects in meta.messages(OBJECT_GRAPH_DEF):
         for entry in objects.messages(CONCRETE_FUNCTIONS):
             exposed.update(entry.strings(KEY))
