@@ -738,7 +738,8 @@ def test_real_frozen_graph_with_every_op_renamed_is_still_judged() -> None:
 
 def func(name: str, *bound: tuple[str, bytes]) -> bytes:
     """AttrValue.func: a NameAttrList, optionally binding attributes of the called function."""
-    return pb_msg(10, pb_msg(1, name.encode()) + b"".join(pb_msg(2, pb_msg(1, k.encode()) + pb_msg(2, v)) for k, v in bound))
+    bindings = b"".join(pb_msg(2, pb_msg(1, k.encode()) + pb_msg(2, v)) for k, v in bound)
+    return pb_msg(10, pb_msg(1, name.encode()) + bindings)
 
 
 def func_list(*names: str) -> bytes:
@@ -751,7 +752,9 @@ def func_list(*names: str) -> bytes:
     [
         pytest.param(node("c", "StatefulPartitionedCall", attrs=attr("f", func("helper"))), id="partitioned-call"),
         pytest.param(node("c", "helper"), id="direct-call"),
-        pytest.param(node("c", "If", attrs=attr("then_branch", func("g")) + attr("else_branch", func("helper"))), id="if"),
+        pytest.param(
+            node("c", "If", attrs=attr("then_branch", func("g")) + attr("else_branch", func("helper"))), id="if"
+        ),
         pytest.param(node("c", "While", attrs=attr("cond", func("g")) + attr("body", func("helper"))), id="while"),
         pytest.param(node("c", "Case", attrs=attr("branches", func_list("g", "helper"))), id="case-list-func"),
         pytest.param(node("c", "BatchFunction", attrs=attr("f", func("helper"))), id="batch-function"),
