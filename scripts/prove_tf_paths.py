@@ -35,7 +35,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_tf_fixtures import (  # noqa: E402 - the fixture builders, reused so proofs and fixtures agree
+# the fixture builders, reused so that proofs and fixtures build the same payloads
+from make_tf_fixtures import (
     VocabularyModel,
     convert,
     disguised_flex_tflite,
