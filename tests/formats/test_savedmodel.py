@@ -791,3 +791,20 @@ def test_a_dataset_graph_decoded_at_run_time_is_reported(scan_data: ScanData) ->
     assert [(f.rule_id, f.details["op"], f.level) for f in result.findings] == [
         ("TFO006", "DatasetFromGraph", Severity.HIGH)
     ]
+
+
+@pytest.mark.parametrize(
+    "leading",
+    [
+        pytest.param([node(f"c{i}", "MyKernel") for i in range(40)], id="many-custom-ops-first"),
+        pytest.param([node(f"c{i}", "helper_fn") for i in range(40)], id="many-library-calls-first"),
+    ],
+)
+def test_a_graph_is_recognised_whatever_its_first_nodes_are(scan_data: ScanData, leading: list[bytes]) -> None:
+    """Red team: a bare GraphDef (no `versions`) whose first dozens of nodes are custom ops or calls
+    of its own library functions, with ReadFile after them, is still a graph to import_graph_def."""
+    helper = function("helper_fn", node("a", "Relu"))
+    data = b"".join(pb_msg(1, n) for n in [*leading, node("r", "ReadFile")]) + pb_msg(2, helper)
+    result = scan_data(data, "frozen.pb")
+    assert result.format == "tf-graph"
+    assert ("TFO002", "ReadFile") in [(f.rule_id, f.details["op"]) for f in result.findings]

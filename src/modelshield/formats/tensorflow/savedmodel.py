@@ -105,22 +105,27 @@ _OP_NAME = re.compile(rb"[A-Za-z_][\w>./-]*")
 _MAX_OP_NAME = 1024
 
 
-#: Nodes looked at for an op TensorFlow registers (graphs start with Placeholder, Const, VarHandleOp...).
+#: Nodes whose structure a graph of custom ops only must show before it is taken for a GraphDef.
 _SNIFF_NODES = 16
 
 
 def _plausible_graph(source: Source, graph: Field, *, empty: bool = True, broken: bool = True) -> bool:
-    """Whether a GraphDef's nodes read as NodeDefs: the first has an op name, and one of the first
-    few an op stock TensorFlow registers (or, with `empty`, the graph has a function library).
+    """Whether a GraphDef's nodes read as NodeDefs: every node has an op name, and one names an op
+    stock TensorFlow registers or a function of the graph's own library (or, with `empty`, the
+    graph has a function library). All nodes are looked at, not a few: a graph that opens with
+    custom ops or function calls is still a graph to `import_graph_def`.
 
     SavedModel and a bare MetaGraphDef (a TF1 `.meta`) nest the same messages one level apart, so
     each would otherwise read as the other: a meta_info_def or a FunctionDef read as a node has no
     such op (its field 2 is a binary message or absent). MediaPipe's graph configs
     (`node { calculator: ... }`) name calculators, not ops."""
     library = False
-    seen = 0
+    libraries: list[Field] = []
+    called: set[bytes] = set()
     for node in fields(source, graph.offset, graph.offset + graph.value, MAX_FIELDS):
-        library = library or (node.number == LIBRARY[0] and node.wire_type == LEN and node.value > 0)
+        if node.number == LIBRARY[0] and node.wire_type == LEN and node.value > 0:
+            library = True
+            libraries.append(node)
         if node.number != NODE[0] or node.wire_type != LEN:
             continue
         op = b""
@@ -134,12 +139,27 @@ def _plausible_graph(source: Source, graph: Field, *, empty: bool = True, broken
             return False
         if tensorflow_ops.is_registered(op.decode()):
             return True
-        seen += 1
-        if seen == _SNIFF_NODES:
-            break
+        called.add(op)
     # No registered op: inside a SavedModel a graph whose ops live in its function library (TF2
     # keeps them there); a FunctionDefLibrary read as a graph has none unless it lists gradients.
-    return empty and library
+    # A bare graph whose nodes call its own library functions is one too.
+    return (empty and library) or bool(called & _function_names(source, libraries))
+
+
+def _function_names(source: Source, libraries: Iterable[Field]) -> set[bytes]:
+    """The names of a FunctionDefLibrary's functions (function 1 -> signature 1 -> name 1)."""
+    names: set[bytes] = set()
+    for library in libraries:
+        for function in fields(source, library.offset, library.offset + library.value, MAX_FIELDS):
+            if function.number != FUNCTION[0] or function.wire_type != LEN:
+                continue
+            for signature in fields(source, function.offset, function.offset + function.value, MAX_FIELDS):
+                if signature.number != SIGNATURE[0] or signature.wire_type != LEN:
+                    continue
+                for item in fields(source, signature.offset, signature.offset + signature.value, MAX_FIELDS):
+                    if item.number == NAME[0] and item.wire_type == LEN and item.value <= _MAX_OP_NAME:
+                        names.add(source.read_at(item.offset, item.value))
+    return names
 
 
 def is_meta_graph_def(source: Source) -> bool:
