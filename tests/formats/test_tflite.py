@@ -3,6 +3,7 @@ models built with the schema's object API, and hostile flatbuffers patched by ha
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import struct
@@ -19,11 +20,12 @@ from modelshield.core.engine import Engine
 from modelshield.core.findings import Location
 from modelshield.core.rules import Severity
 from modelshield.core.source import BytesSource
+from modelshield.formats.tensorflow import flex, tflite
 from modelshield.formats.tensorflow import ops as tensorflow_ops
-from modelshield.formats.tensorflow import tflite
 from modelshield.formats.tensorflow.tflite import FlatBuffer, Table, root_table
 from modelshield.registry import HANDLERS
 from tests.conftest import ScanData
+from tests.formats.test_format_detection import pb_msg
 from tests.helpers import evil_pickle, is_code_execution
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
@@ -376,3 +378,46 @@ def test_flex_options_that_do_not_decode_fail_closed(scan_data: ScanData, old: b
     [broken] = [f for f in result.findings if f.rule_id == "TFL005"]
     assert broken.level is Severity.MEDIUM and "do not decode" in broken.evidence
     assert ("TFO002", "high", "ReadFile") in rules_and_ops(result)  # still judged by its name
+
+
+def flexbuffer(
+    name: bytes, node_def: bytes, *, root_width: int = 1, name_type: int = 0x14, root_type: int = 0x28
+) -> bytes:
+    """A flexbuffer vector [name, node_def] laid out as flexbuffers::Builder does (byte-wide, strings
+    NUL-terminated), with a root whose width byte may be any value the C++ reader accepts."""
+    buf = bytes([len(name)]) + name + b"\0"
+    buf += bytes([len(node_def)]) + node_def + b"\0"
+    starts = (1, len(name) + 3)
+    buf += b"\x02"
+    vector = len(buf)
+    buf += bytes([vector - starts[0], vector + 1 - starts[1]]) + bytes([name_type, 0x14])
+    size = 1 if root_width < 2 else 2 if root_width < 4 else 4 if root_width < 8 else 8
+    root = (len(buf) - vector).to_bytes(size, "little") + bytes(max(root_width - size, 0))
+    return buf + root + bytes([root_type, root_width])
+
+
+WRITE_FILE_NODE = pb_msg(1, b"w") + pb_msg(2, b"WriteFile")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param(flexbuffer(b"WriteFile", WRITE_FILE_NODE), id="as-the-converter-writes"),
+        pytest.param(flexbuffer(b"WriteFile", WRITE_FILE_NODE, root_width=3), id="root-width-3-reads-2-bytes"),
+        pytest.param(flexbuffer(b"WriteFile", WRITE_FILE_NODE, root_width=6), id="root-width-6-reads-4-bytes"),
+        pytest.param(flexbuffer(b"WriteFile", WRITE_FILE_NODE, name_type=0x10), id="name-as-a-key"),
+        pytest.param(flexbuffer(b"WriteFile", WRITE_FILE_NODE, root_type=0x24), id="root-a-map"),
+    ],
+)
+def test_flex_options_decode_as_the_delegate_reads_them(options: bytes) -> None:
+    """flexbuffers' C++ reader takes any root width (reading 1, 2, 4 or 8 bytes), keys as strings and a
+    map as a vector: what it accepts is what the decoder must see, or a payload hides behind it."""
+    decoded = flex.decode(options)
+    assert (decoded.runs, decoded.node.op) == ("WriteFile", "WriteFile")
+
+
+@given(st.binary(max_size=96))
+@settings(max_examples=300, deadline=None)
+def test_random_flex_options_never_crash_the_decoder(data: bytes) -> None:
+    with contextlib.suppress(flex.FlexError):  # anything else escaping is the failure
+        flex.decode(data)

@@ -34,9 +34,12 @@ class FlexNode(NamedTuple):
 
 
 def _uint(data: bytes, pos: int, width: int) -> int:
-    if pos < 0 or width not in (1, 2, 4, 8) or pos + width > len(data):
-        raise FlexError(f"read of {width} bytes at offset {pos} is outside the {len(data)}-byte options")
-    return int.from_bytes(data[pos : pos + width], "little")
+    """flexbuffers `ReadUInt64`: any width reads 1, 2, 4 or 8 bytes (`ReadSizedScalar` rounds down),
+    which matters for the root, whose width is the file's last byte, unchecked."""
+    size = 1 if width < 2 else 2 if width < 4 else 4 if width < 8 else 8
+    if pos < 0 or pos + size > len(data):
+        raise FlexError(f"read of {size} bytes at offset {pos} is outside the {len(data)}-byte options")
+    return int.from_bytes(data[pos : pos + size], "little")
 
 
 class _Ref(NamedTuple):
@@ -90,8 +93,8 @@ def decode(options: bytes) -> FlexNode:
         raise FlexError("the custom options are too short for a flexbuffer")
     width, packed = options[-1], options[-2]
     root = _Ref.at(options, len(options) - 2 - width, width, packed)
-    if width not in (1, 2, 4, 8) or root.pos < 0:
-        raise FlexError(f"invalid flexbuffer root width {width}")
+    if root.pos < 0:
+        raise FlexError(f"flexbuffer root width {width} is more than the options hold")
     elements = root.vector()
     if len(elements) < 2:
         raise FlexError("the root is not a vector of an op name and a NodeDef")
