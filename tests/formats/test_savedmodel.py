@@ -808,3 +808,18 @@ def test_a_graph_is_recognised_whatever_its_first_nodes_are(scan_data: ScanData,
     result = scan_data(data, "frozen.pb")
     assert result.format == "tf-graph"
     assert ("TFO002", "ReadFile") in [(f.rule_id, f.details["op"]) for f in result.findings]
+
+
+@pytest.mark.parametrize(("depth", "reported"), [(2, False), (savedmodel._MAX_ROUNDS + 4, True)])
+def test_the_fed_filename_is_followed_down_a_bounded_chain_of_saver_functions(
+    scan_data: ScanData, depth: int, reported: bool
+) -> None:
+    """Each level of saver functions calling the next costs a round; past the bound the path is not
+    taken for the fed one (reported, never silently exempt)."""
+    chain = [function(f"f{i}", call("c", f"f{i + 1}", "file_prefix"), args=["file_prefix"]) for i in range(depth - 1)]
+    chain.append(
+        function(f"f{depth - 1}", node("RestoreV2", "RestoreV2", "file_prefix", "n", "s"), args=["file_prefix"])
+    )
+    nodes = [node("saver_filename", "Placeholder"), call("Restore", "f0", "saver_filename")]
+    result = scan_data(saved_model(nodes, chain, saver=("Restore:0", "Restore")), "saved_model.pb")
+    assert [f.details["op"] for f in result.findings] == (["RestoreV2"] if reported else [])

@@ -611,6 +611,9 @@ _SELECT = frozenset({"Select", "SelectV2"})
 _MAX_PATH_DEPTH = 32
 #: Combinations of constant suffixes followed before the path is judged not fed.
 _MAX_SUFFIXES = 16
+#: Rounds of passing the fed filename down calls: one per level of saver functions calling each
+#: other (TensorFlow writes one level), so a deeper chain's ops are reported rather than walked.
+_MAX_ROUNDS = 8
 
 
 class _Fed:
@@ -722,7 +725,7 @@ def unfed_checkpoint_ops(meta: MetaGraph, saver_nodes: set[str], saver_functions
     fed_args: dict[str, set[str]] = {name: set() for name in saver_functions}
     callers = [("", [n for n in meta.nodes if n.name in saver_nodes])]
     callers += [(name, meta.functions[name]) for name in saver_functions]
-    for _ in range(len(saver_functions) + 2):  # each round adds an argument or ends
+    for _ in range(_MAX_ROUNDS):  # stopping early leaves arguments unfed: their ops are reported
         scopes = {"": _Scope(callers[0][1], fed, set())}
         scopes.update((name, _Scope(meta.functions[name], set(), fed_args[name])) for name in saver_functions)
         passed: dict[str, list[set[str]]] = {name: [] for name in saver_functions}
