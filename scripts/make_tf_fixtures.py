@@ -501,6 +501,14 @@ def checkpoints() -> None:
         session.run(tf.compat.v1.global_variables_initializer())
         saver = tf.compat.v1.train.Saver(save_relative_paths=True)
         saver.save(session, str(path / "model.ckpt"), write_meta_graph=False)
+    path = reset(OUT / "checkpoint_tf1_v1")  # the V1 format: one table holding the slices themselves
+    path.mkdir()
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        tf.compat.v1.get_variable("w", initializer=np.ones((4, 1), np.float32))
+        session.run(tf.compat.v1.global_variables_initializer())
+        saver = tf.compat.v1.train.Saver(write_version=tf.compat.v1.train.SaverDef.V1, save_relative_paths=True)
+        saver.save(session, str(path / "model.ckpt"), write_meta_graph=False)
     path = reset(OUT / "checkpoint_tf2")
     checkpoint = tf.train.Checkpoint(w=tf.Variable(np.ones((3,), np.int64)), step=tf.Variable(7))
     checkpoint.save(str(path / "ckpt"))

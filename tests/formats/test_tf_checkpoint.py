@@ -19,6 +19,7 @@ REAL = [
     "savedmodel_keras_export/variables/variables.index",
     "savedmodel_tf1/variables/variables.index",
     "checkpoint_tf1/model.ckpt.index",
+    "checkpoint_tf1_v1/model.ckpt",  # the V1 format (`Saver(write_version=V1)`): slices in the table
     "checkpoint_tf2/ckpt-1.index",
 ]
 

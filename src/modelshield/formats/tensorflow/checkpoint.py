@@ -182,23 +182,38 @@ def _last_varint(items: Iterable[Field], number: int) -> int:
     return value
 
 
+def is_v1_slices(header: bytes) -> bool:
+    """Whether the header entry is the V1 format's (`Saver(write_version=V1)`, tensor_slice_writer):
+    a SavedTensorSlices whose field 1 is a SavedTensorSliceMeta message, where V2's BundleHeaderProto
+    has the shard count as a varint. V1 tables keep tensor data in the table itself."""
+    return any(f.number == 1 and f.wire_type == LEN for f in fields(BytesSource(header), 0, len(header), 64))
+
+
 def problems(entries: Iterator[tuple[bytes, bytes]]) -> tuple[int, int, list[str]]:
     """(number of tensors, shard count, what contradicts): the header must come first (its key is
-    empty and keys are sorted), every entry must fit its header and its own shape."""
+    empty and keys are sorted), every entry must fit its header and its own shape. A V1 table's
+    entries are slices, not bundle entries: counted, not checked (the V1 reader checks them)."""
     found: list[str] = []
     tensors = 0
     shards = 0
+    v1 = False
     for number, (key, value) in enumerate(entries):
         name = key.decode("utf-8", "replace")
         try:
             if number == 0:
                 if key != b"":
                     found.append("the first entry is not the bundle header")
+                v1 = is_v1_slices(value)
+                if v1:
+                    shards = 1
+                    continue
                 shards = _last_varint(fields(BytesSource(value), 0, len(value), len(value) + 1), 1)
                 if shards < 1:
                     found.append(f"the header declares {shards} shards")
                 continue
             tensors += 1
+            if v1:
+                continue
             entry = read_entry(value)
         except WireError as exc:
             found.append(f"{name!r} does not parse: {exc}")
@@ -228,6 +243,9 @@ def _entry_problems(entry: Entry, shards: int) -> Iterator[str]:
 class TensorBundleHandler(Handler):
     name = "tf-tensor-bundle"
     label = "TensorFlow checkpoint index (tensor bundle)"
+    #: TF1 V1 checkpoints are one table named `model.ckpt` (a name PyTorch Lightning uses too); `.index`
+    #: is not claimed: FAISS and others use it for files that are not tables
+    extensions = frozenset({".ckpt"})
     rules = (INCONSISTENT,)
 
     def detect(self, source: Source) -> bool:
