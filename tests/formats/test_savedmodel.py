@@ -823,3 +823,31 @@ def test_the_fed_filename_is_followed_down_a_bounded_chain_of_saver_functions(
     nodes = [node("saver_filename", "Placeholder"), call("Restore", "f0", "saver_filename")]
     result = scan_data(saved_model(nodes, chain, saver=("Restore:0", "Restore")), "saved_model.pb")
     assert [f.details["op"] for f in result.findings] == (["RestoreV2"] if reported else [])
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [(b"/etc/passwd", "/etc/passwd"), (b"/etc/" + b"./" * 300 + b"passwd", "(a long constant)")],
+)
+def test_a_table_filled_from_a_constant_path_is_high(scan_data: ScanData, path: bytes, shown: str) -> None:
+    """Red team: `InitializeTableFromTextFileV2` is low when it reads what the loader feeds (an asset),
+    but a constant file name fills the vocabulary from that file on the serving host: every line of
+    `/etc/passwd` becomes a key the serving function can look up and return."""
+    serving = function(
+        "serve",
+        const("p", path),
+        node("t", "HashTableV2"),
+        node("i", "InitializeTableFromTextFileV2", "t:table_handle:0", "p:output:0"),
+    )
+    result = scan_data(saved_model([call("c", "serve")], [serving]), "saved_model.pb")
+    [finding] = result.findings
+    assert (finding.rule_id, finding.level) == ("TFO002", Severity.HIGH)
+    assert shown in finding.evidence and "not an asset path" in finding.evidence
+
+
+def test_a_table_filled_from_an_asset_stays_low() -> None:
+    """The real vocabulary export: the path comes in as the initializer's argument (the asset)."""
+    found = [f for r in scan_dir("savedmodel_asset_vocabulary") for f in r.findings]
+    assert [(f.rule_id, f.details["op"], f.level) for f in found] == [
+        ("TFO002", "InitializeTableFromTextFileV2", Severity.LOW)
+    ]

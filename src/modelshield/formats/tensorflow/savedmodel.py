@@ -616,6 +616,12 @@ _MAX_SUFFIXES = 16
 _MAX_ROUNDS = 8
 
 
+#: A constant whose strings were not kept (long, many, or not strings): still a constant, and never a
+#: safe suffix (the marker holds `..` and a NUL).
+_UNKEPT_TEXT = "\0..(a constant too long to keep)"
+_UNKEPT = frozenset({_UNKEPT_TEXT})
+
+
 class _Fed:
     """The value starts with the fed filename (the loader's variables path)."""
 
@@ -661,7 +667,9 @@ class _Scope:
     def _compute(self, node: Node, index: int, depth: int) -> PathValue:
         data = node.data
         if node.op == "Const":
-            return frozenset(node.consts) if node.consts is not None and index == 0 else None
+            if index != 0:
+                return None
+            return frozenset(node.consts) if node.consts is not None else _UNKEPT
         if node.op in _PASS_THROUGH and index == 0 and data:
             return self.value(data[0], depth)
         if node.op == "IdentityN" and 0 <= index < len(data):
@@ -772,7 +780,9 @@ class Uses(NamedTuple):
 
     live: tensorflow_ops.OpUses
     unreachable: tensorflow_ops.OpUses
-    saverless: tensorflow_ops.OpUses | None = None
+    saverless: tensorflow_ops.OpUses | None
+    #: table initialisers whose file name is a constant of the graph: not an asset the loader feeds
+    constant: tensorflow_ops.OpUses
 
 
 _UNREACHABLE = (
@@ -780,6 +790,12 @@ _UNREACHABLE = (
     "calls these functions, so loading and serving never run them"
 )
 _UNFED = "in the saver's code, but its path is not the filename the loader feeds"
+#: Table initialisers and the input that names their file (lookup_ops.cc).
+_TABLE_FILE_INPUT = {"InitializeTableFromTextFile": 1, "InitializeTableFromTextFileV2": 1}
+_CONSTANT_TABLE = (
+    "; the file name is a constant in the graph, not an asset path the loader feeds, so the table is "
+    "filled from that file wherever the model is served"
+)
 _SAVERLESS = (
     "; the graph carries no saver definition, so a TF1 Saver's own checkpoint nodes (written with "
     "training graphs) cannot be told apart: check that nothing you fetch depends on them"
@@ -805,9 +821,18 @@ def judge_meta_graph(meta: MetaGraph, index: int, uses: Uses) -> None:
         for name, nodes in meta.functions.items()
     ]
     for place, scope, nodes, exempt_nodes, exempt_all, into in places:
+        values: _Scope | None = None
         for node in nodes:
             if not node.op or node.op in meta.functions:
                 continue  # no op (TensorFlow refuses such a node), or a library function's call, judged there
+            position = _TABLE_FILE_INPUT.get(node.op)
+            if position is not None and into is not uses.unreachable and position < len(node.data):
+                values = values or _Scope(nodes, set(), set())
+                path = values.value(node.data[position])
+                if isinstance(path, frozenset):
+                    shown = sorted(p if p != _UNKEPT_TEXT else "(a long constant)" for p in path)
+                    uses.constant.add(node.op, place, {**node.strings, "filename": shown})
+                    continue
             if node.op in tensorflow_ops.CHECKPOINT_OPS and (exempt_all or node.name in exempt_nodes):
                 if (scope, node.name) not in unfed:
                     continue
@@ -821,13 +846,19 @@ def judge(
     ctx: Context, meta_graphs: Iterable[MetaGraph], format_name: str, *, saverless: bool = False
 ) -> Iterator[Finding]:
     allowed = ctx.policy.allowed(tensorflow_ops.CUSTOM_OPS_ALLOWLIST)
-    uses = Uses(*(tensorflow_ops.OpUses(allowed) for _ in range(3 if saverless else 2)))
+    uses = Uses(
+        tensorflow_ops.OpUses(allowed),
+        tensorflow_ops.OpUses(allowed),
+        tensorflow_ops.OpUses(allowed) if saverless else None,
+        tensorflow_ops.OpUses(allowed),
+    )
     for index, meta in enumerate(meta_graphs):
         judge_meta_graph(meta, index, uses)
     yield from uses.live.findings(ctx, "op", format_name)
     yield from uses.unreachable.findings(ctx, "op", format_name, note=_UNREACHABLE, severity=Severity.INFO)
     if uses.saverless is not None:
         yield from uses.saverless.findings(ctx, "op", format_name, note=_SAVERLESS, severity=Severity.MEDIUM)
+    yield from uses.constant.findings(ctx, "op", format_name, note=_CONSTANT_TABLE, severity=Severity.HIGH)
 
 
 def _whole(source: Source, ctx: Context, what: str) -> bytes:
