@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -26,7 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import flatbuffers
 import numpy as np
 import tensorflow as tf
+from flatbuffers import flexbuffers
 from google.protobuf import text_format
+from tensorflow.core.framework import node_def_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.lite.python import schema_py_generated as schema
 
@@ -241,6 +244,63 @@ def frozen_graph(name: str, *, read_file: bool = False) -> Path:
     return path
 
 
+class VocabularyModel(tf.Module):
+    """A lookup table initialised from a SavedModel asset (`tf.saved_model.Asset`), as text models do."""
+
+    def __init__(self, vocabulary: Path) -> None:
+        self.vocab = tf.saved_model.Asset(str(vocabulary))
+        initializer = tf.lookup.TextFileInitializer(
+            self.vocab, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER
+        )
+        self.table = tf.lookup.StaticHashTable(initializer, default_value=-1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def __call__(self, words: tf.Tensor) -> tf.Tensor:
+        return self.table.lookup(words)
+
+
+def asset_saved_model(name: str, escape: str | None = None) -> Path:
+    """A SavedModel with a vocabulary asset; with `escape` its asset_file_def names that path instead
+    (the loader joins it to assets/ and initialises the table from wherever it points)."""
+    vocabulary = OUT / "vocab.txt"
+    vocabulary.write_text("dog\ncat\n")  # ("cat\n" first reads as a text pickle GLOBAL: a pickle finding)
+    module = VocabularyModel(vocabulary)
+    path = save_module(module, name)
+    vocabulary.unlink()
+    if escape is not None:
+        proto = saved_model_pb2.SavedModel()
+        proto.ParseFromString((path / "saved_model.pb").read_bytes())
+        for meta in proto.meta_graphs:
+            for asset in meta.asset_file_def:
+                asset.filename = escape
+        (path / "saved_model.pb").write_bytes(proto.SerializeToString())
+    return path
+
+
+def constant_checkpoint_path(source: Path, name: str, path_value: str, *, function_prefix: str) -> Path:
+    """Copy a SavedModel and make the saver's `RestoreV2` read `path_value` (a new Const) instead of
+    the fed filename: in the graph (TF1 Saver, `function_prefix` empty) or in the library function
+    whose name starts with `function_prefix` (TF2 `__inference__traced_restore`)."""
+    path = reset(OUT / name)
+    shutil.copytree(source, path)
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((path / "saved_model.pb").read_bytes())
+    meta = proto.meta_graphs[0]
+    if function_prefix:
+        [function] = [f for f in meta.graph_def.library.function if f.signature.name.startswith(function_prefix)]
+        nodes, suffix = function.node_def, ":output:0"
+    else:
+        nodes, suffix = meta.graph_def.node, ""
+    const = nodes.add()
+    const.name, const.op = "attacker_path", "Const"
+    const.attr["dtype"].type = tf.string.as_datatype_enum
+    const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(path_value))
+    [restore] = [n for n in nodes if n.op == "RestoreV2"]
+    restore.input[0] = "attacker_path" + suffix
+    (path / "saved_model.pb").write_bytes(proto.SerializeToString())
+    return path
+
+
 def convert(
     concrete: tf.types.experimental.ConcreteFunction, owner: tf.Module | None = None, *, flex: bool = False
 ) -> bytes:
@@ -279,6 +339,69 @@ def flex_benign_tflite() -> bytes:
         return tf.strings.length(text) * 2
 
     return convert(lengths.get_concrete_function(), flex=True)
+
+
+def flex_print_to_file_tflite() -> bytes:
+    """`tf.print` to a file stream, converted with Select TF ops: a FlexPrintV2 whose NodeDef holds
+    `output_stream: 'file:///tmp/modelshield-flex-print'` (only the NodeDef says where it writes)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def log(x: tf.Tensor) -> tf.Tensor:
+        with tf.control_dependencies([tf.print(x, output_stream="file:///tmp/modelshield-flex-print")]):
+            return tf.identity(x) * 2
+
+    return convert(log.get_concrete_function(), flex=True)
+
+
+def flex_options(op: str, node_def: bytes) -> list[int]:
+    """Custom options as the converter writes them (flatbuffer_export.cc): a flexbuffer vector of the
+    op name and the serialized NodeDef."""
+    builder = flexbuffers.Builder()
+    with builder.Vector():
+        builder.String(op)
+        # `Builder.String` takes text; a NodeDef is bytes stored as a STRING, as the C++ builder does
+        builder._WriteBlob(node_def, append_zero=True, type_=flexbuffers.Type.STRING)
+    return list(builder.Finish())
+
+
+#: A placeholder for the large custom options offset, patched once the flatbuffer's size is known.
+_LARGE_OFFSET = 0x0123456789ABCDEF
+
+
+def disguised_flex_tflite(
+    data: bytes, code_name: str, runs: str | None = None, node_op: str | None = None, *, large: bool = False
+) -> bytes:
+    """Rewrite a converted Flex model: rename its Flex custom code (`code_name`) and optionally the op
+    its options run (`runs`) or its NodeDef's op (`node_op`), keeping everything else. With `large`
+    the options move after the flatbuffer (`large_custom_options_offset/size`, as the converter
+    writes models over 2 GB), where only a reader that follows those fields finds them."""
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    [index] = [i for i, c in enumerate(model.operatorCodes) if (c.customCode or b"").startswith(b"Flex")]
+    old = model.operatorCodes[index].customCode.decode()
+    model.operatorCodes[index].customCode = code_name
+    for subgraph in model.subgraphs:
+        for operator in subgraph.operators:
+            if operator.opcodeIndex == index:
+                root = flexbuffers.GetRoot(bytes(operator.customOptions)).AsVector
+                node = node_def_pb2.NodeDef()
+                node.ParseFromString(root[1].AsStringBytes)
+                node.op = node_op or node.op
+                options = flex_options(runs or root[0].AsString, node.SerializeToString())
+                if large:
+                    operator.customOptions = None
+                    operator.largeCustomOptionsOffset, operator.largeCustomOptionsSize = _LARGE_OFFSET, len(options)
+                else:
+                    operator.customOptions = options
+    assert old != code_name or runs or node_op
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    output = bytes(builder.Output())
+    if not large:
+        return output
+    placeholder = _LARGE_OFFSET.to_bytes(8, "little")
+    assert output.count(placeholder) == 1
+    padded = output + bytes(-len(output) % 16)
+    return padded.replace(placeholder, len(padded).to_bytes(8, "little")) + bytes(options)
 
 
 def one_op_tflite(code: schema.OperatorCodeT, operator_options: schema.OperatorT | None = None) -> bytes:
@@ -364,8 +487,70 @@ def with_associated_files(model: bytes, path: Path) -> None:
     labels.unlink()
 
 
+def checkpoints() -> None:
+    """Tensor bundles as the savers write them: a TF1 `Saver` checkpoint with a partitioned variable
+    (its index holds slice entries) and a string variable, and a TF2 `tf.train.Checkpoint`."""
+    path = reset(OUT / "checkpoint_tf1")
+    path.mkdir()
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        tf.compat.v1.get_variable(
+            "w", [4, 2], tf.float32, tf.compat.v1.ones_initializer(), partitioner=tf.compat.v1.fixed_size_partitioner(2)
+        )
+        tf.compat.v1.get_variable("words", initializer=tf.constant(["a", "bc"]))
+        session.run(tf.compat.v1.global_variables_initializer())
+        saver = tf.compat.v1.train.Saver(save_relative_paths=True)
+        saver.save(session, str(path / "model.ckpt"), write_meta_graph=False)
+    path = reset(OUT / "checkpoint_tf1_v1")  # the V1 format: one table holding the slices themselves
+    path.mkdir()
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        tf.compat.v1.get_variable("w", initializer=np.ones((4, 1), np.float32))
+        session.run(tf.compat.v1.global_variables_initializer())
+        saver = tf.compat.v1.train.Saver(write_version=tf.compat.v1.train.SaverDef.V1, save_relative_paths=True)
+        saver.save(session, str(path / "model.ckpt"), write_meta_graph=False)
+    path = reset(OUT / "checkpoint_tf2")
+    checkpoint = tf.train.Checkpoint(w=tf.Variable(np.ones((3,), np.int64)), step=tf.Variable(7))
+    checkpoint.save(str(path / "ckpt"))
+
+
+def issue13_fixtures() -> None:
+    """What the loader-semantics work (issue 13) added: assets, the saver's filename, Flex NodeDefs."""
+    checkpoints()
+    asset_saved_model("savedmodel_asset_vocabulary")
+    asset_saved_model("savedmodel_asset_escape", escape="../../../../../etc/passwd")
+    constant_checkpoint_path(
+        OUT / "savedmodel_tf1", "savedmodel_tf1_restore_constant_path", "/etc/model/ckpt", function_prefix=""
+    )
+    constant_checkpoint_path(
+        OUT / "savedmodel_module",
+        "savedmodel_restore_constant_path",
+        "/etc/model/ckpt",
+        function_prefix="__inference__traced_restore",
+    )
+    frozen = tf.compat.v1.GraphDef()
+    frozen.ParseFromString((OUT / "frozen_graph.pb").read_bytes())
+    for node in frozen.node:
+        node.op = "Custom" + node.op  # a graph of custom ops only: nothing TensorFlow registers
+    (OUT / "frozen_graph_custom_ops.pb").write_bytes(frozen.SerializeToString())
+    write_file = flex_write_file_tflite()
+    tflite = {
+        "flex_print_to_file.tflite": flex_print_to_file_tflite(),
+        "flex_disguised_code.tflite": disguised_flex_tflite(write_file, "FlexStringLength"),
+        "flex_disguised_options.tflite": disguised_flex_tflite(write_file, "FlexStringLength", node_op="StringLength"),
+        "flex_large_options.tflite": disguised_flex_tflite(
+            write_file, "FlexStringLength", node_op="StringLength", large=True
+        ),
+    }
+    for name, data in tflite.items():
+        (OUT / name).write_bytes(data)
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
+    if sys.argv[1:] == ["--issue13"]:  # only the newer fixtures, leaving the committed ones as they are
+        issue13_fixtures()
+        return
     module = save_module(Scale(), "savedmodel_module")
     keras_export = reset(OUT / "savedmodel_keras_export")
     small_keras().export(str(keras_export))
@@ -400,6 +585,7 @@ def main() -> None:
     for name, data in tflite.items():
         (OUT / name).write_bytes(data)
     with_associated_files(tflite["dense.tflite"], OUT / "dense_with_metadata.tflite")
+    issue13_fixtures()
     for path in sorted(OUT.rglob("*")):
         if path.is_file():
             print(f"{path.stat().st_size:8d}  {path.relative_to(OUT)}")

@@ -31,6 +31,7 @@ from modelshield.formats.onnx.ort_format import OrtFormatHandler
 from modelshield.formats.pickle import PickleHandler
 from modelshield.formats.pickle.torch_package import TorchPackageHandler
 from modelshield.formats.pickle.torchscript import TorchScriptCodeHandler
+from modelshield.formats.tensorflow.checkpoint import TensorBundleHandler
 from modelshield.formats.tensorflow.savedmodel import GraphDefHandler, MetaGraphHandler, SavedModelHandler
 from modelshield.formats.tensorflow.tflite import TfliteHandler
 from modelshield.formats.tensors.numpy_array import NpyHandler
@@ -61,6 +62,7 @@ HANDLERS: tuple[Handler, ...] = (
     SavedModelHandler(),
     MetaGraphHandler(),
     GraphDefHandler(),
+    TensorBundleHandler(),
     KerasConfigHandler(),
     KerasMetadataHandler(),
     SafetensorsIndexHandler(),

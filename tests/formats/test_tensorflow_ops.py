@@ -14,6 +14,7 @@ from modelshield.formats.tensorflow.ops import (
     FILE_READ,
     FILE_WRITE,
     NETWORK,
+    RUNTIME_GRAPH,
     judge_op,
     judge_symbol,
     registered_ops,
@@ -29,7 +30,13 @@ def test_every_catalogued_name_is_a_real_tensorflow_op() -> None:
 
 @pytest.mark.parametrize(
     ("op", "rule"),
-    [("EagerPyFunc", CODE_EXECUTION), ("ReadFile", FILE_READ), ("WriteFile", FILE_WRITE), ("RpcClient", NETWORK)],
+    [
+        ("EagerPyFunc", CODE_EXECUTION),
+        ("ReadFile", FILE_READ),
+        ("WriteFile", FILE_WRITE),
+        ("RpcClient", NETWORK),
+        ("DatasetFromGraph", RUNTIME_GRAPH),
+    ],
 )
 def test_judge_op(op: str, rule: Rule) -> None:
     verdict = judge_op(op)

@@ -3,6 +3,7 @@ models built with the schema's object API, and hostile flatbuffers patched by ha
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import struct
@@ -20,11 +21,12 @@ from modelshield.core.findings import Location
 from modelshield.core.rules import Severity
 from modelshield.core.source import BytesSource
 from modelshield.formats._flatbuffers import FlatBuffer, Table
+from modelshield.formats.tensorflow import flex, tflite
 from modelshield.formats.tensorflow import ops as tensorflow_ops
-from modelshield.formats.tensorflow import tflite
 from modelshield.formats.tensorflow.tflite import root_table
 from modelshield.registry import HANDLERS
 from tests.conftest import ScanData
+from tests.formats.test_format_detection import pb_msg
 from tests.helpers import evil_pickle, is_code_execution
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
@@ -307,3 +309,116 @@ def test_associated_files_of_a_compressed_model_are_scanned(tmp_path: Path) -> N
     packed.write_bytes(gzip.compress(path.read_bytes()))
     [result] = modelshield.scan(packed).files
     assert is_code_execution(result, "<associated files>!vocab.pkl")
+
+
+# -- Flex operators: what the delegate runs is in the custom options ----------------------------------------
+
+
+def rules_and_ops(result: FileResult) -> list[tuple[str, str, str]]:
+    return [(f.rule_id, f.level.label, str(f.details.get("op", ""))) for f in result.findings]
+
+
+def test_a_flex_ops_nodedef_attributes_are_judged(scan_data: ScanData) -> None:
+    """`tf.print(..., output_stream='file://...')` converted with Select TF ops: only the NodeDef in
+    the custom options says that FlexPrintV2 writes a file."""
+    result = scan_data(fixture("flex_print_to_file.tflite"), "m.tflite")
+    assert rules_and_ops(result) == [("TFO003", "high", "PrintV2"), ("TFL002", "info", "")]
+    assert "file:///tmp/modelshield-flex-print" in result.findings[0].evidence
+
+
+@pytest.mark.parametrize(
+    "name", ["flex_disguised_code.tflite", "flex_disguised_options.tflite", "flex_large_options.tflite"]
+)
+def test_a_flex_op_is_judged_by_what_it_runs_not_by_its_custom_code(scan_data: ScanData, name: str) -> None:
+    """The delegate runs the op named first in the options (kernel.cc); a `FlexStringLength` code
+    that runs WriteFile is reported twice: as a disguise and as the file write it is."""
+    result = scan_data(fixture(name), name)
+    assert rules_and_ops(result) == [
+        ("TFL005", "high", "FlexStringLength"),
+        ("TFO003", "high", "WriteFile"),
+        ("TFL002", "info", ""),
+    ]
+    assert "runs 'WriteFile'" in result.findings[0].evidence
+
+
+def _patched_options(old: bytes, new: bytes) -> bytes:
+    data = fixture("flex_read_file.tflite")
+    assert data.count(old) == 1 and len(old) == len(new)
+    return data.replace(old, new)
+
+
+def test_an_op_name_in_the_options_that_stock_tensorflow_lacks_is_a_custom_op(scan_data: ScanData) -> None:
+    # the options' first string (8 bytes after its length, then the 24-byte NodeDef's length); the
+    # NodeDef keeps `op: ReadFile`
+    result = scan_data(_patched_options(b"\x00\x08ReadFile\x00\x18", b"\x00\x08ReadFilz\x00\x18"), "m.tflite")
+    assert ("TFL005", "high", "FlexReadFile") in rules_and_ops(result)
+    assert ("TFO005", "medium", "ReadFilz") in rules_and_ops(result)
+    assert ("TFO002", "high", "ReadFile") in rules_and_ops(result)  # the NodeDef's op is judged too
+
+
+def test_a_bare_flex_custom_code_is_a_flex_op(scan_data: ScanData) -> None:
+    """The delegate claims every custom code that starts with `Flex` (`IsFlexOp`), even `Flex` alone."""
+    data = _patched_options(b"\x0c\x00\x00\x00FlexReadFile", b"\x04\x00\x00\x00FlexReadFile")
+    assert rules_and_ops(scan_data(data, "m.tflite")) == [
+        ("TFL005", "high", "Flex"),
+        ("TFO002", "high", "ReadFile"),
+        ("TFL002", "info", ""),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        pytest.param(b"\x14\x14\x04(\x01", b"\x14\x14\x04(\x07", id="root-width"),
+        pytest.param(b"\x14\x14\x04(\x01", b"\x14\x14\x04\x14\x01", id="root-not-a-vector"),
+        pytest.param(b"\x00\x02$\x1b", b"\x00\x7f$\x1b", id="vector-length"),
+    ],
+)
+def test_flex_options_that_do_not_decode_fail_closed(scan_data: ScanData, old: bytes, new: bytes) -> None:
+    result = scan_data(_patched_options(old, new), "m.tflite")
+    [broken] = [f for f in result.findings if f.rule_id == "TFL005"]
+    assert broken.level is Severity.MEDIUM and "do not decode" in broken.evidence
+    assert ("TFO002", "high", "ReadFile") in rules_and_ops(result)  # still judged by its name
+
+
+def flexbuffer(
+    name: bytes, node_def: bytes, *, root_width: int = 1, name_type: int = 0x14, root_type: int = 0x28
+) -> bytes:
+    """A flexbuffer vector [name, node_def] laid out as flexbuffers::Builder does (byte-wide, strings
+    NUL-terminated), with a root whose width byte may be any value the C++ reader accepts."""
+    buf = bytes([len(name)]) + name + b"\0"
+    buf += bytes([len(node_def)]) + node_def + b"\0"
+    starts = (1, len(name) + 3)
+    buf += b"\x02"
+    vector = len(buf)
+    buf += bytes([vector - starts[0], vector + 1 - starts[1]]) + bytes([name_type, 0x14])
+    size = 1 if root_width < 2 else 2 if root_width < 4 else 4 if root_width < 8 else 8
+    root = (len(buf) - vector).to_bytes(size, "little") + bytes(max(root_width - size, 0))
+    return buf + root + bytes([root_type, root_width])
+
+
+WRITE_FILE_NODE = pb_msg(1, b"w") + pb_msg(2, b"WriteFile")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param(flexbuffer(b"WriteFile", WRITE_FILE_NODE), id="as-the-converter-writes"),
+        pytest.param(flexbuffer(b"WriteFile", WRITE_FILE_NODE, root_width=3), id="root-width-3-reads-2-bytes"),
+        pytest.param(flexbuffer(b"WriteFile", WRITE_FILE_NODE, root_width=6), id="root-width-6-reads-4-bytes"),
+        pytest.param(flexbuffer(b"WriteFile", WRITE_FILE_NODE, name_type=0x10), id="name-as-a-key"),
+        pytest.param(flexbuffer(b"WriteFile", WRITE_FILE_NODE, root_type=0x24), id="root-a-map"),
+    ],
+)
+def test_flex_options_decode_as_the_delegate_reads_them(options: bytes) -> None:
+    """flexbuffers' C++ reader takes any root width (reading 1, 2, 4 or 8 bytes), keys as strings and a
+    map as a vector: what it accepts is what the decoder must see, or a payload hides behind it."""
+    decoded = flex.decode(options)
+    assert (decoded.runs, decoded.node.op) == ("WriteFile", "WriteFile")
+
+
+@given(st.binary(max_size=96))
+@settings(max_examples=300, deadline=None)
+def test_random_flex_options_never_crash_the_decoder(data: bytes) -> None:
+    with contextlib.suppress(flex.FlexError):  # anything else escaping is the failure
+        flex.decode(data)

@@ -127,7 +127,24 @@ CUSTOM_OP = Rule(
     example="`op: 'ZeroOut'` from the custom-op tutorial, provided by `zero_out.so`.",
 )
 
-RULES: tuple[Rule, ...] = (CODE_EXECUTION, FILE_READ, FILE_WRITE, NETWORK, CUSTOM_OP)
+RUNTIME_GRAPH = Rule(
+    id="TFO006",
+    title="TensorFlow graph runs a graph it decodes at run time",
+    severity=Severity.HIGH,
+    category=Category.INFERENCE_TIME_CODE,
+    overview="The graph contains `DatasetFromGraph`, which parses a serialized GraphDef from a string tensor "
+    "and runs the tf.data pipeline it describes. The inner graph is data to the outer one: it is not in the "
+    "function library, and modelshield does not decode it.",
+    attack="Every op the analysers judge can be moved into a string constant: a dataset graph with "
+    "`TFRecordDataset('/etc/passwd')`, `LoadDataset` or a `MapDataset` whose function writes files runs "
+    "when the outer graph iterates the dataset, while the outer graph shows a single harmless-looking op.",
+    impact="Whatever the hidden graph does (file, network or Python-callback ops) runs in the serving process.",
+    remediation="Do not serve the model. Saved inference graphs have no reason to rebuild datasets from "
+    "strings: ask the publisher for a model without it.",
+    example="`DatasetFromGraph(graph_def=Const('\\n\\x1a\\n\\x0fTFRecordDataset...'))` in a serving function.",
+)
+
+RULES: tuple[Rule, ...] = (CODE_EXECUTION, FILE_READ, FILE_WRITE, NETWORK, CUSTOM_OP, RUNTIME_GRAPH)
 
 
 class OpVerdict(NamedTuple):
@@ -224,6 +241,7 @@ _CATALOGUE: dict[str, OpVerdict] = {
         "DebugIdentity DebugIdentityV2 DebugIdentityV3 DebugNanCount DebugNumericSummary DebugNumericSummaryV2",
     ),
     **_entries(NETWORK, "sets file-system configuration (endpoints, credentials)", "FileSystemSetConfiguration"),
+    **_entries(RUNTIME_GRAPH, "runs a dataset graph parsed from a string at run time", "DatasetFromGraph"),
 }
 
 _DESCRIPTOR_FILE = "loads a proto descriptor from a file"
@@ -235,10 +253,19 @@ _BY_ATTRIBUTE: dict[str, tuple[str, OpVerdict]] = {
 }
 _BENIGN_ATTRIBUTE_PREFIXES = {"output_stream": ("std", "log("), "descriptor_source": ("local://", "bytes://")}
 
-#: The checkpoint ops that the generated save and restore functions (or a TF1 `Saver`) always hold.
-CHECKPOINT_OPS = frozenset(
-    {"Save", "SaveV2", "SaveSlices", "MergeV2Checkpoints", "Restore", "RestoreV2", "RestoreSlice", "DTensorRestoreV2"}
-)
+#: The checkpoint ops that the generated save and restore functions (or a TF1 `Saver`) always hold,
+#: with the inputs that name files (io_ops.cc): a standard Saver derives each from its fed filename.
+CHECKPOINT_PATH_INPUTS: dict[str, tuple[int, ...]] = {
+    "Save": (0,),
+    "SaveV2": (0,),
+    "SaveSlices": (0,),
+    "MergeV2Checkpoints": (0, 1),
+    "Restore": (0,),
+    "RestoreV2": (0,),
+    "RestoreSlice": (0,),
+    "DTensorRestoreV2": (0,),
+}
+CHECKPOINT_OPS = frozenset(CHECKPOINT_PATH_INPUTS)
 #: Ops `judge_op` may flag: the only ones whose string attributes a caller needs to collect.
 JUDGED_OPS = frozenset(_CATALOGUE) | frozenset(_BY_ATTRIBUTE)
 

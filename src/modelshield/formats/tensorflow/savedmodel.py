@@ -18,17 +18,38 @@ from __future__ import annotations
 import codecs
 import re
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
-from modelshield.core.rules import Severity
+from modelshield.core.paths import escape_reason
+from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import BytesSource, Source
-from modelshield.formats._protobuf import LEN, Field, WireError, fields, plausible_head
+from modelshield.formats._protobuf import LEN, VARINT, Field, WireError, fields, plausible_head
 from modelshield.formats.tensorflow import ops as tensorflow_ops
+
+ASSET_ESCAPE = Rule(
+    id="TFM001",
+    title="SavedModel asset file name leaves the export folder",
+    severity=Severity.HIGH,
+    category=Category.LOAD_TIME_CODE,
+    overview="A meta graph's `asset_file_def` (or the legacy `saved_model_assets` collection) names an "
+    "asset file that is absolute or climbs out with `../`. Both `tf.saved_model.load` and the TF1 loader "
+    "join the name to `<export>/assets/` with `file_io.join` and feed the result to the graph, whose "
+    "initialisers (vocabulary tables, `tf.io.read_file` of an asset) open it while the model loads.",
+    attack="An asset named `../../../../home/user/.aws/credentials` or `/etc/passwd` makes the loader hand "
+    "that path to the model's own ops: a lookup table initialised from it turns every line of the secret "
+    "into a vocabulary the serving function can return, with no file op that looks out of place (table "
+    "initialisers from assets are normal).",
+    impact="Disclosure of files outside the model folder through the model's outputs, at load time.",
+    remediation="Do not load the model. Assets are files inside `assets/`: ask the publisher for an export "
+    "whose asset names are plain relative names.",
+    example="`asset_file_def { tensor_info { name: 'Const:0' } filename: '../../../../etc/passwd' }`",
+)
 
 #: Fields walked at the top level and in a meta graph while detecting (writers put 2 and 7 there).
 MAX_FIELDS = 65536
@@ -84,22 +105,27 @@ _OP_NAME = re.compile(rb"[A-Za-z_][\w>./-]*")
 _MAX_OP_NAME = 1024
 
 
-#: Nodes looked at for an op TensorFlow registers (graphs start with Placeholder, Const, VarHandleOp...).
+#: Nodes whose structure a graph of custom ops only must show before it is taken for a GraphDef.
 _SNIFF_NODES = 16
 
 
 def _plausible_graph(source: Source, graph: Field, *, empty: bool = True, broken: bool = True) -> bool:
-    """Whether a GraphDef's nodes read as NodeDefs: the first has an op name, and one of the first
-    few an op stock TensorFlow registers (or, with `empty`, the graph has a function library).
+    """Whether a GraphDef's nodes read as NodeDefs: every node has an op name, and one names an op
+    stock TensorFlow registers or a function of the graph's own library (or, with `empty`, the
+    graph has a function library). All nodes are looked at, not a few: a graph that opens with
+    custom ops or function calls is still a graph to `import_graph_def`.
 
     SavedModel and a bare MetaGraphDef (a TF1 `.meta`) nest the same messages one level apart, so
     each would otherwise read as the other: a meta_info_def or a FunctionDef read as a node has no
     such op (its field 2 is a binary message or absent). MediaPipe's graph configs
     (`node { calculator: ... }`) name calculators, not ops."""
     library = False
-    seen = 0
+    libraries: list[Field] = []
+    called: set[bytes] = set()
     for node in fields(source, graph.offset, graph.offset + graph.value, MAX_FIELDS):
-        library = library or (node.number == LIBRARY[0] and node.wire_type == LEN and node.value > 0)
+        if node.number == LIBRARY[0] and node.wire_type == LEN and node.value > 0:
+            library = True
+            libraries.append(node)
         if node.number != NODE[0] or node.wire_type != LEN:
             continue
         op = b""
@@ -113,12 +139,27 @@ def _plausible_graph(source: Source, graph: Field, *, empty: bool = True, broken
             return False
         if tensorflow_ops.is_registered(op.decode()):
             return True
-        seen += 1
-        if seen == _SNIFF_NODES:
-            break
+        called.add(op)
     # No registered op: inside a SavedModel a graph whose ops live in its function library (TF2
     # keeps them there); a FunctionDefLibrary read as a graph has none unless it lists gradients.
-    return empty and library
+    # A bare graph whose nodes call its own library functions is one too.
+    return (empty and library) or bool(called & _function_names(source, libraries))
+
+
+def _function_names(source: Source, libraries: Iterable[Field]) -> set[bytes]:
+    """The names of a FunctionDefLibrary's functions (function 1 -> signature 1 -> name 1)."""
+    names: set[bytes] = set()
+    for library in libraries:
+        for function in fields(source, library.offset, library.offset + library.value, MAX_FIELDS):
+            if function.number != FUNCTION[0] or function.wire_type != LEN:
+                continue
+            for signature in fields(source, function.offset, function.offset + function.value, MAX_FIELDS):
+                if signature.number != SIGNATURE[0] or signature.wire_type != LEN:
+                    continue
+                for item in fields(source, signature.offset, signature.offset + signature.value, MAX_FIELDS):
+                    if item.number == NAME[0] and item.wire_type == LEN and item.value <= _MAX_OP_NAME:
+                        names.add(source.read_at(item.offset, item.value))
+    return names
 
 
 def is_meta_graph_def(source: Source) -> bool:
@@ -159,15 +200,23 @@ NODE, LIBRARY = (1, "node"), (2, "library")
 FUNCTION, GRADIENT = (1, "function"), (2, "gradient")
 FUNCTION_ATTR = (5, "attr")  # FunctionDef.attr
 SIGNATURE, NODE_DEF = (1, "signature"), (3, "node_def")
+INPUT_ARG = (2, "input_arg")  # OpDef.input_arg, each an ArgDef named by field 1
+TENSOR, STRING_VAL = (8, "tensor"), (8, "string_val")  # AttrValue.tensor, TensorProto.string_val
 NAME, OP, INPUT, ATTR = (1, "name"), (2, "op"), (3, "input"), (5, "attr")
 KEY, VALUE = (1, "key"), (2, "value")
 LIST, S, FUNC, LIST_FUNC = (1, "list"), (2, "s"), (10, "func"), (9, "func")
 FUNC_ATTR = (2, "attr")  # NameAttrList.attr
 GRADIENT_NAMES = ((1, "function_name"), (2, "gradient_func"))
-SAVE_TENSOR, RESTORE_OP = (2, "save_tensor_name"), (3, "restore_op_name")
+REGISTERED_GRADIENT, REGISTERED_GRADIENT_FUNC = (3, "registered_gradients"), (1, "gradient_func")
+FILENAME_TENSOR, SAVE_TENSOR, RESTORE_OP = (1, "filename_tensor_name"), (2, "save_tensor_name"), (3, "restore_op_name")
 OBJECT_NODES, CONCRETE_FUNCTIONS = (1, "nodes"), (2, "concrete_functions")
 SAVED_FUNCTION, BARE_FUNCTION = (6, "function"), (8, "bare_concrete_function")
 CONCRETE_NAMES, BARE_NAME = (1, "concrete_functions"), (1, "concrete_function_name")
+ASSET_FILE_DEF, ASSET_FILENAME = (6, "asset_file_def"), (2, "filename")
+COLLECTION_DEF, ANY_LIST, ANY_ITEM, TYPE_URL = (4, "collection_def"), (5, "any_list"), (1, "value"), (1, "type_url")
+#: Any.value read as the message it packs; text format writes it expanded under this name
+ANY_ASSET = (2, "[type.googleapis.com/tensorflow.AssetFileDef]")
+ASSETS_COLLECTION = "saved_model_assets"
 
 FieldId = tuple[int, str]
 
@@ -238,6 +287,11 @@ _TEXT_KEEP = frozenset(
         S,
         FUNC,
         *GRADIENT_NAMES,
+        REGISTERED_GRADIENT,
+        INPUT_ARG,
+        TENSOR,
+        STRING_VAL,
+        FILENAME_TENSOR,
         SAVE_TENSOR,
         RESTORE_OP,
         OBJECT_NODES,
@@ -245,6 +299,12 @@ _TEXT_KEEP = frozenset(
         SAVED_FUNCTION,
         BARE_FUNCTION,
         BARE_NAME,
+        ASSET_FILE_DEF,
+        ASSET_FILENAME,
+        COLLECTION_DEF,
+        ANY_LIST,
+        TYPE_URL,
+        ANY_ASSET,
     )
 )
 _TOKENS = re.compile(
@@ -328,9 +388,16 @@ def _scalar(token: bytes) -> str:
 class Node(NamedTuple):
     name: str
     op: str
+    #: names of the nodes (or function arguments) this one depends on, control inputs included
     inputs: list[str]
     calls: list[str]
     strings: dict[str, list[str]]
+    #: data inputs as written (`node`, `node:1`, `node:output:0`), in argument order
+    data: tuple[str, ...] = ()
+    #: the function a `PartitionedCall`/`StatefulPartitionedCall` calls with its inputs as arguments
+    direct: str = ""
+    #: the short string values of a `Const` (None when it has none or one is too long to keep)
+    consts: tuple[str, ...] | None = None
 
 
 class MetaGraph(NamedTuple):
@@ -341,6 +408,12 @@ class MetaGraph(NamedTuple):
     exposed: set[str]
     #: graph nodes the saver runs: its save tensor's and its restore op's
     saver_roots: list[str]
+    #: the tensor the loader feeds with the checkpoint path (`saver_def.filename_tensor_name`)
+    filename: str = ""
+    #: each function's argument names, in order
+    args: Mapping[str, Sequence[str]] = MappingProxyType({})
+    #: asset file names (`asset_file_def` and the legacy `saved_model_assets` collection)
+    assets: Sequence[str] = ()
 
 
 def _attr_values(value: Message, depth: int, calls: list[str], strings: list[str]) -> None:
@@ -368,36 +441,92 @@ def last(values: Iterable[str]) -> str:
     return value
 
 
-def read_node(message: Message) -> Node:
+#: Ops whose attribute strings the saver's filename check reads (`StringJoin.separator`).
+_PATH_OPS = frozenset({"StringJoin"})
+#: Constant strings kept per `Const` node for that check: checkpoint suffixes are a few bytes.
+_MAX_CONST = 256
+_MAX_CONSTS = 16
+_CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
+
+
+def _const_strings(message: Message) -> tuple[str, ...] | None:
+    values: list[str] = []
+    for entry in message.messages(ATTR):
+        if last(entry.strings(KEY)) != "value":
+            continue
+        for value in entry.messages(VALUE):
+            for tensor in value.messages(TENSOR):
+                values.extend(tensor.strings(STRING_VAL))
+    if not values or len(values) > _MAX_CONSTS or any(len(v) > _MAX_CONST for v in values):
+        return None
+    return tuple(values)
+
+
+def read_node(message: Message, *, all_strings: bool = False) -> Node:
+    """One NodeDef; `all_strings` keeps every op's string attributes (a Flex op's NodeDef may run
+    under another op's name, so its attributes are judged whatever its own op says)."""
     name = last(message.strings(NAME))
     op = last(message.strings(OP))
     calls: list[str] = []
     strings: dict[str, list[str]] = {}
+    direct = ""
     for entry in message.messages(ATTR):
         values: list[str] = []
+        before = len(calls)
         for value in entry.messages(VALUE):
             _attr_values(value, 0, calls, values)
-        if values and op in tensorflow_ops.JUDGED_OPS:
-            strings[last(entry.strings(KEY))] = values
-    inputs = [text.lstrip("^").split(":", 1)[0] for text in message.strings(INPUT)]
-    return Node(name, op, inputs, calls, strings)
+        key = last(entry.strings(KEY))
+        if values and (all_strings or op in tensorflow_ops.JUDGED_OPS or op in _PATH_OPS):
+            strings[key] = values
+        if key == "f" and op in _CALL_OPS and len(calls) > before:
+            direct = calls[before]
+    written = list(message.strings(INPUT))
+    inputs = [text.lstrip("^").split(":", 1)[0] for text in written]
+    data = tuple(text for text in written if not text.startswith("^"))
+    consts = _const_strings(message) if op == "Const" else None
+    return Node(name, op, inputs, calls, strings, data, direct, consts)
+
+
+def read_assets(meta: Message) -> list[str]:
+    """Asset file names, which both loaders join to `<export>/assets/` with `file_io.join` (an absolute
+    name replaces the folder) and feed to the graph: TF2 `load.py` reads `asset_file_def`, the TF1
+    `loader_impl.get_asset_tensors` also the legacy `saved_model_assets` collection of packed
+    AssetFileDefs. Both are returned: a name in either is one the file asks a loader to open."""
+    names = [last(asset.strings(ASSET_FILENAME)) for asset in meta.messages(ASSET_FILE_DEF)]
+    for entry in meta.messages(COLLECTION_DEF):
+        if last(entry.strings(KEY)) != ASSETS_COLLECTION:
+            continue
+        for collection in entry.messages(VALUE):
+            for any_list in collection.messages(ANY_LIST):
+                for item in any_list.messages(ANY_ITEM):
+                    url = last(item.strings(TYPE_URL))
+                    if url and not url.endswith("/tensorflow.AssetFileDef"):
+                        continue  # `Any.Unpack` refuses another type: the loader reads no name from it
+                    names.extend(last(asset.strings(ASSET_FILENAME)) for asset in item.messages(ANY_ASSET))
+    return names
 
 
 def read_meta_graph(meta: Message) -> MetaGraph:
     nodes: list[Node] = []
     functions: dict[str, list[Node]] = {}
+    args: dict[str, list[str]] = {}
     exposed: set[str] = set()
     for graph in meta.messages(GRAPH_DEF):
         nodes += (read_node(node) for node in graph.messages(NODE))
         for library in graph.messages(LIBRARY):
             for function in library.messages(FUNCTION):
-                name = last(n for sig in function.messages(SIGNATURE) for n in sig.strings(NAME))
+                signatures = list(function.messages(SIGNATURE))
+                name = last(n for sig in signatures for n in sig.strings(NAME))
                 functions.setdefault(name, []).extend(read_node(node) for node in function.messages(NODE_DEF))
+                args[name] = [last(arg.strings(NAME)) for sig in signatures for arg in sig.messages(INPUT_ARG)]
                 if any(last(entry.strings(KEY)) == "api_implements" for entry in function.messages(FUNCTION_ATTR)):
                     exposed.add(name)
             for gradient in library.messages(GRADIENT):
                 for field_id in GRADIENT_NAMES:
                     exposed.update(gradient.strings(field_id))
+            # `tf.custom_gradient` functions, registered by load.py for their op type: run by any gradient
+            for registered in library.messages(REGISTERED_GRADIENT):
+                exposed.update(registered.strings(REGISTERED_GRADIENT_FUNC))
     for objects in meta.messages(OBJECT_GRAPH_DEF):
         for entry in objects.messages(CONCRETE_FUNCTIONS):
             exposed.update(entry.strings(KEY))
@@ -412,7 +541,8 @@ def read_meta_graph(meta: Message) -> MetaGraph:
         for f in (SAVE_TENSOR, RESTORE_OP)
         if (text := last(s for saver in savers for s in saver.strings(f)))
     ]
-    return MetaGraph(nodes, functions, exposed, saver_roots)
+    filename = last(s for saver in savers for s in saver.strings(FILENAME_TENSOR))
+    return MetaGraph(nodes, functions, exposed, saver_roots, filename, args, read_assets(meta))
 
 
 def read_saved_model(root: Message) -> list[MetaGraph]:
@@ -471,6 +601,168 @@ def saver_only(meta: MetaGraph) -> tuple[set[str], set[str]]:
     return saver_nodes, saver_functions - _callees(meta.functions, other_roots)
 
 
+# -- does a checkpoint op do what the standard Saver does? ------------------------------------------------
+
+#: Ops a standard Saver builds its paths with (saver.py, functional_saver.py): pass-throughs, the
+#: `_temp/part` (or `.part` on S3) suffix join, the shard name, and the list of shards to merge.
+_PASS_THROUGH = frozenset({"Identity", "PlaceholderWithDefault", "Snapshot"})
+_SELECT = frozenset({"Select", "SelectV2"})
+#: A derivation chain longer than this is not one a Saver writes: the path is judged not fed.
+_MAX_PATH_DEPTH = 32
+#: Combinations of constant suffixes followed before the path is judged not fed.
+_MAX_SUFFIXES = 16
+#: Rounds of passing the fed filename down calls: one per level of saver functions calling each
+#: other (TensorFlow writes one level), so a deeper chain's ops are reported rather than walked.
+_MAX_ROUNDS = 8
+
+
+#: A constant whose strings were not kept (long, many, or not strings): still a constant, and never a
+#: safe suffix (the marker holds `..` and a NUL).
+_UNKEPT_TEXT = "\0..(a constant too long to keep)"
+_UNKEPT = frozenset({_UNKEPT_TEXT})
+
+
+class _Fed:
+    """The value starts with the fed filename (the loader's variables path)."""
+
+
+FED = _Fed()
+#: A value is the fed filename (FED), a set of known constant strings, or anything else (None).
+PathValue = _Fed | frozenset[str] | None
+
+
+def _ref(text: str) -> tuple[str, int]:
+    """`node`, `node:1` (graph) or `node:output:1` (function) as (node, output index)."""
+    parts = text.split(":")
+    index = parts[-1] if len(parts) > 1 else "0"
+    return parts[0], int(index) if index.isdigit() else -1
+
+
+def _safe_suffix(text: str) -> bool:
+    """A suffix appended to the fed path that cannot climb out of it or cut it short."""
+    return ".." not in text and "\0" not in text
+
+
+class _Scope:
+    """The nodes of the graph or of one function, with what is known about its path values."""
+
+    def __init__(self, nodes: Iterable[Node], fed: set[tuple[str, int]], fed_args: set[str]) -> None:
+        self.by_name = {node.name: node for node in nodes}
+        self.fed, self.fed_args = fed, fed_args
+        self.memo: dict[tuple[str, int], PathValue] = {}
+
+    def value(self, text: str, depth: int = 0) -> PathValue:
+        name, index = _ref(text)
+        if (name, index) in self.fed or (name in self.fed_args and name not in self.by_name):
+            return FED
+        key = (name, index)
+        if key in self.memo:
+            return self.memo[key]
+        self.memo[key] = None  # a cycle is not a Saver's path
+        node = self.by_name.get(name)
+        result = None if node is None or depth > _MAX_PATH_DEPTH else self._compute(node, index, depth + 1)
+        self.memo[key] = result
+        return result
+
+    def _compute(self, node: Node, index: int, depth: int) -> PathValue:
+        data = node.data
+        if node.op == "Const":
+            if index != 0:
+                return None
+            return frozenset(node.consts) if node.consts is not None else _UNKEPT
+        if node.op in _PASS_THROUGH and index == 0 and data:
+            return self.value(data[0], depth)
+        if node.op == "IdentityN" and 0 <= index < len(data):
+            return self.value(data[index], depth)
+        if node.op in _SELECT and index == 0 and len(data) == 3:
+            return _either(self.value(data[1], depth), self.value(data[2], depth))
+        if node.op == "ShardedFilename" and index == 0 and data:
+            return FED if self.value(data[0], depth) is FED else None
+        if node.op == "Pack" and index == 0 and data:
+            return FED if all(self.value(d, depth) is FED for d in data) else None
+        if node.op == "StringJoin" and index == 0 and data:
+            return self._joined(node, depth)
+        return None
+
+    def _joined(self, node: Node, depth: int) -> PathValue:
+        """`StringJoin([fed, suffix...])`: the fed path first, then constant suffixes that stay inside it."""
+        if self.value(node.data[0], depth) is not FED:
+            return None
+        separator = last(node.strings.get("separator", ()))
+        suffixes = {""}
+        for text in node.data[1:]:
+            value = self.value(text, depth)
+            if not isinstance(value, frozenset):
+                return None
+            suffixes = {done + separator + more for done in suffixes for more in value}
+            if len(suffixes) > _MAX_SUFFIXES:
+                return None
+        return FED if all(_safe_suffix(suffix) for suffix in suffixes) else None
+
+
+def _either(first: PathValue, second: PathValue) -> PathValue:
+    if first is FED and second is FED:
+        return FED
+    if isinstance(first, frozenset) and isinstance(second, frozenset) and len(first | second) <= _MAX_SUFFIXES:
+        return first | second
+    return None
+
+
+def _positional_calls(node: Node, functions: Mapping[str, object]) -> tuple[str, list[str]]:
+    """The function this node calls with its inputs as arguments (a direct call or `f` of a
+    PartitionedCall), and the functions it reaches otherwise (loop bodies, branches, dataset `f`...)."""
+    target = node.direct or (node.op if node.op in functions else "")
+    others = [c for c in node.calls if c in functions]
+    if target and target in others:
+        others.remove(target)
+    if target in others:  # called positionally and some other way too: its arguments are unknown
+        target = ""
+    return target, others
+
+
+def unfed_checkpoint_ops(meta: MetaGraph, saver_nodes: set[str], saver_functions: set[str]) -> set[tuple[str, str]]:
+    """The checkpoint ops of the saver's own code whose path inputs do not come from the filename the
+    loader feeds (`saver_def.filename_tensor_name`), as (function or "" for the graph, node name).
+
+    A standard Saver builds every path from that tensor: the TF1 loader and TensorFlow Serving run
+    the restore op with it fed, the generated `__inference__traced_save/restore` functions receive it
+    as their `file_prefix` argument. A constant path, or a suffix that climbs out (`/../`), is not
+    what a Saver does, so such an op is not exempt. An argument counts as the fed filename only if
+    every call of its function passes it so (least fixpoint: a recursive pass never qualifies)."""
+    fed = {_ref(meta.filename)} if meta.filename else set()
+    fed_args: dict[str, set[str]] = {name: set() for name in saver_functions}
+    callers = [("", [n for n in meta.nodes if n.name in saver_nodes])]
+    callers += [(name, meta.functions[name]) for name in saver_functions]
+    for _ in range(_MAX_ROUNDS):  # stopping early leaves arguments unfed: their ops are reported
+        scopes = {"": _Scope(callers[0][1], fed, set())}
+        scopes.update((name, _Scope(meta.functions[name], set(), fed_args[name])) for name in saver_functions)
+        passed: dict[str, list[set[str]]] = {name: [] for name in saver_functions}
+        for scope_name, nodes in callers:
+            for node in nodes:
+                target, others = _positional_calls(node, meta.functions)
+                for other in others:
+                    if other in passed:
+                        passed[other].append(set())
+                if target in passed:
+                    args = meta.args.get(target, ())
+                    values = [scopes[scope_name].value(text) for text in node.data]
+                    passed[target].append({arg for arg, value in zip(args, values, strict=False) if value is FED})
+        updated = {name: set.intersection(*calls) if calls else set() for name, calls in passed.items()}
+        if updated == fed_args:
+            break
+        fed_args = updated
+    unfed: set[tuple[str, str]] = set()
+    for scope_name, nodes in callers:
+        for node in nodes:
+            positions = tensorflow_ops.CHECKPOINT_PATH_INPUTS.get(node.op)
+            if positions is None:
+                continue
+            scope = scopes[scope_name]
+            if any(p >= len(node.data) or scope.value(node.data[p]) is not FED for p in positions):
+                unfed.add((scope_name, node.name))
+    return unfed
+
+
 def reachable_functions(meta: MetaGraph) -> set[str]:
     """Library functions the loader can run: those graph nodes call (a TF1 session may run any node),
     those the object graph restores and exposes (signatures, methods, saveables' save and restore
@@ -488,12 +780,21 @@ class Uses(NamedTuple):
 
     live: tensorflow_ops.OpUses
     unreachable: tensorflow_ops.OpUses
-    saverless: tensorflow_ops.OpUses | None = None
+    saverless: tensorflow_ops.OpUses | None
+    #: table initialisers whose file name is a constant of the graph: not an asset the loader feeds
+    constant: tensorflow_ops.OpUses
 
 
 _UNREACHABLE = (
     "; unreachable: no graph node, signature, object-graph function, gradient or implementation swap "
     "calls these functions, so loading and serving never run them"
+)
+_UNFED = "in the saver's code, but its path is not the filename the loader feeds"
+#: Table initialisers and the input that names their file (lookup_ops.cc).
+_TABLE_FILE_INPUT = {"InitializeTableFromTextFile": 1, "InitializeTableFromTextFileV2": 1}
+_CONSTANT_TABLE = (
+    "; the file name is a constant in the graph, not an asset path the loader feeds, so the table is "
+    "filled from that file wherever the model is served"
 )
 _SAVERLESS = (
     "; the graph carries no saver definition, so a TF1 Saver's own checkpoint nodes (written with "
@@ -504,12 +805,14 @@ _SAVERLESS = (
 def judge_meta_graph(meta: MetaGraph, index: int, uses: Uses) -> None:
     """Judge every op of the graph and its library, each use where `uses` says it belongs."""
     saver_nodes, saver_functions = saver_only(meta)
+    unfed = unfed_checkpoint_ops(meta, saver_nodes, saver_functions)
     reachable = reachable_functions(meta)
     prefix = f"meta graph {index}: " if index else ""
-    places = [(f"{prefix}graph", meta.nodes, saver_nodes, False, uses.saverless or uses.live)]
+    places = [(f"{prefix}graph", "", meta.nodes, saver_nodes, False, uses.saverless or uses.live)]
     places += [
         (
             f"{prefix}function {name}",
+            name,
             nodes,
             set(),
             name in saver_functions,
@@ -517,11 +820,23 @@ def judge_meta_graph(meta: MetaGraph, index: int, uses: Uses) -> None:
         )
         for name, nodes in meta.functions.items()
     ]
-    for place, nodes, exempt_nodes, exempt_all, into in places:
+    for place, scope, nodes, exempt_nodes, exempt_all, into in places:
+        values: _Scope | None = None
         for node in nodes:
             if not node.op or node.op in meta.functions:
                 continue  # no op (TensorFlow refuses such a node), or a library function's call, judged there
+            position = _TABLE_FILE_INPUT.get(node.op)
+            if position is not None and into is not uses.unreachable and position < len(node.data):
+                values = values or _Scope(nodes, set(), set())
+                path = values.value(node.data[position])
+                if isinstance(path, frozenset):
+                    shown = sorted(p if p != _UNKEPT_TEXT else "(a long constant)" for p in path)
+                    uses.constant.add(node.op, place, {**node.strings, "filename": shown})
+                    continue
             if node.op in tensorflow_ops.CHECKPOINT_OPS and (exempt_all or node.name in exempt_nodes):
+                if (scope, node.name) not in unfed:
+                    continue
+                uses.live.add(node.op, f"{place} ({_UNFED})", node.strings)
                 continue
             live = into is uses.saverless and node.op not in tensorflow_ops.CHECKPOINT_OPS
             (uses.live if live else into).add(node.op, place, node.strings)
@@ -531,13 +846,19 @@ def judge(
     ctx: Context, meta_graphs: Iterable[MetaGraph], format_name: str, *, saverless: bool = False
 ) -> Iterator[Finding]:
     allowed = ctx.policy.allowed(tensorflow_ops.CUSTOM_OPS_ALLOWLIST)
-    uses = Uses(*(tensorflow_ops.OpUses(allowed) for _ in range(3 if saverless else 2)))
+    uses = Uses(
+        tensorflow_ops.OpUses(allowed),
+        tensorflow_ops.OpUses(allowed),
+        tensorflow_ops.OpUses(allowed) if saverless else None,
+        tensorflow_ops.OpUses(allowed),
+    )
     for index, meta in enumerate(meta_graphs):
         judge_meta_graph(meta, index, uses)
     yield from uses.live.findings(ctx, "op", format_name)
     yield from uses.unreachable.findings(ctx, "op", format_name, note=_UNREACHABLE, severity=Severity.INFO)
     if uses.saverless is not None:
         yield from uses.saverless.findings(ctx, "op", format_name, note=_SAVERLESS, severity=Severity.MEDIUM)
+    yield from uses.constant.findings(ctx, "op", format_name, note=_CONSTANT_TABLE, severity=Severity.HIGH)
 
 
 def _whole(source: Source, ctx: Context, what: str) -> bytes:
@@ -555,9 +876,55 @@ def is_graph_def(source: Source) -> bool:
     if not plausible_head(source):
         return False
     try:
-        return _plausible_graph(source, Field(0, LEN, 0, source.size), empty=False, broken=False)
+        whole = Field(0, LEN, 0, source.size)
+        return _plausible_graph(source, whole, empty=False, broken=False) or _graph_by_structure(source)
     except WireError:
         return False
+
+
+#: GraphDef fields (node, library, deprecated version, versions, debug_info) and NodeDef fields (name,
+#: op, input, device, attr, experimental_debug_info, experimental_type), all length-delimited but one.
+_GRAPH_FIELDS = {1: LEN, 2: LEN, 3: VARINT, 4: LEN, 5: LEN}
+_NODE_FIELDS = frozenset(range(1, 8))
+#: How TensorFlow names nodes (`kNodeNameRe` in graph/node_builder and importer.py).
+_NODE_NAME = re.compile(rb"[A-Za-z0-9.][\w>./-]*")
+
+
+def _graph_by_structure(source: Source) -> bool:
+    """A GraphDef whose first nodes name no op stock TensorFlow registers (a graph of custom ops) is
+    still one: only GraphDef's fields at the top, a `versions` VersionDef (every writer sets its
+    producer), and nodes that are NodeDefs field by field, with node and op names as TensorFlow
+    spells them and attributes that are map entries. MediaPipe graph configs have no field 4."""
+    versions = False
+    nodes = 0
+    for item in fields(source, 0, source.size, MAX_FIELDS):
+        if _GRAPH_FIELDS.get(item.number) != item.wire_type:
+            return False
+        if item.number == 4:
+            inner = list(fields(source, item.offset, item.offset + item.value, 64))
+            if not any(f.number == 1 for f in inner) or any(f.number > 3 or f.wire_type != VARINT for f in inner):
+                return False
+            versions = True
+        elif item.number == 1 and nodes < _SNIFF_NODES:
+            if not _is_node_def(source, item):
+                return False
+            nodes += 1
+    return versions and nodes > 0
+
+
+def _is_node_def(source: Source, node: Field) -> bool:
+    name = op = b""
+    for item in fields(source, node.offset, node.offset + node.value, MAX_FIELDS):
+        if item.number not in _NODE_FIELDS or item.wire_type != LEN:
+            return False
+        if item.number in (1, 2):
+            text = source.read_at(item.offset, item.value) if item.value <= _MAX_OP_NAME else b""
+            name, op = (text, op) if item.number == 1 else (name, text)
+        elif item.number == 5:
+            entry = list(fields(source, item.offset, item.offset + item.value, 3))
+            if [(f.number, f.wire_type) for f in entry] not in ([(1, LEN), (2, LEN)], [(1, LEN)]):
+                return False
+    return _NODE_NAME.fullmatch(name) is not None and _OP_NAME.fullmatch(op) is not None
 
 
 class _AsMetaGraph:
@@ -573,10 +940,20 @@ class _AsMetaGraph:
         return iter(())
 
 
+def judge_assets(ctx: Context, meta_graphs: Iterable[MetaGraph]) -> Iterator[Finding]:
+    for index, meta in enumerate(meta_graphs):
+        for name in dict.fromkeys(meta.assets):
+            reason = escape_reason(name)
+            if reason is not None:
+                where = f" in meta graph {index}" if index else ""
+                evidence = f"asset file {name!r}{where} {reason}: the loader opens it in place of a file in assets/"
+                yield ctx.finding(ASSET_ESCAPE, evidence, asset=name)
+
+
 class SavedModelHandler(Handler):
     name = "savedmodel"
     label = "TensorFlow SavedModel"
-    rules = tensorflow_ops.RULES
+    rules = (*tensorflow_ops.RULES, ASSET_ESCAPE)
     allowlists = (tensorflow_ops.CUSTOM_OPS_ALLOWLIST,)
 
     def detect(self, source: Source) -> bool:
@@ -595,6 +972,7 @@ class SavedModelHandler(Handler):
         except WireError as exc:
             raise ScanError(f"malformed SavedModel: {exc}") from exc
         yield from judge(ctx, meta_graphs, self.name)
+        yield from judge_assets(ctx, meta_graphs)
 
 
 _META_GRAPH_TEXT = re.compile(

@@ -18,8 +18,9 @@ from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import BytesSource, DecodedSource, SliceSource, Source
 from modelshield.formats import _flatbuffers as flatbuffers
 from modelshield.formats._data import load_data
-from modelshield.formats._flatbuffers import FlatBuffer, Malformed
+from modelshield.formats._flatbuffers import FlatBuffer, Malformed, Table
 from modelshield.formats.tensorflow import ops as tensorflow_ops
+from modelshield.formats.tensorflow.flex import FlexError, FlexNode, decode
 
 IDENTIFIER = b"TFL3"
 #: Select TF ops are custom ops named "Flex" + the TensorFlow op name.
@@ -95,7 +96,26 @@ STABLEHLO_CALL = Rule(
     example="`STABLEHLO_CUSTOM_CALL` with `call_target_name: 'my_native_kernel'`, `has_side_effect: true`.",
 )
 
-RULES: tuple[Rule, ...] = (CUSTOM_OP, FLEX_RUNTIME, UNKNOWN_BUILTIN, STABLEHLO_CALL)
+FLEX_DISGUISED = Rule(
+    id="TFL005",
+    title="LiteRT Flex operator runs another op than its name says, or cannot be decoded",
+    severity=Severity.HIGH,
+    category=Category.INFERENCE_TIME_CODE,
+    overview="A Flex operator's `custom_options` hold the op the Flex delegate runs and the NodeDef it "
+    "runs with (tensorflow/lite/delegates/flex/kernel.cc). The converter writes the same op name three "
+    "times: `Flex<Op>` as the custom code, `<Op>` first in the options, and the NodeDef's `op`. Here they "
+    "differ, or the options do not decode as the delegate reads them.",
+    attack="The delegate takes any custom code starting with `Flex` and runs the op named inside the "
+    "options, so `FlexStringLength` can run `WriteFile`: a scanner or reviewer that reads operator codes "
+    "sees a harmless string op. Options that do not decode are read by the runtime without bounds checks.",
+    impact="A hidden TensorFlow kernel (file, network or Python ops) runs on the device whenever the model "
+    "executes; the op actually run is judged separately by the TFO rules.",
+    remediation="Do not run the model. No converter writes mismatched names: regenerate the model from its "
+    "source with the official converter.",
+    example="`custom_code: 'FlexStringLength'`, custom options `['WriteFile', NodeDef{op: 'StringLength'}]`.",
+)
+
+RULES: tuple[Rule, ...] = (CUSTOM_OP, FLEX_RUNTIME, UNKNOWN_BUILTIN, STABLEHLO_CALL, FLEX_DISGUISED)
 
 #: Custom operators that a known runtime registers with its own kernels, so the model runs only
 #: there and brings no code of its own: MediaPipe's op resolvers (mediapipe/util/tflite/operations,
@@ -137,6 +157,8 @@ class OperatorCode:
     places: dict[str, int] = field(default_factory=dict)
     uses: int = 0
     call_targets: list[str] = field(default_factory=list)
+    #: for Flex codes, each operator's place and what its custom options decode to (or why they do not)
+    flex: list[tuple[str, FlexNode | str]] = field(default_factory=list)
 
     @property
     def unused(self) -> str:
@@ -167,6 +189,8 @@ def read_model(buf: FlatBuffer, root: int) -> list[OperatorCode]:
             code.uses += 1
             if place in code.places or len(code.places) < _SHOWN:
                 code.places[place] = code.places.get(place, 0) + 1
+            if code.builtin == CUSTOM and (code.custom or "").startswith(FLEX_PREFIX):
+                code.flex.append((place, _flex_node(buf, operator)))
             # Operator.builtin_options_2_type (slot 11) / builtin_options_2 (slot 12)
             if code.builtin == STABLEHLO_CUSTOM_CALL and operator.scalar(11, "<B", 0) == STABLEHLO_CUSTOM_CALL_OPTIONS:
                 options = operator.subtable(12)
@@ -174,6 +198,25 @@ def read_model(buf: FlatBuffer, root: int) -> list[OperatorCode]:
                 if target and target not in code.call_targets and len(code.call_targets) < _SHOWN:
                     code.call_targets.append(target)
     return codes
+
+
+def _flex_node(buf: FlatBuffer, operator: Table) -> FlexNode | str:
+    """Decode an operator's custom options as the interpreter hands them to the delegate
+    (interpreter_builder.cc): from `large_custom_options_offset/size` (slots 9, 10) when the offset is
+    over 1 (models past 2 GB keep them after the flatbuffer), otherwise from `custom_options` (slot 5)."""
+    offset, size = operator.scalar(9, "<Q", 0), operator.scalar(10, "<Q", 0)
+    if offset > 1:
+        if offset + size > len(buf.data):
+            return f"large custom options at offset {offset} run past the end of the model"
+        options: bytes | None = buf.data[offset : offset + size]
+    else:
+        options = operator.bytes(5)
+    if not options:
+        return "no custom options (the delegate refuses the node)"
+    try:
+        return decode(options)
+    except FlexError as exc:
+        return str(exc)
 
 
 # -- TFLite Metadata: the associated-files zip ---------------------------------------------------------
@@ -269,6 +312,37 @@ class TfliteHandler(Handler):
     rules = (*RULES, *tensorflow_ops.RULES)
     allowlists = (tensorflow_ops.CUSTOM_OPS_ALLOWLIST,)
 
+    def _flex(self, ctx: Context, code: OperatorCode, flex: tensorflow_ops.OpUses) -> Iterator[Finding]:
+        """Judge what each Flex operator runs: the op its options name, with its NodeDef's attributes
+        (and the NodeDef's own op, which must be registered too). A code no operator uses, or options
+        that do not decode, are judged by the name in the custom code."""
+        named = (code.custom or "")[len(FLEX_PREFIX) :]
+        disguised: dict[str, int] = {}
+        broken: dict[str, int] = {}
+        for place, item in code.flex:
+            if isinstance(item, str):
+                broken[item] = broken.get(item, 0) + 1
+                if named:
+                    flex.add(named, place)
+                continue
+            names = dict.fromkeys(n for n in (item.runs, item.node.op) if n)
+            for name in names:
+                flex.add(name, place, item.node.strings)
+            if set(names) != {named}:
+                text = f"runs {item.runs!r} (NodeDef op {item.node.op!r})"
+                disguised[text] = disguised.get(text, 0) + 1
+        if named and not code.uses:
+            flex.add(named, code.unused)
+        for text, count in list(disguised.items())[:_SHOWN]:
+            evidence = f"Flex operator {code.custom!r} {text} in {count} operator(s): {code.where}"
+            yield ctx.finding(FLEX_DISGUISED, evidence, op=code.custom, uses=count)
+        for reason, count in list(broken.items())[:_SHOWN]:
+            evidence = (
+                f"Flex operator {code.custom!r}: custom options of {count} operator(s) do not decode ({reason}), "
+                f"so it is judged by its name alone: {code.where}"
+            )
+            yield ctx.finding(FLEX_DISGUISED, evidence, severity=Severity.MEDIUM, op=code.custom, uses=count)
+
     def detect(self, source: Source) -> bool:
         return root_table(source) is not None
 
@@ -286,15 +360,9 @@ class TfliteHandler(Handler):
         for code in codes:
             if code.builtin == CUSTOM:
                 custom = code.custom or ""
-                if custom.startswith(FLEX_PREFIX) and len(custom) > len(FLEX_PREFIX):
+                if custom.startswith(FLEX_PREFIX):
                     flex_names.append(custom)
-                    op = custom[len(FLEX_PREFIX) :]
-                    for place, count in code.places.items():
-                        flex.add(op, place, count=count)
-                    if code.uses > sum(code.places.values()):
-                        flex.add(op, "other subgraphs", count=code.uses - sum(code.places.values()))
-                    if not code.uses:
-                        flex.add(op, code.unused)
+                    yield from self._flex(ctx, code, flex)
                 elif custom in KNOWN_RUNTIME_OPS and custom not in allowed:
                     runtime = KNOWN_RUNTIME_OPS[custom]
                     evidence = (
