@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+torch.manual_seed(0)  # the unseeded tensors below are the same on every run
+
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "convert"
 DTYPES = [
     torch.float64,
@@ -55,8 +57,8 @@ def digest(tensor: torch.Tensor) -> str:
     return hashlib.sha256(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"").hexdigest()
 
 
-def save(name: str, obj: object) -> None:
-    torch.save(obj, OUT / name)
+def save(name: str, obj: object, legacy: bool = False) -> None:
+    torch.save(obj, OUT / name, _use_new_zipfile_serialization=not legacy)
 
 
 def big_endian(source: str, target: str) -> None:
@@ -103,6 +105,13 @@ def main() -> None:
         "param": torch.nn.Parameter(torch.randn(3)),
     }
     save("layouts.pt", layouts)
+    save("legacy_layouts.pt", layouts, legacy=True)
+    classic = [d for d in DTYPES[:10]] + [torch.complex64]  # the dtypes with a typed storage class
+    save(
+        "legacy_dtypes.pt",
+        {f"t.{str(d).removeprefix('torch.')}": values(d, (2, 3), i) for i, d in enumerate(classic)},
+        legacy=True,
+    )
     save(
         "training.pt",
         {
@@ -126,7 +135,16 @@ def main() -> None:
     )
     big_endian("little.pt", "big_endian.pt")
     expected = {}
-    for name in ("dtypes.pt", "layouts.pt", "training.pt", "little.pt", "big_endian.pt"):
+    names = (
+        "dtypes.pt",
+        "layouts.pt",
+        "training.pt",
+        "little.pt",
+        "big_endian.pt",
+        "legacy_layouts.pt",
+        "legacy_dtypes.pt",
+    )
+    for name in names:
         loaded = torch.load(OUT / name, weights_only=True)
         tensors = loaded["state_dict"] if name == "training.pt" else loaded
         expected[name] = {

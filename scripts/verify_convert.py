@@ -4,6 +4,9 @@ safetensors installed (never in CI):
 
     python scripts/verify_convert.py FILE_OR_FOLDER...
 
+modelshield runs as `$MODELSHIELD` (a command line, default `modelshield`), so torch's environment needs
+no modelshield of its own.
+
 Prints one line per checkpoint (equal, refused with the reason, or DIFFERENT) and a summary; exits 1 if
 any converted tensor differs from torch's.
 """
@@ -11,6 +14,7 @@ any converted tensor differs from torch's.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -19,7 +23,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[1]
 SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
 
@@ -54,10 +57,9 @@ def same(a: torch.Tensor, b: torch.Tensor) -> bool:
 def check(path: Path) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "model.safetensors"
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        command = shlex.split(os.environ.get("MODELSHIELD", "modelshield"))
         run = subprocess.run(
-            [sys.executable, "-m", "modelshield", "convert", str(path), "-o", str(target)],
-            capture_output=True, text=True, env=env, check=False,
+            [*command, "convert", str(path), "-o", str(target)], capture_output=True, text=True, check=False
         )
         if run.returncode != 0:
             return f"refused ({run.returncode}): {run.stderr.strip().splitlines()[0][:160]}"
@@ -80,7 +82,8 @@ def main() -> int:
         print(f"{results[path]:<70}  {path}")
     equal = sum(r.startswith("equal") for r in results.values())
     different = sum(r.startswith("DIFFERENT") for r in results.values())
-    print(f"\n{len(results)} checkpoints: {equal} equal, {different} different, {len(results) - equal - different} refused")
+    refused = len(results) - equal - different
+    print(f"\n{len(results)} checkpoints: {equal} equal, {different} different, {refused} refused")
     return 1 if different else 0
 
 

@@ -15,8 +15,8 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from modelshield.convert.rebuild import Refused, Tensor, read
-from modelshield.convert.writer import TensorPlan, plan, write
+from modelshield.convert.rebuild import Refused, Storage, Tensor, read
+from modelshield.convert.writer import TensorPlan, plan, write, zip_records
 from modelshield.core.findings import Finding
 from modelshield.core.policy import Policy
 
@@ -99,7 +99,8 @@ def state_dict(value: object) -> tuple[dict[str, Tensor], list[str]]:
     return tensors, skipped
 
 
-def _scan(path: str, policy: Policy) -> None:
+def _scan(path: str, policy: Policy) -> list[Finding]:
+    """The scanner's findings on the checkpoint; raises ConversionRefused on any at the failing severity."""
     from modelshield.api import scan_file  # noqa: PLC0415 - the engine and every handler
 
     result = scan_file(path, policy)
@@ -108,6 +109,7 @@ def _scan(path: str, policy: Policy) -> None:
     failing = [f for f in result.findings if f.level >= policy.fail_on]
     if failing:
         raise ConversionRefused(f"{path} has {len(failing)} finding(s) at or above {policy.fail_on.label}", failing)
+    return result.findings
 
 
 def _verify(path: str, policy: Policy) -> None:
@@ -119,15 +121,70 @@ def _verify(path: str, policy: Policy) -> None:
         raise ConversionRefused(f"the written file did not pass the safetensors analyser: {problems}", problems)
 
 
-def _plans(path: str) -> Iterator[tuple[zipfile.ZipFile, list[TensorPlan], list[str], str]]:
-    try:
-        archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise ConversionInputError(f"{path}: not a PyTorch zip checkpoint ({exc})") from None
-    with archive:
+#: The first pickle of a legacy (pre-1.6, `_use_new_zipfile_serialization=False`) checkpoint.
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+
+
+def _zip_plans(path: str) -> tuple[list[TensorPlan], list[str]]:
+    with zipfile.ZipFile(path) as archive:
         prefix, data, byteorder = _archive_pickle(archive)
         tensors, skipped = state_dict(read(data))
-        yield archive, plan(archive, path, prefix, tensors, byteorder), skipped, byteorder
+        return plan(path, zip_records(archive, prefix), tensors, byteorder == "big"), skipped
+
+
+def _legacy_plans(path: str) -> tuple[list[TensorPlan], list[str]]:
+    """The legacy format: pickles of the magic number, the protocol, the system info, the object and the
+    storage keys, then each storage as an 8-byte element count and its raw elements, in key order."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as stream:
+        try:
+            magic, protocol, info = read(stream), read(stream), read(stream)
+        except Refused:
+            raise ConversionInputError(f"{path}: not a PyTorch checkpoint (neither zip nor legacy format)") from None
+        if magic != LEGACY_MAGIC or protocol != LEGACY_PROTOCOL or not isinstance(info, dict):
+            raise ConversionInputError(f"{path}: not a PyTorch checkpoint (neither zip nor legacy format)")
+        little = info.get("little_endian", True) is not False
+        value = read(stream)
+        tensors, skipped = state_dict(value)
+        keys = read(stream)
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise Refused("the legacy checkpoint's storage key list is malformed")
+        itemsizes = {s.key: s.dtype.itemsize if s.dtype else 1 for s in _storages(value)}
+        records: dict[str, tuple[int, int] | None] = {}
+        position = stream.tell()
+        for key in keys:
+            head = stream.read(8)
+            if len(head) != 8:
+                raise Refused(f"the legacy checkpoint ends before storage {key}")
+            count = int.from_bytes(head, "little" if little else "big")
+            length = count * itemsizes.get(key, 1)
+            if key not in itemsizes:
+                raise Refused(f"storage {key} is used by no tensor, so its size in bytes is unknown")
+            if position + 8 + length > size:
+                raise Refused(f"storage {key} runs past the end of the file")
+            records[key] = (position + 8, length)
+            position += 8 + length
+            stream.seek(position)
+    return plan(path, records, tensors, not little), skipped
+
+
+def _storages(value: object) -> Iterator[Storage]:
+    """Every storage the checkpoint's tensors use, including those of entries left out."""
+    if isinstance(value, Tensor):
+        yield value.storage
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _storages(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _storages(item)
+
+
+def _plans(path: str) -> tuple[list[TensorPlan], list[str]]:
+    if zipfile.is_zipfile(path):
+        return _zip_plans(path)
+    return _legacy_plans(path)
 
 
 def convert(source: str, output: str, policy: Policy | None = None) -> Conversion:
@@ -135,23 +192,24 @@ def convert(source: str, output: str, policy: Policy | None = None) -> Conversio
     policy = policy or Policy()
     if not os.path.isfile(source):
         raise ConversionInputError(f"no such file: {source}")
-    _scan(source, policy)
+    findings = _scan(source, policy)
     folder = os.path.dirname(os.path.abspath(output))
     try:
-        for _archive, plans, skipped, _order in _plans(source):
-            handle, temporary = tempfile.mkstemp(prefix=".modelshield-", suffix=".safetensors", dir=folder)
-            try:
-                with os.fdopen(handle, "wb") as out:
-                    written = write(out, plans, {"format": "pt"})
-                _verify(temporary, policy)
-                os.replace(temporary, output)
-            except BaseException:
-                os.unlink(temporary)
-                raise
-            tensors = [(p.name, p.tensor.dtype.name, p.tensor.size) for p in plans]
-            return Conversion(output, tensors, written, skipped)
+        plans, skipped = _plans(source)
+        handle, temporary = tempfile.mkstemp(prefix=".modelshield-", suffix=".safetensors", dir=folder)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                written = write(out, plans, {"format": "pt"})
+            _verify(temporary, policy)
+            os.replace(temporary, output)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        tensors = [(p.name, p.tensor.dtype.name, p.tensor.size) for p in plans]
+        return Conversion(output, tensors, written, skipped)
     except Refused as exc:
-        raise ConversionRefused(str(exc)) from None
-    except OSError as exc:
-        raise ConversionInputError(f"cannot convert {source}: {exc.strerror or exc}") from None
-    raise ConversionInputError(f"{source}: nothing to convert")
+        # The scanner's findings on what the strict reader refused (an unknown class, say) explain it.
+        named = [f for f in findings if exc.name and exc.name in f.evidence]
+        raise ConversionRefused(str(exc), named) from None
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ConversionInputError(f"cannot convert {source}: {getattr(exc, 'strerror', None) or exc}") from None

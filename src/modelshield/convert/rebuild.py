@@ -13,11 +13,16 @@ from __future__ import annotations
 import pickletools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 
 class Refused(Exception):
     """The pickle asks for something a tensor rebuild does not need; nothing is converted."""
+
+    def __init__(self, reason: str, name: str | None = None) -> None:
+        super().__init__(reason)
+        #: the global the pickle named, when that is what was refused
+        self.name = name
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,7 @@ def _global(module: str, name: str) -> _Global:
         or (module == "torch" and (name in STORAGES or name in DTYPES))
     )
     if not known:
-        raise Refused(f"the pickle imports {dotted}, which rebuilding tensors does not need")
+        raise Refused(f"the pickle imports {dotted}, which rebuilding tensors does not need", dotted)
     return _Global(module, name)
 
 
@@ -147,10 +152,12 @@ def _ints(value: Any, what: str) -> tuple[int, ...]:
 
 
 def _storage(pid: Any) -> Storage:
-    """`('storage', torch.FloatStorage, '0', 'cpu', numel)`, the persistent id `torch.save` writes."""
-    if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+    """`('storage', torch.FloatStorage, '0', 'cpu', numel)`, the persistent id `torch.save` writes; the
+    legacy format adds a sixth element, a view of another storage, which only torch 0.x wrote."""
+    legacy = isinstance(pid, tuple) and len(pid) == 6 and pid[5] is None
+    if not (isinstance(pid, tuple) and (len(pid) == 5 or legacy) and pid[0] == "storage"):
         raise Refused(f"persistent id {pid!r} is not a storage reference")
-    _, kind, key, _location, numel = pid
+    _, kind, key, _location, numel = pid[:5]
     if not isinstance(kind, _Global) or not isinstance(key, str) or not key.isalnum():
         raise Refused(f"persistent id {pid!r} is not a storage reference")
     if kind.dotted == "torch.storage.UntypedStorage":
@@ -235,8 +242,9 @@ _PUSH_ARG = frozenset(
 )
 
 
-def read(data: bytes) -> Any:
-    """The value the pickle builds, with tensors as `Tensor`; raises `Refused` on anything else."""
+def read(data: bytes | IO[bytes]) -> Any:
+    """The value the pickle builds, with tensors as `Tensor`; raises `Refused` on anything else. From a
+    stream, reading stops right after the pickle's STOP (the legacy format puts pickles one after another)."""
     stack: list[Any] = []
     memo: dict[int, Any] = {}
     ops: Iterator[tuple[Any, Any, int | None]] = pickletools.genops(data)

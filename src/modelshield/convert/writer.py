@@ -56,18 +56,26 @@ class TensorPlan:
         return self.contiguous and not self.big_endian and self.nbytes > 0
 
 
-def _data_offset(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
-    """Where a stored member's bytes start: after its local header, whose name and extra lengths may
-    differ from the central directory's."""
+def zip_records(archive: zipfile.ZipFile, prefix: str) -> dict[str, tuple[int, int] | None]:
+    """Where each storage record of a zip checkpoint starts and how long it is (None if compressed):
+    after its local header, whose name and extra lengths may differ from the central directory's."""
+    records: dict[str, tuple[int, int] | None] = {}
     fp = archive.fp
     assert fp is not None
-    fp.seek(info.header_offset)
-    header = fp.read(_LOCAL_HEADER.size)
-    if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
-        raise Refused(f"storage {info.filename} has no local header")
-    fields = _LOCAL_HEADER.unpack(header)
-    start: int = info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1]
-    return start
+    for info in archive.infolist():
+        if not info.filename.startswith(f"{prefix}data/"):
+            continue
+        key = info.filename[len(prefix) + len("data/") :]
+        if info.compress_type != zipfile.ZIP_STORED:
+            records[key] = None
+            continue
+        fp.seek(info.header_offset)
+        header = fp.read(_LOCAL_HEADER.size)
+        if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+            raise Refused(f"storage {info.filename} has no local header")
+        fields = _LOCAL_HEADER.unpack(header)
+        records[key] = (info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1], info.file_size)
+    return records
 
 
 def _check_view(name: str, tensor: Tensor, storage_bytes: int) -> None:
@@ -84,24 +92,24 @@ def _check_view(name: str, tensor: Tensor, storage_bytes: int) -> None:
 
 
 def plan(
-    archive: zipfile.ZipFile, path: str, prefix: str, tensors: dict[str, Tensor], byteorder: str
+    path: str, records: dict[str, tuple[int, int] | None], tensors: dict[str, Tensor], big_endian: bool
 ) -> list[TensorPlan]:
-    """Locate every tensor's storage record and check its view; raises `Refused` on any inconsistency."""
+    """Locate every tensor's storage (`records`: key -> byte offset and length in the file) and check its
+    view; raises `Refused` on any inconsistency."""
     plans = []
     for name, tensor in tensors.items():
-        record = f"{prefix}data/{tensor.storage.key}"
-        try:
-            info = archive.getinfo(record)
-        except KeyError:
-            raise Refused(f"{name}: storage record {record} is missing") from None
-        if info.compress_type != zipfile.ZIP_STORED:
-            raise Refused(f"{name}: storage record {record} is compressed")
+        key = tensor.storage.key
+        if key not in records:
+            raise Refused(f"{name}: storage record {key} is missing")
+        record = records[key]
+        if record is None:
+            raise Refused(f"{name}: storage record {key} is compressed")
+        offset, size = record
         declared = tensor.storage.numel * (tensor.storage.dtype.itemsize if tensor.storage.dtype else 1)
-        if declared != info.file_size:
-            raise Refused(f"{name}: storage {record} holds {info.file_size} bytes, the pickle says {declared}")
-        _check_view(name, tensor, info.file_size)
-        offset = _data_offset(archive, info)
-        plans.append(TensorPlan(name, tensor, path, offset, info.file_size, byteorder == "big"))
+        if declared != size:
+            raise Refused(f"{name}: storage {key} holds {size} bytes, the pickle says {declared}")
+        _check_view(name, tensor, size)
+        plans.append(TensorPlan(name, tensor, path, offset, size, big_endian))
     return plans
 
 
