@@ -151,3 +151,14 @@ def test_cli_converts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["convert", str(FIXTURES / "layouts.pt"), "-o", str(target)]) == 0
     assert "11 tensors" in capsys.readouterr().out
     assert main(["scan", str(target)]) == 0
+
+
+def test_ordered_dict_of_pairs_as_older_torch_wrote_it(tmp_path: Path) -> None:
+    """`OrderedDict([[name, tensor], ...])`: how torch under Python 2 pickled a state dict."""
+    tensor = tensor_pickle(4, 0, 4)[3 + len(_u("w")) : -2]
+    pairs = b"](](" + _u("w") + tensor + b"ee"  # [[ 'w', tensor ]] by EMPTY_LIST, MARK ... APPENDS
+    source = checkpoint(
+        tmp_path / "m.pt", b"\x80\x02" + _glob("collections", "OrderedDict") + pairs + b"\x85R.", {"0": bytes(16)}
+    )
+    result = convert(str(source), str(tmp_path / "m.safetensors"))
+    assert [t[0] for t in result.tensors] == ["w"]

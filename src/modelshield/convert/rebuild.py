@@ -194,6 +194,11 @@ def _call(func: Any, args: Any) -> Any:
         return args[0]
     if dotted == "collections.OrderedDict" and args == ():
         return {}
+    if dotted == "collections.OrderedDict" and len(args) == 1 and isinstance(args[0], list):  # older pickles
+        pairs = args[0]
+        if not all(isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], (str, int)) for p in pairs):
+            raise Refused("OrderedDict is called with something other than (key, value) pairs")
+        return {p[0]: p[1] for p in pairs}
     if dotted in _OPAQUE:
         return _Opaque()
     raise Refused(f"the pickle calls {dotted}{' with unexpected arguments' if dotted else ''}")
