@@ -135,6 +135,20 @@ def main() -> None:
     )
     big_endian("little.pt", "big_endian.pt")
     expected = {}
+    sharded = OUT / "sharded"
+    sharded.mkdir(exist_ok=True)
+    shard_tensors = [
+        {"a.weight": values(torch.float16, (4, 4), 20), "a.bias": values(torch.float16, (4,), 21)},
+        {"b.weight": values(torch.bfloat16, (3, 4), 22).t()},
+    ]
+    weight_map = {}
+    for i, part in enumerate(shard_tensors, 1):
+        shard = f"pytorch_model-{i:05d}-of-{len(shard_tensors):05d}.bin"
+        torch.save(part, sharded / shard)
+        weight_map.update({k: shard for k in part})
+    (sharded / "pytorch_model.bin.index.json").write_text(
+        json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}, indent=2)
+    )
     names = (
         "dtypes.pt",
         "layouts.pt",
@@ -151,6 +165,14 @@ def main() -> None:
             key: {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape), "sha256": digest(t)}
             for key, t in tensors.items()
         }
+    expected["sharded"] = {}
+    for part in sorted(sharded.glob("*.bin")):
+        expected["sharded"].update(
+            {
+                k: {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape), "sha256": digest(t)}
+                for k, t in torch.load(part, weights_only=True).items()
+            }
+        )
     (OUT / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
 
 

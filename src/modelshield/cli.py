@@ -323,7 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit 0 converted, 1 refused (nothing written), 2 unreadable input.",
     )
     convert_cmd.add_argument("input", metavar="IN", help="checkpoint (.pt, .bin, .pth)")
-    convert_cmd.add_argument("-o", "--output", required=True, metavar="OUT", help="safetensors file to write")
+    target = convert_cmd.add_mutually_exclusive_group(required=True)
+    target.add_argument("-o", "--output", metavar="OUT", help="safetensors file to write")
+    target.add_argument(
+        "--output-dir", metavar="DIR", help="for a sharded checkpoint: folder for the shards and their index"
+    )
     convert_cmd.add_argument(
         "--fail-on", type=_severity, metavar="SEVERITY", help="refuse on findings at or above SEVERITY (default medium)"
     )
@@ -611,14 +615,17 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from modelshield.convert import ConversionInputError, ConversionRefused, convert  # noqa: PLC0415
+    from modelshield.convert import ConversionInputError, ConversionRefused, convert, convert_sharded  # noqa: PLC0415
 
     if args.policy:
         policy = load_policy_file(args.policy, ALLOWLISTS).with_fail_on(args.fail_on)
     else:
         policy = (discover_scan_policy([args.input], ALLOWLISTS) or Policy()).with_fail_on(args.fail_on)
     try:
-        result = convert(args.input, args.output, policy)
+        if args.output_dir:
+            results = convert_sharded(args.input, args.output_dir, policy)
+        else:
+            results = [convert(args.input, args.output, policy)]
     except ConversionInputError as exc:
         raise UsageError(str(exc)) from None
     except ConversionRefused as exc:
@@ -630,9 +637,10 @@ def _run_convert(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return EXIT_FINDINGS
-    print(f"converted {args.input} -> {result.output}: {len(result.tensors)} tensors, {result.bytes_written} bytes")
-    if result.skipped:
-        print(f"left out (not tensors of the state dict): {', '.join(result.skipped[:20])}", file=sys.stderr)
+    for result in results:
+        print(f"converted -> {result.output}: {len(result.tensors)} tensors, {result.bytes_written} bytes")
+        if result.skipped:
+            print(f"left out (not tensors of the state dict): {', '.join(result.skipped[:20])}", file=sys.stderr)
     return EXIT_CLEAN
 
 

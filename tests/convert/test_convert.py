@@ -15,7 +15,7 @@ import pytest
 
 from modelshield import scan_file
 from modelshield.cli import main
-from modelshield.convert import ConversionInputError, ConversionRefused, convert
+from modelshield.convert import ConversionInputError, ConversionRefused, convert, convert_sharded
 from modelshield.convert.rebuild import DTYPES
 from tests.helpers import evil_pickle
 
@@ -43,7 +43,7 @@ def tensors_of(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     return out, metadata
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", sorted(k for k in EXPECTED if k.endswith(".pt")))
 def test_converted_tensors_equal_what_torch_loads(tmp_path: Path, name: str) -> None:
     target = tmp_path / "model.safetensors"
     result = convert(str(FIXTURES / name), str(target))
@@ -162,3 +162,42 @@ def test_ordered_dict_of_pairs_as_older_torch_wrote_it(tmp_path: Path) -> None:
     )
     result = convert(str(source), str(tmp_path / "m.safetensors"))
     assert [t[0] for t in result.tensors] == ["w"]
+
+
+def test_sharded_checkpoint_becomes_sharded_safetensors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["convert", str(FIXTURES / "sharded"), "--output-dir", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+    ]
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    written: dict[str, dict[str, Any]] = {}
+    for shard in sorted(out.glob("*.safetensors")):
+        tensors, _ = tensors_of(shard)
+        written.update(tensors)
+        assert all(index["weight_map"][name] == shard.name for name in tensors)
+    expected = {k: {**e, "dtype": DTYPES[e["dtype"]].name} for k, e in EXPECTED["sharded"].items()}
+    assert written == expected and sorted(index["weight_map"]) == sorted(expected)
+    assert index["metadata"]["total_size"] == sum(p.stat().st_size for p in out.glob("*.safetensors"))
+    assert main(["scan", str(out)]) == 0
+
+
+def test_a_refused_shard_leaves_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "sharded"
+    source.mkdir()
+    for part in (FIXTURES / "sharded").iterdir():
+        (source / part.name).write_bytes(part.read_bytes())
+    second = sorted(source.glob("*.bin"))[1]
+    checkpoint(second, evil_pickle("touch /tmp/owned"), {})
+    out = tmp_path / "out"
+    with pytest.raises(ConversionRefused):
+        convert_sharded(str(source), str(out))
+    assert list(out.iterdir()) == []
+
+
+def test_shard_names_outside_the_folder_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": {"w": "../elsewhere.bin"}}))
+    with pytest.raises(ConversionRefused, match="outside its folder"):
+        convert_sharded(str(tmp_path), str(tmp_path / "out"))

@@ -9,6 +9,7 @@ stays flat whatever the size. The output is checked by modelshield's own safeten
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import zipfile
@@ -20,7 +21,7 @@ from modelshield.convert.writer import TensorPlan, plan, write, zip_records
 from modelshield.core.findings import Finding
 from modelshield.core.policy import Policy
 
-__all__ = ["Conversion", "ConversionInputError", "ConversionRefused", "convert"]
+__all__ = ["Conversion", "ConversionInputError", "ConversionRefused", "convert", "convert_sharded"]
 
 #: Keys of a training checkpoint whose value is the model's state dict.
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
@@ -213,3 +214,69 @@ def convert(source: str, output: str, policy: Policy | None = None) -> Conversio
         raise ConversionRefused(str(exc), named) from None
     except (OSError, zipfile.BadZipFile) as exc:
         raise ConversionInputError(f"cannot convert {source}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+#: The index transformers writes beside sharded PyTorch checkpoints, and the one it reads beside safetensors.
+TORCH_INDEX = "pytorch_model.bin.index.json"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+_INDEX_LIMIT = 64 << 20
+
+
+def _shards(index_path: str) -> tuple[dict[str, str], dict[str, object]]:
+    """The index's weight map (tensor name -> shard file, each inside the index's folder) and metadata."""
+    try:
+        if os.path.getsize(index_path) > _INDEX_LIMIT:
+            raise ConversionInputError(f"{index_path} is larger than {_INDEX_LIMIT} bytes")
+        with open(index_path, "rb") as handle:
+            index = json.loads(handle.read())
+    except (OSError, ValueError) as exc:
+        raise ConversionInputError(f"cannot read {index_path}: {exc}") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ConversionInputError(f"{index_path} has no weight_map of tensor names to shard files")
+    for shard in set(weight_map.values()):
+        if os.path.basename(shard) != shard or shard in (".", ".."):
+            raise ConversionRefused(f"{index_path} names shard {shard!r} outside its folder")
+    metadata = index.get("metadata")
+    return weight_map, metadata if isinstance(metadata, dict) else {}
+
+
+def convert_sharded(source: str, output_dir: str, policy: Policy | None = None) -> list[Conversion]:
+    """Convert a sharded checkpoint (a folder with `pytorch_model.bin.index.json`, or that index) into
+    `output_dir` as `model-0000i-of-0000n.safetensors` with `model.safetensors.index.json`. Every shard
+    is converted before any file takes its final name, so a refusal leaves nothing behind."""
+    policy = policy or Policy()
+    index_path = os.path.join(source, TORCH_INDEX) if os.path.isdir(source) else source
+    if not os.path.isfile(index_path):
+        raise ConversionInputError(f"no {TORCH_INDEX} in {source}")
+    folder = os.path.dirname(os.path.abspath(index_path))
+    weight_map, _ = _shards(index_path)
+    shards = sorted(set(weight_map.values()))
+    os.makedirs(output_dir, exist_ok=True)
+    names = {s: f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i, s in enumerate(shards, 1)}
+    staged: list[tuple[str, str]] = []
+    conversions = []
+    try:
+        for shard in shards:
+            temporary = os.path.join(output_dir, f".modelshield-{names[shard]}")
+            conversion = convert(os.path.join(folder, shard), temporary, policy)
+            conversion.output = os.path.join(output_dir, names[shard])
+            staged.append((temporary, conversion.output))
+            conversions.append(conversion)
+        written = {name: names[shard] for c, shard in zip(conversions, shards, strict=True) for name, *_ in c.tensors}
+        missing = sorted(set(weight_map) - set(written))
+        if missing:
+            raise ConversionRefused(f"the index names tensors no shard holds: {', '.join(missing[:5])}")
+        total = sum(c.bytes_written for c in conversions)
+        index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(written.items()))}
+        for temporary, final in staged:
+            os.replace(temporary, final)
+        with open(os.path.join(output_dir, SAFETENSORS_INDEX), "w", encoding="utf-8") as out:
+            json.dump(index, out, indent=2)
+            out.write("\n")
+    except BaseException:
+        for temporary, _final in staged:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+        raise
+    return conversions
