@@ -29,6 +29,7 @@ from modelshield.formats.llm.templates import ChatTemplateHandler, TokenizerConf
 from modelshield.formats.onnx.model import OnnxHandler
 from modelshield.formats.pickle import PickleHandler
 from modelshield.formats.pickle.torch_package import TorchPackageHandler
+from modelshield.formats.pickle.torch_views import TensorViewHandler
 from modelshield.formats.pickle.torchscript import TorchScriptCodeHandler
 from modelshield.formats.tensorflow.savedmodel import GraphDefHandler, MetaGraphHandler, SavedModelHandler
 from modelshield.formats.tensorflow.tflite import TfliteHandler
@@ -67,6 +68,7 @@ HANDLERS: tuple[Handler, ...] = (
     ChatTemplateHandler(),
     TorchScriptCodeHandler(),
     TorchPackageHandler(),
+    TensorViewHandler(),
 )
 
 CATALOGUE.register(ENGINE_RULES)
