@@ -22,14 +22,13 @@ from pathlib import Path
 import torch
 import torch.package
 import torch.package.package_exporter
-from torch import nn
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "torch_paths"
 
 #: Modules the packaged fixtures import while exporting (the exporter pickles instances of their classes).
 PACKAGED = {
     "mymodels/__init__.py": "",
-    "mymodels/net.py": '''import torch
+    "mymodels/net.py": """import torch
 from torch import nn
 
 
@@ -40,7 +39,7 @@ class Net(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.fc(x))
-''',
+""",
     "mymodels/state.py": '''class Vocab:
     """Rebuilt with __setstate__ by the pickle."""
 
@@ -92,7 +91,7 @@ class SavesAtLoad(nn.Module):
 
 #: Hostile replacements of shipped sources (the exporter pickled the benign classes above).
 INIT_RUNS_COMMAND = "import os\n\nos.system('touch sentinel_pkg_init_runs_command')\n"
-HELPER_IN_SETSTATE = '''import subprocess
+HELPER_IN_SETSTATE = """import subprocess
 
 
 def _restore(obj, state):
@@ -109,8 +108,8 @@ class Vocab:
 
     def __setstate__(self, state):
         _restore(self, state)
-'''
-STAR_IMPORT = '''from os import *
+"""
+STAR_IMPORT = """from os import *
 
 
 class Vocab:
@@ -121,9 +120,9 @@ class Vocab:
         self.words = state["words"]
         run = system
         run("touch sentinel_pkg_star_import")
-'''
+"""
 #: The module name is built at run time, and `os` added to the externs by hand (`add_dependency`).
-HIDDEN_IMPORT = '''class Vocab:
+HIDDEN_IMPORT = """class Vocab:
     def __init__(self, words):
         self.words = list(words)
 
@@ -131,7 +130,7 @@ HIDDEN_IMPORT = '''class Vocab:
         self.words = state["words"]
         m = __import__("".join(["o", "s"]))
         getattr(m, "sys" + "tem")("touch sentinel_pkg_hidden_import")
-'''
+"""
 
 
 class Reduces:

@@ -45,7 +45,7 @@ def run(python: str, fixture: str, call: str) -> tuple[bool, bool, str]:
     with tempfile.TemporaryDirectory(prefix="modelshield-prove-") as tmp:
         shutil.copy(FIXTURES / fixture, Path(tmp) / fixture)
         done = subprocess.run(
-            [python, "-c", call.format(file=fixture)], cwd=tmp, capture_output=True, text=True, timeout=300
+            [python, "-c", call.format(file=fixture)], cwd=tmp, capture_output=True, text=True, timeout=300, check=False
         )
         fired = any(p.name.startswith("sentinel_") for p in Path(tmp).iterdir())
         lines = done.stderr.strip().splitlines()
@@ -63,7 +63,9 @@ def main() -> int:
         ok = actual == expected
         failures += not ok
         loader = call.split("; ", 1)[-1].format(file="")
-        print(f"{'ok  ' if ok else 'FAIL'} {fixture:36s} {loader:60s} {actual}{'' if ok else f' (expected {expected})'}")
+        print(
+            f"{'ok  ' if ok else 'FAIL'} {fixture:36s} {loader:60s} {actual}{'' if ok else f' (expected {expected})'}"
+        )
         if raised and not ok:
             print(f"     {error}")
     return 1 if failures else 0

@@ -57,7 +57,9 @@ def test_every_spelling_of_a_command_at_load_is_critical(source: str) -> None:
 
 def test_setstate_is_a_constructor_only_when_the_caller_says_so() -> None:
     """`__setstate__` runs when a pickle rebuilds the object (torch.package); remote code is not unpickled."""
-    source = "import os\nclass A:\n    def __setstate__(self, s):\n        helper()\ndef helper():\n    os.system('x')\n"
+    source = (
+        "import os\nclass A:\n    def __setstate__(self, s):\n        helper()\ndef helper():\n    os.system('x')\n"
+    )
     assert worst(source) is Severity.HIGH  # a command in code that runs when called is still high
     problems, _ = analyse_source(source, "m.py", frozenset({"__setstate__"}))
     assert problems[0].severity is Severity.CRITICAL
@@ -72,7 +74,8 @@ ACTS_AT_LOAD = {
     "reads the home folder": "import os\nclass A:\n    def __init__(self):\n"
     "        self.k = open(os.path.expanduser('~/.netrc')).read()\n",
     "computed open mode": "class A:\n    def __init__(self, m):\n        open('x', m).write('a')\n",
-    "loads a pickle": "import pickle\nclass A:\n    def __init__(self):\n        self.m = pickle.load(open('w.pkl', 'rb'))\n",
+    "loads a pickle": "import pickle\nclass A:\n    def __init__(self):\n"
+    "        self.m = pickle.load(open('w.pkl', 'rb'))\n",
     "unpickles embedded bytes": "import pickle, base64\nx = pickle.loads(base64.b64decode('gAR9lC4='))\n",
     "torch.load in a helper": "import torch\nclass A:\n    def __init__(self):\n        self.reload()\n"
     "    def reload(self):\n        self.sd = torch.load('other.bin')\n",
@@ -98,7 +101,8 @@ def test_a_plain_read_at_load_is_low() -> None:
 QUIET = {
     "getattr on self": "class A:\n    def __init__(self, names):\n        for n in names:\n"
     "            setattr(self, n, getattr(self, n, None))\n",
-    "getattr of a torch dtype": "import torch\nclass A:\n    def __init__(self, c):\n        self.d = getattr(torch, c.dtype)\n",
+    "getattr of a torch dtype": "import torch\nclass A:\n    def __init__(self, c):\n"
+    "        self.d = getattr(torch, c.dtype)\n",
     "getattr of __name__": "def f(x):\n    return getattr(x, '__name__', None)\nf(int)\n",
     "tokenizer state round-trip": "import pickle\nclass T:\n    def __init__(self, s):\n"
     "        state = pickle.dumps(s)\n        self.s = pickle.loads(state)\n",
@@ -130,7 +134,13 @@ def test_the_real_tokenizer_reading_its_vocabulary_is_low() -> None:
 
 @pytest.mark.parametrize(
     ("expression", "value"),
-    [("'o' + 's'", "os"), ("f'{\"o\"}s'", "os"), ("'so'[::-1]", "os"), ("'-'.join(('a', 'b'))", "a-b"), ("x + 's'", None)],
+    [
+        ("'o' + 's'", "os"),
+        ("f'{\"o\"}s'", "os"),
+        ("'so'[::-1]", "os"),
+        ("'-'.join(('a', 'b'))", "a-b"),
+        ("x + 's'", None),
+    ],
 )
 def test_fold_reads_only_constant_strings(expression: str, value: str | None) -> None:
     import ast

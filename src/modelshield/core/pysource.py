@@ -169,10 +169,9 @@ def fold(node: ast.expr) -> str | None:
     if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
         base, step = fold(node.value), node.slice.step
         plain = node.slice.lower is None and node.slice.upper is None
-        if base is not None and plain and isinstance(step, ast.UnaryOp) and isinstance(step.op, ast.USub):
-            if isinstance(step.operand, ast.Constant) and step.operand.value == 1:
-                return base[::-1]
-        return None
+        negative = isinstance(step, ast.UnaryOp) and isinstance(step.op, ast.USub)
+        one = negative and isinstance(step.operand, ast.Constant) and step.operand.value == 1  # type: ignore[union-attr]
+        return base[::-1] if base is not None and plain and one else None
     if isinstance(node, ast.Call):
         func = node.func
         if isinstance(func, ast.Name) and func.id == "chr" and len(node.args) == 1:

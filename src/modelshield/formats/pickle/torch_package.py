@@ -22,6 +22,7 @@ from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import Source
+from modelshield.formats.pickle import torch_views
 
 SHIPPED_CODE = Rule(
     id="PKG001",
@@ -228,7 +229,7 @@ class _Package:
 class TorchPackageHandler(Handler):
     name = "torch-package"
     label = "torch.package archive"
-    rules = (SHIPPED_CODE, SHADOWED_MODULE, UNREAD_MEMBER, SHIPPED_GLOBAL, EXTERN_MODULE)
+    rules = (SHIPPED_CODE, SHADOWED_MODULE, UNREAD_MEMBER, SHIPPED_GLOBAL, EXTERN_MODULE)  # and TEN001
     companion = True
 
     def detect(self, source: Source) -> bool:
@@ -265,6 +266,7 @@ class TorchPackageHandler(Handler):
                     pickled.update(module for module, _ in globals_)
                     yield from self._pickle_findings(package, globals_, info.filename, ctx)
             yield from self._extern_findings(package, pickled, root + _MARKER, ctx)
+            yield from torch_views.view_findings(archive, ctx)
 
     @staticmethod
     def _pickle_findings(

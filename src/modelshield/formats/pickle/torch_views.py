@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pickletools
 import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -101,9 +102,7 @@ def views(data: bytes) -> Iterator[tuple[int, _Storage, int, tuple[int, ...], tu
                 if len(stack) < n:
                     return
                 stack[len(stack) - n :] = [tuple(stack[len(stack) - n :])]
-            elif name in _INTS and isinstance(arg, int) and not isinstance(arg, bool):
-                stack.append(arg)
-            elif name in _STRINGS:
+            elif (name in _INTS and isinstance(arg, int) and not isinstance(arg, bool)) or name in _STRINGS:
                 stack.append(arg)
             elif name in _CONSTANTS:
                 stack.append(_CONSTANTS[name])
@@ -187,32 +186,42 @@ class TensorViewHandler(Handler):
             return False
         try:
             with zipfile.ZipFile(source.stream()) as archive:
-                return bool(_pickles(archive.namelist()))
+                names = archive.namelist()
         except (zipfile.BadZipFile, OSError, ValueError, EOFError):
             return False
+        # torch.package archives are read by the torch-package handler, which checks their views too
+        return not any(n.endswith("/.data/extern_modules") for n in names) and bool(_pickles(names))
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         with zipfile.ZipFile(source.stream()) as archive:
-            sizes = {info.filename: info.file_size for info in archive.infolist()}
-            found = 0
-            for name, record_of in _pickles(list(sizes)).items():
-                if sizes[name] > MAX_PICKLE:
-                    continue
-                with archive.open(name) as member:
-                    data = member.read(MAX_PICKLE)
-                for pos, storage, offset, shape, stride in views(data):
-                    record = sizes.get(record_of(storage.key))
-                    if record is None:
-                        continue  # the loader fails on a missing record; the zip walker shows what is there
-                    available = min(storage.numel, record // storage.element)
-                    what = problem(available, offset, shape, stride)
-                    if what and found < MAX_FINDINGS:
-                        found += 1
-                        evidence = (
-                            f"tensor view offset={offset} size={list(shape)} stride={list(stride)} of storage "
-                            f"{storage.key!r} ({storage.numel} elements, record of {record} bytes): {what}"
-                        )
-                        yield ctx.finding(VIEW_PAST_STORAGE, evidence, offset=pos, member=name)
+            yield from view_findings(archive, ctx)
+
+
+def view_findings(archive: zipfile.ZipFile, ctx: Context) -> Iterator[Finding]:
+    """TEN001 for every tensor view of the archive's pickles that reaches past its storage record."""
+    sizes = {info.filename: info.file_size for info in archive.infolist()}
+    found = 0
+    for name, record_of in _pickles(list(sizes)).items():
+        if sizes[name] > MAX_PICKLE:
+            continue
+        try:
+            with archive.open(name) as member:
+                data = member.read(MAX_PICKLE)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error):
+            continue  # the zip walker reports a member it cannot read
+        for pos, storage, offset, shape, stride in views(data):
+            record = sizes.get(record_of(storage.key))
+            if record is None:
+                continue  # the loader fails on a missing record; the zip walker shows what is there
+            available = min(storage.numel, record // storage.element)
+            what = problem(available, offset, shape, stride)
+            if what and found < MAX_FINDINGS:
+                found += 1
+                evidence = (
+                    f"tensor view offset={offset} size={list(shape)} stride={list(stride)} of storage "
+                    f"{storage.key!r} ({storage.numel} elements, record of {record} bytes): {what}"
+                )
+                yield ctx.finding(VIEW_PAST_STORAGE, evidence, offset=pos, member=name)
 
 
 class _Record(NamedTuple):
