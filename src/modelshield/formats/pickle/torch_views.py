@@ -229,7 +229,8 @@ class _Record(NamedTuple):
     suffix: str
 
     def __call__(self, key: str) -> str:
-        return f"{self.prefix}{key}{self.suffix}"
+        # a TorchScript module inside a package names its storages `<id>.storage` already
+        return f"{self.prefix}{key.removesuffix(self.suffix)}{self.suffix}"
 
 
 def _pickles(names: list[str]) -> dict[str, _Record]:
