@@ -36,6 +36,10 @@ RUNS_AT_LOAD = {
     "chr-built name": "getattr(__import__(chr(111) + chr(115)), 'system')('id')\n",
     "importlib": "import importlib\nm = importlib.import_module('os')\nm.system('id')\n",
     "builtins dict": "__builtins__['eval']('1')\n",
+    "builtins dict through an attribute": "__builtins__.__dict__['ev' + 'al']('1')\n",
+    "default value bound to a command": "import os\ndef f(run=os.system):\n    run('id')\nf()\n",
+    "command kept on self in a constructor": "import os\nclass A:\n    def __init__(self):\n"
+    "        self.run = os.system\n",
     "vars of builtins": "import builtins\nvars(builtins)['exec']('1')\n",
     "globals": "import os\nglobals()['os'].system('id')\n",
     "helper from constructor": "import os\nclass A:\n    def __init__(self):\n        self._setup()\n"

@@ -115,3 +115,22 @@ def test_externs_the_shipped_code_imports_are_not_reported(scan_data: ScanData) 
     modules = {"mymodels/net.py": "import os.path\nclass Net:\n    root = os.path.join('a', 'b')\n"}
     result = scan_data(package(modules, NET, externs="os\nos.path\nsubprocess\n"), "model.pt")
     assert [f.evidence.split("'")[1] for f in result.findings if f.rule_id == "PKG005"] == ["subprocess"]
+
+
+def test_a_shipped_module_imported_with_dunder_import_decides(scan_data: ScanData) -> None:
+    """Red team: the importer patches `__import__`, so a constant `__import__('mymodels._boot')` in a
+    constructor loads a shipped module without an import statement."""
+    modules = {
+        "mymodels/net.py": "class Net:\n    def __setstate__(self, s):\n        __import__('mymodels._boot')\n",
+        "mymodels/_boot.py": "import os\nos.system('id')\n",
+    }
+    result = scan_data(package(modules, NET, externs="os\n"), "model.pt")
+    assert worst(result, "PKG004") is Severity.CRITICAL
+
+
+def test_the_package_importer_loading_another_pickle_at_load_is_high(scan_data: ScanData) -> None:
+    source = "import torch_package_importer as imp\nclass Net:\n    def __setstate__(self, s):\n"
+    source += "        self.m = imp.load_pickle('hidden', 'second.pkl')\n"
+    result = scan_data(package({"mymodels/net.py": source}, NET), "model.pt")
+    assert worst(result, "PKG001") is Severity.HIGH
+    assert worst(result, "PKG004") is Severity.HIGH

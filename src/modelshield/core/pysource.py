@@ -76,6 +76,8 @@ _CALLS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (_CODE, ("compile", "builtins.compile")),
     (_LOAD, ("pickle.load", "pickle.Unpickler", "dill.load", "cloudpickle.load", "joblib.load", "torch.load")),
     (_LOAD, ("numpy.load", "torch.jit.load", "torch.hub.*", "shelve.open")),
+    # the PackageImporter a torch.package module can import by this name: it loads the archive's other pickles
+    (_LOAD, ("torch_package_importer.load_pickle", "torch_package_importer.import_module")),
 )
 #: Dynamic imports are judged by their argument: a constant module name is an ordinary import.
 _IMPORTERS = frozenset({"__import__", "builtins.__import__", "importlib.import_module", "importlib.__import__"})

@@ -75,14 +75,14 @@ MAX_SOURCE = 1 << 20
 def shadowed(path: str) -> tuple[str, str] | None:
     """(module name, file kind) when Python would import `path` for a module a loader imports."""
     folder, base = os.path.split(path)
-    if base == "__init__.py":
+    match = _MODULE_FILE.match(base)
+    if match is not None and match["name"] == "__init__":  # `__init__.py`, a sourceless `__init__.pyc`, ...
         folder, base = os.path.split(folder)
-        name, kind = base, "package"
-    else:
-        match = _MODULE_FILE.match(base)
-        if match is None:
-            return None
+        name, kind = base, "package" if match["kind"] == ".py" else match["kind"]
+    elif match is not None:
         name, kind = match["name"], match["kind"]
+    else:
+        return None
     if name not in LOADER_IMPORTS or _installed(folder, name):
         return None
     return name, kind

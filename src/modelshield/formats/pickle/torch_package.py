@@ -165,6 +165,12 @@ def _imports(text: str, module: str, is_package: bool) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "__import__":
+            # the importer patches `__import__` into the shipped modules' builtins: it loads shipped modules too
+            # (a name built from pieces is not "named": PKG005 still reports the extern it needs)
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                names.add(first.value)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:

@@ -47,7 +47,7 @@ VIEW_PAST_STORAGE = Rule(
 MAX_PICKLE = 64 << 20
 """Bytes of one pickle read for its tensor views; larger ones are left to the pickle analyser."""
 MAX_FINDINGS = 10
-_REBUILDS = frozenset({"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_qtensor"})
+_REBUILDS = frozenset({"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_qtensor"})
 _STRINGS = frozenset(
     {"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "STRING", "BINSTRING", "SHORT_BINSTRING"}
 )
