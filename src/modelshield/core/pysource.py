@@ -313,6 +313,8 @@ def _risky_attribute(name: str) -> bool:
     return name in _ESCAPES or _judge_name(f"os.{name}") == _RUNS or _judge_name(name) in _SEVERE
 
 
+#: Dunder attributes that only sandbox escapes walk through, wherever they are written.
+_WALKS = frozenset({"__subclasses__", "__globals__", "__builtins__"})
 #: Dunder attributes that lead from any object to modules, builtins or code objects.
 _ESCAPES = frozenset(
     "__globals__ __builtins__ __import__ __subclasses__ __code__ __closure__ __func__ __self__ __class__ "
@@ -416,6 +418,11 @@ def analyse_source(
             if what in _SEVERE:
                 code = truncate(ast.get_source_segment(text, node) or ast.unparse(node), 120)
                 problems.append(CodeProblem(Severity.CRITICAL, file, node.lineno, f"{code} used {when} ({what})"))
+        if isinstance(node, ast.Attribute) and node.attr in _WALKS:
+            # `().__class__.__base__.__subclasses__()`: from any object to every class, module and builtin
+            severity = Severity.HIGH if when == "when called" else Severity.CRITICAL
+            code = truncate(ast.get_source_segment(text, node) or ast.unparse(node), 120)
+            problems.append(CodeProblem(severity, file, node.lineno, f"{code} {when} (walks to {node.attr})"))
         if isinstance(node, ast.Call):
             called.add(id(node.func))
             what = _judge(node, aliases)
