@@ -152,3 +152,19 @@ def test_fold_reads_only_constant_strings(expression: str, value: str | None) ->
 
     node = ast.parse(expression, mode="eval").body
     assert fold(node) == value
+
+
+def test_real_remote_code_in_a_model_folder_stays_medium(tmp_path: Path) -> None:
+    """DEP001 is medium for needing remote code; the real files add nothing above it."""
+    import json
+
+    from modelshield import scan
+
+    for source in REMOTE_CODE.glob("*.py.txt"):
+        (tmp_path / source.name.removesuffix(".txt")).write_text(source.read_text())
+    auto_map = {"AutoModel": "modeling_olmo.OlmoModel", "AutoTokenizer": ["tokenization_gpt2.GPT2Tokenizer", None]}
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "olmo", "auto_map": auto_map}))
+    report = scan([str(tmp_path)])
+    (finding,) = [f for f in report.findings if f.rule_id == "DEP001"]
+    assert finding.level is Severity.MEDIUM
+    assert "modeling_olmo.py" in finding.details["analysed"]
