@@ -40,6 +40,9 @@ RUNS_AT_LOAD = {
     "default value bound to a command": "import os\ndef f(run=os.system):\n    run('id')\nf()\n",
     "command kept on self in a constructor": "import os\nclass A:\n    def __init__(self):\n"
     "        self.run = os.system\n",
+    "callback registered at import": "import atexit, os\ndef f():\n    os.system('id')\natexit.register(f)\n",
+    "thread target in a constructor": "import threading, subprocess\nclass A:\n    def __init__(self):\n"
+    "        threading.Thread(target=self._run).start()\n    def _run(self):\n        subprocess.run(['id'])\n",
     "subclass walk": "x = ().__class__.__base__.__subclasses__()\n",
     "vars of builtins": "import builtins\nvars(builtins)['exec']('1')\n",
     "globals": "import os\nglobals()['os'].system('id')\n",

@@ -324,6 +324,7 @@ _ESCAPES = frozenset(
 
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _SELF = frozenset({"self", "cls"})
+_REFERENCES = (ast.Name, ast.Attribute)
 
 
 def _calls(body: list[ast.AST]) -> Iterator[ast.expr]:
@@ -340,6 +341,9 @@ def _calls(body: list[ast.AST]) -> Iterator[ast.expr]:
             continue
         if isinstance(node, ast.Call):
             yield node.func
+            # a function handed to a call at load is run by it more often than not: `atexit.register(f)`,
+            # `Thread(target=f).start()`, `self.apply(self._init_weights)`
+            yield from (a for a in (*node.args, *(k.value for k in node.keywords)) if isinstance(a, _REFERENCES))
         if isinstance(node, ast.ClassDef):
             yield from node.decorator_list
         stack += ast.iter_child_nodes(node)
