@@ -22,6 +22,7 @@ from modelshield.core.handler import Handler
 from modelshield.core.rules import CATALOGUE
 from modelshield.core.scan_rules import ENGINE_RULES
 from modelshield.formats.configs.hf_config import HfConfigHandler
+from modelshield.formats.configs.shadow_modules import ShadowModuleHandler
 from modelshield.formats.keras.config import KerasConfigHandler, KerasMetadataHandler
 from modelshield.formats.keras.hdf5 import Hdf5Handler
 from modelshield.formats.llm.gguf import GgufHandler
@@ -30,6 +31,7 @@ from modelshield.formats.onnx.model import OnnxHandler
 from modelshield.formats.onnx.ort_format import OrtFormatHandler
 from modelshield.formats.pickle import PickleHandler
 from modelshield.formats.pickle.torch_package import TorchPackageHandler
+from modelshield.formats.pickle.torch_views import TensorViewHandler
 from modelshield.formats.pickle.torchscript import TorchScriptCodeHandler
 from modelshield.formats.tensorflow.checkpoint import TensorBundleHandler
 from modelshield.formats.tensorflow.savedmodel import GraphDefHandler, MetaGraphHandler, SavedModelHandler
@@ -71,6 +73,8 @@ HANDLERS: tuple[Handler, ...] = (
     ChatTemplateHandler(),
     TorchScriptCodeHandler(),
     TorchPackageHandler(),
+    TensorViewHandler(),
+    ShadowModuleHandler(),
 )
 
 CATALOGUE.register(ENGINE_RULES)

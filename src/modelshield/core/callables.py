@@ -219,6 +219,8 @@ ALLOWLIST = frozenset(
             "torch.jit._pickle",
             "build_intlist build_tensorlist build_doublelist build_boollist build_tensor_from_id restore_type_tag",
         ),
+        # torch.package: rebuilds a ScriptModule from the same archive's `.data/ts_code/` (judged as TorchScript).
+        "torch.jit._script.unpackage_script_module",
         # How torch pickles a sparse tensor's layout: a lookup among torch.layout values.
         "torch.serialization._get_layout",
         # math's constants and functions compute on numbers (torch.fx code imports inf and nan).

@@ -14,7 +14,8 @@ from __future__ import annotations
 import ast
 import collections
 import fnmatch
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from typing import NamedTuple, Protocol
 
 from modelshield.core.findings import truncate
@@ -28,6 +29,9 @@ _CODE = "executes dynamic code"
 _NET = "accesses the network"
 _WRITE = "writes or removes files"
 _IMPORT = "imports a module named at run time"
+_LOAD = "loads a pickle or another model"
+_READ = "reads a file"
+_READ_OUTSIDE = "reads a file outside the model (home folder, absolute path, environment)"
 
 #: Dotted names (globs) of calls, by what they do; a call is judged by its first matching group.
 _CALLS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -70,12 +74,33 @@ _CALLS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     (_CODE, ("compile", "builtins.compile")),
+    (_LOAD, ("pickle.load", "pickle.Unpickler", "dill.load", "cloudpickle.load", "joblib.load", "torch.load")),
+    (_LOAD, ("numpy.load", "torch.jit.load", "torch.hub.*", "shelve.open")),
+    # the PackageImporter a torch.package module can import by this name: it loads the archive's other pickles
+    (_LOAD, ("torch_package_importer.load_pickle", "torch_package_importer.import_module")),
 )
 #: Dynamic imports are judged by their argument: a constant module name is an ordinary import.
 _IMPORTERS = frozenset({"__import__", "builtins.__import__", "importlib.import_module", "importlib.__import__"})
 _GETATTRS = frozenset({"getattr", "builtins.getattr"})
+#: `operator.attrgetter('system')(os)`, `operator.methodcaller('system', 'id')(os)`: getattr by another name.
+_ATTRIBUTE_CALLERS = frozenset({"operator.attrgetter", "operator.methodcaller", "_operator.attrgetter"})
+_OPENERS = frozenset({"open", "builtins.open", "io.open", "codecs.open", "os.open"})
+#: Calls that name the world outside the model folder when used to build a path.
+_OUTSIDE = frozenset({"os.path.expanduser", "os.environ", "os.getenv", "os.environ.get", "pathlib.Path.home"})
+_NAMESPACES = frozenset({"globals", "locals", "vars"})
+#: Modules (and namespaces) whose attributes, fetched by a computed name, include commands and dynamic code.
+_REACHING = frozenset(
+    "os posix nt subprocess builtins sys importlib shutil socket ctypes pickle marshal runpy code pty "
+    "operator functools types io pathlib globals locals vars".split()
+)
+#: Names a file assigns that stand for a module object even without an import statement.
+_BYTES_LOADERS = frozenset({"pickle.loads", "_pickle.loads", "dill.loads", "cloudpickle.loads"})
+_IMPORTED_MODULES = frozenset({"builtins", "sys.modules"})
 _WRITE_METHODS = frozenset({"write_text", "write_bytes"})
+_READ_METHODS = frozenset({"read_text", "read_bytes", "open"})
 _SEVERE = frozenset({_RUNS, _CODE})
+#: What a call at load does, by severity (a plain read of a file, such as a tokenizer's vocabulary, is low).
+_AT_LOAD = {_READ: Severity.LOW}
 
 
 class CodeProblem(NamedTuple):
@@ -89,8 +114,11 @@ class CodeProblem(NamedTuple):
 
 
 def _aliases(tree: ast.Module) -> dict[str, str]:
-    """Local names bound by imports anywhere in the file, to the dotted names they stand for."""
-    names: dict[str, str] = {}
+    """Local names bound by imports anywhere in the file, to the dotted names they stand for; names a
+    star import (`from os import *`) binds, for the names the file uses; and names assigned a callable
+    or a module (`run = os.system`, `m = importlib.import_module('os')`), flow-insensitively."""
+    names: dict[str, str] = {"__builtins__": "builtins"}
+    stars: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -98,26 +126,109 @@ def _aliases(tree: ast.Module) -> dict[str, str]:
                     names[alias.asname] = alias.name
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             for alias in node.names:
-                names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+                if alias.name == "*":
+                    stars.append(node.module)
+                else:
+                    names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    modules = {name.partition(".")[0] for name in names.values()}
+    modules |= {a.name.partition(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    if stars:
+        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in names}
+        for name in sorted(used):
+            star = next((f"{m}.{name}" for m in stars if _judge_name(f"{m}.{name}") is not None), None)
+            if star is not None:
+                names[name] = star
+    assigned = [
+        (n.targets[0].id, n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+    ]
+    for _ in range(2):  # twice, so that `o = os` then `f = o.system` resolves in either order
+        for target, value in assigned:
+            dotted = _dotted(value, names)
+            if dotted is None or dotted == target:
+                continue
+            imported = isinstance(value, ast.Call) and _dotted(value.func, names) in _IMPORTERS
+            module = imported or dotted.partition(".")[0] in modules or dotted in _IMPORTED_MODULES
+            if module or _judge_name(dotted) is not None or dotted in _IMPORTERS | _GETATTRS | _OPENERS:
+                names[target] = dotted
     return names
 
 
+def fold(node: ast.expr) -> str | None:
+    """The value of a string built from constants: `'o' + 's'`, `f'{"o"}s'`, `''.join(['o', 's'])`,
+    `chr(111)`, `'so'[::-1]`, `b'os'.decode()`; None when any part is computed at run time."""
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, bytes):
+            return node.value.decode("latin-1")
+        return node.value if isinstance(node.value, str) else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = fold(node.left), fold(node.right)
+        return None if left is None or right is None else left + right
+    if isinstance(node, ast.JoinedStr):
+        parts = [fold(v.value) if isinstance(v, ast.FormattedValue) else fold(v) for v in node.values]
+        return None if any(p is None for p in parts) else "".join(p or "" for p in parts)
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
+        base, step = fold(node.value), node.slice.step
+        plain = node.slice.lower is None and node.slice.upper is None
+        negative = isinstance(step, ast.UnaryOp) and isinstance(step.op, ast.USub)
+        one = negative and isinstance(step.operand, ast.Constant) and step.operand.value == 1  # type: ignore[union-attr]
+        return base[::-1] if base is not None and plain and one else None
+    if isinstance(node, ast.Call):
+        func = node.func
+        if isinstance(func, ast.Name) and func.id == "chr" and len(node.args) == 1:
+            code = node.args[0]
+            if isinstance(code, ast.Constant) and isinstance(code.value, int) and 0 <= code.value < 0x110000:
+                return chr(code.value)
+        if isinstance(func, ast.Attribute) and func.attr in ("decode", "lower", "strip") and not node.args:
+            return fold(func.value)
+        if isinstance(func, ast.Attribute) and func.attr == "join" and len(node.args) == 1:
+            sep, items = fold(func.value), node.args[0]
+            if sep is not None and isinstance(items, (ast.List, ast.Tuple)):
+                parts = [fold(item) for item in items.elts]
+                return None if any(p is None for p in parts) else sep.join(p or "" for p in parts)
+    return None
+
+
 def _dotted(node: ast.expr, aliases: dict[str, str]) -> str | None:
-    """`a.b.c` with import aliases resolved; `__import__('os').system` and `getattr(os, 'system')` too."""
+    """`a.b.c` with import aliases resolved; `__import__('os').system`, `getattr(os, 'system')`,
+    `sys.modules['os']`, `vars(builtins)['eval']` and names built from constants too."""
     parts: list[str] = []
     while True:
         if isinstance(node, ast.Attribute):
-            parts.append(node.attr)
+            if node.attr != "__dict__":
+                parts.append(node.attr)
             node = node.value
             continue
+        if isinstance(node, ast.Subscript):
+            key = fold(node.slice)
+            if key is None:
+                return None
+            base = _dotted(node.value, aliases)
+            if base == "sys.modules":
+                parts.append(key)
+                break
+            if base in ("vars", "globals", "locals"):  # `globals()['os']` is the module-level name
+                parts.append(aliases.get(key, key))
+                break
+            parts.append(key)
+            node = node.value
+            continue
+        if isinstance(node, ast.Call) and not node.args and _dotted(node.func, aliases) in _NAMESPACES:
+            return _dotted(node.func, aliases)  # `globals()`: resolved by the subscript around it
         if isinstance(node, ast.Call) and len(node.args) >= 1:
             func = _dotted(node.func, aliases)
             first, last = node.args[0], node.args[-1]
-            if func in _IMPORTERS and isinstance(first, ast.Constant) and isinstance(first.value, str):
-                parts.append(first.value)
+            module = fold(first)
+            if func in _IMPORTERS and module is not None:
+                parts.append(module)
                 break
-            if func in _GETATTRS and len(node.args) == 2 and isinstance(last, ast.Constant):
-                parts.append(str(last.value))
+            attr = fold(last)
+            if func in _GETATTRS and len(node.args) == 2 and attr is not None:
+                parts.append(attr)
+                node = first
+                continue
+            if func == "vars" and len(node.args) == 1:
                 node = first
                 continue
         if not isinstance(node, ast.Name):
@@ -128,42 +239,163 @@ def _dotted(node: ast.expr, aliases: dict[str, str]) -> str | None:
 
 
 def _writes(call: ast.Call) -> bool:
-    """`open(path, 'w')` and the like: a constant mode that writes, appends or creates."""
+    """`open(path, 'w')` and the like: a mode that writes, appends or creates (a computed mode may)."""
     modes = [kw.value for kw in call.keywords if kw.arg == "mode"] + call.args[1:2]
-    return any(isinstance(m, ast.Constant) and isinstance(m.value, str) and set(m.value) & set("wax+") for m in modes)
+    return any((text := fold(m)) is None or bool(set(text) & set("wax+")) for m in modes)
 
 
-def _judge(call: ast.Call, aliases: dict[str, str]) -> str | None:
-    """What a call does that remote code must not do, or None."""
-    if isinstance(call.func, ast.Attribute) and call.func.attr in _WRITE_METHODS:
-        return _WRITE
-    name = _dotted(call.func, aliases)
-    if name is None:
-        return None
-    if name in _GETATTRS:
-        attr = call.args[1] if len(call.args) > 1 else None
-        return None if isinstance(attr, ast.Constant) else _CODE
-    if name in _IMPORTERS:
-        first = call.args[0] if call.args else None
-        return None if isinstance(first, ast.Constant) else _IMPORT
-    if name in ("open", "builtins.open", "io.open"):
-        return _WRITE if _writes(call) else None
+def _outside(path: ast.expr, aliases: dict[str, str]) -> bool:
+    """A path that names a file outside the model: absolute or home-relative constants, the home
+    folder, the environment."""
+    for node in ast.walk(path):
+        text = fold(node) if isinstance(node, (ast.Constant, ast.BinOp, ast.JoinedStr)) else None
+        if text is not None and (text.startswith(("/", "~", "\\\\")) or re.match(r"[A-Za-z]:[\\\\/]", text)):
+            return True
+        target = node.func if isinstance(node, ast.Call) else node
+        if isinstance(target, (ast.Name, ast.Attribute)) and _dotted(target, aliases) in _OUTSIDE:
+            return True
+    return False
+
+
+def _judge_name(name: str) -> str | None:
+    """What calling a dotted name does, by the table of calls; None when it is not there."""
     for what, patterns in _CALLS:
         if any(fnmatch.fnmatchcase(name, p) for p in patterns):
             return what
     return None
 
 
+def _judge(call: ast.Call, aliases: dict[str, str]) -> str | None:
+    """What a call does that remote code must not do, or None."""
+    func = call.func
+    if isinstance(func, ast.Attribute) and func.attr in _WRITE_METHODS:
+        return _WRITE
+    if isinstance(func, ast.Attribute) and func.attr in _READ_METHODS and _outside(func.value, aliases):
+        return _READ_OUTSIDE
+    name = _dotted(func, aliases)
+    if name is None:
+        return None
+    if name in _GETATTRS:
+        attr = call.args[1] if len(call.args) > 1 else None
+        text = fold(attr) if attr is not None else None
+        if text is not None:
+            return _CODE if _risky_attribute(text) else None
+        # a computed name reaches code only on an object that holds such callables: `getattr(self, k)`,
+        # `getattr(torch, dtype)` are ordinary model code
+        owner = _dotted(call.args[0], aliases) if call.args else None
+        return _CODE if owner is not None and owner.partition(".")[0] in _REACHING else None
+    if name in _IMPORTERS:
+        first = call.args[0] if call.args else None
+        # a module name built from pieces (`'o' + 's'`) is obfuscation even when it folds to a constant
+        return None if isinstance(first, ast.Constant) and isinstance(first.value, str) else _IMPORT
+    if name in _ATTRIBUTE_CALLERS:
+        first = call.args[0] if call.args else None
+        text = fold(first) if first is not None else None
+        # a computed name applies to an object not known here: only names known to reach code count
+        return _CODE if text is not None and any(_risky_attribute(t) for t in text.split(".")) else None
+    if name in _OPENERS:
+        if _writes(call):
+            return _WRITE
+        path = call.args[0] if call.args else None
+        if path is not None and _outside(path, aliases):
+            return _READ_OUTSIDE
+        return _READ
+    if name in _BYTES_LOADERS:
+        data = call.args[0] if call.args else None
+        # `pickle.loads(pickle.dumps(state))` round-trips the code's own objects (tokenizers do it)
+        return None if isinstance(data, (ast.Name, ast.Attribute, ast.Subscript)) else _LOAD
+    return _judge_name(name)
+
+
+def _risky_attribute(name: str) -> bool:
+    """An attribute name that reaches code: the dunders of sandbox escapes, and the names of callables
+    that run commands or dynamic code (`system`, `popen`, `eval`)."""
+    return name in _ESCAPES or _judge_name(f"os.{name}") == _RUNS or _judge_name(name) in _SEVERE
+
+
+#: Dunder attributes that only sandbox escapes walk through, wherever they are written.
+_WALKS = frozenset({"__subclasses__", "__globals__", "__builtins__"})
+#: Dunder attributes that lead from any object to modules, builtins or code objects.
+_ESCAPES = frozenset(
+    "__globals__ __builtins__ __import__ __subclasses__ __code__ __closure__ __func__ __self__ __class__ "
+    "__base__ __bases__ __mro__ __dict__ __getattribute__ __reduce__ __reduce_ex__ __loader__ __spec__".split()
+)
+
+
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_SELF = frozenset({"self", "cls"})
+_REFERENCES = (ast.Name, ast.Attribute)
+
+
+def _calls(body: list[ast.AST]) -> Iterator[ast.expr]:
+    """The callees and decorators of a body, not descending into the functions and lambdas it defines
+    (their decorators and default values do run with it)."""
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _FUNCTIONS):
+            yield from node.decorator_list
+            stack += [*node.args.defaults, *(d for d in node.args.kw_defaults if d)]
+            continue
+        if isinstance(node, ast.Lambda):
+            continue
+        if isinstance(node, ast.Call):
+            yield node.func
+            # a function handed to a call at load is run by it more often than not: `atexit.register(f)`,
+            # `Thread(target=f).start()`, `self.apply(self._init_weights)`
+            yield from (a for a in (*node.args, *(k.value for k in node.keywords)) if isinstance(a, _REFERENCES))
+        if isinstance(node, ast.ClassDef):
+            yield from node.decorator_list
+        stack += ast.iter_child_nodes(node)
+
+
+def _run_at_load(tree: ast.Module, constructors: frozenset[str]) -> dict[int, str]:
+    """The functions and methods of the file that its load-time code calls, directly or through other
+    helpers (`__init__` calling `self._setup()`, module code calling `_bootstrap()`, a decorator defined
+    in the file): their bodies run at load too. Keyed by node id, to the name shown in evidence."""
+    functions: dict[str, list[ast.AST]] = collections.defaultdict(list)
+    methods: dict[str, list[ast.AST]] = collections.defaultdict(list)
+    roots: list[ast.AST] = []
+    pending: list[ast.AST] = [tree]
+    while pending:  # module and class bodies, where definitions are found
+        scope = pending.pop()
+        for node in getattr(scope, "body", []):
+            if isinstance(node, _FUNCTIONS):
+                (methods if isinstance(scope, ast.ClassDef) else functions)[node.name].append(node)
+                if isinstance(scope, ast.ClassDef) and node.name in constructors:
+                    roots += node.body
+            elif isinstance(node, ast.ClassDef):
+                pending.append(node)
+                roots += [ast.Call(func=d, args=[], keywords=[]) for d in node.decorator_list]
+            if not isinstance(node, ast.ClassDef):
+                roots.append(node)
+    found: dict[int, str] = {}
+    queue: list[list[ast.AST]] = [roots]
+    while queue:
+        for callee in _calls(queue.pop()):
+            targets: list[ast.AST] = []
+            if isinstance(callee, ast.Name):
+                targets = functions.get(callee.id, [])
+            elif isinstance(callee, ast.Attribute) and isinstance(callee.value, ast.Name):
+                targets = methods.get(callee.attr, []) if callee.value.id in _SELF else []
+            for target in targets:
+                if id(target) not in found and isinstance(target, _FUNCTIONS):
+                    found[id(target)] = f"in {target.name}(), which runs at load"
+                    queue.append(list(target.body))
+    return found
+
+
 def analyse_source(
     text: str, file: str, constructors: frozenset[str] = CONSTRUCTORS
 ) -> tuple[list[CodeProblem], list[str]]:
     """Problems in one file's code, and the modules it imports relatively (`from .x import y` -> 'x');
-    methods named in `constructors` are judged as running at load."""
+    methods named in `constructors`, and the file's own helpers they call, are judged as running at load."""
     try:
         tree = ast.parse(text, filename=file)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         return [CodeProblem(Severity.MEDIUM, file, 0, f"could not be parsed ({type(exc).__name__}); not analysed")], []
     aliases = _aliases(tree)
+    at_load = _run_at_load(tree, constructors)
     problems: list[CodeProblem] = []
     relative: list[str] = []
     # (node, when it runs, whether it is directly in a class body); an explicit stack bounds recursion.
@@ -173,10 +405,11 @@ def analyse_source(
         node, when, in_class = stack.pop()
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             relative += [node.module] if node.module else [alias.name for alias in node.names]
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        if isinstance(node, _FUNCTIONS):
             outer = [*node.decorator_list, *node.args.defaults, *(d for d in node.args.kw_defaults if d)]
             stack += [(child, when, False) for child in outer]
             inner = "in a constructor" if in_class and node.name in constructors and when != "when called" else None
+            inner = inner or at_load.get(id(node))
             stack += [(child, inner or "when called", False) for child in node.body]
             continue
         if isinstance(node, ast.Lambda):
@@ -189,11 +422,19 @@ def analyse_source(
             if what in _SEVERE:
                 code = truncate(ast.get_source_segment(text, node) or ast.unparse(node), 120)
                 problems.append(CodeProblem(Severity.CRITICAL, file, node.lineno, f"{code} used {when} ({what})"))
+        if isinstance(node, ast.Attribute) and node.attr in _WALKS:
+            # `().__class__.__base__.__subclasses__()`: from any object to every class, module and builtin
+            severity = Severity.HIGH if when == "when called" else Severity.CRITICAL
+            code = truncate(ast.get_source_segment(text, node) or ast.unparse(node), 120)
+            problems.append(CodeProblem(severity, file, node.lineno, f"{code} {when} (walks to {node.attr})"))
         if isinstance(node, ast.Call):
             called.add(id(node.func))
             what = _judge(node, aliases)
             if what is not None and (when != "when called" or what in _SEVERE):
-                severity = Severity.CRITICAL if what in _SEVERE and when != "when called" else Severity.HIGH
+                if when == "when called":
+                    severity = Severity.HIGH
+                else:
+                    severity = Severity.CRITICAL if what in _SEVERE else _AT_LOAD.get(what, Severity.HIGH)
                 code = truncate(ast.get_source_segment(text, node) or ast.unparse(node), 120)
                 problems.append(CodeProblem(severity, file, node.lineno, f"{code} {when} ({what})"))
         is_class = isinstance(node, ast.ClassDef)

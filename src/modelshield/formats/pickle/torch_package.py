@@ -12,6 +12,7 @@ resolve to shipped modules named like packages the catalogue knows.
 
 from __future__ import annotations
 
+import ast
 import pickletools
 import zipfile
 from collections.abc import Generator, Iterator
@@ -21,6 +22,7 @@ from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import Source
+from modelshield.formats.pickle import torch_views
 
 SHIPPED_CODE = Rule(
     id="PKG001",
@@ -41,15 +43,20 @@ SHIPPED_CODE = Rule(
 SHADOWED_MODULE = Rule(
     id="PKG002",
     title="torch.package ships a module named like a known package",
-    severity=Severity.HIGH,
+    severity=Severity.MEDIUM,
     category=Category.LOAD_TIME_CODE,
     overview="A pickle of the archive names a global whose module the archive ships itself, under the name "
     "of a package the scanner's catalogue knows (`numpy`, `torch`, `collections`, ...). `PackageImporter` "
-    "resolves it to the shipped source, not to the installed package, so the name proves nothing.",
+    "resolves it to the shipped source, not to the installed package, so the allowlist's trust in the name "
+    "does not apply: the global is judged by the shipped source (its module, parent `__init__.py` files and "
+    "the shipped modules it imports). Medium when that source does nothing at load (exporters intern "
+    "third-party packages under their own names), raised to the severity of what it does.",
     attack="The attacker ships `numpy/core/multiarray.py` with a payload and pickles an ordinary array: "
     "`numpy.core.multiarray._reconstruct` looks trusted, but the archive's own code runs.",
-    impact="Whatever the shipped module does (see PKG001 for what was found in it) runs at load.",
-    remediation="Do not load the package; an exporter never needs to ship code under another package's name.",
+    impact="Whatever the shipped module does (see PKG001 for what was found in it) runs at load; a benign "
+    "shipped copy still replaces the installed code the name promises.",
+    remediation="Do not load the package unless you reviewed the shipped modules; prefer packages that extern "
+    "third-party libraries instead of shipping copies of them.",
     example="`shadows_numpy/numpy/core/multiarray.py` in the archive, `model.pkl` naming "
     "`numpy.core.multiarray._reconstruct`.",
 )
@@ -65,12 +72,46 @@ UNREAD_MEMBER = Rule(
     remediation="Review the member by hand before loading the package.",
 )
 
+SHIPPED_GLOBAL = Rule(
+    id="PKG004",
+    title="torch.package pickle calls code the package ships",
+    severity=Severity.HIGH,
+    category=Category.LOAD_TIME_CODE,
+    overview="A pickle of the archive names a global whose module `PackageImporter` loads from the archive "
+    "itself (the module, a parent package's `__init__.py`, or a shipped module it imports), and that shipped "
+    "source acts at load (PKG001). The global is judged by that source, whatever its name.",
+    attack="The pickle only names `mymodels.net.Net`; importing the shipped `mymodels/__init__.py` or a helper "
+    "the module imports runs the payload, so the pickle looks like an ordinary custom class.",
+    impact="Whatever the shipped source does (severity of its worst PKG001 problem) runs at `load_pickle`.",
+    remediation="Do not load the package; re-create the model from source you trust.",
+    example="`model.pkl` naming `mymodels.net.Net`, `mymodels/__init__.py` calling `os.system(...)`.",
+)
+EXTERN_MODULE = Rule(
+    id="PKG005",
+    title="torch.package imports a powerful host module nothing in it names",
+    severity=Severity.HIGH,
+    category=Category.LOAD_TIME_CODE,
+    overview="`.data/extern_modules` lists modules `PackageImporter` imports from the host environment; the "
+    "shipped code can only import modules listed there (or shipped). `PackageExporter` writes the list from "
+    "the imports of the shipped code, so a module that runs commands, reaches arbitrary attributes, touches "
+    "files or the network, or loads pickles, that no shipped source imports by name and no pickle names, is "
+    "only needed by code that imports it by a computed name, or by an archive edited by hand.",
+    attack="The attacker hides the import (`__import__(''.join(...))`) and adds `os` to `extern_modules` so "
+    "that the hermetic importer lets the shipped code reach it.",
+    impact="The shipped code can run commands or touch files through the host module.",
+    remediation="Do not load the package; an exported package lists exactly the modules its code imports.",
+    example="`.data/extern_modules` listing `subprocess` while no shipped `.py` member imports it.",
+)
+
 MAX_MEMBER = 1 << 20
 """Bytes of one shipped module or pickle read for analysis."""
+MAX_EXTERNS = 4096
 _MARKER = ".data/extern_modules"
 #: Methods a pickle makes run while it rebuilds an object of a shipped class.
 _REBUILD = pysource.CONSTRUCTORS | {"__setstate__", "__reduce__", "__reduce_ex__", "__getattr__", "__del__"}
 _STRINGS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "STRING", "BINSTRING"})
+#: Host modules whose import gives the shipped code commands, arbitrary attributes, files or pickles.
+_POWERFUL = frozenset({callables.Kind.CODE, callables.Kind.GADGET, callables.Kind.ACCESS, callables.Kind.LOADER})
 
 
 def _root(names: list[str]) -> str | None:
@@ -112,10 +153,89 @@ def _globals(data: bytes) -> Iterator[tuple[str, str]]:
         return  # the pickle analyser reports the malformed stream
 
 
+def _imports(text: str, module: str, is_package: bool) -> set[str]:
+    """Every module a shipped source names in an import statement, anywhere (relative ones resolved);
+    for `from a import b`, both `a` and `a.b` (b may be a submodule)."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    names: set[str] = set()
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "__import__":
+            # the importer patches `__import__` into the shipped modules' builtins: it loads shipped modules too
+            # (a name built from pieces is not "named": PKG005 still reports the extern it needs)
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                names.add(first.value)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".") if package else []
+                parts = parts[: len(parts) - node.level + 1] if node.level > 1 else parts
+                base = ".".join([*parts, *([base] if base else [])])
+            if base:
+                names.add(base)
+                names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    return names
+
+
+class _Package:
+    """What `PackageImporter` would do with one archive: which modules are shipped, which are externs, and
+    what importing a shipped module runs (its parent packages' `__init__.py`, itself, the shipped modules
+    it imports), judged by the shipped sources' worst problems."""
+
+    def __init__(self, externs: list[str]) -> None:
+        self.externs = externs
+        self.members: dict[str, str] = {}
+        self.problems: dict[str, list[pysource.CodeProblem]] = {}
+        self.imports: dict[str, set[str]] = {}
+
+    def add(self, module: str, member: str, text: str) -> list[pysource.CodeProblem]:
+        problems, _ = pysource.analyse_source(text, member, _REBUILD)
+        self.members[module] = member
+        self.problems[module] = problems
+        self.imports[module] = _imports(text, module, member.endswith("/__init__.py"))
+        return problems
+
+    def extern(self, module: str) -> bool:
+        return any(module == e or module.startswith(e + ".") for e in self.externs)
+
+    def runs(self, module: str) -> list[str] | None:
+        """The shipped modules whose code runs when `module` is imported, or None if it is not shipped
+        (an extern, or a name the importer cannot find)."""
+        if self.extern(module) or not any(m == module or m.startswith(module + ".") for m in self.members):
+            return None
+        ran: dict[str, None] = {}
+        queue = [module]
+        while queue and len(ran) < len(self.members):
+            name = queue.pop()
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):  # parents first: `a/__init__.py` runs before `a/b.py`
+                prefix = ".".join(parts[:i])
+                if prefix in self.members and prefix not in ran and not self.extern(prefix):
+                    ran[prefix] = None
+                    queue += [m for m in self.imports[prefix] if m in self.members and m not in ran]
+        return list(ran)
+
+    def worst(self, modules: list[str]) -> tuple[Severity, str, pysource.CodeProblem | None]:
+        """The worst problem of the given shipped modules, with the module it is in."""
+        found = [(p.severity, m, p) for m in modules for p in self.problems[m][:1]]
+        if not found:
+            return Severity.INFO, "", None
+        return max(found, key=lambda item: item[0])
+
+    def named(self) -> set[str]:
+        return {name for names in self.imports.values() for name in names}
+
+
 class TorchPackageHandler(Handler):
     name = "torch-package"
     label = "torch.package archive"
-    rules = (SHIPPED_CODE, SHADOWED_MODULE, UNREAD_MEMBER)
+    rules = (SHIPPED_CODE, SHADOWED_MODULE, UNREAD_MEMBER, SHIPPED_GLOBAL, EXTERN_MODULE)  # and TEN001
     companion = True
 
     def detect(self, source: Source) -> bool:
@@ -131,28 +251,72 @@ class TorchPackageHandler(Handler):
         with zipfile.ZipFile(source.stream()) as archive:
             infos = archive.infolist()
             root = _root([i.filename for i in infos]) or ""
-            shipped = {m: i for i in infos if (m := _module(i.filename, root))}
-            for module, info in sorted(shipped.items()):
+            marker = yield from self._read(archive, archive.getinfo(root + _MARKER), ctx)
+            externs = (marker or b"").decode("utf-8", "replace").splitlines()[:MAX_EXTERNS]
+            package = _Package([e.strip() for e in externs if callables.valid_module(e.strip())])
+            for info in infos:
+                module = _module(info.filename, root)
+                if module is None:
+                    continue
                 data = yield from self._read(archive, info, ctx)
                 if data is None:
                     continue
-                problems, _ = pysource.analyse_source(data.decode("utf-8", "replace"), info.filename, _REBUILD)
-                for problem in problems:
+                for problem in package.add(module, info.filename, data.decode("utf-8", "replace")):
                     evidence = f"module {module!r}: line {problem.line}: {problem.text}"
                     yield ctx.finding(SHIPPED_CODE, evidence, severity=problem.severity, member=info.filename)
+            pickled: set[str] = set()
             for info in infos:
-                if not info.filename.endswith(".pkl"):
-                    continue
-                data = yield from self._read(archive, info, ctx)
-                for module, name in sorted(set(_globals(data or b""))):
-                    owner = next((m for m in (module, module.rpartition(".")[0]) if m in shipped), None)
-                    known = callables.judge(module, name).kind is not callables.Kind.UNKNOWN
-                    if owner is not None and (known or callables.judge(owner, "").kind is not callables.Kind.UNKNOWN):
-                        evidence = (
-                            f"global {module}.{name} resolves to the archive's own {shipped[owner].filename}, "
-                            f"not to the installed {module.partition('.')[0]}"
-                        )
-                        yield ctx.finding(SHADOWED_MODULE, evidence, member=info.filename)
+                if info.filename.endswith(".pkl"):
+                    data = yield from self._read(archive, info, ctx)
+                    globals_ = sorted(set(_globals(data or b"")))
+                    pickled.update(module for module, _ in globals_)
+                    yield from self._pickle_findings(package, globals_, info.filename, ctx)
+            yield from self._extern_findings(package, pickled, root + _MARKER, ctx)
+            yield from torch_views.view_findings(archive, ctx)
+
+    @staticmethod
+    def _pickle_findings(
+        package: _Package, globals_: list[tuple[str, str]], member: str, ctx: Context
+    ) -> Iterator[Finding]:
+        """One finding per shipped module the pickle's globals import: PKG002 when the name is one the
+        catalogue knows (the allowlist must not vouch for it), PKG004 when the source acts at load."""
+        by_module: dict[str, list[str]] = {}
+        for module, name in globals_:
+            by_module.setdefault(module, []).append(name)
+        for module, names in by_module.items():
+            ran = package.runs(module)
+            if not ran:
+                continue
+            severity, where, problem = package.worst(ran)
+            shown = ", ".join(f"{module}.{n}" for n in names[:3]) + (", ..." if len(names) > 3 else "")
+            files = ", ".join(package.members[m] for m in ran[:3])
+            found = f"; {package.members[where]}:{problem.line}: {problem.text}" if problem else ""
+            known = any(callables.judge(module, n).kind is not callables.Kind.UNKNOWN for n in names)
+            if known or callables.judge(module, "").kind is not callables.Kind.UNKNOWN:
+                evidence = (
+                    f"global {shown} resolves to the archive's own {files}, not to the installed "
+                    f"{module.partition('.')[0]}{found}"
+                )
+                level = severity if severity >= Severity.HIGH else Severity.MEDIUM
+                yield ctx.finding(SHADOWED_MODULE, evidence, severity=level, member=member)
+            elif severity >= Severity.HIGH:
+                evidence = f"global {shown} imports the shipped {files}{found}"
+                yield ctx.finding(SHIPPED_GLOBAL, evidence, severity=severity, member=member)
+
+    @staticmethod
+    def _extern_findings(package: _Package, pickled: set[str], member: str, ctx: Context) -> Iterator[Finding]:
+        named = package.named() | pickled
+        for extern in package.externs:
+            verdict = callables.judge(extern, "")
+            if verdict.kind not in _POWERFUL:
+                continue
+            used = any(n == extern or n.startswith(extern + ".") or extern.startswith(n + ".") for n in named)
+            if not used:
+                evidence = (
+                    f"extern module {extern!r} ({verdict.reason}) is imported from the host, but no shipped "
+                    "module imports it by name and no pickle names it"
+                )
+                yield ctx.finding(EXTERN_MODULE, evidence, member=member)
 
     @staticmethod
     def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, ctx: Context) -> Generator[Finding, None, bytes | None]:
