@@ -14,6 +14,7 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from modelshield.convert.rebuild import Refused, Storage, Tensor, read
@@ -182,8 +183,18 @@ def _storages(value: object) -> Iterator[Storage]:
             yield from _storages(item)
 
 
-def _plans(path: str) -> tuple[list[TensorPlan], list[str]]:
+def _plans(path: str, stack: ExitStack) -> tuple[list[TensorPlan], list[str]]:
+    """Tensor plans by what the file is: an `.npy`, a zip (an `.npz`, or a PyTorch checkpoint), or a
+    legacy PyTorch checkpoint."""
+    from modelshield.convert import numpy_files  # noqa: PLC0415
+
+    if numpy_files.is_npy(path):
+        return numpy_files.npy_plans(path)
     if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if names and all(n.endswith(".npy") for n in names):
+            return numpy_files.npz_plans(path, stack)
         return _zip_plans(path)
     return _legacy_plans(path)
 
@@ -194,26 +205,31 @@ def convert(source: str, output: str, policy: Policy | None = None) -> Conversio
     if not os.path.isfile(source):
         raise ConversionInputError(f"no such file: {source}")
     findings = _scan(source, policy)
-    folder = os.path.dirname(os.path.abspath(output))
     try:
-        plans, skipped = _plans(source)
-        handle, temporary = tempfile.mkstemp(prefix=".modelshield-", suffix=".safetensors", dir=folder)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                written = write(out, plans, {"format": "pt"})
-            _verify(temporary, policy)
-            os.replace(temporary, output)
-        except BaseException:
-            os.unlink(temporary)
-            raise
-        tensors = [(p.name, p.tensor.dtype.name, p.tensor.size) for p in plans]
-        return Conversion(output, tensors, written, skipped)
+        with ExitStack() as stack:
+            return _write(source, output, policy, stack)
     except Refused as exc:
         # The scanner's findings on what the strict reader refused (an unknown class, say) explain it.
         named = [f for f in findings if exc.name and exc.name in f.evidence]
         raise ConversionRefused(str(exc), named) from None
     except (OSError, zipfile.BadZipFile) as exc:
         raise ConversionInputError(f"cannot convert {source}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _write(source: str, output: str, policy: Policy, stack: ExitStack) -> Conversion:
+    plans, skipped = _plans(source, stack)
+    folder = os.path.dirname(os.path.abspath(output))
+    handle, temporary = tempfile.mkstemp(prefix=".modelshield-", suffix=".safetensors", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            written = write(out, plans, {"format": "pt"})
+        _verify(temporary, policy)
+        os.replace(temporary, output)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    tensors = [(p.name, p.tensor.dtype.name, p.tensor.size) for p in plans]
+    return Conversion(output, tensors, written, skipped)
 
 
 #: The index transformers writes beside sharded PyTorch checkpoints, and the one it reads beside safetensors.

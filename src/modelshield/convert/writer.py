@@ -56,25 +56,26 @@ class TensorPlan:
         return self.contiguous and not self.big_endian and self.nbytes > 0
 
 
-def zip_records(archive: zipfile.ZipFile, prefix: str) -> dict[str, tuple[int, int] | None]:
-    """Where each storage record of a zip checkpoint starts and how long it is (None if compressed):
-    after its local header, whose name and extra lengths may differ from the central directory's."""
-    records: dict[str, tuple[int, int] | None] = {}
+def member_data(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[int, int]:
+    """Where a stored member's bytes start in the archive file and how long they are: after its local
+    header, whose name and extra lengths may differ from the central directory's."""
     fp = archive.fp
     assert fp is not None
+    fp.seek(info.header_offset)
+    header = fp.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+        raise Refused(f"member {info.filename} has no local header")
+    fields = _LOCAL_HEADER.unpack(header)
+    return info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1], info.file_size
+
+
+def zip_records(archive: zipfile.ZipFile, prefix: str) -> dict[str, tuple[int, int] | None]:
+    """Each storage record of a zip checkpoint by key: where it lies, or None if it is compressed."""
+    records: dict[str, tuple[int, int] | None] = {}
     for info in archive.infolist():
-        if not info.filename.startswith(f"{prefix}data/"):
-            continue
-        key = info.filename[len(prefix) + len("data/") :]
-        if info.compress_type != zipfile.ZIP_STORED:
-            records[key] = None
-            continue
-        fp.seek(info.header_offset)
-        header = fp.read(_LOCAL_HEADER.size)
-        if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
-            raise Refused(f"storage {info.filename} has no local header")
-        fields = _LOCAL_HEADER.unpack(header)
-        records[key] = (info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1], info.file_size)
+        if info.filename.startswith(f"{prefix}data/"):
+            key = info.filename[len(prefix) + len("data/") :]
+            records[key] = member_data(archive, info) if info.compress_type == zipfile.ZIP_STORED else None
     return records
 
 

@@ -130,6 +130,9 @@ class Header(NamedTuple):
     dtype: Dtype
     shape: tuple[int, ...]
     data_offset: int
+    #: the descriptor as written (`<f4`, a field list...) and the element order, for `convert`
+    descr: Any = None
+    fortran_order: bool = False
 
     @property
     def data_size(self) -> int | None:
@@ -262,7 +265,9 @@ def read_header(source: Source) -> Header:
         raise HeaderError(f"shape {shape!r} has a negative dimension")
     if not isinstance(fields["fortran_order"], bool):
         raise HeaderError(f"fortran_order {fields['fortran_order']!r} is not a bool")
-    return Header(version, parse_descr(fields["descr"]), shape, start + length)
+    return Header(
+        version, parse_descr(fields["descr"]), shape, start + length, fields["descr"], fields["fortran_order"]
+    )
 
 
 class NpyHandler(Handler):

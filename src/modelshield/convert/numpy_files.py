@@ -1,0 +1,96 @@
+"""NumPy `.npy` and `.npz` files as tensor plans: their headers are read by the scanner's own parser
+(`formats/tensors/numpy_array.py`, never `np.load`), and only plain numeric arrays are converted."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import zipfile
+from contextlib import ExitStack
+
+from modelshield.convert.rebuild import DTYPES, Refused, Storage, Tensor
+from modelshield.convert.writer import TensorPlan, member_data, plan
+from modelshield.core.source import FileSource, SliceSource
+from modelshield.formats.tensors.numpy_array import MAGIC, HeaderError, read_header
+
+#: NumPy type strings (without byte order) -> torch dtype names in DTYPES.
+_KINDS = {
+    "f8": "float64",
+    "f4": "float32",
+    "f2": "float16",
+    "i8": "int64",
+    "i4": "int32",
+    "i2": "int16",
+    "i1": "int8",
+    "u1": "uint8",
+    "u2": "uint16",
+    "u4": "uint32",
+    "u8": "uint64",
+    "b1": "bool",
+    "c8": "complex64",
+}
+
+
+def is_npy(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(MAGIC)) == MAGIC
+
+
+def _array(path: str, name: str, offset_in_file: int = 0) -> tuple[Tensor, int, bool]:
+    """The tensor an `.npy` (at `offset_in_file` of `path`) holds, where its data starts, and whether it is
+    big-endian; raises Refused for anything but a plain numeric array."""
+    whole = FileSource(path)
+    source = SliceSource(whole, offset_in_file, whole.size - offset_in_file) if offset_in_file else whole
+    try:
+        header = read_header(source)
+    except HeaderError as exc:
+        raise Refused(f"{name}: {exc}") from None
+    descr = header.descr
+    if not isinstance(descr, str) or descr[1:] not in _KINDS or descr[0] not in "<>|=":
+        raise Refused(f"{name}: dtype {descr!r} is not a plain numeric type safetensors can hold")
+    dtype = DTYPES[_KINDS[descr[1:]]]
+    shape = header.shape
+    count = math.prod(shape)
+    rows = [math.prod(shape[i + 1 :]) for i in range(len(shape))]
+    # Fortran order is column-major: the same bytes read with reversed strides.
+    stride = tuple(math.prod(shape[:i]) for i in range(len(shape))) if header.fortran_order else tuple(rows)
+    storage = Storage(name, dtype, count)
+    return Tensor(storage, dtype, 0, shape, stride), offset_in_file + header.data_offset, descr[0] == ">"
+
+
+def npy_plans(path: str) -> tuple[list[TensorPlan], list[str]]:
+    """A single `.npy` file: one tensor, named `array`."""
+    tensor, start, big = _array(path, "array")
+    size = os.path.getsize(path) - start
+    nbytes = math.prod(tensor.size) * tensor.dtype.itemsize
+    if size != nbytes:
+        raise Refused(f"array data is {size} bytes, the header says {nbytes}")
+    return plan(path, {"array": (start, size)}, {"array": tensor}, big), []
+
+
+def npz_plans(path: str, stack: ExitStack) -> tuple[list[TensorPlan], list[str]]:
+    """An `.npz`: one tensor per `NAME.npy` member. Stored members are read in place; compressed ones
+    (`savez_compressed`) are first inflated, in bounded pieces, into a temporary file removed afterwards."""
+    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="modelshield-npz-"))
+    plans: list[TensorPlan] = []
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                raise Refused(f"{info.filename}: an .npz member that is not an array")
+            name = info.filename[: -len(".npy")]
+            if info.compress_type == zipfile.ZIP_STORED:
+                source_path = path
+                offset, length = member_data(archive, info)
+            else:
+                source_path = os.path.join(folder, f"{len(plans)}.npy")
+                with archive.open(info) as member, open(source_path, "wb") as out:
+                    shutil.copyfileobj(member, out, 8 << 20)
+                offset, length = 0, os.path.getsize(source_path)
+            tensor, start, big = _array(source_path, name, offset)
+            nbytes = math.prod(tensor.size) * tensor.dtype.itemsize
+            if offset + length - start != nbytes:
+                raise Refused(f"{name}: array data is {offset + length - start} bytes, the header says {nbytes}")
+            plans += plan(source_path, {name: (start, nbytes)}, {name: tensor}, big)
+    return plans, []
