@@ -722,3 +722,35 @@ class Trust:
         if verdict.trusted or not self.trusts(module, qualname, verdict):
             return verdict
         return _verdict(Kind.DATA, verdict.package, "trusted by the policy")
+
+
+# --------------------------------------------------------------------------- numpy and scipy ufuncs
+# Element-wise maths that skops trusts by default as function references (its FunctionNode): a ufunc only
+# computes on the arrays it is given. Kept apart from ALLOWLIST, whose entries pickles may call at load.
+NUMPY_UFUNCS = frozenset(
+    """absolute add arccos arccosh arcsin arcsinh arctan arctan2 arctanh bitwise_and bitwise_count bitwise_or
+    bitwise_xor cbrt ceil conjugate copysign cos cosh deg2rad degrees divide divmod equal exp exp2 expm1 fabs
+    float_power floor floor_divide fmax fmin fmod frexp gcd greater greater_equal heaviside hypot invert isfinite
+    isinf isnan isnat lcm ldexp left_shift less less_equal log log10 log1p log2 logaddexp logaddexp2 logical_and
+    logical_not logical_or logical_xor matmul matvec maximum minimum modf multiply negative nextafter not_equal
+    positive power rad2deg radians reciprocal remainder right_shift rint sign signbit sin sinh spacing sqrt square
+    subtract tan tanh trunc vecdot vecmat abs bitwise_not bitwise_invert conj mod true_divide acos acosh asin
+    asinh atan atan2 atanh bitwise_left_shift bitwise_right_shift pow""".split()
+)
+#: scipy.special's compiled ufunc modules: every public name is a ufunc, except the modules they import.
+SCIPY_UFUNC_MODULES = frozenset({"scipy.special._ufuncs", "scipy.special._special_ufuncs"})
+_SCIPY_UFUNC_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+_SCIPY_NOT_UFUNCS = frozenset({"np", "scipy", "errstate", "geterr", "seterr"})
+
+
+def is_ufunc(module: str, name: str) -> bool:
+    """Whether `module.name` is a numpy or scipy.special ufunc: pure element-wise maths when called."""
+    module = canonical(module)
+    if module in ("numpy", "numpy._core.umath", "numpy.core.umath"):
+        return name in NUMPY_UFUNCS
+    return module in SCIPY_UFUNC_MODULES and bool(_SCIPY_UFUNC_NAME.match(name)) and name not in _SCIPY_NOT_UFUNCS
+
+
+#: numpy's random Generator class: called with a bit generator (skops' RandomGeneratorNode, and the class
+#: that `numpy.random._pickle.__generator_ctor` builds), it only holds that generator's state.
+ALLOWLIST = ALLOWLIST | {"numpy.random._generator.Generator", "numpy.random.Generator"}
