@@ -23,6 +23,7 @@ from modelshield.core.rules import CATALOGUE
 from modelshield.core.scan_rules import ENGINE_RULES
 from modelshield.formats.configs.hf_config import HfConfigHandler
 from modelshield.formats.configs.skops import SkopsHandler
+from modelshield.formats.configs.torchserve import TorchServeArchiveHandler, TorchServeManifestHandler
 from modelshield.formats.keras.config import KerasConfigHandler, KerasMetadataHandler
 from modelshield.formats.keras.hdf5 import Hdf5Handler
 from modelshield.formats.llm.gguf import GgufHandler
@@ -69,6 +70,8 @@ HANDLERS: tuple[Handler, ...] = (
     TorchScriptCodeHandler(),
     TorchPackageHandler(),
     SkopsHandler(),
+    TorchServeArchiveHandler(),
+    TorchServeManifestHandler(),
 )
 
 CATALOGUE.register(ENGINE_RULES)
