@@ -22,6 +22,7 @@ from modelshield.core.handler import Handler
 from modelshield.core.rules import CATALOGUE
 from modelshield.core.scan_rules import ENGINE_RULES
 from modelshield.formats.configs.hf_config import HfConfigHandler
+from modelshield.formats.configs.mlflow import MlflowModelHandler
 from modelshield.formats.configs.skops import SkopsHandler
 from modelshield.formats.configs.torchserve import TorchServeArchiveHandler, TorchServeManifestHandler
 from modelshield.formats.keras.config import KerasConfigHandler, KerasMetadataHandler
@@ -72,6 +73,7 @@ HANDLERS: tuple[Handler, ...] = (
     SkopsHandler(),
     TorchServeArchiveHandler(),
     TorchServeManifestHandler(),
+    MlflowModelHandler(),
 )
 
 CATALOGUE.register(ENGINE_RULES)

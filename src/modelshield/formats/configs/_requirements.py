@@ -31,14 +31,6 @@ class Requirement(NamedTuple):
     name: str | None
     unusual: str | None = None
 
-    @property
-    def include(self) -> str | None:
-        """The file a `-r other.txt` line pulls in, if it is one."""
-        for option in _INCLUDES:
-            if self.text.startswith(option + " ") or self.text.startswith(option + "="):
-                return self.text[len(option) + 1 :].strip()
-        return None
-
 
 def parse_line(line: str) -> Requirement | None:
     """One line of a requirements file (comments and blank lines are None)."""

@@ -149,7 +149,8 @@ def _module_of(name: str) -> str | None:
     return module if module.isidentifier() and (name.endswith(".py") or "/" in name) else None
 
 
-def _shadows(module: str) -> bool:
+def shadows(module: str) -> bool:
+    """Whether a module a model puts first on the import path would replace a standard or known one."""
     if module in sys.stdlib_module_names or module in ("ts", "torch", "torchvision", "PIL", "numpy"):
         return True
     return callables.judge(module, "").kind is not callables.Kind.UNKNOWN
@@ -193,7 +194,7 @@ def analyse(archive: Archive, doc: dict[str, Any]) -> Iterator[Finding]:
     for name in python[:MAX_FILES]:
         yield from _analyse_file(archive, name, loaded.get(name), frozenset(methods))
     for module in sorted(shipped):
-        if module != handler and _shadows(module):
+        if module != handler and shadows(module):
             evidence = f"ships {module!r}, the name of an installed or standard module, at the top of the model folder"
             yield archive.finding(SHADOWED_MODULE, MANIFEST, evidence, module=module)
     yield from _serialized(archive, model)
