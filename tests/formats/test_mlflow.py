@@ -139,3 +139,16 @@ def test_mlmodel_that_is_not_yaml_or_too_deep_is_not_claimed(tmp_path: Path) -> 
     (tmp_path / "MLmodel").write_text("flavors: " + "[" * 300 + "]" * 300 + "\n", encoding="utf-8")
     result = scan_file(str(tmp_path / "MLmodel"))
     assert any(f.level >= Severity.MEDIUM for f in result.findings)  # the YAML bound, fail-closed
+
+
+def test_loader_package_and_other_code_files_are_analysed(tmp_path: Path) -> None:
+    """A loader module that is a package of code/, and a code/ file only the pickled model imports."""
+    model = copy(tmp_path, "pyfunc_loader_module")
+    (model / "code" / "evil_loader.py").unlink()
+    (model / "code" / "evil_loader").mkdir()
+    (model / "code" / "evil_loader" / "__init__.py").write_text("import os\nos.system('id')\n", encoding="utf-8")
+    (model / "code" / "helpers.py").write_text("import subprocess\nsubprocess.call('id')\n", encoding="utf-8")
+    found = {f.location.path: f for f in scan_file(str(model / "MLmodel")).findings if f.rule_id == "MLF001"}
+    assert found[str(model / "MLmodel")].level is Severity.CRITICAL  # the loader package
+    assert found[str(model / "code" / "helpers.py")].level is Severity.CRITICAL
+    assert "MLF002" not in levels(model / "MLmodel")

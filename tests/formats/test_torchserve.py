@@ -125,3 +125,12 @@ def test_extracted_model_folder(tmp_path: Path) -> None:
     result = scan_file(str(tmp_path / "MAR-INF" / "MANIFEST.json"))
     (finding,) = [f for f in result.findings if f.rule_id == "TSV001"]
     assert finding.level is Severity.CRITICAL and finding.location.path == str(tmp_path / "h.py")
+
+
+def test_handler_package_and_native_extension(tmp_path: Path) -> None:
+    files = {"h/__init__.py": "import os\nos.system('id')\n", "fast.cpython-311-x86_64-linux-gnu.so": b"\x7fELF"}
+    found = {
+        f.location.members[-1]: f.level for f in scan_file(mar(tmp_path, "h", files)).findings if f.rule_id == "TSV001"
+    }
+    assert found == {"h/__init__.py": Severity.CRITICAL, "fast.cpython-311-x86_64-linux-gnu.so": Severity.HIGH}
+    assert "TSV005" not in levels(mar(tmp_path, "h", files))

@@ -26,7 +26,7 @@ from modelshield.core.dependencies import named
 from modelshield.core.dependency_rules import DEPENDENCY, DEPENDENCY_RULES
 from modelshield.core.findings import Finding, Location
 from modelshield.core.handler import Context, Handler
-from modelshield.core.pysource import CodeProblem
+from modelshield.core.pysource import CodeProblem, analyse_source
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import Source
 from modelshield.formats.configs import _requirements, yaml_tree
@@ -182,11 +182,18 @@ class MlflowModel:
 
     def findings(self) -> Iterator[Finding]:
         pyfunc = self.flavour("python_function")
-        code = _text(pyfunc.get("code")) if pyfunc else None
-        code_folder = yield from self._code_folder(code)
+        confs = [conf for conf in self.flavors.values() if isinstance(conf, yaml_tree.Mapping)]
+        folders: dict[str, str] = {}  # `code` value -> its folder (every flavour's loader prepends its own)
+        for code in dict.fromkeys(c for conf in confs if (c := _text(conf.get("code")))):
+            folder = yield from self._code_folder(code)
+            if folder is not None:
+                folders[code] = folder
+        analysed: list[str] = []
         if pyfunc is not None:
-            yield from self._loader_module(pyfunc, code_folder)
+            analysed = yield from self._loader_module(pyfunc, folders.get(_text(pyfunc.get("code")) or ""))
             yield from self._model_code(pyfunc)
+        for folder in folders.values():
+            yield from self._other_code(folder, analysed)
         sklearn = self.flavour("sklearn")
         if sklearn is not None:
             yield from self._trusted_types(sklearn)
@@ -218,23 +225,26 @@ class MlflowModel:
                 yield self.finding(SHADOWING_CODE, evidence, file=os.path.join(code, entry), module=module)
         return folder
 
-    def _loader_module(self, pyfunc: yaml_tree.Mapping, code_folder: str | None) -> Iterator[Finding]:
+    def _loader_module(self, pyfunc: yaml_tree.Mapping, code_folder: str | None) -> Generator[Finding, None, list[str]]:
+        """The loader module, shipped (analysed; its files returned) or from the environment (judged)."""
         module = _text(pyfunc.get("loader_module"))
         if module is None:
             yield self.finding(NOT_ANALYSED, "python_function flavour without a loader_module", Severity.LOW)
-            return
+            return []
         if module == "mlflow" or module.startswith("mlflow."):
             verdict = callables.judge(module, "")
             if verdict.severity >= Severity.HIGH:  # mlflow.projects runs commands
                 yield self.finding(
                     LOADER_MODULE, f"loader_module {module!r}: it {verdict.kind.value}", verdict.severity
                 )
-            return
+            return []
         if code_folder is not None and remote_code.MODULE_NAME.match(module):
-            problems, analysed = remote_code.analyse_modules(code_folder, [module])
+            package = os.path.join(code_folder, *module.split("."), "__init__.py")
+            name = f"{module}.__init__" if os.path.isfile(package) else module
+            problems, analysed = remote_code.analyse_modules(code_folder, [name])
             if analysed:
                 yield self._code_finding(f"loader_module {module!r} is shipped in code/", problems, analysed)
-                return
+                return [os.path.join(code_folder, a) for a in analysed]
         if self.folder is None:
             evidence = f"loader_module {module!r} is not mlflow's; its code folder is not readable inside an archive"
             yield self.finding(NOT_ANALYSED, evidence)
@@ -242,6 +252,37 @@ class MlflowModel:
         evidence = f"loader_module {module!r} is imported from the environment and its _load_pyfunc called; "
         evidence += f"it {verdict.kind.value} ({verdict.reason})"
         yield self.finding(LOADER_MODULE, evidence, max(verdict.severity, Severity.MEDIUM), callable=module)
+        return []
+
+    def _other_code(self, folder: str, analysed: list[str]) -> Iterator[Finding]:
+        """The other `.py` files of a code folder: importable by the loader or the pickled model."""
+        assert self.folder is not None
+        files: list[str] = []
+        for root, dirs, names in os.walk(folder):
+            dirs.sort()
+            files += [os.path.join(root, n) for n in sorted(names) if n.endswith(".py")]
+            if len(files) > MAX_CODE_FILES:
+                break
+        if len(files) > MAX_CODE_FILES:
+            yield self.finding(
+                NOT_ANALYSED, f"more than {MAX_CODE_FILES} Python files in {folder}; the rest not analysed"
+            )
+        for path in files[:MAX_CODE_FILES]:
+            if path in analysed:
+                continue
+            name = os.path.relpath(path, self.folder)
+            if os.path.getsize(path) > remote_code.MAX_FILE_BYTES:
+                yield self.finding(
+                    NOT_ANALYSED, f"{name} is over the {remote_code.MAX_FILE_BYTES}-byte bound", file=name
+                )
+                continue
+            with open(path, "rb") as handle:
+                problems, _ = analyse_source(handle.read().decode("utf-8", "replace"), name)
+            if problems:
+                shown = "; ".join(str(p) for p in problems[:3])
+                evidence = f"{name} is on sys.path while the model loads (its code folder is prepended); {shown}"
+                severity = max(p.severity for p in problems)
+                yield self.finding(LOADER_CODE, evidence, severity, file=name, problems=[str(p) for p in problems[:20]])
 
     def _model_code(self, pyfunc: yaml_tree.Mapping) -> Iterator[Finding]:
         """Models from code: mlflow executes `<model>/<basename of model_code_path>` as a module."""

@@ -120,6 +120,8 @@ BUILT_IN_HANDLERS = frozenset(
 LOAD_METHODS = pysource.CONSTRUCTORS | {"initialize", "_load_pickled_model", "_load_torchscript_model"}
 MAX_FILE = 4 * 1024 * 1024
 MAX_FILES = 64
+#: Files Python imports as extension modules (`import name` finds `name.cpython-311-x86_64-linux-gnu.so`).
+NATIVE_SUFFIXES = (".so", ".pyd")
 MAX_MANIFEST = 1024 * 1024
 MAX_REQUIREMENTS_FILE = 1024 * 1024
 _MARKERS = (b'"archiverVersion"', b'"runtime"')
@@ -179,7 +181,8 @@ def analyse(archive: Archive, doc: dict[str, Any]) -> Iterator[Finding]:
     loaded: dict[str, str] = {}  # module file -> why the worker imports it at load
     if handler in shipped:
         built_in = " (it replaces the built-in handler of that name)" if handler in BUILT_IN_HANDLERS else ""
-        loaded[f"{handler}.py"] = f"the manifest's handler{built_in}"
+        package = f"{handler}/__init__.py"
+        loaded[package if package in archive.names else f"{handler}.py"] = f"the manifest's handler{built_in}"
     elif handler not in BUILT_IN_HANDLERS:
         yield from _installed_handler(archive, handler, function)
     model_file = model.get("modelFile")
@@ -197,6 +200,10 @@ def analyse(archive: Archive, doc: dict[str, Any]) -> Iterator[Finding]:
         if module != handler and shadows(module):
             evidence = f"ships {module!r}, the name of an installed or standard module, at the top of the model folder"
             yield archive.finding(SHADOWED_MODULE, MANIFEST, evidence, module=module)
+    for name in archive.names:
+        if "/" not in name and name.endswith(NATIVE_SUFFIXES) and name != model.get("serializedFile"):
+            evidence = f"{name} is a native extension module on the import path: importing it runs native code"
+            yield archive.finding(SHIPPED_CODE, name, evidence, Severity.HIGH)
     yield from _serialized(archive, model)
     yield from _requirements_finding(archive, model)
 
