@@ -22,6 +22,7 @@ from modelshield.core.handler import Handler
 from modelshield.core.rules import CATALOGUE
 from modelshield.core.scan_rules import ENGINE_RULES
 from modelshield.formats.configs.hf_config import HfConfigHandler
+from modelshield.formats.configs.yaml_config import YamlConfigHandler
 from modelshield.formats.keras.config import KerasConfigHandler, KerasMetadataHandler
 from modelshield.formats.keras.hdf5 import Hdf5Handler
 from modelshield.formats.llm.gguf import GgufHandler
@@ -67,6 +68,7 @@ HANDLERS: tuple[Handler, ...] = (
     ChatTemplateHandler(),
     TorchScriptCodeHandler(),
     TorchPackageHandler(),
+    YamlConfigHandler(),
 )
 
 CATALOGUE.register(ENGINE_RULES)
