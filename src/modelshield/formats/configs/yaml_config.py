@@ -72,13 +72,22 @@ _PYTHON_VALUES = frozenset(
 )
 
 
+#: Names after the tags and keys that import and call them, read from raw bytes when composing stopped.
+_RAW_NAMES = re.compile(
+    rb"(?:!!python/(?:object/apply|object/new|object|name|module):|!(?:new|apply|applyref|name|module):"
+    rb"|_target_:[ \t]*['\"]?)([A-Za-z_][\w.]{0,200})"
+)
+
+
 @dataclass
 class Reading:
-    """One YAML file, composed (or how composing stopped), and whether a loader would act on it."""
+    """One YAML file, composed (or how composing stopped), and whether a loader would act on it;
+    `raw` keeps the bytes when composing stopped at a bound, for the names they show."""
 
     stream: YamlStream | None
     problem: YamlLimit | YamlSyntax | None
     acts: bool
+    raw: bytes = b""
 
 
 def read(source: Source) -> Reading | None:
@@ -91,7 +100,7 @@ def read(source: Source) -> Reading | None:
         if _MARKERS.search(head) is None or head.lstrip(_LEADING).startswith(_JSON_START):
             return None
         over = YamlLimit("max_bytes", f"YAML of {source.size} bytes, more than max_bytes={LIMITS.max_bytes}")
-        return Reading(None, over, True)
+        return Reading(None, over, True, head)
     data = source.read_at(0, source.size)
     if _MARKERS.search(data) is None:
         return None
@@ -100,7 +109,7 @@ def read(source: Source) -> Reading | None:
     try:
         stream = parse(data, LIMITS)
     except YamlLimit as exc:
-        return Reading(None, exc, True)
+        return Reading(None, exc, True, data)
     except YamlSyntax:
         return None  # no YAML loader reads it either
     return Reading(stream, None, any(_acts(doc) for doc in stream.documents))
@@ -132,10 +141,12 @@ def _acts(root: Node) -> bool:
         return False  # a shell script or prose that happens to compose as one scalar
     if any(text_of(root.get(key)) for key in ("target", "cls")):
         return True
-    return any(
-        isinstance(node, Scalar) and (node.value == "_target_" or hydra.interpolates(node.value))
-        for _, node in walk(root)
-    )
+    for _, node in walk(root):
+        if isinstance(node, Mapping) and node.get("_target_") is not None:
+            return True
+        if isinstance(node, Scalar) and hydra.interpolates(node.value):
+            return True
+    return False
 
 
 def pyyaml_problems(root: Node, context: str = "") -> Iterator[Problem]:
@@ -185,7 +196,7 @@ class YamlConfigHandler(Handler):
         reading = last[1] if last is not None and last[0] is source else read(source)
         assert reading is not None
         if reading.problem is not None:
-            yield self._bound(ctx, reading.problem)
+            yield self._bound(ctx, reading.problem, reading.raw)
             return
         assert reading.stream is not None
         stream = reading.stream
@@ -218,7 +229,7 @@ class YamlConfigHandler(Handler):
             shown = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
             yield ctx.finding(
                 HYPERPYYAML_TAG if any(n.startswith("speechbrain") for n in names) else HYDRA_TARGET,
-                f"instantiates only framework classes the loader's own namespaces hold: {shown}",
+                f"framework and data targets (the loaders' own namespaces): {shown}",
                 severity=Severity.INFO,
                 targets=names[:64],
             )
@@ -231,10 +242,18 @@ class YamlConfigHandler(Handler):
                 DEPENDENCY, f"line {line}: {dependency.label} ({dependency.kind})", **dependency.details()
             )
 
-    def _bound(self, ctx: Context, problem: YamlLimit | YamlSyntax) -> Finding:
-        if isinstance(problem, YamlLimit):
-            where = f"line {problem.line}: " if problem.line else ""
-            return ctx.finding(
-                YAML_BOUNDS, f"{where}{problem.detail}; not analysed past this point", limit=problem.limit
-            )
-        return ctx.finding(NOT_ANALYSED, str(problem))
+    def _bound(self, ctx: Context, problem: YamlLimit | YamlSyntax, raw: bytes) -> Finding:
+        """The fail-closed finding; the callables the unanalysed bytes name raise its severity, since a
+        loader that survives the bound (or a later part of the file) would call them."""
+        if not isinstance(problem, YamlLimit):
+            return ctx.finding(NOT_ANALYSED, str(problem))
+        where = f"line {problem.line}: " if problem.line else ""
+        names = list(
+            dict.fromkeys(m[1].decode("ascii", "replace") for m in _RAW_NAMES.finditer(raw[: LIMITS.max_bytes]))
+        )
+        verdicts = [(name, judge_target(name)) for name in names[:64]]
+        worst = max((v.severity for _, v in verdicts), default=Severity.INFO)
+        named = [f"{name} ({v.severity.label})" for name, v in verdicts if v.severity > Severity.INFO][:5]
+        shown = f"; the text names {', '.join(named)}" if named else ""
+        evidence = f"{where}{problem.detail}; not analysed past this point{shown}"
+        return ctx.finding(YAML_BOUNDS, evidence, severity=max(worst, YAML_BOUNDS.severity), limit=problem.limit)
