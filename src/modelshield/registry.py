@@ -25,6 +25,7 @@ from modelshield.formats.configs.hf_config import HfConfigHandler
 from modelshield.formats.configs.mlflow import MlflowModelHandler
 from modelshield.formats.configs.skops import SkopsHandler
 from modelshield.formats.configs.torchserve import TorchServeArchiveHandler, TorchServeManifestHandler
+from modelshield.formats.configs.yaml_config import YamlConfigHandler
 from modelshield.formats.keras.config import KerasConfigHandler, KerasMetadataHandler
 from modelshield.formats.keras.hdf5 import Hdf5Handler
 from modelshield.formats.llm.gguf import GgufHandler
@@ -70,6 +71,7 @@ HANDLERS: tuple[Handler, ...] = (
     ChatTemplateHandler(),
     TorchScriptCodeHandler(),
     TorchPackageHandler(),
+    YamlConfigHandler(),
     SkopsHandler(),
     TorchServeArchiveHandler(),
     TorchServeManifestHandler(),

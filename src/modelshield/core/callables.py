@@ -564,6 +564,64 @@ def _standard_file_resource(state: Mapping[str, object]) -> bool:
     return plain and "__FILE_RESOURCE_DATA__" in state and state.get("name", None) is None
 
 
+# --------------------------------------------------------------------------- config frameworks
+# Configs (Hydra/OmegaConf `_target_`, NeMo `target`, HyperPyYAML `!new:`/`!apply:`/`!name:`) name the
+# framework's own classes by their public, re-exported paths (`torch.nn.Linear`, `nemo.collections.asr.
+# modules.ConformerEncoder`); `judge_target` treats those as the framework's and the rest as the catalogue
+# says. What the frameworks themselves do that is more than building modules is catalogued here.
+DANGEROUS.update(
+    {
+        **_entries(
+            Kind.CODE,
+            # foreign_class imports the `pymodule_file` a model repository ships; run_shell runs a shell
+            # command; import_from_path executes a Python file.
+            """speechbrain.inference.interfaces.foreign_class speechbrain.pretrained.interfaces.foreign_class
+            speechbrain.utils.superpowers omegaconf.OmegaConf.legacy_register_resolver
+            omegaconf.OmegaConf.register_resolver""",
+        ),
+        # NeMo's import_class_by_path imports and returns any dotted path (the one `target` goes through).
+        **_entries(Kind.GADGET, "nemo.utils.model_utils.import_class_by_path"),
+        **_entries(
+            Kind.ACCESS,
+            # downloads (to the local cache) and file links made by the loaders themselves
+            """speechbrain.utils.fetching speechbrain.utils.data_utils.download_file nemo.utils.cloud
+            omegaconf.OmegaConf.load omegaconf.OmegaConf.save""",
+        ),
+    }
+)
+BARE_NAMES.update(_entries(Kind.LOADER, "restore_from from_hparams from_config_file"))
+
+#: Namespaces of the frameworks that instantiate configs, with what they hold: a target below one of them
+#: that the catalogue does not know to be dangerous is the framework's own (info). NeMo's list is its own
+#: `ALLOWED_TARGET_PREFIXES` (nemo/core/classes/common.py, NeMo 2.5+); SpeechBrain's recipes and model
+#: cards build `speechbrain.*`, `torch.nn`/`torch.optim` classes and sentencepiece's processor; Hydra's
+#: own configs name its launcher and sweeper plugins.
+CONFIG_FRAMEWORKS: dict[str, str] = {
+    "nemo.collections": "NeMo models, modules and datasets",
+    "nemo.core": "NeMo core classes",
+    "nemo.utils": "NeMo utilities",
+    "nemo.lightning": "NeMo Lightning integration",
+    "megatron": "Megatron-Core (NeMo's allowed targets)",
+    "torchmetrics": "TorchMetrics metrics",
+    "torch.nn": "PyTorch layers and losses",
+    "torch.optim": "PyTorch optimisers and schedulers",
+    "torch.utils.data": "PyTorch datasets, samplers and loaders",
+    "torch.distributed.fsdp": "PyTorch FSDP wrappers (NeMo's allowed targets)",
+    "lightning.pytorch.callbacks": "Lightning callbacks",
+    "lightning.pytorch.loggers": "Lightning loggers",
+    "lightning.pytorch.strategies": "Lightning strategies",
+    "lightning.pytorch.accelerators": "Lightning accelerators",
+    "lightning.pytorch.trainer": "the Lightning trainer",
+    "pytorch_lightning.callbacks": "Lightning callbacks",
+    "pytorch_lightning.trainer": "the Lightning trainer",
+    "omegaconf": "OmegaConf containers",
+    "speechbrain": "SpeechBrain modules, lobes and utilities",
+    "sentencepiece.SentencePieceProcessor": "the SentencePiece tokenizer SpeechBrain models load",
+    "torchaudio.transforms": "torchaudio feature transforms",
+    "hydra._internal.core_plugins": "Hydra's own launcher and sweeper plugins",
+}
+
+
 # --------------------------------------------------------------------------- judging
 def valid_module(text: str) -> bool:
     """Whether `__import__` could accept this module name at all."""
@@ -724,6 +782,7 @@ class Trust:
         return _verdict(Kind.DATA, verdict.package, "trusted by the policy")
 
 
+<<<<<<< HEAD
 # --------------------------------------------------------------------------- numpy and scipy ufuncs
 # Element-wise maths that skops trusts by default as function references (its FunctionNode): a ufunc only
 # computes on the arrays it is given. Kept apart from ALLOWLIST, whose entries pickles may call at load.
@@ -754,3 +813,39 @@ def is_ufunc(module: str, name: str) -> bool:
 #: numpy's random Generator class: called with a bit generator (skops' RandomGeneratorNode, and the class
 #: that `numpy.random._pickle.__generator_ctor` builds), it only holds that generator's state.
 ALLOWLIST = ALLOWLIST | {"numpy.random._generator.Generator", "numpy.random.Generator"}
+=======
+# --------------------------------------------------------------------------- config targets
+def split_target(dotted: str, *, bare_is_builtin: bool = True) -> tuple[str, str]:
+    """`(module, qualname)` for a dotted path as config loaders resolve it: the last component is the
+    attribute, a bare name is a builtin for PyYAML's `find_python_name` and `pydoc.locate` (HyperPyYAML),
+    and a module for Hydra's `_locate` (`bare_is_builtin=False`)."""
+    module, _, name = dotted.rpartition(".")
+    if module:
+        return module, name
+    return ("builtins", name) if bare_is_builtin else (name, "")
+
+
+def framework_of(dotted: str) -> str | None:
+    """The framework namespace (a `CONFIG_FRAMEWORKS` key) that `dotted` lies in, if any."""
+    for prefix in CONFIG_FRAMEWORKS:
+        if dotted == prefix or dotted.startswith(prefix + "."):
+            return prefix
+    return None
+
+
+def judge_target(dotted: str, *, bare_is_builtin: bool = True, trust: Trust | None = None) -> Verdict:
+    """What a config loader does when it imports `dotted` and calls it: the catalogue's verdict, except
+    that a name of a config framework the catalogue does not know to be dangerous is info."""
+    module, qualname = split_target(dotted, bare_is_builtin=bare_is_builtin)
+    verdict = (trust or Trust()).judge(module, qualname) if valid_module(module) else None
+    if verdict is None:
+        return _verdict(Kind.UNKNOWN, module.partition(".")[0], "not a Python dotted name")
+    if verdict.kind in (Kind.UNKNOWN, Kind.LIBRARY, Kind.WALK):
+        prefix = framework_of(dotted)
+        # A private module inside a framework (hydra._internal.core_plugins) is the framework's; a dunder
+        # or private attribute walked from it is not.
+        walks = verdict.kind is Kind.WALK and any(p.startswith("_") for p in dotted[len(prefix or "") :].split("."))
+        if prefix is not None and not walks:
+            return _verdict(Kind.LIBRARY, verdict.package, f"{CONFIG_FRAMEWORKS[prefix]} ({prefix})", Severity.INFO)
+    return verdict
+>>>>>>> h-yaml
