@@ -782,7 +782,6 @@ class Trust:
         return _verdict(Kind.DATA, verdict.package, "trusted by the policy")
 
 
-<<<<<<< HEAD
 # --------------------------------------------------------------------------- numpy and scipy ufuncs
 # Element-wise maths that skops trusts by default as function references (its FunctionNode): a ufunc only
 # computes on the arrays it is given. Kept apart from ALLOWLIST, whose entries pickles may call at load.
@@ -813,7 +812,8 @@ def is_ufunc(module: str, name: str) -> bool:
 #: numpy's random Generator class: called with a bit generator (skops' RandomGeneratorNode, and the class
 #: that `numpy.random._pickle.__generator_ctor` builds), it only holds that generator's state.
 ALLOWLIST = ALLOWLIST | {"numpy.random._generator.Generator", "numpy.random.Generator"}
-=======
+
+
 # --------------------------------------------------------------------------- config targets
 def split_target(dotted: str, *, bare_is_builtin: bool = True) -> tuple[str, str]:
     """`(module, qualname)` for a dotted path as config loaders resolve it: the last component is the
@@ -848,4 +848,3 @@ def judge_target(dotted: str, *, bare_is_builtin: bool = True, trust: Trust | No
         if prefix is not None and not walks:
             return _verdict(Kind.LIBRARY, verdict.package, f"{CONFIG_FRAMEWORKS[prefix]} ({prefix})", Severity.INFO)
     return verdict
->>>>>>> h-yaml
