@@ -4,6 +4,7 @@ Each part runs in the environment that has its library (none of them is needed b
 
     /work/envs/cfg/bin/python scripts/make_package_config_fixtures.py skops mlflow
     <venv with torch and torch-model-archiver>/bin/python scripts/make_package_config_fixtures.py torchserve
+    <venv with safetensors and numpy>/bin/python scripts/make_package_config_fixtures.py safetensors
 
 Real files (what the libraries write for ordinary models) must scan clean; the hostile ones are written
 by the same libraries with a harmless payload (`echo`), and scripts/prove_package_config_paths.py shows
@@ -147,7 +148,32 @@ def _archive(name: str, work: Path, out: Path, handler: str, *, extra: str = "",
     subprocess.run(command, check=True, cwd=work, env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
-PARTS = {"skops": skops_fixtures, "mlflow": mlflow_fixtures, "torchserve": torchserve_fixtures}
+def safetensors_fixtures() -> None:
+    """safetensors files whose `__metadata__` holds JSON: ordinary training metadata and a framework Hydra
+    config, and a Hydra config whose target runs code (what a project that instantiates it would call)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    out = ROOT / "safetensors"
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {"weight": np.zeros((2, 2), dtype=np.float32)}
+    real = {
+        "format": "pt",
+        "ss_network_args": json.dumps({"conv_dim": 4, "conv_alpha": 1}),
+        "ss_tag_frequency": json.dumps({"cats": {"cat": 3, "sitting": 1}}),
+        "config": json.dumps({"model": {"_target_": "torch.nn.Linear", "in_features": 2, "out_features": 2}}),
+    }
+    save_file(tensors, str(out / "real_metadata.safetensors"), metadata=real)
+    hostile = {"config": json.dumps({"_target_": "builtins.exec", "_args_": [f"print({PAYLOAD!r})"]})}
+    save_file(tensors, str(out / "hydra_target_metadata.safetensors"), metadata=hostile)
+
+
+PARTS = {
+    "skops": skops_fixtures,
+    "mlflow": mlflow_fixtures,
+    "torchserve": torchserve_fixtures,
+    "safetensors": safetensors_fixtures,
+}
 
 if __name__ == "__main__":
     for part in sys.argv[1:] or list(PARTS):

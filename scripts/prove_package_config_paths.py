@@ -6,8 +6,12 @@ run in CI; run each part in the environment that has its library:
 
     /work/envs/cfg/bin/python scripts/prove_package_config_paths.py skops mlflow
     <venv with torchserve and torch>/bin/python scripts/prove_package_config_paths.py torchserve
+    <venv with hydra-core 1.3.2, safetensors, numpy>/bin/python scripts/prove_package_config_paths.py safetensors
 
-Rules the scanner reports for each: SKP001 (skops), MLF001/MLF004 (MLflow), TSV001 (TorchServe).
+(hydra-core 1.3.8 blocklists builtins.exec as a target; 1.3.2 and earlier call it.)
+
+Rules the scanner reports for each: SKP001 (skops), MLF001/MLF004 (MLflow), TSV001 (TorchServe), YML002
+(safetensors metadata).
 """
 
 from __future__ import annotations
@@ -156,10 +160,27 @@ def torchserve_shadowed_builtin(work: Path, sentinel: Path) -> None:
     _load_with_torchserve(model_dir, "image_classifier")
 
 
+# --------------------------------------------------------------------------- safetensors metadata
+def safetensors_hydra_metadata(work: Path, sentinel: Path) -> None:
+    """A project that keeps its Hydra config in the weights file and instantiates it after loading."""
+    import hydra.utils
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    config = {"_target_": "builtins.exec", "_args_": [sentinel_code(sentinel)]}
+    path = work / "model.safetensors"
+    save_file({"w": np.zeros(2, dtype=np.float32)}, str(path), metadata={"config": json.dumps(config)})
+    with safe_open(str(path), "np") as handle:
+        metadata = handle.metadata()
+    hydra.utils.instantiate(json.loads(metadata["config"]))
+
+
 PROOFS: dict[str, list[Callable[[Path, Path], None]]] = {
     "skops": [skops_eval_key_type, skops_operator_call],
     "mlflow": [mlflow_loader_module, mlflow_skops_trusted_types],
     "torchserve": [torchserve_custom_handler, torchserve_shadowed_builtin],
+    "safetensors": [safetensors_hydra_metadata],
 }
 
 if __name__ == "__main__":
