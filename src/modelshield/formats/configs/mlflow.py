@@ -123,6 +123,8 @@ NOT_ANALYSED = Rule(
 RULES = (LOADER_CODE, LOADER_MODULE, SHADOWING_CODE, TRUSTS_TYPES, REQUIREMENTS, NOT_ANALYSED, *DEPENDENCY_RULES)
 
 MAX_MLMODEL = 1024 * 1024
+#: Bytes of a file's head in which `flavors:` must appear for it to be an MLmodel.
+HEAD = 16 * 1024
 MAX_ENV_FILE = 1024 * 1024
 MAX_CODE_FILES = 64
 #: Keys of a flavour whose value is a file or folder the flavour's loader opens, relative to the model.
@@ -145,11 +147,12 @@ def _items(node: yaml_tree.Node | None) -> list[yaml_tree.Node]:
 
 def read_mlmodel(source: Source) -> yaml_tree.Mapping | None:
     """The MLmodel document if the bytes are one (a YAML mapping with a `flavors` mapping), else None."""
-    if b"\0" in source.head(4096) or source.size > MAX_MLMODEL:
+    head = source.head(HEAD)
+    # mlflow writes MLmodel's keys sorted: `flavors` follows a few short keys, well inside the head.
+    # Only then is the size asked, which for a decoded member means decoding it.
+    if b"flavors:" not in head or b"\0" in head or source.size > MAX_MLMODEL:
         return None
     data = source.read_at(0, source.size)
-    if b"flavors:" not in data:
-        return None
     try:
         stream = yaml_tree.parse(data)
     except yaml_tree.YamlSyntax:

@@ -114,6 +114,18 @@ _FIXED = frozenset(
 BIT_GENERATORS = frozenset({"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"})
 
 
+#: A node's place in the schema: (parent, key), rendered as `$.content.0` only for reported nodes.
+Path = tuple[Any, str] | None
+
+
+def render(path: Path) -> str:
+    parts: list[str] = []
+    while path is not None:
+        path, key = path
+        parts.append(key)
+    return ".".join(["$", *reversed(parts)])
+
+
 @dataclass
 class Named:
     """One callable a schema names, with how skops uses it and where it first appears."""
@@ -134,15 +146,15 @@ class Schema:
     problems: list[str] = field(default_factory=list)
     nodes: int = 0
 
-    def add(self, module: Any, qualname: Any, use: str, path: str) -> None:
+    def add(self, module: Any, qualname: Any, use: str, path: Path) -> None:
         if not isinstance(module, str) or not isinstance(qualname, str):
-            self.problems.append(f"{path}: module or class is not a string")
+            self.problems.append(f"{render(path)}: module or class is not a string")
             return
         key = (module, qualname, use)
         if key in self.names:
             self.names[key].count += 1
         else:
-            self.names[key] = Named(module, qualname, use, path)
+            self.names[key] = Named(module, qualname, use, render(path))
 
 
 def _json_value(node: Any) -> tuple[bool, Any]:
@@ -169,7 +181,7 @@ def _state(content: Any) -> dict[str, Any]:
     return found
 
 
-def _judge_node(node: dict[str, Any], path: str, protocol: Any, schema: Schema) -> None:
+def _judge_node(node: dict[str, Any], path: Path, protocol: Any, schema: Schema) -> None:
     loader = node["__loader__"]
     module, qualname = node.get("__module__"), node.get("__class__")
     if loader in USES:
@@ -180,7 +192,8 @@ def _judge_node(node: dict[str, Any], path: str, protocol: Any, schema: Schema) 
         if loader == "NdArrayNode" and (node.get("type") != "numpy" or f"{module}.{qualname}" == "numpy.ndarray"):
             return  # a json-typed array is built as an object ndarray; a plain ndarray is np.load's result
         schema.add(module, qualname, USES[loader], path)
-        if loader == "ObjectNode" and isinstance(module, str) and isinstance(qualname, str):
+        stateful = f"{module}.{qualname}" in callables.SIDE_EFFECTS or f"{module}.{qualname}" == callables.PLURAL_RULE
+        if loader == "ObjectNode" and isinstance(module, str) and isinstance(qualname, str) and stateful:
             state = _state(node.get("content"))
             if state:
                 schema.states.setdefault((module, qualname), state)
@@ -196,11 +209,11 @@ def _judge_node(node: dict[str, Any], path: str, protocol: Any, schema: Schema) 
             use = f"getattr(obj, {func!r}) on the restored object: a bound method the estimator calls"
             schema.add(owner.get("__module__"), f"{owner.get('__class__')}.{func}", use, path)
         else:
-            schema.problems.append(f"{path}: MethodNode without an object and a method name")
+            schema.problems.append(f"{render(path)}: MethodNode without an object and a method name")
     elif loader == "OperatorFuncNode":
         schema.add("operator", qualname, "calls getattr(operator, name)(*attrs)", path)
     elif loader not in _FIXED:
-        schema.problems.append(f"{path}: unknown node type {truncate(str(loader), 60)!r} (skops refuses it)")
+        schema.problems.append(f"{render(path)}: unknown node type {truncate(str(loader), 60)!r} (skops refuses it)")
 
 
 def _bit_generator(node: dict[str, Any]) -> Any:
@@ -215,11 +228,11 @@ def walk(doc: Any) -> Schema:
     """Every node of the schema, depth-first with an explicit stack (bounded in nodes and depth)."""
     schema = Schema()
     protocol = doc.get("protocol") if isinstance(doc, dict) else None
-    stack: list[tuple[Any, str, int]] = [(doc, "$", 0)]
+    stack: list[tuple[Any, Path, int]] = [(doc, None, 0)]
     while stack:
         value, path, depth = stack.pop()
         if depth > MAX_DEPTH:
-            schema.problems.append(f"{path}: nested deeper than {MAX_DEPTH}")
+            schema.problems.append(f"{render(path)}: nested deeper than {MAX_DEPTH}")
             continue
         if isinstance(value, dict):
             if isinstance(value.get("__loader__"), str):
@@ -228,14 +241,9 @@ def walk(doc: Any) -> Schema:
                     schema.problems.append(f"more than {MAX_NODES} nodes; the rest were not judged")
                     break
                 _judge_node(value, path, protocol, schema)
-            items = list(value.items())
+            stack.extend((v, (path, k), depth + 1) for k, v in value.items() if isinstance(v, (dict, list)))
         elif isinstance(value, list):
-            items = [(str(i), v) for i, v in enumerate(value)]
-        else:
-            continue
-        for key, child in reversed(items):
-            if isinstance(child, (dict, list)):
-                stack.append((child, f"{path}.{key}" if len(path) < 200 else path, depth + 1))
+            stack.extend((v, (path, str(i)), depth + 1) for i, v in enumerate(value) if isinstance(v, (dict, list)))
     return schema
 
 
