@@ -93,7 +93,11 @@ def test_handler_from_the_server_environment_is_judged(tmp_path: Path, handler: 
 
 
 def test_modules_named_like_installed_packages(tmp_path: Path) -> None:
-    path = mar(tmp_path, "image_classifier", {"numpy.py": "x = 1\n", "PIL/__init__.py": "", "labels.py": "X = 1\n"})
+    path = mar(
+        tmp_path,
+        "image_classifier",
+        {"numpy.py": "x = 1\n", "PIL/__init__.py": "", "labels.py": "X = 1\n", "test.py": "X = 1\n"},
+    )
     evidence = [f.evidence for f in scan_file(path).findings if f.rule_id == "TSV003"]
     assert len(evidence) == 2 and any("'numpy'" in e for e in evidence) and any("'PIL'" in e for e in evidence)
 

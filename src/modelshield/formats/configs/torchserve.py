@@ -125,6 +125,8 @@ NATIVE_SUFFIXES = (".so", ".pyd")
 MAX_MANIFEST = 1024 * 1024
 MAX_REQUIREMENTS_FILE = 1024 * 1024
 _MARKERS = (b'"archiverVersion"', b'"runtime"')
+#: Standard-library names nothing imports while serving (CPython's own test suite), common in model folders.
+_NEVER_IMPORTED = frozenset({"test"})
 
 Reader = Callable[[str, int], tuple[bytes | None, str]]
 
@@ -153,6 +155,8 @@ def _module_of(name: str) -> str | None:
 
 def shadows(module: str) -> bool:
     """Whether a module a model puts first on the import path would replace a standard or known one."""
+    if module in _NEVER_IMPORTED:
+        return False
     if module in sys.stdlib_module_names or module in ("ts", "torch", "torchvision", "PIL", "numpy"):
         return True
     return callables.judge(module, "").kind is not callables.Kind.UNKNOWN
