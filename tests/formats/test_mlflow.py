@@ -152,3 +152,13 @@ def test_loader_package_and_other_code_files_are_analysed(tmp_path: Path) -> Non
     assert found[str(model / "MLmodel")].level is Severity.CRITICAL  # the loader package
     assert found[str(model / "code" / "helpers.py")].level is Severity.CRITICAL
     assert "MLF002" not in levels(model / "MLmodel")
+
+
+def test_python_of_the_code_folder_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelshield.formats.configs import mlflow
+
+    model = copy(tmp_path, "pyfunc_loader_module")
+    (model / "code" / "helpers.py").write_text("import os\nos.system('id')\n" + "#" * 100, encoding="utf-8")
+    monkeypatch.setattr(mlflow, "MAX_CODE_BYTES", 10)
+    found = [(f.rule_id, f.location.path) for f in scan_file(str(model / "MLmodel")).findings]
+    assert ("MLF006", str(model / "code" / "helpers.py")) in found

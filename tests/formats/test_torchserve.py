@@ -138,3 +138,10 @@ def test_handler_package_and_native_extension(tmp_path: Path) -> None:
     }
     assert found == {"h/__init__.py": Severity.CRITICAL, "fast.cpython-311-x86_64-linux-gnu.so": Severity.HIGH}
     assert "TSV005" not in levels(mar(tmp_path, "h", files))
+
+
+def test_python_per_archive_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torchserve, "MAX_CODE_BYTES", len(CLEAN_HANDLER))
+    path = mar(tmp_path, "a.py", {"a.py": CLEAN_HANDLER, "b.py": "import os\nos.system('id')\n"})
+    found = [(f.rule_id, f.location.members[-1]) for f in scan_file(path).findings if f.rule_id.startswith("TSV")]
+    assert ("TSV005", "b.py") in found and ("TSV001", "b.py") not in found

@@ -127,6 +127,8 @@ MAX_MLMODEL = 1024 * 1024
 HEAD = 16 * 1024
 MAX_ENV_FILE = 1024 * 1024
 MAX_CODE_FILES = 64
+#: Python of a code folder analysed besides the loader module (about two seconds per megabyte).
+MAX_CODE_BYTES = 2 * 1024 * 1024
 #: Keys of a flavour whose value is a file or folder the flavour's loader opens, relative to the model.
 MODEL_FILE_KEYS = ("model_path", "pickled_model", "data", "python_model", "model_code_path", "model_data")
 ENV_FILES = ("requirements.txt", "python_env.yaml", "conda.yaml")
@@ -270,15 +272,17 @@ class MlflowModel:
             yield self.finding(
                 NOT_ANALYSED, f"more than {MAX_CODE_FILES} Python files in {folder}; the rest not analysed"
             )
+        budget = MAX_CODE_BYTES
         for path in files[:MAX_CODE_FILES]:
             if path in analysed:
                 continue
             name = os.path.relpath(path, self.folder)
-            if os.path.getsize(path) > remote_code.MAX_FILE_BYTES:
-                yield self.finding(
-                    NOT_ANALYSED, f"{name} is over the {remote_code.MAX_FILE_BYTES}-byte bound", file=name
-                )
+            size = os.path.getsize(path)
+            if size > budget:
+                evidence = f"{name} not analysed: over {MAX_CODE_BYTES} bytes of Python in all"
+                yield self.finding(NOT_ANALYSED, evidence, file=name)
                 continue
+            budget -= size
             with open(path, "rb") as handle:
                 problems, _ = analyse_source(handle.read().decode("utf-8", "replace"), name)
             if problems:

@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any
 
 from modelshield.core import callables, pysource
@@ -118,8 +118,10 @@ BUILT_IN_HANDLERS = frozenset(
 )
 #: Methods the worker calls while loading: constructors and the handler's `initialize(context)`.
 LOAD_METHODS = pysource.CONSTRUCTORS | {"initialize", "_load_pickled_model", "_load_torchscript_model"}
-MAX_FILE = 4 * 1024 * 1024
+MAX_FILE = 1024 * 1024
 MAX_FILES = 64
+#: Python analysed per archive (about two seconds per megabyte): real handlers are kilobytes.
+MAX_CODE_BYTES = 2 * 1024 * 1024
 #: Files Python imports as extension modules (`import name` finds `name.cpython-311-x86_64-linux-gnu.so`).
 NATIVE_SUFFIXES = (".so", ".pyd")
 MAX_MANIFEST = 1024 * 1024
@@ -198,8 +200,14 @@ def analyse(archive: Archive, doc: dict[str, Any]) -> Iterator[Finding]:
     methods = LOAD_METHODS | ({function} if function else set())
     if len(python) > MAX_FILES:
         yield archive.finding(NOT_ANALYSED, MANIFEST, f"{len(python)} Python files; only {MAX_FILES} analysed")
+    budget = MAX_CODE_BYTES
     for name in python[:MAX_FILES]:
-        yield from _analyse_file(archive, name, loaded.get(name), frozenset(methods))
+        if budget <= 0:
+            yield archive.finding(
+                NOT_ANALYSED, name, f"{name} not analysed: over {MAX_CODE_BYTES} bytes of Python in all"
+            )
+            continue
+        budget -= yield from _analyse_file(archive, name, loaded.get(name), frozenset(methods))
     for module in sorted(shipped):
         if module != handler and shadows(module):
             evidence = f"ships {module!r}, the name of an installed or standard module, at the top of the model folder"
@@ -223,19 +231,23 @@ def _installed_handler(archive: Archive, module: str, function: str | None) -> I
     yield archive.finding(HANDLER_TARGET, MANIFEST, evidence, severity, callable=f"{module}.{function or ''}")
 
 
-def _analyse_file(archive: Archive, name: str, why: str | None, methods: frozenset[str]) -> Iterator[Finding]:
+def _analyse_file(
+    archive: Archive, name: str, why: str | None, methods: frozenset[str]
+) -> Generator[Finding, None, int]:
+    """Findings for one shipped file; returns the bytes analysed (the archive's analysis budget)."""
     data, problem = archive.read(name, MAX_FILE)
     if data is None:
         yield archive.finding(NOT_ANALYSED, name, f"{name} {problem}")
-        return
+        return 0
     problems, _ = pysource.analyse_source(data.decode("utf-8", "replace"), name, methods)
     if not problems and why is None:
-        return
+        return len(data)
     shown = "; ".join(str(p) for p in problems[:3])
     what = f"{name} is {why}, imported when the model loads" if why else f"{name} is shipped on the import path"
     severity = max([Severity.MEDIUM if why else Severity.INFO, *(p.severity for p in problems)])
     evidence = what + (f"; {shown}" if shown else "; no dangerous call found by static analysis")
     yield archive.finding(SHIPPED_CODE, name, evidence, severity, problems=[str(p) for p in problems[:20]])
+    return len(data)
 
 
 def _serialized(archive: Archive, model: dict[str, Any]) -> Iterator[Finding]:
