@@ -145,3 +145,21 @@ def test_python_per_archive_is_bounded(tmp_path: Path, monkeypatch: pytest.Monke
     path = mar(tmp_path, "a.py", {"a.py": CLEAN_HANDLER, "b.py": "import os\nos.system('id')\n"})
     found = [(f.rule_id, f.location.members[-1]) for f in scan_file(path).findings if f.rule_id.startswith("TSV")]
     assert ("TSV005", "b.py") in found and ("TSV001", "b.py") not in found
+
+
+def test_tgz_archive_manifest_fails_closed(tmp_path: Path) -> None:
+    """`--archive-format tgz`: `<name>/MAR-INF/MANIFEST.json` in a tar.gz; the handler is not read with it."""
+    import tarfile
+
+    def tgz(handler: str) -> str:
+        path = tmp_path / f"{handler.replace(':', '_')}.tar.gz"
+        with tarfile.open(path, "w:gz") as archive:
+            for name, data in {"m/MAR-INF/MANIFEST.json": manifest(handler).encode(), "m/h.py": b"X = 1\n"}.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        return str(path)
+
+    assert levels(tgz("h.py"))["TSV005"] is Severity.MEDIUM
+    assert levels(tgz("subprocess:getoutput"))["TSV002"] is Severity.CRITICAL
+    assert "TSV005" not in levels(tgz("image_classifier"))

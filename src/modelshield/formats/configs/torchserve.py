@@ -333,8 +333,15 @@ class TorchServeManifestHandler(Handler):
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         doc = json_object(source, *_MARKERS)
-        if ctx.location.members or doc is None:
-            return  # inside a zip the archive handler reads it with its siblings; inside a tar: see docs
+        model = manifest_model(doc)
+        if doc is None or model is None:
+            return
+        if ctx.location.members:
+            # At the top of a zip, TorchServeArchiveHandler reads it with its siblings. Under a folder of an
+            # archive (`--archive-format tgz` writes `<name>/MAR-INF/...`) the siblings are not at hand.
+            if ctx.location.members[-1] != MANIFEST:
+                yield from _unread_siblings(ctx, model)
+            return
         folder = os.path.dirname(os.path.dirname(os.path.abspath(ctx.location.path)))
         names = _folder_names(folder)
 
@@ -348,6 +355,23 @@ class TorchServeManifestHandler(Handler):
                 return handle.read(limit), ""
 
         yield from analyse(Archive(names, read, lambda name: Location(os.path.join(folder, name))), doc)
+
+
+def _unread_siblings(ctx: Context, model: dict[str, Any]) -> Iterator[Finding]:
+    """A manifest read alone: the handler is judged by name, the shipped code is reported as not analysed."""
+    handler, function = handler_parts(model["handler"])
+    if handler in BUILT_IN_HANDLERS and not model.get("modelFile"):
+        return  # unless the archive ships a file of that name: not known here
+    evidence = (
+        f"handler {model['handler']!r}: the files beside this manifest (in a tgz archive) are not analysed with it; "
+        "a shipped handler module runs when the model loads"
+    )
+    yield ctx.finding(NOT_ANALYSED, evidence)
+    verdict = callables.judge(handler, function or "")
+    if verdict.severity >= Severity.HIGH:
+        yield ctx.finding(
+            HANDLER_TARGET, f"handler {model['handler']!r}: it {verdict.kind.value}", severity=verdict.severity
+        )
 
 
 def _folder_names(folder: str) -> list[str]:
