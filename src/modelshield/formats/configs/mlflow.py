@@ -131,12 +131,18 @@ MAX_CODE_FILES = 64
 MAX_CODE_BYTES = 2 * 1024 * 1024
 #: Keys of a flavour whose value is a file or folder the flavour's loader opens, relative to the model.
 MODEL_FILE_KEYS = ("model_path", "pickled_model", "data", "python_model", "model_code_path", "model_data")
-ENV_FILES = ("requirements.txt", "python_env.yaml", "conda.yaml")
+#: Environment files read per model (requirements files may include others with `-r`).
+MAX_ENV_FILES = 8
 
 
 def _text(node: yaml_tree.Node | None) -> str | None:
     text = yaml_tree.text_of(node)
     return None if text is None or (text in ("", "~", "null", "Null", "NULL") and _plain(node)) else text
+
+
+def _inside(path: str) -> bool:
+    """Whether a relative file name stays inside the model folder."""
+    return not os.path.isabs(path) and ".." not in path.replace("\\", "/").split("/")
 
 
 def _plain(node: yaml_tree.Node | None) -> bool:
@@ -213,7 +219,7 @@ class MlflowModel:
         """The `code` folder prepended to sys.path: where it points, and what it shadows."""
         if code is None:
             return None
-        if os.path.isabs(code) or ".." in code.replace("\\", "/").split("/"):
+        if not _inside(code):
             evidence = f"code path {code!r} leaves the model folder: mlflow puts it first on sys.path"
             yield self.finding(SHADOWING_CODE, evidence)
             return None
@@ -334,7 +340,7 @@ class MlflowModel:
         """A flavour file outside the model folder is loaded from wherever it points: a dependency."""
         for key in MODEL_FILE_KEYS:
             value = _text(conf.get(key))
-            if value is None or not (os.path.isabs(value) or ".." in value.replace("\\", "/").split("/")):
+            if value is None or _inside(value):
                 continue
             if key == "model_code_path":
                 continue  # mlflow keeps only its basename, inside the model folder
@@ -349,7 +355,8 @@ class MlflowModel:
         listed: dict[str, list[str]] = {}
         names: dict[str, None] = {}
         unusual: list[str] = []
-        for name in ENV_FILES:
+        files = self._env_files()
+        for name, kind in files:  # grows with `-r other.txt` includes
             path = os.path.join(self.folder, name)
             if not os.path.isfile(path):
                 continue
@@ -358,8 +365,14 @@ class MlflowModel:
                 continue
             with open(path, "rb") as handle:
                 data = handle.read(MAX_ENV_FILE)
-            lines, odd = yield from self._env_lines(name, data)
-            requirements = [r for r in _requirements.parse(lines) if not r.text.startswith(("-r ", "--requirement"))]
+            lines, odd = yield from self._env_lines(name, kind, data)
+            requirements = []
+            for requirement in _requirements.parse(lines):
+                include = requirement.text.partition(" ")[2].strip() if requirement.text.startswith("-r ") else None
+                if include is None:
+                    requirements.append(requirement)
+                elif _inside(include) and len(files) < MAX_ENV_FILES and (include, "requirements") not in files:
+                    files.append((os.path.normpath(include), "requirements"))
             unusual += [f"{name}: {u}" for u in odd]
             unusual += [f"{name}: {r.text[:80]}: {r.unusual}" for r in requirements if r.unusual]
             if requirements:
@@ -373,9 +386,22 @@ class MlflowModel:
             evidence += "; " + "; ".join(unusual[:3])
         yield self.finding(REQUIREMENTS, evidence, Severity.HIGH if unusual else None, requirements=listed)
 
-    def _env_lines(self, name: str, data: bytes) -> Generator[Finding, None, tuple[list[str], list[str]]]:
+    def _env_files(self) -> list[tuple[str, str]]:
+        """The environment files mlflow would build from: `requirements.txt` and the python_function
+        flavour's `env` files (`virtualenv`, `conda`), by default `python_env.yaml` and `conda.yaml`."""
+        pyfunc = self.flavour("python_function")
+        env = pyfunc.get("env") if pyfunc is not None else None
+        named_files = {"virtualenv": "python_env.yaml", "conda": "conda.yaml"}
+        if isinstance(env, yaml_tree.Mapping):
+            for kind in named_files:
+                value = _text(env.get(kind))
+                if value is not None and _inside(value):
+                    named_files[kind] = os.path.normpath(value)
+        return [("requirements.txt", "requirements"), *((name, kind) for kind, name in named_files.items())]
+
+    def _env_lines(self, name: str, kind: str, data: bytes) -> Generator[Finding, None, tuple[list[str], list[str]]]:
         """Requirement lines of one environment file, and the unusual channels of a conda file."""
-        if name == "requirements.txt":
+        if kind == "requirements":
             return data.decode("utf-8", "replace").splitlines(), []
         try:
             stream = yaml_tree.parse(data)
@@ -391,7 +417,7 @@ class MlflowModel:
             for item in _items(doc.get(key)):
                 if isinstance(item, yaml_tree.Mapping):  # conda's `- pip: [...]`
                     lines += [t for n in _items(item.get("pip")) if (t := _text(n))]
-                elif (text := _text(item)) is not None and (name == "python_env.yaml" or "://" in text):
+                elif (text := _text(item)) is not None and (kind == "virtualenv" or "://" in text):
                     lines.append(text)  # conda's own packages are conda specs, not pip requirements
         for channel in _items(doc.get("channels")):
             text = _text(channel)
