@@ -137,12 +137,16 @@ def _acts(root: Node) -> bool:
     for _, node in walk(root):
         if node.tag is not None and node.tag != "!" and (core_tag(node) or "python/").startswith("python/"):
             return True  # a local tag (`!new:`), or a core tag in the python namespace
+        if hyperpyyaml.tuple_text(node) is not None:
+            return True
     if not isinstance(root, Mapping):
         return False  # a shell script or prose that happens to compose as one scalar
     if any(text_of(root.get(key)) for key in ("target", "cls")):
         return True
     for _, node in walk(root):
-        if isinstance(node, Mapping) and node.get("_target_") is not None:
+        if isinstance(node, Mapping) and (
+            node.get("_target_") is not None or (node.get("params") is not None and text_of(node.get("cls")))
+        ):
             return True
         if isinstance(node, Scalar) and hydra.interpolates(node.value):
             return True
