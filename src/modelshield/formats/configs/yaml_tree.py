@@ -44,7 +44,7 @@ class YamlLimits:
     #: input larger than this is not parsed at all (real configs are kilobytes)
     max_bytes: int = 16 * MiB
     #: nodes built, aliases included (about 150 bytes each: the bound on memory)
-    max_nodes: int = 250_000
+    max_nodes: int = 100_000
     #: collections open at once
     max_depth: int = 200
     #: nodes a loader that copies aliases (OmegaConf, json.dumps, a recursive walk) would build
