@@ -136,11 +136,17 @@ def test_speechbrain_model_folder_follows_the_pretrainer_checkpoint() -> None:
         "#!/bin/sh\necho ${HOME} and ${PATH}\n",
         "---\nlicense: mit\ntags: [audio]\n---\n# A model card\n\n**bold** and *italic*\n",
         "base: &base {lr: 0.1}\nrun: {<<: *base, epochs: 3}\n",
-        '{"_target_": "os.system"}',
+        '{"model": {"vocab": {"${": 1, "!!": 2}}}',
     ],
 )
 def test_plain_yaml_and_text_are_not_claimed(tmp_path: Path, text: str) -> None:
     assert not YamlConfigHandler().detect(BytesSource(text.encode()))
+
+
+def test_utf16_yaml_is_read_as_pyyaml_reads_it(tmp_path: Path) -> None:
+    path = tmp_path / "model.yaml"
+    path.write_bytes("model: !!python/object/apply:os.system [id]\n".encode("utf-16"))
+    assert worst(scan_file(str(path)), "YML001") == Severity.CRITICAL
 
 
 def test_a_large_text_file_with_no_config_marker_is_not_read_as_yaml(tmp_path: Path) -> None:
@@ -183,6 +189,13 @@ def test_an_oversized_yaml_that_names_a_payload_is_a_bound_finding(tmp_path: Pat
         ("f: !new:my_pkg.Model {}\n", "YML004", Severity.MEDIUM),
         ("t: !tuple '(1, !!python/name:os.system )'\n", "YML001", Severity.CRITICAL),
         ("a: !new:torch.nn.Linear [1, 2]\nb: !ref <a._parameters>\n", "YML004", Severity.CRITICAL),
+        # JSON is YAML to OmegaConf.load; escapes in double quotes spell keys, tags and resolvers.
+        ('{"model": {"_target_": "os.system", "_args_": ["id"]}}', "YML002", Severity.CRITICAL),
+        ('x: {"\\x5ftarget_": "os.system"}\n', "YML002", Severity.CRITICAL),
+        ('lr: "\\x24{eval:\'__import__(\\"os\\")\'}"\n', "YML003", Severity.CRITICAL),
+        # A tag on a mapping key is constructed like one on a value.
+        ("? !!python/name:os.system\n: 1\n", "YML001", Severity.CRITICAL),
+        ("!new:subprocess.Popen : 1\n", "YML004", Severity.CRITICAL),
         # Merge keys multiply like aliases in every loader that flattens them.
         (
             "a: &a {k0: 0, k1: 1, k2: 2, k3: 3, k4: 4, k5: 5, k6: 6, k7: 7, k8: 8, k9: 9}\n"

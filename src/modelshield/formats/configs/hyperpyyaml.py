@@ -49,7 +49,7 @@ class HyperAnalysis:
 
 def analyse(root: Node) -> HyperAnalysis:
     result = HyperAnalysis()
-    for path, node in walk(root):
+    for path, node in walk(root, keys=True):
         tag = node.tag or ""
         where = ".".join(path) or "(top level)"
         prefix = next((p for p in CALLING_TAGS if tag.startswith(p)), None)

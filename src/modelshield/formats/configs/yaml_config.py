@@ -52,7 +52,10 @@ LIMITS = YamlLimits()
 #: `%TAG` handles, `%`-escaped tags), Hydra's `_target_`, OmegaConf interpolations and NeMo's
 #: `target`/`cls` keys. Each is a literal or starts with one, so the search runs at memory speed (a
 #: pattern that starts with a character class costs seconds on 16 MiB of `[`).
-_NEEDLES = (b"_target_", b"${", b"%TAG", b"target:", b"cls:")
+#: Escapes in double-quoted scalars spell any of them (`"\x5ftarget_"`), so escaped text is parsed too.
+_NEEDLES = (b"_target_", b"${", b"%TAG", b"target:", b"cls:", b"\\x", b"\\u", b"\\U")
+#: PyYAML and libyaml read UTF-16 when it starts with a byte order mark (UTF-32 they reject).
+_UTF16 = (b"\xff\xfe", b"\xfe\xff")
 _TAG = re.compile(rb"![!<A-Za-z%]")
 #: Anchors and aliases (an alias bomb needs both).
 _ANCHOR = re.compile(rb"&[^\s,\[\]{}]")
@@ -102,10 +105,17 @@ def read(source: Source) -> Reading | None:
     Read as a stream, never by size or random access: a decoded member would otherwise be decoded
     (and buffered) whole before the first check."""
     head = source.head(4096)
-    if not head or b"\x00" in head or _binary(head):
+    utf16 = head.startswith(_UTF16)
+    if not head or (not utf16 and (b"\x00" in head or _binary(head))):
         return None
     stream = source.stream()
     data = stream.read(LIMITS.max_bytes + 1)
+    if utf16:  # what the parser reads, as UTF-8 for the marker search (never larger than the UTF-16)
+        try:
+            data = data.decode("utf-16").encode("utf-8")
+            head = data[:4096]
+        except UnicodeDecodeError:
+            return None
     if len(data) > LIMITS.max_bytes:
         # Too large to be a config: claimed (and reported) when it starts like YAML and holds a tag, a
         # target or anchors and aliases anywhere (a payload after megabytes of comments must not pass).
@@ -118,12 +128,14 @@ def read(source: Source) -> Reading | None:
         return Reading(None, over, True, found)
     if not _candidate(data):
         return None
-    if data.lstrip(_LEADING).startswith(_JSON_START) and _is_json(data):
-        return None
+    json_text = data.lstrip(_LEADING).startswith(_JSON_START) and _is_json(data)
+    if json_text and b'"_target_"' not in data and b"${" not in data:
+        return None  # JSON that no OmegaConf loader acts on is left to the JSON analysers
     try:
         composed = parse(data, LIMITS)
     except YamlLimit as exc:
-        return Reading(None, exc, True, data)
+        # Large JSON (tokenizer vocabularies hold `${`) is data unless it names a target.
+        return Reading(None, exc, True, data) if not json_text or b'"_target_"' in data else None
     except YamlSyntax:
         return None  # no YAML loader reads it either
     return Reading(composed, None, any(_acts(doc) for doc in composed.documents))
@@ -178,7 +190,7 @@ def _is_json(data: bytes) -> bool:
 def _acts(root: Node) -> bool:
     """Whether a code-running loader would act on the document: an explicit tag other than the core
     schema's value tags, or, in a mapping config, a `_target_`, a NeMo class path or an interpolation."""
-    for _, node in walk(root):
+    for _, node in walk(root, keys=True):
         if node.tag is not None and node.tag != "!" and (core_tag(node) or "python/").startswith("python/"):
             return True  # a local tag (`!new:`), or a core tag in the python namespace
         if hyperpyyaml.tuple_text(node) is not None:
@@ -199,7 +211,7 @@ def _acts(root: Node) -> bool:
 
 def pyyaml_problems(root: Node, context: str = "") -> Iterator[Problem]:
     """PyYAML python tags that import or call a name, judged with the callable catalogue."""
-    for path, node in walk(root):
+    for path, node in walk(root, keys=True):
         tag = core_tag(node)
         if tag is None or not tag.startswith("python/") or tag in _PYTHON_VALUES:
             continue
