@@ -119,8 +119,13 @@ def nemo_archive(path: Path, config: dict[str, object], weights: bytes, *, gz: b
     OmegaConf.save(OmegaConf.create(config), stage / "model_config.yaml")
     (stage / "model_weights.ckpt").write_bytes(weights)
     (stage / "tokenizer.vocab").write_text("<unk>\n<s>\n</s>\n")
+
+    def fixed(info: tarfile.TarInfo) -> tarfile.TarInfo:  # the same bytes on every run
+        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+        return info
+
     with tarfile.open(path, "w:gz" if gz else "w:") as tar:
-        tar.add(stage, arcname=".")
+        tar.add(stage, arcname=".", filter=fixed)
     shutil.rmtree(stage)
 
 

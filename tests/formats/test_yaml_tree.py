@@ -59,6 +59,8 @@ def test_an_alias_is_its_anchor_and_walk_visits_it_once() -> None:
     assert stream.aliases == 2 and stream.anchors == 1
     visited = [node for _, node in walk(root)]
     assert len(visited) == len({id(n) for n in visited}) == 3  # root, the shared mapping, its value
+    with_keys = [path for path, _ in walk(root, keys=True)]
+    assert len(with_keys) == 7  # and the keys base, first, second, lr: each once
 
 
 def test_billion_laughs_is_a_bounded_finding_not_an_expansion() -> None:

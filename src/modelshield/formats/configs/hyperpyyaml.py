@@ -49,7 +49,7 @@ class HyperAnalysis:
 
 def analyse(root: Node) -> HyperAnalysis:
     result = HyperAnalysis()
-    for path, node in walk(root):
+    for path, node in walk(root, keys=True):
         tag = node.tag or ""
         where = ".".join(path) or "(top level)"
         prefix = next((p for p in CALLING_TAGS if tag.startswith(p)), None)
@@ -67,11 +67,21 @@ def analyse(root: Node) -> HyperAnalysis:
         elif tag in REFERENCE_TAGS and isinstance(node, Scalar):
             result.tags += 1
             _reference(result, node, where)
-        if isinstance(node, Scalar) and (tag == "!tuple" or (node.plain and node.tag is None)):
-            text = node.value.strip()
-            if text.startswith("(") and text.endswith(")") and "!" in text:
-                result.tuples.append(("[" + text[1:-1] + "]", node.line, where))
+        inner = tuple_text(node)
+        if inner is not None:
+            result.tuples.append((inner, node.line, where))
     return result
+
+
+def tuple_text(node: Node) -> str | None:
+    """`[...]` for a tuple string `(...)` that carries a tag (`!tuple`, or a plain scalar HyperPyYAML's
+    implicit resolver tags): `_make_tuple` loads it with PyYAML's unsafe `yaml.Loader`."""
+    if not isinstance(node, Scalar) or not (node.tag == "!tuple" or (node.plain and node.tag is None)):
+        return None
+    text = node.value.strip()
+    if text.startswith("(") and text.endswith(")") and "!" in text:
+        return "[" + text[1:-1] + "]"
+    return None
 
 
 def _calling(result: HyperAnalysis, prefix: str, name: str, where: str, node: Node) -> None:

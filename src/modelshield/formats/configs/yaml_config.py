@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from modelshield.core.callables import judge, judge_target
 from modelshield.core.dependencies import Dependency
@@ -48,13 +49,21 @@ from modelshield.formats.configs.yaml_tree import (
 
 LIMITS = YamlLimits()
 #: What a code-running YAML loader acts on: explicit tags (`!!python/...`, `!new:`, verbatim `!<...>`,
-#: `%TAG` handles), Hydra's `_target_`, OmegaConf interpolations, NeMo's `target`/`cls` class paths and
-#: anchors/aliases (bombs). Only files with one of them are parsed.
-_MARKERS = re.compile(
-    rb"(?:^|[\s\[{,:?-])!(?:[!<%A-Za-z])|^%TAG|_target_|\$\{|^target:\s*[\w.]+\.\w|^\s*cls:\s*[\w.]+\.\w"
-    rb"|(?:^|[\s\[{,:-])[&*][^\s,\[\]{}]",
-    re.MULTILINE,
-)
+#: `%TAG` handles, `%`-escaped tags), Hydra's `_target_`, OmegaConf interpolations and NeMo's
+#: `target`/`cls` keys. Each is a literal or starts with one, so the search runs at memory speed (a
+#: pattern that starts with a character class costs seconds on 16 MiB of `[`).
+#: Escapes in double-quoted scalars spell any of them (`"\x5ftarget_"`), so escaped text is parsed too.
+_NEEDLES = (b"_target_", b"${", b"%TAG", b"target:", b"cls:", b"\\x", b"\\u", b"\\U")
+#: PyYAML and libyaml read UTF-16 when it starts with a byte order mark (UTF-32 they reject).
+_UTF16 = (b"\xff\xfe", b"\xfe\xff")
+_TAG = re.compile(rb"![!<A-Za-z%]")
+#: Anchors and aliases (an alias bomb needs both).
+_ANCHOR = re.compile(rb"&[^\s,\[\]{}]")
+_ALIAS = re.compile(rb"\*[^\s,\[\]{}]")
+#: The head of a file too large to parse looks like YAML when its first significant line is a
+#: mapping key, a sequence item, a document marker or a directive (or the head is all comments).
+_YAML_LINE = re.compile(rb"(?:%YAML|%TAG|---|- |[\w\"'.-]+\s*:(?:\s|$))")
+CHUNK = 8 * 1024 * 1024
 _JSON_START = (b"{", b"[")
 _LEADING = b"\xef\xbb\xbf \t\r\n"
 #: PyYAML python tags that import (and, but for `name`/`module`, call) the name after the colon.
@@ -91,28 +100,75 @@ class Reading:
 
 
 def read(source: Source) -> Reading | None:
-    """The file as a YAML config a loader acts on, or None if it is not one (cheap checks first)."""
+    """The file as a YAML config a loader acts on, or None if it is not one (cheap checks first).
+
+    Read as a stream, never by size or random access: a decoded member would otherwise be decoded
+    (and buffered) whole before the first check."""
     head = source.head(4096)
-    if b"\x00" in head or _binary(head):
+    utf16 = head.startswith(_UTF16)
+    if not head or (not utf16 and (b"\x00" in head or _binary(head))):
         return None
-    if source.size > LIMITS.max_bytes:
-        # Too large to be a config; claimed (and reported) only when its head shows what loaders act on.
-        if _MARKERS.search(head) is None or head.lstrip(_LEADING).startswith(_JSON_START):
+    stream = source.stream()
+    data = stream.read(LIMITS.max_bytes + 1)
+    if utf16:  # what the parser reads, as UTF-8 for the marker search (never larger than the UTF-16)
+        try:
+            data = data.decode("utf-16").encode("utf-8")
+            head = data[:4096]
+        except UnicodeDecodeError:
             return None
-        over = YamlLimit("max_bytes", f"YAML of {source.size} bytes, more than max_bytes={LIMITS.max_bytes}")
-        return Reading(None, over, True, head)
-    data = source.read_at(0, source.size)
-    if _MARKERS.search(data) is None:
+    if len(data) > LIMITS.max_bytes:
+        # Too large to be a config: claimed (and reported) when it starts like YAML and holds a tag, a
+        # target or anchors and aliases anywhere (a payload after megabytes of comments must not pass).
+        if not _looks_like_yaml(head):
+            return None
+        found = _oversized_marker(data, stream)
+        if found is None:
+            return None
+        over = YamlLimit("max_bytes", f"YAML of more than max_bytes={LIMITS.max_bytes} bytes")
+        return Reading(None, over, True, found)
+    if not _candidate(data):
         return None
-    if data.lstrip(_LEADING).startswith(_JSON_START) and _is_json(data):
-        return None
+    json_text = data.lstrip(_LEADING).startswith(_JSON_START) and _is_json(data)
+    if json_text and b'"_target_"' not in data and b"${" not in data:
+        return None  # JSON that no OmegaConf loader acts on is left to the JSON analysers
     try:
-        stream = parse(data, LIMITS)
+        composed = parse(data, LIMITS)
     except YamlLimit as exc:
-        return Reading(None, exc, True, data)
+        # Large JSON (tokenizer vocabularies hold `${`) is data unless it names a target.
+        return Reading(None, exc, True, data) if not json_text or b'"_target_"' in data else None
     except YamlSyntax:
         return None  # no YAML loader reads it either
-    return Reading(stream, None, any(_acts(doc) for doc in stream.documents))
+    return Reading(composed, None, any(_acts(doc) for doc in composed.documents))
+
+
+def _candidate(data: bytes) -> bool:
+    if any(needle in data for needle in _NEEDLES) or _TAG.search(data) is not None:
+        return True
+    return _ANCHOR.search(data) is not None and _ALIAS.search(data) is not None
+
+
+def _looks_like_yaml(head: bytes) -> bool:
+    for line in head.splitlines()[:64]:
+        text = line.strip()
+        if text and not text.startswith(b"#"):
+            return _YAML_LINE.match(text) is not None
+    return True  # only comments (or blank lines) so far
+
+
+def _oversized_marker(first: bytes, rest: BinaryIO) -> bytes | None:
+    """The chunk of an oversized file that holds a tag, a `_target_` or both an anchor and an alias
+    (chunks overlap, so a marker cut by a boundary is still seen)."""
+    chunk, anchors, aliases = first, False, False
+    while chunk:
+        if b"_target_" in chunk or _TAG.search(chunk) is not None:
+            return chunk
+        anchors = anchors or _ANCHOR.search(chunk) is not None
+        aliases = aliases or _ALIAS.search(chunk) is not None
+        if anchors and aliases:
+            return chunk
+        more = rest.read(CHUNK)
+        chunk = chunk[-256:] + more if more else b""
+    return None
 
 
 def _binary(head: bytes) -> bool:
@@ -134,15 +190,19 @@ def _is_json(data: bytes) -> bool:
 def _acts(root: Node) -> bool:
     """Whether a code-running loader would act on the document: an explicit tag other than the core
     schema's value tags, or, in a mapping config, a `_target_`, a NeMo class path or an interpolation."""
-    for _, node in walk(root):
+    for _, node in walk(root, keys=True):
         if node.tag is not None and node.tag != "!" and (core_tag(node) or "python/").startswith("python/"):
             return True  # a local tag (`!new:`), or a core tag in the python namespace
+        if hyperpyyaml.tuple_text(node) is not None:
+            return True
     if not isinstance(root, Mapping):
         return False  # a shell script or prose that happens to compose as one scalar
     if any(text_of(root.get(key)) for key in ("target", "cls")):
         return True
     for _, node in walk(root):
-        if isinstance(node, Mapping) and node.get("_target_") is not None:
+        if isinstance(node, Mapping) and (
+            node.get("_target_") is not None or (node.get("params") is not None and text_of(node.get("cls")))
+        ):
             return True
         if isinstance(node, Scalar) and hydra.interpolates(node.value):
             return True
@@ -151,7 +211,7 @@ def _acts(root: Node) -> bool:
 
 def pyyaml_problems(root: Node, context: str = "") -> Iterator[Problem]:
     """PyYAML python tags that import or call a name, judged with the callable catalogue."""
-    for path, node in walk(root):
+    for path, node in walk(root, keys=True):
         tag = core_tag(node)
         if tag is None or not tag.startswith("python/") or tag in _PYTHON_VALUES:
             continue

@@ -44,7 +44,7 @@ class YamlLimits:
     #: input larger than this is not parsed at all (real configs are kilobytes)
     max_bytes: int = 16 * MiB
     #: nodes built, aliases included (about 150 bytes each: the bound on memory)
-    max_nodes: int = 250_000
+    max_nodes: int = 100_000
     #: collections open at once
     max_depth: int = 200
     #: nodes a loader that copies aliases (OmegaConf, json.dumps, a recursive walk) would build
@@ -274,10 +274,11 @@ def _tag(tag: str | None) -> str | None:
     return tag if tag else None
 
 
-def walk(root: Node) -> Iterator[tuple[tuple[str, ...], Node]]:
+def walk(root: Node, *, keys: bool = False) -> Iterator[tuple[tuple[str, ...], Node]]:
     """Every node reachable from `root` once (by identity), depth-first in document order, with the
     path of the first place it was met: mapping keys' text, `[i]` for sequence items, `{key}` for a
-    mapping's non-scalar key. Iterative, so depth costs no recursion."""
+    mapping's non-scalar key. `keys=True` also yields scalar keys (path ending in `{key}`): loaders
+    construct keys too, so a tag on a key acts like one on a value. Iterative: depth costs no recursion."""
     seen: set[int] = set()
     stack: list[tuple[tuple[str, ...], Node]] = [((), root)]
     while stack:
@@ -292,7 +293,7 @@ def walk(root: Node) -> Iterator[tuple[tuple[str, ...], Node]]:
         elif isinstance(node, Mapping):
             for key, value in node.pairs:
                 label = key.value if isinstance(key, Scalar) else "{key}"
-                if not isinstance(key, Scalar):
+                if keys or not isinstance(key, Scalar):
                     children.append(((*path, "{key}"), key))
                 children.append(((*path, label), value))
         stack.extend(reversed(children))
