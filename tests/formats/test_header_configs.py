@@ -67,3 +67,9 @@ def test_metadata_bomb_is_bounded(tmp_path: Path) -> None:
     )
     found = findings(safetensors_file(tmp_path, {"config": bomb + "t: {_target_: os.system}\n"}))
     assert any(rule == "YML005" for rule, _, _ in found)
+
+
+def test_oversized_config_value_fails_closed(tmp_path: Path) -> None:
+    big = json.dumps({"_target_": "os.system", "pad": "x" * (300 * 1024)})
+    found = findings(safetensors_file(tmp_path, {"config": big}))
+    assert any(rule == "YML005" and member == "__metadata__[config]" for rule, _, member in found)

@@ -21,8 +21,10 @@ from modelshield.formats.configs import hydra, yaml_tree
 from modelshield.formats.configs.yaml_config import pyyaml_problems
 from modelshield.formats.configs.yaml_rules import YAML_BOUNDS
 
-#: Values longer than this are not parsed (configs are kilobytes; the header is bounded by its handler).
-MAX_VALUE = 1024 * 1024
+#: Values longer than this, or past the header's total, are reported unparsed (configs are kilobytes; the
+#: Hydra analysis costs about two seconds per megabyte).
+MAX_VALUE = 256 * 1024
+MAX_TOTAL = 1024 * 1024
 #: Values looked at per header.
 MAX_VALUES = 256
 #: What a config loader acts on; values without any of these are data.
@@ -31,10 +33,16 @@ _MARKERS = ("_target_", "${", "!!python/", "target", "cls")
 
 def metadata_findings(ctx: Context, metadata: Mapping[str, Any], where: str = "__metadata__") -> Iterator[Finding]:
     """Findings for the string values of a header mapping that hold a config a loader would instantiate."""
+    budget = MAX_TOTAL
     for key, value in list(metadata.items())[:MAX_VALUES]:
-        if not isinstance(value, str) or len(value) > MAX_VALUE or not any(m in value for m in _MARKERS):
+        if not isinstance(value, str) or not any(m in value for m in _MARKERS):
             continue
         member = f"{where}[{key}]"
+        if len(value) > min(MAX_VALUE, budget):
+            evidence = f"{member}: {len(value)} characters naming config keys, over the analysis bound; not analysed"
+            yield ctx.finding(YAML_BOUNDS, evidence, member=member, limit="max_value")
+            continue
+        budget -= len(value)
         try:
             stream = yaml_tree.parse(value.encode("utf-8"))
         except yaml_tree.YamlSyntax:
