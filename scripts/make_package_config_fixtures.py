@@ -41,6 +41,7 @@ def skops_fixtures() -> None:
     from sklearn.cluster import KMeans
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression, SGDClassifier
+    from sklearn.model_selection import GridSearchCV
     from sklearn.naive_bayes import GaussianNB
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
@@ -62,6 +63,10 @@ def skops_fixtures() -> None:
         np.random.RandomState(2),
     ]
     sio.dump(estimators, out / "real_estimators.skops", compression=zipfile.ZIP_DEFLATED)
+    # A fitted search keeps its scorer: skops lists the metric function among the types to trust.
+    search = GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0]}, scoring="accuracy", cv=2).fit(x, y)
+    sio.dump(search, out / "real_search.skops", compression=zipfile.ZIP_DEFLATED)
+    print("real_search untrusted:", sio.get_untrusted_types(file=out / "real_search.skops"))
     # A dict whose key is Python source: skops calls each key type with its key, so a key type of
     # builtins.eval runs it once the user trusts what get_untrusted_types reports.
     with tempfile.TemporaryDirectory() as tmp:

@@ -51,6 +51,12 @@ def test_real_skops_estimators_are_clean(name: str) -> None:
     assert [f for f in result.findings if f.level > Severity.INFO] == []
 
 
+def test_real_search_with_a_scorer_is_low() -> None:
+    """GridSearchCV keeps sklearn.metrics.accuracy_score, which skops asks the user to trust: a metric."""
+    result = scan_file(str(FIXTURES / "real_search.skops"))
+    assert {(f.rule_id, f.level) for f in result.findings if f.level > Severity.INFO} == {("SKP002", Severity.LOW)}
+
+
 def test_eval_as_a_dict_key_type_is_critical() -> None:
     """Written with the real skops, then the key type edited: `get_untrusted_types` lists builtins.eval."""
     result = scan_file(str(FIXTURES / "eval_key_type.skops"))

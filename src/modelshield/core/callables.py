@@ -848,3 +848,52 @@ def judge_target(dotted: str, *, bare_is_builtin: bool = True, trust: Trust | No
         if prefix is not None and not walks:
             return _verdict(Kind.LIBRARY, verdict.package, f"{CONFIG_FRAMEWORKS[prefix]} ({prefix})", Severity.INFO)
     return verdict
+
+
+#: scikit-learn's metric functions (sklearn.metrics.__all__, 1.9): a fitted search or scorer stores them
+#: by name (skops FunctionNode, pickle GLOBAL) and calls them on labels and predictions only. Low: they
+#: need scikit-learn, and skops asks the user to trust them.
+LIBRARY_HELPERS = LIBRARY_HELPERS | frozenset(
+    [
+        *_names(
+            "sklearn.metrics._classification",
+            "accuracy_score balanced_accuracy_score brier_score_loss class_likelihood_ratios "
+            "classification_report cohen_kappa_score confusion_matrix d2_brier_score d2_log_loss_score "
+            "f1_score fbeta_score hamming_loss hinge_loss jaccard_score log_loss matthews_corrcoef "
+            "multilabel_confusion_matrix precision_recall_fscore_support precision_score recall_score "
+            "zero_one_loss",
+        ),
+        *_names(
+            "sklearn.metrics._ranking",
+            "auc average_precision_score confusion_matrix_at_thresholds coverage_error dcg_score det_curve "
+            "label_ranking_average_precision_score label_ranking_loss metric_at_thresholds ndcg_score "
+            "precision_recall_curve roc_auc_score roc_curve top_k_accuracy_score",
+        ),
+        *_names(
+            "sklearn.metrics._regression",
+            "d2_absolute_error_score d2_pinball_score d2_tweedie_score explained_variance_score max_error "
+            "mean_absolute_error mean_absolute_percentage_error mean_gamma_deviance mean_pinball_loss "
+            "mean_poisson_deviance mean_squared_error mean_squared_log_error mean_tweedie_deviance "
+            "median_absolute_error r2_score root_mean_squared_error root_mean_squared_log_error",
+        ),
+        *_names(
+            "sklearn.metrics.cluster._bicluster",
+            "consensus_score",
+        ),
+        *_names(
+            "sklearn.metrics.cluster._supervised",
+            "adjusted_mutual_info_score adjusted_rand_score completeness_score fowlkes_mallows_score "
+            "homogeneity_completeness_v_measure homogeneity_score mutual_info_score "
+            "normalized_mutual_info_score pair_confusion_matrix rand_score v_measure_score",
+        ),
+        *_names(
+            "sklearn.metrics.cluster._unsupervised",
+            "calinski_harabasz_score davies_bouldin_score silhouette_samples silhouette_score",
+        ),
+        *_names(
+            "sklearn.metrics.pairwise",
+            "euclidean_distances nan_euclidean_distances pairwise_distances pairwise_distances_argmin "
+            "pairwise_distances_argmin_min pairwise_distances_chunked pairwise_kernels",
+        ),
+    ]
+)
