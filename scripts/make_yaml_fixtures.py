@@ -74,6 +74,9 @@ def hydra() -> None:
     OmegaConf.save(OmegaConf.create(interpolated), HOSTILE / "hydra_interpolated_target.yaml")
     partial = {"model": {"_target_": "subprocess.run", "_partial_": True, "args": ["touch", "fired-hydra_partial"]}}
     OmegaConf.save(OmegaConf.create(partial), HOSTILE / "hydra_partial.yaml")
+    # oc.create parses its string argument into config: a target hidden in a string.
+    created = "${oc.create:'{_target_: os.system, _args_: [\"" + command("hydra_oc_create") + "\"]}'}"
+    OmegaConf.save(OmegaConf.create({"model": created}), HOSTILE / "hydra_oc_create.yaml")
     # Hydra 1.3.8's target policy blocks os.system and subprocess, not file writes (a `.pth` file in
     # site-packages, a shell profile): pathlib's Path.write_text on a Path it builds itself.
     write_file = {"_target_": "pathlib.Path", "_args_": ["fired-hydra_file_write"]}

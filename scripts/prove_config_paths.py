@@ -58,6 +58,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "hydra_target.yaml": (HYDRA.replace(".model)", ".model.encoder)"), "hydra_target", HYDRA_PYTHON),
     "hydra_interpolated_target.yaml": (HYDRA, "hydra_interpolated_target", HYDRA_PYTHON),
     "hydra_partial.yaml": (HYDRA_PARTIAL, "hydra_partial", HYDRA_PYTHON),
+    "hydra_oc_create.yaml": (HYDRA, "hydra_oc_create", HYDRA_PYTHON),
     "hydra_file_write.yaml": (HYDRA, "hydra_file_write"),
     "omegaconf_eval.yaml": (EVAL_RESOLVER, "omegaconf_eval_resolver"),
     "hyperpyyaml_apply.yaml": (HYPERPYYAML, "hyperpyyaml_apply"),

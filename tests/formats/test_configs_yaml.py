@@ -44,6 +44,7 @@ def scan_text(tmp_path: Path, text: str, name: str = "config.yaml") -> FileResul
         ("hydra_interpolated_target.yaml", "YML002", Severity.CRITICAL),
         ("hydra_partial.yaml", "YML002", Severity.CRITICAL),
         ("hydra_file_write.yaml", "YML002", Severity.HIGH),
+        ("hydra_oc_create.yaml", "YML002", Severity.CRITICAL),
         ("omegaconf_eval.yaml", "YML003", Severity.CRITICAL),
         ("hyperpyyaml_apply.yaml", "YML004", Severity.CRITICAL),
         ("hyperpyyaml_new.yaml", "YML004", Severity.CRITICAL),
@@ -181,6 +182,7 @@ def test_an_oversized_yaml_that_names_a_payload_is_a_bound_finding(tmp_path: Pat
         ("lr: ${my_resolver:1}\n", "YML003", Severity.MEDIUM),
         ("url: https://x/${oc.env:AWS_SECRET_ACCESS_KEY}\n", "YML003", Severity.MEDIUM),
         ("a: ${oc.decode:${eval:'__import__(\"os\")'}}\n", "YML003", Severity.CRITICAL),
+        ("x: \"${oc.create:'{_target_: os.system, _args_: [id]}'}\"\n", "YML002", Severity.CRITICAL),
         # HyperPyYAML: every calling tag, escaped spellings, explicit tuples.
         ("m: !module:os\n", "YML004", Severity.CRITICAL),
         ("f: !name:os.system\n", "YML004", Severity.CRITICAL),

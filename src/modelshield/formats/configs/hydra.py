@@ -19,7 +19,7 @@ from modelshield.core.callables import judge_target
 from modelshield.core.dependencies import Dependency, named
 from modelshield.core.rules import Severity
 from modelshield.formats.configs.yaml_rules import HYDRA_TARGET, RESOLVER, YAML_BOUNDS, Problem
-from modelshield.formats.configs.yaml_tree import Mapping, Node, Scalar, text_of, walk
+from modelshield.formats.configs.yaml_tree import Mapping, Node, Scalar, YamlLimit, YamlSyntax, parse, text_of, walk
 
 #: Hydra's instantiate keys (`_Keys` in hydra 1.3) besides `_target_`.
 HYDRA_FLAGS = ("_partial_", "_args_", "_recursive_", "_convert_")
@@ -38,6 +38,10 @@ PURE_RESOLVERS = {
     "sum": "NeMo",
     "gpu_name": "NeMo",
 }
+#: Resolvers that parse their string argument into config nodes (which may hold `_target_`s).
+CREATING_RESOLVERS = frozenset({"oc.create", "oc.decode"})
+#: Strings inside strings analysed (`${oc.create:"${oc.create:...}"}`).
+MAX_CREATED = 4
 #: Reads the process environment (`oc.env`; `env` is OmegaConf 2.0's deprecated spelling).
 ENV_RESOLVERS = frozenset({"oc.env", "env"})
 #: Names programs register for resolvers that evaluate their argument as Python.
@@ -80,15 +84,16 @@ class HydraAnalysis:
     targets: int = 0
 
 
-def analyse(root: Node) -> HydraAnalysis:
-    """Every `_target_`, NeMo `target`/`cls`, resolver call and model key in one document."""
+def analyse(root: Node, depth: int = 0) -> HydraAnalysis:
+    """Every `_target_`, NeMo `target`/`cls`, resolver call and model key in one document; `depth`
+    counts the `oc.create`/`oc.decode` strings this document was read from."""
     result = HydraAnalysis()
     paths = _scalar_paths(root)
     for path, node in walk(root):
         if isinstance(node, Mapping):
             _mapping(result, node, path, top=not path, paths=paths)
         elif isinstance(node, Scalar) and "${" in node.value:
-            _interpolations(result, node, path)
+            _interpolations(result, node, path, depth)
     _expansion(result, root, paths)
     return result
 
@@ -158,11 +163,14 @@ def _resolve(text: str, paths: dict[str, str]) -> str | None:
     return None if "${" in out else out.strip()
 
 
-def _interpolations(result: HydraAnalysis, node: Scalar, path: tuple[str, ...]) -> None:
+def _interpolations(result: HydraAnalysis, node: Scalar, path: tuple[str, ...], depth: int) -> None:
     where = ".".join(path) or "(top level)"
     for match in _RESOLVER_CALL.finditer(node.value):
         name = match[1]
         argument = _argument(node.value, match.end())
+        if name in CREATING_RESOLVERS:
+            _created(result, argument, f"{where} ${{{name}:...}}", node.line, depth)
+            continue
         if name in PURE_RESOLVERS:
             continue
         if name in ENV_RESOLVERS:
@@ -182,16 +190,47 @@ def _interpolations(result: HydraAnalysis, node: Scalar, path: tuple[str, ...]) 
         _add(result, Problem(RESOLVER, Severity.MEDIUM, evidence, node.line, {"resolver": name}))
 
 
+def _created(result: HydraAnalysis, argument: str, where: str, line: int, depth: int) -> None:
+    """`oc.create` and `oc.decode` parse their string argument into config (YAML for `oc.create`),
+    whose `_target_`s Hydra then instantiates: the string is analysed as a document of its own."""
+    text = argument.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1].replace("\\" + text[0], text[0])
+    if depth >= MAX_CREATED or ("_target_" not in text and "${" not in text and "target" not in text):
+        return
+    try:
+        stream = parse(text.encode("utf-8"))
+    except (YamlLimit, YamlSyntax):
+        return
+    for doc in stream.documents:
+        inner = analyse(doc, depth + 1)
+        for problem in inner.problems:
+            _add(result, problem._replace(evidence=f"{where} creates {problem.evidence}", line=line))
+        for name, count in inner.framework.items():
+            result.framework[name] = result.framework.get(name, 0) + count
+        result.dependencies += [(dependency, line) for dependency, _ in inner.dependencies]
+
+
 def _argument(text: str, start: int) -> str:
-    """The text of a resolver's arguments, up to its closing brace (nested interpolations kept)."""
-    depth = 1
-    for i in range(start, len(text)):
-        if text.startswith("${", i):
+    """The text of a resolver's arguments, up to its closing brace: braces inside quoted strings and
+    nested interpolations are skipped, as OmegaConf's grammar reads them."""
+    depth, quote, i = 1, "", start
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "{":
             depth += 1
-        elif text[i] == "}":
+        elif char == "}":
             depth -= 1
             if depth == 0:
                 return text[start:i]
+        i += 1
     return text[start:]
 
 
