@@ -22,7 +22,11 @@ from modelshield.core.handler import Handler
 from modelshield.core.rules import CATALOGUE
 from modelshield.core.scan_rules import ENGINE_RULES
 from modelshield.formats.configs.hf_config import HfConfigHandler
+from modelshield.formats.configs.mlflow import MlflowModelHandler
 from modelshield.formats.configs.shadow_modules import ShadowModuleHandler
+from modelshield.formats.configs.skops import SkopsHandler
+from modelshield.formats.configs.torchserve import TorchServeArchiveHandler, TorchServeManifestHandler
+from modelshield.formats.configs.yaml_config import YamlConfigHandler
 from modelshield.formats.keras.config import KerasConfigHandler, KerasMetadataHandler
 from modelshield.formats.keras.hdf5 import Hdf5Handler
 from modelshield.formats.llm.gguf import GgufHandler
@@ -75,6 +79,11 @@ HANDLERS: tuple[Handler, ...] = (
     TorchPackageHandler(),
     TensorViewHandler(),
     ShadowModuleHandler(),
+    YamlConfigHandler(),
+    SkopsHandler(),
+    TorchServeArchiveHandler(),
+    TorchServeManifestHandler(),
+    MlflowModelHandler(),
 )
 
 CATALOGUE.register(ENGINE_RULES)

@@ -566,6 +566,64 @@ def _standard_file_resource(state: Mapping[str, object]) -> bool:
     return plain and "__FILE_RESOURCE_DATA__" in state and state.get("name", None) is None
 
 
+# --------------------------------------------------------------------------- config frameworks
+# Configs (Hydra/OmegaConf `_target_`, NeMo `target`, HyperPyYAML `!new:`/`!apply:`/`!name:`) name the
+# framework's own classes by their public, re-exported paths (`torch.nn.Linear`, `nemo.collections.asr.
+# modules.ConformerEncoder`); `judge_target` treats those as the framework's and the rest as the catalogue
+# says. What the frameworks themselves do that is more than building modules is catalogued here.
+DANGEROUS.update(
+    {
+        **_entries(
+            Kind.CODE,
+            # foreign_class imports the `pymodule_file` a model repository ships; run_shell runs a shell
+            # command; import_from_path executes a Python file.
+            """speechbrain.inference.interfaces.foreign_class speechbrain.pretrained.interfaces.foreign_class
+            speechbrain.utils.superpowers omegaconf.OmegaConf.legacy_register_resolver
+            omegaconf.OmegaConf.register_resolver""",
+        ),
+        # NeMo's import_class_by_path imports and returns any dotted path (the one `target` goes through).
+        **_entries(Kind.GADGET, "nemo.utils.model_utils.import_class_by_path"),
+        **_entries(
+            Kind.ACCESS,
+            # downloads (to the local cache) and file links made by the loaders themselves
+            """speechbrain.utils.fetching speechbrain.utils.data_utils.download_file nemo.utils.cloud
+            omegaconf.OmegaConf.load omegaconf.OmegaConf.save""",
+        ),
+    }
+)
+BARE_NAMES.update(_entries(Kind.LOADER, "restore_from from_hparams from_config_file"))
+
+#: Namespaces of the frameworks that instantiate configs, with what they hold: a target below one of them
+#: that the catalogue does not know to be dangerous is the framework's own (info). NeMo's list is its own
+#: `ALLOWED_TARGET_PREFIXES` (nemo/core/classes/common.py, NeMo 2.5+); SpeechBrain's recipes and model
+#: cards build `speechbrain.*`, `torch.nn`/`torch.optim` classes and sentencepiece's processor; Hydra's
+#: own configs name its launcher and sweeper plugins.
+CONFIG_FRAMEWORKS: dict[str, str] = {
+    "nemo.collections": "NeMo models, modules and datasets",
+    "nemo.core": "NeMo core classes",
+    "nemo.utils": "NeMo utilities",
+    "nemo.lightning": "NeMo Lightning integration",
+    "megatron": "Megatron-Core (NeMo's allowed targets)",
+    "torchmetrics": "TorchMetrics metrics",
+    "torch.nn": "PyTorch layers and losses",
+    "torch.optim": "PyTorch optimisers and schedulers",
+    "torch.utils.data": "PyTorch datasets, samplers and loaders",
+    "torch.distributed.fsdp": "PyTorch FSDP wrappers (NeMo's allowed targets)",
+    "lightning.pytorch.callbacks": "Lightning callbacks",
+    "lightning.pytorch.loggers": "Lightning loggers",
+    "lightning.pytorch.strategies": "Lightning strategies",
+    "lightning.pytorch.accelerators": "Lightning accelerators",
+    "lightning.pytorch.trainer": "the Lightning trainer",
+    "pytorch_lightning.callbacks": "Lightning callbacks",
+    "pytorch_lightning.trainer": "the Lightning trainer",
+    "omegaconf": "OmegaConf containers",
+    "speechbrain": "SpeechBrain modules, lobes and utilities",
+    "sentencepiece.SentencePieceProcessor": "the SentencePiece tokenizer SpeechBrain models load",
+    "torchaudio.transforms": "torchaudio feature transforms",
+    "hydra._internal.core_plugins": "Hydra's own launcher and sweeper plugins",
+}
+
+
 # --------------------------------------------------------------------------- judging
 def valid_module(text: str) -> bool:
     """Whether `__import__` could accept this module name at all."""
@@ -810,3 +868,120 @@ def judge_keras(module: str, name: str) -> Verdict | None:
         elif KERAS_NAMESPACES & set(namespaces):
             verdicts.append(_verdict(Kind.ACCESS, package, "belongs to a non-modelling Keras namespace"))
     return _worst(verdicts)
+
+
+# --------------------------------------------------------------------------- numpy and scipy ufuncs
+# Element-wise maths that skops trusts by default as function references (its FunctionNode): a ufunc only
+# computes on the arrays it is given. Kept apart from ALLOWLIST, whose entries pickles may call at load.
+NUMPY_UFUNCS = frozenset(
+    """absolute add arccos arccosh arcsin arcsinh arctan arctan2 arctanh bitwise_and bitwise_count bitwise_or
+    bitwise_xor cbrt ceil conjugate copysign cos cosh deg2rad degrees divide divmod equal exp exp2 expm1 fabs
+    float_power floor floor_divide fmax fmin fmod frexp gcd greater greater_equal heaviside hypot invert isfinite
+    isinf isnan isnat lcm ldexp left_shift less less_equal log log10 log1p log2 logaddexp logaddexp2 logical_and
+    logical_not logical_or logical_xor matmul matvec maximum minimum modf multiply negative nextafter not_equal
+    positive power rad2deg radians reciprocal remainder right_shift rint sign signbit sin sinh spacing sqrt square
+    subtract tan tanh trunc vecdot vecmat abs bitwise_not bitwise_invert conj mod true_divide acos acosh asin
+    asinh atan atan2 atanh bitwise_left_shift bitwise_right_shift pow""".split()
+)
+#: scipy.special's compiled ufunc modules: every public name is a ufunc, except the modules they import.
+SCIPY_UFUNC_MODULES = frozenset({"scipy.special._ufuncs", "scipy.special._special_ufuncs"})
+_SCIPY_UFUNC_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+_SCIPY_NOT_UFUNCS = frozenset({"np", "scipy", "errstate", "geterr", "seterr"})
+
+
+def is_ufunc(module: str, name: str) -> bool:
+    """Whether `module.name` is a numpy or scipy.special ufunc: pure element-wise maths when called."""
+    module = canonical(module)
+    if module in ("numpy", "numpy._core.umath", "numpy.core.umath"):
+        return name in NUMPY_UFUNCS
+    return module in SCIPY_UFUNC_MODULES and bool(_SCIPY_UFUNC_NAME.match(name)) and name not in _SCIPY_NOT_UFUNCS
+
+
+#: numpy's random Generator class: called with a bit generator (skops' RandomGeneratorNode, and the class
+#: that `numpy.random._pickle.__generator_ctor` builds), it only holds that generator's state.
+ALLOWLIST = ALLOWLIST | {"numpy.random._generator.Generator", "numpy.random.Generator"}
+
+
+# --------------------------------------------------------------------------- config targets
+def split_target(dotted: str, *, bare_is_builtin: bool = True) -> tuple[str, str]:
+    """`(module, qualname)` for a dotted path as config loaders resolve it: the last component is the
+    attribute, a bare name is a builtin for PyYAML's `find_python_name` and `pydoc.locate` (HyperPyYAML),
+    and a module for Hydra's `_locate` (`bare_is_builtin=False`)."""
+    module, _, name = dotted.rpartition(".")
+    if module:
+        return module, name
+    return ("builtins", name) if bare_is_builtin else (name, "")
+
+
+def framework_of(dotted: str) -> str | None:
+    """The framework namespace (a `CONFIG_FRAMEWORKS` key) that `dotted` lies in, if any."""
+    for prefix in CONFIG_FRAMEWORKS:
+        if dotted == prefix or dotted.startswith(prefix + "."):
+            return prefix
+    return None
+
+
+def judge_target(dotted: str, *, bare_is_builtin: bool = True, trust: Trust | None = None) -> Verdict:
+    """What a config loader does when it imports `dotted` and calls it: the catalogue's verdict, except
+    that a name of a config framework the catalogue does not know to be dangerous is info."""
+    module, qualname = split_target(dotted, bare_is_builtin=bare_is_builtin)
+    verdict = (trust or Trust()).judge(module, qualname) if valid_module(module) else None
+    if verdict is None:
+        return _verdict(Kind.UNKNOWN, module.partition(".")[0], "not a Python dotted name")
+    if verdict.kind in (Kind.UNKNOWN, Kind.LIBRARY, Kind.WALK):
+        prefix = framework_of(dotted)
+        # A private module inside a framework (hydra._internal.core_plugins) is the framework's; a dunder
+        # or private attribute walked from it is not.
+        walks = verdict.kind is Kind.WALK and any(p.startswith("_") for p in dotted[len(prefix or "") :].split("."))
+        if prefix is not None and not walks:
+            return _verdict(Kind.LIBRARY, verdict.package, f"{CONFIG_FRAMEWORKS[prefix]} ({prefix})", Severity.INFO)
+    return verdict
+
+
+#: scikit-learn's metric functions (sklearn.metrics.__all__, 1.9): a fitted search or scorer stores them
+#: by name (skops FunctionNode, pickle GLOBAL) and calls them on labels and predictions only. Low: they
+#: need scikit-learn, and skops asks the user to trust them.
+LIBRARY_HELPERS = LIBRARY_HELPERS | frozenset(
+    [
+        *_names(
+            "sklearn.metrics._classification",
+            "accuracy_score balanced_accuracy_score brier_score_loss class_likelihood_ratios "
+            "classification_report cohen_kappa_score confusion_matrix d2_brier_score d2_log_loss_score "
+            "f1_score fbeta_score hamming_loss hinge_loss jaccard_score log_loss matthews_corrcoef "
+            "multilabel_confusion_matrix precision_recall_fscore_support precision_score recall_score "
+            "zero_one_loss",
+        ),
+        *_names(
+            "sklearn.metrics._ranking",
+            "auc average_precision_score confusion_matrix_at_thresholds coverage_error dcg_score det_curve "
+            "label_ranking_average_precision_score label_ranking_loss metric_at_thresholds ndcg_score "
+            "precision_recall_curve roc_auc_score roc_curve top_k_accuracy_score",
+        ),
+        *_names(
+            "sklearn.metrics._regression",
+            "d2_absolute_error_score d2_pinball_score d2_tweedie_score explained_variance_score max_error "
+            "mean_absolute_error mean_absolute_percentage_error mean_gamma_deviance mean_pinball_loss "
+            "mean_poisson_deviance mean_squared_error mean_squared_log_error mean_tweedie_deviance "
+            "median_absolute_error r2_score root_mean_squared_error root_mean_squared_log_error",
+        ),
+        *_names(
+            "sklearn.metrics.cluster._bicluster",
+            "consensus_score",
+        ),
+        *_names(
+            "sklearn.metrics.cluster._supervised",
+            "adjusted_mutual_info_score adjusted_rand_score completeness_score fowlkes_mallows_score "
+            "homogeneity_completeness_v_measure homogeneity_score mutual_info_score "
+            "normalized_mutual_info_score pair_confusion_matrix rand_score v_measure_score",
+        ),
+        *_names(
+            "sklearn.metrics.cluster._unsupervised",
+            "calinski_harabasz_score davies_bouldin_score silhouette_samples silhouette_score",
+        ),
+        *_names(
+            "sklearn.metrics.pairwise",
+            "euclidean_distances nan_euclidean_distances pairwise_distances pairwise_distances_argmin "
+            "pairwise_distances_argmin_min pairwise_distances_chunked pairwise_kernels",
+        ),
+    ]
+)

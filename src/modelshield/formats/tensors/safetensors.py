@@ -19,6 +19,7 @@ from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import SliceSource, Source
+from modelshield.formats.configs.header_configs import metadata_findings
 
 #: The reference implementation's `MAX_HEADER_SIZE`.
 MAX_HEADER_BYTES = 100_000_000
@@ -391,6 +392,8 @@ class SafetensorsHandler(Handler):
                 covered, layout_problems = check_layout(tensors, source.size - data_start)
                 problems += layout_problems
         yield from _capped(ctx, problems)
+        if header is not None and isinstance(header.get(METADATA_KEY), dict):
+            yield from metadata_findings(ctx, header[METADATA_KEY])  # configs some projects instantiate
         if covered is not None and data_start + covered < source.size:
             extra = source.size - data_start - covered
             yield ctx.finding(
