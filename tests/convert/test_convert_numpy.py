@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from modelshield.convert import ConversionRefused, convert
+from modelshield.convert.rebuild import DTYPES
 from tests.convert.test_convert import tensors_of
 
 ARRAYS = {
@@ -21,21 +22,12 @@ ARRAYS = {
     "scalar": np.array(3.5, dtype=np.float16),
     "empty": np.zeros((0, 3), dtype=np.uint8),
 }
-NAMES = {
-    "float32": "F32",
-    "int16": "I16",
-    "float64": "F64",
-    "bool": "BOOL",
-    "complex64": "C64",
-    "float16": "F16",
-    "uint8": "U8",
-}
 
 
 def expected(array: np.ndarray) -> dict[str, object]:
     native = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<")))
     return {
-        "dtype": NAMES[native.dtype.name],
+        "dtype": DTYPES[native.dtype.name].name,
         "shape": list(array.shape),
         "sha256": hashlib.sha256(native.tobytes()).hexdigest(),
     }

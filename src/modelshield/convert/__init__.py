@@ -1,4 +1,5 @@
-"""`modelshield convert`: PyTorch checkpoints to safetensors, without torch and without running the pickle.
+"""`modelshield convert`: PyTorch checkpoints, NumPy and joblib arrays to safetensors, without torch and
+without running any pickle.
 
 The file is first scanned: a checkpoint with any finding at or above the failing severity is refused
 with the findings, and nothing is written. Then its pickle is read strictly (`rebuild`: only the calls a
@@ -17,15 +18,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from modelshield.convert.rebuild import Refused, Storage, Tensor, read
+from modelshield.convert.rebuild import Refused, Storage, Tensor, read, state_dict
 from modelshield.convert.writer import TensorPlan, plan, write, zip_records
 from modelshield.core.findings import Finding
 from modelshield.core.policy import Policy
 
 __all__ = ["Conversion", "ConversionInputError", "ConversionRefused", "convert", "convert_sharded"]
 
-#: Keys of a training checkpoint whose value is the model's state dict.
-STATE_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
 _PICKLE_LIMIT = 256 << 20
 
 
@@ -67,38 +66,6 @@ def _archive_pickle(archive: zipfile.ZipFile) -> tuple[str, bytes, str]:
         if byteorder not in ("little", "big"):
             raise ConversionInputError(f"unknown storage byte order {byteorder!r}")
     return prefix, archive.read(pickles[0]), byteorder
-
-
-def _flatten(value: object, prefix: str, out: dict[str, Tensor], skipped: list[str]) -> None:
-    """Tensors of nested dictionaries under dotted names; other values are skipped plain data."""
-    if isinstance(value, Tensor):
-        out[prefix] = value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _flatten(item, f"{prefix}.{key}" if prefix else str(key), out, skipped)
-    elif isinstance(value, (list, tuple)) and any(isinstance(v, Tensor) for v in value):
-        raise Refused(f"{prefix or 'the checkpoint'} holds tensors in a list, which has no tensor names")
-    elif prefix:
-        skipped.append(prefix)
-
-
-def state_dict(value: object) -> tuple[dict[str, Tensor], list[str]]:
-    """The named tensors of a state dict, or of a training checkpoint's state-dict key."""
-    if not isinstance(value, dict):
-        raise Refused(f"the checkpoint holds a {type(value).__name__}, not a state dict")
-    skipped: list[str] = []
-    for key in STATE_KEYS:
-        inner = value.get(key)
-        if isinstance(inner, dict) and any(isinstance(v, Tensor) for v in inner.values()):
-            tensors: dict[str, Tensor] = {}
-            _flatten(inner, "", tensors, skipped)
-            skipped += [str(k) for k in value if k != key]
-            return tensors, skipped
-    tensors = {}
-    _flatten(value, "", tensors, skipped)
-    if not tensors:
-        raise Refused("the checkpoint holds no tensors")
-    return tensors, skipped
 
 
 def _scan(path: str, policy: Policy) -> list[Finding]:
@@ -186,7 +153,7 @@ def _storages(value: object) -> Iterator[Storage]:
 def _plans(path: str, stack: ExitStack) -> tuple[list[TensorPlan], list[str]]:
     """Tensor plans by what the file is: an `.npy`, a zip (an `.npz`, or a PyTorch checkpoint), or a
     legacy PyTorch checkpoint."""
-    from modelshield.convert import numpy_files  # noqa: PLC0415
+    from modelshield.convert import joblib_files, numpy_files  # noqa: PLC0415
 
     if numpy_files.is_npy(path):
         return numpy_files.npy_plans(path)
@@ -196,7 +163,18 @@ def _plans(path: str, stack: ExitStack) -> tuple[list[TensorPlan], list[str]]:
         if names and all(n.endswith(".npy") for n in names):
             return numpy_files.npz_plans(path, stack)
         return _zip_plans(path)
+    if joblib_files.is_compressed(path) or not _is_legacy(path):
+        return joblib_files.joblib_plans(path, stack)
     return _legacy_plans(path)
+
+
+def _is_legacy(path: str) -> bool:
+    """Whether the file starts with the pickled magic number of torch's legacy format."""
+    with open(path, "rb") as stream:
+        try:
+            return bool(read(stream) == LEGACY_MAGIC)
+        except Refused:
+            return False
 
 
 def convert(source: str, output: str, policy: Policy | None = None) -> Conversion:

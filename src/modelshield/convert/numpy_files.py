@@ -10,27 +10,10 @@ import tempfile
 import zipfile
 from contextlib import ExitStack
 
-from modelshield.convert.rebuild import DTYPES, Refused, Storage, Tensor
+from modelshield.convert.rebuild import DTYPES, NUMPY_KINDS, Refused, Storage, Tensor, strides
 from modelshield.convert.writer import TensorPlan, member_data, plan
 from modelshield.core.source import FileSource, SliceSource
 from modelshield.formats.tensors.numpy_array import MAGIC, HeaderError, read_header
-
-#: NumPy type strings (without byte order) -> torch dtype names in DTYPES.
-_KINDS = {
-    "f8": "float64",
-    "f4": "float32",
-    "f2": "float16",
-    "i8": "int64",
-    "i4": "int32",
-    "i2": "int16",
-    "i1": "int8",
-    "u1": "uint8",
-    "u2": "uint16",
-    "u4": "uint32",
-    "u8": "uint64",
-    "b1": "bool",
-    "c8": "complex64",
-}
 
 
 def is_npy(path: str) -> bool:
@@ -48,16 +31,13 @@ def _array(path: str, name: str, offset_in_file: int = 0) -> tuple[Tensor, int, 
     except HeaderError as exc:
         raise Refused(f"{name}: {exc}") from None
     descr = header.descr
-    if not isinstance(descr, str) or descr[1:] not in _KINDS or descr[0] not in "<>|=":
+    if not isinstance(descr, str) or descr[1:] not in NUMPY_KINDS or descr[0] not in "<>|=":
         raise Refused(f"{name}: dtype {descr!r} is not a plain numeric type safetensors can hold")
-    dtype = DTYPES[_KINDS[descr[1:]]]
+    dtype = DTYPES[NUMPY_KINDS[descr[1:]]]
     shape = header.shape
     count = math.prod(shape)
-    rows = [math.prod(shape[i + 1 :]) for i in range(len(shape))]
-    # Fortran order is column-major: the same bytes read with reversed strides.
-    stride = tuple(math.prod(shape[:i]) for i in range(len(shape))) if header.fortran_order else tuple(rows)
-    storage = Storage(name, dtype, count)
-    return Tensor(storage, dtype, 0, shape, stride), offset_in_file + header.data_offset, descr[0] == ">"
+    tensor = Tensor(Storage(name, dtype, count), dtype, 0, shape, strides(shape, header.fortran_order))
+    return tensor, offset_in_file + header.data_offset, descr[0] == ">"
 
 
 def npy_plans(path: str) -> tuple[list[TensorPlan], list[str]]:

@@ -10,6 +10,7 @@ never imports or calls anything.
 
 from __future__ import annotations
 
+import math
 import pickletools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,6 +101,75 @@ class _Global:
         return f"{self.module}.{self.name}"
 
 
+#: NumPy type strings (without byte order) -> the torch dtype names of DTYPES.
+NUMPY_KINDS = {
+    "f8": "float64",
+    "f4": "float32",
+    "f2": "float16",
+    "i8": "int64",
+    "i4": "int32",
+    "i2": "int16",
+    "i1": "int8",
+    "u1": "uint8",
+    "u2": "uint16",
+    "u4": "uint32",
+    "u8": "uint64",
+    "b1": "bool",
+    "c8": "complex64",
+}
+
+
+@dataclass
+class _NumpyDtype:
+    """`numpy.dtype('f4', False, True)` as joblib pickles it; BUILD then sets its byte order."""
+
+    kind: str
+    byteorder: str = "|"
+
+
+class _ArrayWrapper:
+    """`joblib.numpy_pickle.NumpyArrayWrapper` before its BUILD, which is followed by the raw array."""
+
+
+class JoblibArrays:
+    """Where the raw bytes of each array a joblib pickle embeds lie: joblib writes them into the stream
+    right after the BUILD of each NumpyArrayWrapper (after a padding-length byte and its padding, in
+    joblib 1.2 and later), so reading them means skipping them in the stream."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.records: dict[str, tuple[int, int] | None] = {}
+
+    def array(self, state: Any) -> Tensor:
+        if not isinstance(state, dict):
+            raise Refused("a NumpyArrayWrapper's state is not a dictionary")
+        dtype, order = state.get("dtype"), state.get("order")
+        if not isinstance(dtype, _NumpyDtype) or dtype.kind not in NUMPY_KINDS or dtype.byteorder not in "<|=":
+            raise Refused(f"a joblib array of dtype {dtype!r} cannot be written to safetensors")
+        if order not in ("C", "F"):
+            raise Refused(f"a joblib array has order {order!r}")
+        shape = _ints(state.get("shape"), "an array shape")
+        if state.get("numpy_array_alignment_bytes") is not None:
+            padding = self.stream.read(1)
+            if len(padding) != 1:
+                raise Refused("the joblib file ends before an array")
+            self.stream.seek(padding[0], 1)
+        element = DTYPES[NUMPY_KINDS[dtype.kind]]
+        count = math.prod(shape)
+        key = f"joblib{len(self.records)}"
+        offset = self.stream.tell()
+        self.records[key] = (offset, count * element.itemsize)
+        self.stream.seek(offset + count * element.itemsize)
+        return Tensor(Storage(key, element, count), element, 0, shape, strides(shape, order == "F"))
+
+
+def strides(shape: tuple[int, ...], fortran: bool) -> tuple[int, ...]:
+    """Element strides of a C-order (row-major) or Fortran-order (column-major) array."""
+    if fortran:
+        return tuple(math.prod(shape[:i]) for i in range(len(shape)))
+    return tuple(math.prod(shape[i + 1 :]) for i in range(len(shape)))
+
+
 class _Opaque:
     """Plain data the converter does not need (a numpy scalar, an empty set): kept out of the tensors."""
 
@@ -125,10 +195,14 @@ _REBUILD_TENSOR = frozenset({"torch._utils._rebuild_tensor", "torch._utils._rebu
 _REBUILD_PARAMETER = frozenset({"torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"})
 
 
-def _global(module: str, name: str) -> _Global:
+_JOBLIB = frozenset({"joblib.numpy_pickle.NumpyArrayWrapper", "numpy.ndarray", "numpy.dtype"})
+
+
+def _global(module: str, name: str, joblib: bool = False) -> _Global:
     dotted = f"{module}.{name}"
     known = (
-        dotted in _OPAQUE
+        (joblib and dotted in _JOBLIB)
+        or dotted in _OPAQUE
         or dotted in _REBUILD_TENSOR
         or dotted in _REBUILD_PARAMETER
         or dotted in ("torch._utils._rebuild_tensor_v3", "collections.OrderedDict", "torch.storage.UntypedStorage")
@@ -247,9 +321,10 @@ _PUSH_ARG = frozenset(
 )
 
 
-def read(data: bytes | IO[bytes]) -> Any:
+def read(data: bytes | IO[bytes], joblib: JoblibArrays | None = None) -> Any:
     """The value the pickle builds, with tensors as `Tensor`; raises `Refused` on anything else. From a
-    stream, reading stops right after the pickle's STOP (the legacy format puts pickles one after another)."""
+    stream, reading stops right after the pickle's STOP (the legacy format puts pickles one after another).
+    With `joblib`, NumPy arrays that joblib embeds after their wrapper are tensors too."""
     stack: list[Any] = []
     memo: dict[int, Any] = {}
     ops: Iterator[tuple[Any, Any, int | None]] = pickletools.genops(data)
@@ -311,19 +386,35 @@ def read(data: bytes | IO[bytes]) -> Any:
                 stack.append(memo[int(arg)])
             elif name == "GLOBAL":
                 module, _, attr = str(arg).partition(" ")
-                stack.append(_global(module, attr))
+                stack.append(_global(module, attr, joblib is not None))
             elif name == "STACK_GLOBAL":
                 attr, module = stack.pop(), stack.pop()
                 if not isinstance(module, str) or not isinstance(attr, str):
                     raise Refused("STACK_GLOBAL with names that are not strings")
-                stack.append(_global(module, attr))
+                stack.append(_global(module, attr, joblib is not None))
             elif name == "REDUCE":
                 args = stack.pop()
-                stack.append(_call(stack.pop(), args))
+                func = stack.pop()
+                if joblib is not None and isinstance(func, _Global) and func.dotted == "numpy.dtype":
+                    stack.append(_NumpyDtype(args[0]) if args and isinstance(args[0], str) else _Opaque())
+                else:
+                    stack.append(_call(func, args))
+            elif name == "NEWOBJ":
+                args, cls = stack.pop(), stack.pop()
+                if not (isinstance(cls, _Global) and cls.dotted == "joblib.numpy_pickle.NumpyArrayWrapper"):
+                    raise Refused(f"the pickle creates a {getattr(cls, 'dotted', cls)!r} object")
+                stack.append(_ArrayWrapper())
             elif name == "BINPERSID":
                 stack.append(_storage(stack.pop()))
             elif name == "BUILD":
                 state = stack.pop()
+                if isinstance(stack[-1], _ArrayWrapper) and joblib is not None:
+                    stack[-1] = joblib.array(state)
+                    continue
+                if isinstance(stack[-1], _NumpyDtype):
+                    if isinstance(state, tuple) and len(state) > 1 and isinstance(state[1], str):
+                        stack[-1].byteorder = state[1]
+                    continue
                 if not isinstance(stack[-1], dict) or not isinstance(state, dict):
                     raise Refused("the pickle sets the state of something other than a dictionary")
                 # An OrderedDict's state (a state dict's `_metadata`) is plain data: not a tensor.
@@ -336,3 +427,39 @@ def read(data: bytes | IO[bytes]) -> Any:
     except (IndexError, ValueError) as exc:
         raise Refused(f"the pickle is malformed: {exc}") from None
     raise Refused("the pickle has no STOP")
+
+
+#: Keys of a training checkpoint whose value is the model's state dict.
+STATE_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
+
+
+def _flatten(value: object, prefix: str, out: dict[str, Tensor], skipped: list[str]) -> None:
+    """Tensors of nested dictionaries under dotted names; other values are skipped plain data."""
+    if isinstance(value, Tensor):
+        out[prefix] = value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(item, f"{prefix}.{key}" if prefix else str(key), out, skipped)
+    elif isinstance(value, (list, tuple)) and any(isinstance(v, Tensor) for v in value):
+        raise Refused(f"{prefix or 'the checkpoint'} holds tensors in a list, which has no tensor names")
+    elif prefix:
+        skipped.append(prefix)
+
+
+def state_dict(value: object) -> tuple[dict[str, Tensor], list[str]]:
+    """The named tensors of a state dict, or of a training checkpoint's state-dict key."""
+    if not isinstance(value, dict):
+        raise Refused(f"the checkpoint holds a {type(value).__name__}, not a state dict")
+    skipped: list[str] = []
+    for key in STATE_KEYS:
+        inner = value.get(key)
+        if isinstance(inner, dict) and any(isinstance(v, Tensor) for v in inner.values()):
+            tensors: dict[str, Tensor] = {}
+            _flatten(inner, "", tensors, skipped)
+            skipped += [str(k) for k in value if k != key]
+            return tensors, skipped
+    tensors = {}
+    _flatten(value, "", tensors, skipped)
+    if not tensors:
+        raise Refused("the checkpoint holds no tensors")
+    return tensors, skipped
