@@ -14,11 +14,24 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What building modelshield from source needs besides its dependencies (pyproject's build-system).
 BUILD = ("setuptools",)
+
+
+def _project_requirements() -> list[str]:
+    """modelshield's run-time requirements as this checkout's pyproject.toml declares them (the installed
+    metadata may be another checkout's)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    with open(ROOT / "pyproject.toml", "rb") as handle:
+        requirements: list[str] = tomllib.load(handle)["project"]["dependencies"]
+    return requirements
 
 
 def _needed() -> set[str]:
@@ -27,7 +40,11 @@ def _needed() -> set[str]:
     seen: set[tuple[str, str]] = set()
     names: set[str] = set()
     todo = [(r, "") for r in BUILD]
-    todo += [(Requirement(r).name, "") for r in metadata.requires("modelshield") or [] if "extra ==" not in r]
+    todo += [
+        (Requirement(r).name, "")
+        for r in _project_requirements()
+        if Requirement(r).marker is None or Requirement(r).marker.evaluate()
+    ]
     while todo:
         raw_name, extra = todo.pop()
         name = re.sub(r"[-_.]+", "-", raw_name).lower()
