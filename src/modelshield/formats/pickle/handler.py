@@ -8,6 +8,7 @@ from collections.abc import Generator, Iterator
 from typing import Any, NamedTuple
 
 from modelshield.core.callables import Trust
+from modelshield.core.dependency_rules import DEPENDENCY
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
@@ -32,7 +33,7 @@ class PickleHandler(Handler):
     extensions = frozenset(
         {".pkl", ".pickle", ".pk", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".dill", ".sav", ".p", ".th"}
     )
-    rules = PICKLE_RULES
+    rules = (*PICKLE_RULES, DEPENDENCY)
     allowlists = ("pickle-globals",)
 
     def detect(self, source: Source) -> bool:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import codecs
 import io
-from array import array
 import re
 import struct
 import sys
+from array import array
 from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any, BinaryIO, TypeVar
 
@@ -24,10 +24,12 @@ from modelshield.core.callables import (
     TORCH_STORAGE_SIZES,
     WRAPPERS,
 )
-from modelshield.core.dependencies import call_dependency
+from modelshield.core.dependencies import call_dependency, named
+from modelshield.core.dependency_rules import DEPENDENCY
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding, truncate
 from modelshield.core.handler import Context
+from modelshield.core.paths import escape_reason
 from modelshield.core.pysource import analyse_generated
 from modelshield.core.rules import Rule, Severity
 from modelshield.core.source import BytesSource, DecodedSource, SliceSource, Source
@@ -44,6 +46,7 @@ from modelshield.formats.pickle.rules import (
     PERSISTENT_ID,
     SCAN_BOUND,
     STATE_ON_GLOBAL,
+    SYSTEM_ACCESS,
     UNKNOWN_GLOBAL,
 )
 from modelshield.formats.pickle.values import (
@@ -94,6 +97,13 @@ _JOBLIB_WRAPPERS = frozenset(
 """joblib's wrapper, after which `NumpyUnpickler` reads the array's raw bytes from the stream, under both
 homes joblib has had (scikit-learn vendored it as `sklearn.externals.joblib` until 0.23). The older
 `NDArrayWrapper`/`ZNDArrayWrapper` (joblib <= 0.9) keep their arrays in sibling files: nothing inline."""
+_NDARRAY_FILES = frozenset(
+    f"{home}.{module}.NDArrayWrapper"
+    for home in ("joblib", "sklearn.externals.joblib")
+    for module in ("numpy_pickle", "numpy_pickle_compat")
+)
+"""joblib <= 0.9's wrapper: `joblib.load` reads the array from the file its state names, joined to the
+pickle's folder, with `numpy.load(..., allow_pickle=True)` (`numpy_pickle_compat.NDArrayWrapper.read`)."""
 _DILL_ARRAY = frozenset(["dill._dill._create_array", "dill.dill._create_array"])
 _DTYPE_CODE = re.compile(r"[<>|=]?([A-Za-z?])(\d*)")
 
@@ -222,7 +232,7 @@ class Memo:
             objs = self.objs
             if 0 <= index < len(objs) and objs[index] is value:
                 objs[index] = plain_marker(value.kind, value.weight)
-                value.slot = ~index
+                value.slot = -2 - index
                 self.dropped += 1
             return True
         if kind is tuple:
@@ -240,7 +250,7 @@ class Memo:
     def restore(self, value: Fresh) -> None:
         """`value` changes after it was collapsed (it was still on the stack): the memo holds it whole again."""
         objs = self.objs
-        index = ~value.slot
+        index = -2 - value.slot
         if 0 <= index < len(objs) and type(objs[index]) is Plain:
             objs[index] = value
             value.slot = index
@@ -248,7 +258,6 @@ class Memo:
 
 
 _TUPLE_MARKER = plain_marker("tuple", 0)
-
 
 
 class Machine:
@@ -584,8 +593,7 @@ class Machine:
         pos = first = self.pos
         limit = self.lim if self.fend > self.lim else self.fend
         end = limit - 9  # every fixed-size argument of an opcode starting before `end` ends by `limit`
-        if end > pos + _HOT_SPAN:
-            end = pos + _HOT_SPAN  # the memory bound is checked between runs
+        end = min(end, pos + _HOT_SPAN)  # the memory bound is checked between runs
         stack = self.stack
         metastack = self.metastack
         memo = self.memo
@@ -625,7 +633,7 @@ class Machine:
                     else:
                         tags.append(memo.tag(value))
                     pos += 1
-                elif op == 0x5D or op == 0x7D:  # EMPTY_LIST, EMPTY_DICT, with the MEMOIZE and MARK after them
+                elif op in {0x5D, 0x7D}:  # EMPTY_LIST, EMPTY_DICT, with the MEMOIZE and MARK after them
                     value = Fresh("list" if op == 0x5D else "dict", [])
                     stack.append(value)
                     pos += 1
@@ -641,7 +649,7 @@ class Machine:
                 elif op == 0x4B:  # BININT1
                     stack.append(buf[pos + 1])
                     pos += 2
-                elif op == 0x65 or op == 0x75:  # APPENDS, SETITEMS
+                elif op in {0x65, 0x75}:  # APPENDS, SETITEMS
                     below = metastack[-1] if metastack else None
                     if not below:
                         break
@@ -687,7 +695,7 @@ class Machine:
                 elif op == 0x6A:  # LONG_BINGET
                     stack.append(memo.get(_UINT4(buf, pos + 1)[0]))
                     pos += 5
-                elif op == 0x71 or op == 0x72:  # BINPUT, LONG_BINPUT
+                elif op in {0x71, 0x72}:  # BINPUT, LONG_BINPUT
                     if op == 0x71:
                         memo.put(buf[pos + 1], stack[-1])
                         pos += 2
@@ -712,7 +720,7 @@ class Machine:
                 elif op == 0x29:  # EMPTY_TUPLE
                     stack.append(())
                     pos += 1
-                elif op == 0x88 or op == 0x89:  # NEWTRUE, NEWFALSE
+                elif op in {0x88, 0x89}:  # NEWTRUE, NEWFALSE
                     stack.append(op == 0x88)
                     pos += 1
                 elif op == 0x58:  # BINUNICODE
@@ -721,7 +729,7 @@ class Machine:
                         break
                     stack.append(buf[pos + 5 : stop].decode("utf-8", "surrogatepass"))
                     pos = stop
-                elif op == 0x61 or op == 0x73:  # APPEND, SETITEM
+                elif op in {0x61, 0x73}:  # APPEND, SETITEM
                     width = 2 if op == 0x61 else 3
                     if len(stack) < width:
                         break
@@ -826,8 +834,13 @@ class Machine:
             verdict = self._reconstructor(args)
             if verdict.rule is None and type(args[0]) is Global and args[0].dotted in _JOBLIB_WRAPPERS:
                 tag = "joblib"
+            elif verdict.rule is None and type(args[0]) is Global and args[0].dotted in _NDARRAY_FILES:
+                args[0].called = True  # judged by the file it names, at BUILD
+                tag = "ndarray-file"
         elif dotted in _JOBLIB_WRAPPERS:
             tag = "joblib"
+        elif dotted in _NDARRAY_FILES:
+            verdict, tag = Verdict(None), "ndarray-file"
         elif dotted == ATTRIBUTE_GETTER:
             fetched = self._attribute(args)
             if fetched is not None:
@@ -1220,6 +1233,8 @@ class Machine:
             inst.state = state
             if inst.tag == "joblib":
                 stack[-1] = self._joblib_array(state)
+            elif inst.tag == "ndarray-file":
+                self._ndarray_file(inst, state)
             else:
                 self._setstate(inst, state)
         elif kind is Unknown:
@@ -1277,9 +1292,7 @@ class Machine:
         self._absorb(value, flat, kind == "dict")
         return value
 
-    def _absorb(
-        self, target: Fresh, items: list[Any], pairs: bool, keep: bool = True, weighed: bool = False
-    ) -> None:
+    def _absorb(self, target: Fresh, items: list[Any], pairs: bool, keep: bool = True, weighed: bool = False) -> None:
         """`items` join `target`: its expansion weight (the billion-laughs bound) grows by them and what
         they expand to, it stays plain while they are, and the memo may drop the plain ones it held
         (`weighed`: only constants, already counted)."""
@@ -1466,6 +1479,24 @@ class Machine:
         if self.seekable and not isinstance(self.source, DecodedSource):
             self._array_as_opcodes(start, self.offset - start)
         return Unknown("ndarray")
+
+    def _ndarray_file(self, inst: Call, state: Any) -> None:
+        """joblib <= 0.9: `joblib.load` replaces the wrapper by `numpy.load(os.path.join(dirname, filename),
+        allow_pickle=True)`, which unpickles an object array's pickle. A plain name beside the file is a
+        dependency (scanned with it); a name that leaves the folder, or one the pickle computes, is a read
+        of a file the model does not hold."""
+        pairs = state.items if type(state) is Fresh and state.kind == "dict" else []
+        name = next((value for key, value in pairs if key == "filename"), None)
+        wrapper = render(inst.func)
+        how = "joblib.load reads its array with numpy.load(allow_pickle=True), which unpickles object arrays"
+        reason = (escape_reason(name) or None) if type(name) is str and name else "is not a constant name"
+        if reason is None:
+            dependency = named(name, "joblib array file", hub=False)
+            details = dependency.details() if dependency is not None else {}
+            self.add(DEPENDENCY, f"{wrapper}: {how}, from {name!r} beside this file", callable=wrapper, **details)
+        else:
+            shown = render(name) if name is not None else "<no file name>"
+            self.add(SYSTEM_ACCESS, f"{wrapper}: {how}, from {shown}, which {reason}", callable=wrapper)
 
     def _array_as_opcodes(self, start: int, size: int) -> None:
         """`pickle.load` (unlike `joblib.load`) reads the bytes after the wrapper's BUILD as opcodes: calls

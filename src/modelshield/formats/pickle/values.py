@@ -55,7 +55,7 @@ class Fresh:
 
     `items` holds at most ITEM_CAP entries (callers cap them); `plain` stays true while every item added
     is plain data, so the memo can drop the container for a `Plain` marker once a parent takes it
-    (`slot`: its index in the memo's object list, -1 when not memoised)."""
+    (`slot`: its index in the memo's object list; -1 when not memoised, `-2 - index` once collapsed)."""
 
     __slots__ = ("items", "kind", "plain", "slot", "weight")
 
