@@ -171,3 +171,16 @@ def test_the_data_loop_gives_the_general_loops_findings(path: Path, monkeypatch:
     assert [(f.rule_id, f.level, str(f.location), f.evidence) for f in fast.findings] == [
         (f.rule_id, f.level, str(f.location), f.evidence) for f in general.findings
     ]
+
+
+@pytest.mark.parametrize("bound", [0, 100_000])
+def test_nested_containers_past_the_bound_are_judged_fail_closed(
+    scan_data: ScanData, monkeypatch: pytest.MonkeyPatch, bound: int
+) -> None:
+    """Past the bound a parent keeps a marker for a nested plain list; a state read through it is computed,
+    so text hidden in it cannot pass as CLDR data (and within the bound the text itself is judged)."""
+    monkeypatch.setattr("modelshield.formats.pickle.machine._NESTED_KEPT", bound)
+    hidden = EMPTY_LIST + MARK + text("value") + text("__import__('os').system('id')") + APPENDS
+    state = EMPTY_LIST + MARK + text("one") + hidden + APPENDS
+    data = proto(4) + glob("babel.plural", "PluralRule") + EMPTY_TUPLE + NEWOBJ + state + BUILD + STOP
+    assert rules(scan_data(data), Severity.HIGH)

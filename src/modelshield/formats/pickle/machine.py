@@ -79,6 +79,12 @@ _FLOAT8 = struct.Struct(">d").unpack_from
 #: the most it reads in one run (the memory bound is checked between runs)
 _HOT_MIN = 64
 _HOT_SPAN = 64 * 1024
+#: the opcodes `Machine._hot` runs (text protocols 0 and 1 use others: they never enter it)
+_HOT_CODES = frozenset(b"h\x8c\x94]}K(euG\x86JMjqr\x85\x87N)\x88\x89XasCtIgpV")
+_NESTED_KEPT = 100_000
+"""Plain containers a pickle's containers keep whole inside them; past it they keep a `Plain` marker (a
+state judged from one reads as computed: fail closed), so nested data dictionaries cost what the top
+levels need, not what the file holds."""
 ENTRY_BYTES = 192
 """What one stack or memo entry costs the analyser with the value it holds (measured: 110 bytes on
 opcode-dense pickles, 175 on a 3 M-entry vocabulary dict)."""
@@ -304,6 +310,8 @@ class Machine:
         self.seen: set[tuple[str, str]] = set()
         self.seen_rules: set[str] = set()
         self.result: Any = None
+        #: plain containers kept whole inside other containers (for evidence and state judgements)
+        self.nested = 0
 
     @property
     def offset(self) -> int:
@@ -548,7 +556,7 @@ class Machine:
         check = _BOUNDS_EVERY
         try:
             while True:
-                if self.lim - self.pos > _HOT_MIN:
+                if self.lim - self.pos > _HOT_MIN and self.buf[self.pos] in _HOT_CODES:
                     budget += hot()
                 pos = self.pos
                 if self.lim - pos < 16 and not self.eof:
@@ -752,6 +760,24 @@ class Machine:
                     stack = metastack.pop()
                     stack.append(tuple(items))
                     pos += 1
+                elif op in {0x49, 0x67, 0x70, 0x56}:  # INT, GET, PUT, UNICODE: protocol 0 text lines
+                    newline = buf.find(b"\n", pos + 1, limit)
+                    if newline < 0 or newline - pos > MAX_LINE:
+                        break
+                    line = buf[pos + 1 : newline]
+                    if op == 0x49:
+                        stack.append(False if line == b"00" else True if line == b"01" else int(line, 0))
+                    elif op == 0x67:
+                        stack.append(memo.get(int(line)))
+                    elif op == 0x56:
+                        stack.append(str(line, "raw-unicode-escape"))
+                    else:
+                        index = int(line)
+                        if index < 0:
+                            break
+                        memo.put(index, stack[-1])
+                        dense = not memo.far
+                    pos = newline + 1
                 else:
                     break
         except BaseException:
@@ -1304,13 +1330,31 @@ class Machine:
         if not weighed:
             weight += len(items)
             collapse = memo.collapse
-            for item in items:
+            objs = memo.objs
+            for position, item in enumerate(items):
                 kind = type(item)
                 if kind in _SCALAR_DATA:
                     continue
-                if kind is Fresh or kind is Plain:
+                if kind is Fresh:
+                    # `Memo.collapse`, inline: a data pickle's top container takes millions of these.
                     weight += item.weight
-                if not collapse(item):
+                    if not item.plain:
+                        plain = False
+                        continue
+                    index = item.slot
+                    marker = plain_marker(item.kind, item.weight)
+                    if 0 <= index < len(objs) and objs[index] is item:
+                        objs[index] = marker
+                        item.slot = -2 - index
+                        memo.dropped += 1
+                    if self.nested < _NESTED_KEPT:
+                        self.nested += 1
+                    else:
+                        items[position] = marker  # past the bound, parents keep what it weighs, not its items
+                    continue
+                if kind is Plain:
+                    weight += item.weight
+                elif not collapse(item):
                     plain = False
         if weight > MAX_WEIGHT:
             raise LimitExceeded(
