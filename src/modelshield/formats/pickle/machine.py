@@ -155,8 +155,8 @@ class Memo:
         self.far: dict[int, Any] = {}
         #: entries of `objs` that are markers or freed: the rest are held whole
         self.dropped = 0
-        #: memoised tuples not yet taken by a container: id -> (tuple, index in objs)
-        self.tuples: dict[int, tuple[tuple[Any, ...], int]] = {}
+        #: memoised tuples not yet taken by a container: id -> index in objs (checked with `is` when used)
+        self.tuples: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self.tags) + len(self.far)
@@ -188,7 +188,7 @@ class Memo:
             tuples = self.tuples
             if len(tuples) >= _TUPLE_SLOTS_MAX:
                 tuples.clear()  # never taken by a container (call arguments): they stay whole
-            tuples[id(value)] = (value, index)
+            tuples[id(value)] = index
         elif kind is Plain:
             self.dropped += 1
         return -2 - index
@@ -246,9 +246,9 @@ class Memo:
                 if type(item) not in _SCALARS:
                     self.tuples.pop(id(value), None)
                     return False
-            entry = self.tuples.pop(id(value), None)
-            if entry is not None and entry[0] is value and self.objs[entry[1]] is value:
-                self.objs[entry[1]] = _TUPLE_MARKER
+            index = self.tuples.pop(id(value), -1)
+            if index >= 0 and self.objs[index] is value:
+                self.objs[index] = _TUPLE_MARKER
                 self.dropped += 1
             return True
         return kind in _SCALARS
@@ -638,6 +638,11 @@ class Machine:
                         value.slot = index = len(objs)
                         tags.append(-2 - index)
                         objs.append(value)
+                    elif type(value) is tuple and len(memo.tuples) < _TUPLE_SLOTS_MAX:
+                        index = len(objs)
+                        tags.append(-2 - index)
+                        objs.append(value)
+                        memo.tuples[id(value)] = index
                     else:
                         tags.append(memo.tag(value))
                     pos += 1
@@ -1331,6 +1336,7 @@ class Machine:
             weight += len(items)
             collapse = memo.collapse
             objs = memo.objs
+            tuples = memo.tuples
             for position, item in enumerate(items):
                 kind = type(item)
                 if kind in _SCALAR_DATA:
@@ -1352,7 +1358,17 @@ class Machine:
                     else:
                         items[position] = marker  # past the bound, parents keep what it weighs, not its items
                     continue
-                if kind is Plain:
+                if kind is tuple:
+                    index = tuples.pop(id(item), -1)
+                    for inner in item:
+                        if type(inner) not in _SCALARS:
+                            plain = False
+                            break
+                    else:
+                        if index >= 0 and objs[index] is item:
+                            objs[index] = _TUPLE_MARKER
+                            memo.dropped += 1
+                elif kind is Plain:
                     weight += item.weight
                 elif not collapse(item):
                     plain = False
