@@ -26,8 +26,9 @@ class Limits:
     max_dependency_depth: int = 5
     #: dependencies resolved and scanned in one scan, in all
     max_dependencies: int = 64
-    #: memory the pickle analyser may spend on one pickle's stack and memo (counted at 192 bytes an
-    #: entry, about 11 M entries; a pickle has at most one entry per input byte); past it the pickle is
+    #: memory the pickle analyser may spend on one pickle's stack and memo, counted as held: 8 bytes a
+    #: memo index, the bytes of the constants it keeps, 192 bytes an object kept whole (plain data is
+    #: collapsed, so a data pickle holds far less than one object per entry); past it the pickle is
     #: reported as not fully analysed (PKL020), not as a bomb
     pickle_memory_bytes: int = 2048 * MiB
     #: bytes after a pickle searched for further protocol 0/1 pickles; past them only binary pickle

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Generator, Iterator
 from typing import Any, NamedTuple
 
 from modelshield.core.callables import Trust
+from modelshield.core.dependency_rules import DEPENDENCY
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
@@ -31,7 +33,7 @@ class PickleHandler(Handler):
     extensions = frozenset(
         {".pkl", ".pickle", ".pk", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".dill", ".sav", ".p", ".th"}
     )
-    rules = PICKLE_RULES
+    rules = (*PICKLE_RULES, DEPENDENCY)
     allowlists = ("pickle-globals",)
 
     def detect(self, source: Source) -> bool:
@@ -55,7 +57,17 @@ class PickleHandler(Handler):
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         judge = Judge(Trust(ctx.policy.allowed("pickle-globals")))
-        yield from _FileScan(Machine(source, ctx, judge), ctx).run()
+        # The machine makes no reference cycles (tests/core/test_memory.py), so reference counting frees
+        # all it builds; the cyclic collector would only walk its memo again and again (millions of
+        # entries in data pickles: more than half the time of a large scan), so it waits until the end.
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            yield from _FileScan(Machine(source, ctx, judge), ctx).run()
+        finally:
+            if paused:
+                gc.enable()
 
 
 class _FileScan:

@@ -12,7 +12,8 @@ import io
 import re
 import struct
 import sys
-from collections.abc import Callable, Generator
+from array import array
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any, BinaryIO, TypeVar
 
 from modelshield.core.callables import (
@@ -23,10 +24,12 @@ from modelshield.core.callables import (
     TORCH_STORAGE_SIZES,
     WRAPPERS,
 )
-from modelshield.core.dependencies import call_dependency
+from modelshield.core.dependencies import call_dependency, named
+from modelshield.core.dependency_rules import DEPENDENCY
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding, truncate
 from modelshield.core.handler import Context
+from modelshield.core.paths import escape_reason
 from modelshield.core.pysource import analyse_generated
 from modelshield.core.rules import Rule, Severity
 from modelshield.core.source import BytesSource, DecodedSource, SliceSource, Source
@@ -41,7 +44,9 @@ from modelshield.formats.pickle.rules import (
     IMPORT_GADGET,
     MODEL_DEPENDENCY,
     PERSISTENT_ID,
+    SCAN_BOUND,
     STATE_ON_GLOBAL,
+    SYSTEM_ACCESS,
     UNKNOWN_GLOBAL,
 )
 from modelshield.formats.pickle.values import (
@@ -50,8 +55,10 @@ from modelshield.formats.pickle.values import (
     Call,
     Fresh,
     Global,
+    Plain,
     Unknown,
     plain,
+    plain_marker,
     render,
     render_args,
 )
@@ -66,6 +73,18 @@ MAX_LINE = 1024 * 1024
 #: The hottest integer opcodes (BININT, BININT2) read their argument with prebuilt structs.
 _INT4 = struct.Struct("<i").unpack_from
 _UINT2 = struct.Struct("<H").unpack_from
+_UINT4 = struct.Struct("<I").unpack_from
+_FLOAT8 = struct.Struct(">d").unpack_from
+#: bytes the buffer must hold past `pos` for the data loop (`Machine._hot`) to be worth entering, and
+#: the most it reads in one run (the memory bound is checked between runs)
+_HOT_MIN = 64
+_HOT_SPAN = 64 * 1024
+#: the opcodes `Machine._hot` runs (text protocols 0 and 1 use others: they never enter it)
+_HOT_CODES = frozenset(b"h\x8c\x94]}K(euG\x86JMjqr\x85\x87N)\x88\x89XasCtIgpV")
+_NESTED_KEPT = 100_000
+"""Plain containers a pickle's containers keep whole inside them; past it they keep a `Plain` marker (a
+state judged from one reads as computed: fail closed), so nested data dictionaries cost what the top
+levels need, not what the file holds."""
 ENTRY_BYTES = 192
 """What one stack or memo entry costs the analyser with the value it holds (measured: 110 bytes on
 opcode-dense pickles, 175 on a 3 M-entry vocabulary dict)."""
@@ -84,6 +103,13 @@ _JOBLIB_WRAPPERS = frozenset(
 """joblib's wrapper, after which `NumpyUnpickler` reads the array's raw bytes from the stream, under both
 homes joblib has had (scikit-learn vendored it as `sklearn.externals.joblib` until 0.23). The older
 `NDArrayWrapper`/`ZNDArrayWrapper` (joblib <= 0.9) keep their arrays in sibling files: nothing inline."""
+_NDARRAY_FILES = frozenset(
+    f"{home}.{module}.NDArrayWrapper"
+    for home in ("joblib", "sklearn.externals.joblib")
+    for module in ("numpy_pickle", "numpy_pickle_compat")
+)
+"""joblib <= 0.9's wrapper: `joblib.load` reads the array from the file its state names, joined to the
+pickle's folder, with `numpy.load(..., allow_pickle=True)` (`numpy_pickle_compat.NDArrayWrapper.read`)."""
 _DILL_ARRAY = frozenset(["dill._dill._create_array", "dill.dill._create_array"])
 _DTYPE_CODE = re.compile(r"[<>|=]?([A-Za-z?])(\d*)")
 
@@ -95,6 +121,149 @@ class Malformed(Exception):
         super().__init__(message)
         self.offset = offset
         self.message = message
+
+
+#: an arena reference is `offset << _OFF | length << 1 | is_bytes`
+_OFF = 23
+_ARENA_MAX = 1 << (_OFF - 1)
+_SCALAR_DATA = frozenset([str, bytes, int, float, bool, type(None), Blob])
+_SCALARS = _SCALAR_DATA | {Plain}
+_TUPLE_SLOTS_MAX = 65_536
+
+
+class Memo:
+    """The unpickler's memo, held by what must be kept rather than one Python object per entry.
+
+    Indices filled in order (every pickler fills them so) live in `tags`, one 8-byte integer each: a
+    str or bytes constant is its encoded bytes in `arena` (`offset << _OFF | length << 1 | is_bytes`),
+    anything else an index into `objs` (`-2 - index`). An index past the end goes to the `far` dict.
+    `len()` is the loader's: the number of distinct indices stored, which MEMOIZE uses as the next one.
+
+    A container or tuple of plain data that a parent container takes is replaced in `objs` by a shared
+    `Plain` marker (`collapse`), so memory follows what can still matter, not the number of objects: a
+    later fetch of it, which no pickler writes for a finished container, gets the marker, judged
+    fail-closed wherever its items would matter. A collapsed container that changes (it was still on
+    the stack) is held whole again (`restore`).
+    """
+
+    __slots__ = ("arena", "dropped", "far", "objs", "tags", "tuples")
+
+    def __init__(self) -> None:
+        self.tags = array("q")
+        self.objs: list[Any] = []
+        self.arena = bytearray()
+        self.far: dict[int, Any] = {}
+        #: entries of `objs` that are markers or freed: the rest are held whole
+        self.dropped = 0
+        #: memoised tuples not yet taken by a container: id -> index in objs (checked with `is` when used)
+        self.tuples: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.tags) + len(self.far)
+
+    def cost(self) -> int:
+        """Bytes the memo holds, as the memory bound counts them (an object held whole at ENTRY_BYTES)."""
+        whole = len(self.objs) - self.dropped + len(self.far)
+        return 8 * (len(self.tags) + len(self.objs)) + len(self.arena) + ENTRY_BYTES * whole
+
+    def tag(self, value: Any) -> int:
+        """Store `value` (arena text or an object) and return the tag that refers to it."""
+        kind = type(value)
+        if kind is str or kind is bytes:
+            data = value.encode("utf-8", "surrogatepass") if kind is str else value
+            if len(data) < _ARENA_MAX:
+                arena = self.arena
+                at = len(arena)
+                arena += data
+                return at << _OFF | len(data) << 1 | (kind is bytes)
+        objs = self.objs
+        index = len(objs)
+        objs.append(value)
+        if kind is Fresh:
+            if value.slot == -1:
+                value.slot = index
+            elif value.slot < -1:
+                self.restore(value)
+        elif kind is tuple:
+            tuples = self.tuples
+            if len(tuples) >= _TUPLE_SLOTS_MAX:
+                tuples.clear()  # never taken by a container (call arguments): they stay whole
+            tuples[id(value)] = index
+        elif kind is Plain:
+            self.dropped += 1
+        return -2 - index
+
+    def text(self, index: int, tag: int) -> str | bytes:
+        """The constant behind an arena tag, promoted to an object: a value fetched once is usually
+        fetched again (shared names), and decoding it each time would cost more than keeping it."""
+        at = tag >> _OFF
+        data = self.arena[at : at + ((tag >> 1) & (_ARENA_MAX - 1))]
+        value: str | bytes = bytes(data) if tag & 1 else data.decode("utf-8", "surrogatepass")
+        objs = self.objs
+        self.tags[index] = -2 - len(objs)
+        objs.append(value)
+        return value
+
+    def get(self, index: int) -> Any:
+        tags = self.tags
+        if 0 <= index < len(tags):
+            tag = tags[index]
+            return self.text(index, tag) if tag >= 0 else self.objs[-2 - tag]
+        return self.far[index]  # KeyError: the loader's "memo has no entry"
+
+    def put(self, index: int, value: Any) -> None:
+        tags = self.tags
+        size = len(tags)
+        if index < size:
+            old = tags[index]
+            if old < 0:
+                objs = self.objs
+                if objs[-2 - old] is not None and type(objs[-2 - old]) is not Plain:
+                    self.dropped += 1
+                objs[-2 - old] = None
+            tags[index] = self.tag(value)
+        elif index == size and not self.far:
+            tags.append(self.tag(value))
+        else:
+            self.far[index] = value
+
+    def collapse(self, value: Any) -> bool:
+        """A parent container took `value`: a plain one is kept as a marker only (see the class).
+        Returns whether `value` is plain data."""
+        kind = type(value)
+        if kind is Fresh:
+            if not value.plain:
+                return False
+            index = value.slot
+            objs = self.objs
+            if 0 <= index < len(objs) and objs[index] is value:
+                objs[index] = plain_marker(value.kind, value.weight)
+                value.slot = -2 - index
+                self.dropped += 1
+            return True
+        if kind is tuple:
+            for item in value:
+                if type(item) not in _SCALARS:
+                    self.tuples.pop(id(value), None)
+                    return False
+            index = self.tuples.pop(id(value), -1)
+            if index >= 0 and self.objs[index] is value:
+                self.objs[index] = _TUPLE_MARKER
+                self.dropped += 1
+            return True
+        return kind in _SCALARS
+
+    def restore(self, value: Fresh) -> None:
+        """`value` changes after it was collapsed (it was still on the stack): the memo holds it whole again."""
+        objs = self.objs
+        index = -2 - value.slot
+        if 0 <= index < len(objs) and type(objs[index]) is Plain:
+            objs[index] = value
+            value.slot = index
+            self.dropped -= 1
+
+
+_TUPLE_MARKER = plain_marker("tuple", 0)
 
 
 class Machine:
@@ -121,7 +290,7 @@ class Machine:
         self.found: list[Finding] = []
         self.storages: dict[str, int] = {}
         limits = ctx.engine.limits
-        self.max_entries = max(limits.pickle_memory_bytes // ENTRY_BYTES, 1)
+        self.max_bytes = limits.pickle_memory_bytes
         #: `find_start` searches for text pickles only before this offset (then for PROTO alone)
         self.text_search_end = 0
         self.text_search_cut = False
@@ -134,13 +303,15 @@ class Machine:
         """Fresh stack, memo and protocol, exactly like a new `pickle.load` call."""
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
-        self.memo: dict[int, Any] = {}
+        self.memo = Memo()
         self.proto = 0
         self.fend = NOFRAME
         self.pending: list[Global] = []
         self.seen: set[tuple[str, str]] = set()
         self.seen_rules: set[str] = set()
         self.result: Any = None
+        #: plain containers kept whole inside other containers (for evidence and state judgements)
+        self.nested = 0
 
     @property
     def offset(self) -> int:
@@ -379,10 +550,14 @@ class Machine:
     def run(self) -> Generator[Finding, None, Any]:
         """Analyse one pickle up to its STOP; returns the value STOP pops (abstract)."""
         table = self._dispatch()  # a local, not an attribute: bound methods held by self would make a cycle
+        hot = self._hot
         found = self.found
         budget = 0
+        check = _BOUNDS_EVERY
         try:
             while True:
+                if self.lim - self.pos > _HOT_MIN and self.buf[self.pos] in _HOT_CODES:
+                    budget += hot()
                 pos = self.pos
                 if self.lim - pos < 16 and not self.eof:
                     self._fill(16)
@@ -400,7 +575,8 @@ class Machine:
                 if stop:
                     break
                 budget += 1
-                if not budget & _BOUNDS_EVERY:
+                if budget > check:
+                    check = budget + _BOUNDS_EVERY
                     self._check_bounds()
         except IndexError:
             if self.pos >= self.lim and self.eof:
@@ -415,16 +591,219 @@ class Machine:
         yield from self.drain()
         return self.result
 
+    def _hot(self) -> int:
+        """Run the opcodes that only move data (constants, memo, containers the pickle builds) in one
+        tight loop over the buffer, with the state in locals; returns the bytes it read. It stops before
+        any other opcode, before an argument that could reach the end of the buffer or frame, and
+        before a case that needs the general path (a mutation of anything but a fresh container),
+        leaving `pos` there: the general loop runs that one, with every check."""
+        buf = self.buf
+        pos = first = self.pos
+        limit = self.lim if self.fend > self.lim else self.fend
+        end = limit - 9  # every fixed-size argument of an opcode starting before `end` ends by `limit`
+        end = min(end, pos + _HOT_SPAN)  # the memory bound is checked between runs
+        stack = self.stack
+        metastack = self.metastack
+        memo = self.memo
+        tags = memo.tags
+        objs = memo.objs
+        arena = memo.arena
+        dense = not memo.far
+        try:
+            while pos < end:
+                op = buf[pos]
+                if op == 0x68:  # BINGET
+                    try:
+                        tag = tags[buf[pos + 1]]
+                    except IndexError:
+                        tag = 0
+                    stack.append(objs[-2 - tag] if tag < 0 else memo.get(buf[pos + 1]))
+                    pos += 2
+                elif op == 0x8C:  # SHORT_BINUNICODE, with the MEMOIZE that usually follows
+                    stop = pos + 2 + buf[pos + 1]
+                    if stop >= limit:
+                        break
+                    raw = buf[pos + 2 : stop]
+                    stack.append(raw.decode("utf-8", "surrogatepass"))
+                    if buf[stop] == 0x94 and dense:
+                        tags.append(len(arena) << _OFF | len(raw) << 1)
+                        arena += raw
+                        stop += 1
+                    pos = stop
+                elif op == 0x94:  # MEMOIZE
+                    value = stack[-1]
+                    if not dense:
+                        memo.put(len(memo), value)
+                    elif type(value) is Fresh and value.slot == -1:
+                        value.slot = index = len(objs)
+                        tags.append(-2 - index)
+                        objs.append(value)
+                    elif type(value) is tuple and len(memo.tuples) < _TUPLE_SLOTS_MAX:
+                        index = len(objs)
+                        tags.append(-2 - index)
+                        objs.append(value)
+                        memo.tuples[id(value)] = index
+                    else:
+                        tags.append(memo.tag(value))
+                    pos += 1
+                elif op in {0x5D, 0x7D}:  # EMPTY_LIST, EMPTY_DICT, with the MEMOIZE and MARK after them
+                    value = Fresh("list" if op == 0x5D else "dict", [])
+                    stack.append(value)
+                    pos += 1
+                    if buf[pos] == 0x94 and dense:
+                        value.slot = index = len(objs)
+                        tags.append(-2 - index)
+                        objs.append(value)
+                        pos += 1
+                        if buf[pos] == 0x28:
+                            metastack.append(stack)
+                            stack = []
+                            pos += 1
+                elif op == 0x4B:  # BININT1
+                    stack.append(buf[pos + 1])
+                    pos += 2
+                elif op in {0x65, 0x75}:  # APPENDS, SETITEMS
+                    below = metastack[-1] if metastack else None
+                    if not below:
+                        break
+                    target = below[-1]
+                    if type(target) is not Fresh or (target.kind == "dict") != (op == 0x75) or target.slot < -1:
+                        break
+                    for item in stack:
+                        if type(item) not in _SCALAR_DATA:
+                            self.at = self.base + pos
+                            self._absorb(target, stack, op == 0x75)
+                            break
+                    else:
+                        # Only constants: the common case, without the general bookkeeping.
+                        size = len(stack)
+                        weight = target.weight + size
+                        if weight > MAX_WEIGHT:
+                            break
+                        target.weight = weight
+                        kept = target.items
+                        if len(kept) + size <= ITEM_CAP:
+                            if op == 0x65:
+                                kept.extend(stack)
+                            else:
+                                kept.extend(zip(stack[::2], stack[1::2], strict=False))
+                        else:
+                            self._absorb(target, stack, op == 0x75, weighed=True)
+                    stack = metastack.pop()
+                    pos += 1
+                elif op == 0x28:  # MARK
+                    metastack.append(stack)
+                    stack = []
+                    pos += 1
+                elif op == 0x86:  # TUPLE2
+                    second = stack.pop()
+                    stack[-1] = (stack[-1], second)
+                    pos += 1
+                elif op == 0x4A:  # BININT
+                    stack.append(_INT4(buf, pos + 1)[0])
+                    pos += 5
+                elif op == 0x4D:  # BININT2
+                    stack.append(_UINT2(buf, pos + 1)[0])
+                    pos += 3
+                elif op == 0x6A:  # LONG_BINGET
+                    stack.append(memo.get(_UINT4(buf, pos + 1)[0]))
+                    pos += 5
+                elif op in {0x71, 0x72}:  # BINPUT, LONG_BINPUT
+                    if op == 0x71:
+                        memo.put(buf[pos + 1], stack[-1])
+                        pos += 2
+                    else:
+                        memo.put(_UINT4(buf, pos + 1)[0], stack[-1])
+                        pos += 5
+                    dense = not memo.far
+                elif op == 0x47:  # BINFLOAT
+                    stack.append(_FLOAT8(buf, pos + 1)[0])
+                    pos += 9
+                elif op == 0x85:  # TUPLE1
+                    stack[-1] = (stack[-1],)
+                    pos += 1
+                elif op == 0x87:  # TUPLE3
+                    third = stack.pop()
+                    second = stack.pop()
+                    stack[-1] = (stack[-1], second, third)
+                    pos += 1
+                elif op == 0x4E:  # NONE
+                    stack.append(None)
+                    pos += 1
+                elif op == 0x29:  # EMPTY_TUPLE
+                    stack.append(())
+                    pos += 1
+                elif op in {0x88, 0x89}:  # NEWTRUE, NEWFALSE
+                    stack.append(op == 0x88)
+                    pos += 1
+                elif op == 0x58:  # BINUNICODE
+                    stop = pos + 5 + _UINT4(buf, pos + 1)[0]
+                    if stop > limit:
+                        break
+                    stack.append(buf[pos + 5 : stop].decode("utf-8", "surrogatepass"))
+                    pos = stop
+                elif op in {0x61, 0x73}:  # APPEND, SETITEM
+                    width = 2 if op == 0x61 else 3
+                    if len(stack) < width:
+                        break
+                    target = stack[-width]
+                    if type(target) is not Fresh or (target.kind == "dict") != (op == 0x73):
+                        break
+                    self.at = self.base + pos
+                    items = stack[1 - width :]
+                    del stack[1 - width :]
+                    self._absorb(target, items, op == 0x73)
+                    pos += 1
+                elif op == 0x43:  # SHORT_BINBYTES
+                    stop = pos + 2 + buf[pos + 1]
+                    if stop > limit:
+                        break
+                    stack.append(buf[pos + 2 : stop])
+                    pos = stop
+                elif op == 0x74:  # TUPLE
+                    items = stack
+                    stack = metastack.pop()
+                    stack.append(tuple(items))
+                    pos += 1
+                elif op in {0x49, 0x67, 0x70, 0x56}:  # INT, GET, PUT, UNICODE: protocol 0 text lines
+                    newline = buf.find(b"\n", pos + 1, limit)
+                    if newline < 0 or newline - pos > MAX_LINE:
+                        break
+                    line = buf[pos + 1 : newline]
+                    if op == 0x49:
+                        stack.append(False if line == b"00" else True if line == b"01" else int(line, 0))
+                    elif op == 0x67:
+                        stack.append(memo.get(int(line)))
+                    elif op == 0x56:
+                        stack.append(str(line, "raw-unicode-escape"))
+                    else:
+                        index = int(line)
+                        if index < 0:
+                            break
+                        memo.put(index, stack[-1])
+                        dense = not memo.far
+                    pos = newline + 1
+                else:
+                    break
+        except BaseException:
+            self.at = self.base + pos
+            self.pos = pos + 1
+            self.stack = stack
+            raise
+        self.pos = pos
+        self.stack = stack
+        return pos - first
+
     def _check_bounds(self) -> None:
         """The analyser's memory bound (the policy's `pickle-memory-bytes`). Opcodes are not bounded:
         each takes at least one input byte, so time follows the input, and the loader's stack and memo
         grow no faster than the input either: reaching the bound is a limit of the scan, not a bomb."""
-        entries = len(self.stack) + len(self.metastack) + len(self.memo)
-        if entries > self.max_entries:
+        used = ENTRY_BYTES * (len(self.stack) + len(self.metastack)) + self.memo.cost()
+        if used > self.max_bytes:
             raise LimitExceeded(
                 "pickle-memory-bytes",
-                f"not fully analysed: the stack and memo hold more than {self.max_entries} entries at offset "
-                f"{self.at} (pickle-memory-bytes = {self.max_entries * ENTRY_BYTES})",
+                f"not fully analysed: the stack and memo hold more than {self.max_bytes} bytes at offset "
+                f"{self.at} (pickle-memory-bytes = {self.max_bytes})",
             )
 
     def _left_frame(self) -> None:
@@ -486,8 +865,13 @@ class Machine:
             verdict = self._reconstructor(args)
             if verdict.rule is None and type(args[0]) is Global and args[0].dotted in _JOBLIB_WRAPPERS:
                 tag = "joblib"
+            elif verdict.rule is None and type(args[0]) is Global and args[0].dotted in _NDARRAY_FILES:
+                args[0].called = True  # judged by the file it names, at BUILD
+                tag = "ndarray-file"
         elif dotted in _JOBLIB_WRAPPERS:
             tag = "joblib"
+        elif dotted in _NDARRAY_FILES:
+            verdict, tag = Verdict(None), "ndarray-file"
         elif dotted == ATTRIBUTE_GETTER:
             fetched = self._attribute(args)
             if fetched is not None:
@@ -568,6 +952,17 @@ class Machine:
     def _setstate(self, inst: Call, state: Any) -> None:
         """A known class whose `__setstate__` acts on some state keys (patsy formulas, temp files)."""
         cls = _built_class(inst)
+        if cls is not None and type(state) is Plain and state.kind in ("list", "dict"):
+            # A state fetched from the memo after its items were dropped: judged as if it held anything.
+            verdict = self.judge.state(cls, _EVERY_KEY if state.kind == "dict" else "<computed>")
+            if verdict is not None and verdict.rule is not None:
+                self.add(
+                    verdict.rule,
+                    f"BUILD gives {cls.dotted} a state fetched from the memo, not kept: {verdict.reason}",
+                    verdict.severity,
+                    callable=cls.dotted,
+                )
+            return
         if cls is None or type(state) is not Fresh:
             return
         if state.kind == "list":
@@ -642,16 +1037,23 @@ class Machine:
         """SETITEM(S)/APPEND(S)/ADDITEMS: fine on a fresh container or a trusted instance."""
         kind = type(target)
         if kind is Fresh:
-            target.weight = self._weigh(target.weight, items)
-            room = ITEM_CAP - len(target.items)
-            if room <= 0:
-                return
             if target.kind != "dict":
-                target.items.extend(items[:room])
+                self._absorb(target, items, False)
             elif what.startswith("SETITEM"):
-                target.items.extend(zip(items[: room * 2 : 2], items[1 : room * 2 : 2], strict=False))
-            # APPEND(S)/ADDITEMS on a dict stop the real loader (a dict has no append/extend/add), and a
-            # dict's items stay (key, value) pairs.
+                self._absorb(target, items, True)
+            else:
+                # APPEND(S)/ADDITEMS on a dict stop the real loader (a dict has no append/extend/add), and a
+                # dict's items stay (key, value) pairs: only the weight counts.
+                self._absorb(target, items, True, keep=False)
+            return
+        if kind is Plain:
+            # Only a crafted stream modifies a finished container it fetched from the memo: the marker
+            # cannot follow the change, so what the container expands to from here is not counted.
+            self.add(
+                SCAN_BOUND,
+                f"not fully analysed: {what} modifies a container of plain data fetched from the memo after "
+                "it was finished; its later expansion is not counted",
+            )
             return
         if kind is Call and (not target.trusted or target.tag == "joblib"):
             return  # the call that made it is already reported
@@ -757,7 +1159,7 @@ class Machine:
 
     def _reduce(self) -> None:
         stack = self.stack
-        args = stack.pop()
+        args = _arguments(stack.pop())
         if type(args) is not tuple:
             raise Malformed(self.at, f"REDUCE arguments are {render(args)}, not a tuple")
         stack[-1] = self._call(stack[-1], args, "REDUCE")
@@ -862,6 +1264,8 @@ class Machine:
             inst.state = state
             if inst.tag == "joblib":
                 stack[-1] = self._joblib_array(state)
+            elif inst.tag == "ndarray-file":
+                self._ndarray_file(inst, state)
             else:
                 self._setstate(inst, state)
         elif kind is Unknown:
@@ -898,7 +1302,7 @@ class Machine:
 
     def _newobj(self) -> None:
         stack = self.stack
-        args = stack.pop()
+        args = _arguments(stack.pop())
         cls = stack.pop()
         if type(args) is not tuple:
             raise Malformed(self.at, "NEWOBJ arguments are not a tuple")
@@ -907,7 +1311,7 @@ class Machine:
     def _newobj_ex(self) -> None:
         stack = self.stack
         kwargs = stack.pop()
-        args = stack.pop()
+        args = _arguments(stack.pop())
         cls = stack.pop()
         if type(args) is not tuple:
             raise Malformed(self.at, "NEWOBJ_EX arguments are not a tuple")
@@ -915,22 +1319,74 @@ class Machine:
 
     def _fresh(self, kind: str, flat: list[Any]) -> Fresh:
         """A container built from MARK items; shared references count towards its expansion."""
-        value = Fresh(kind, list(zip(flat[::2], flat[1::2], strict=False)) if kind == "dict" else flat)
-        value.weight = self._weigh(0, flat)
+        value = Fresh(kind, [])
+        self._absorb(value, flat, kind == "dict")
         return value
 
-    def _weigh(self, weight: int, items: list[Any]) -> int:
-        """Elements a container expands to once `items` are added: the billion-laughs bound."""
-        weight += len(items)
-        for item in items:
-            if type(item) is Fresh:
-                weight += item.weight
+    def _absorb(self, target: Fresh, items: list[Any], pairs: bool, keep: bool = True, weighed: bool = False) -> None:
+        """`items` join `target`: its expansion weight (the billion-laughs bound) grows by them and what
+        they expand to, it stays plain while they are, and the memo may drop the plain ones it held
+        (`weighed`: only constants, already counted)."""
+        memo = self.memo
+        if target.slot < -1:
+            memo.restore(target)
+        weight = target.weight
+        plain = target.plain
+        if not weighed:
+            weight += len(items)
+            collapse = memo.collapse
+            objs = memo.objs
+            tuples = memo.tuples
+            for position, item in enumerate(items):
+                kind = type(item)
+                if kind in _SCALAR_DATA:
+                    continue
+                if kind is Fresh:
+                    # `Memo.collapse`, inline: a data pickle's top container takes millions of these.
+                    weight += item.weight
+                    if not item.plain:
+                        plain = False
+                        continue
+                    index = item.slot
+                    marker = plain_marker(item.kind, item.weight)
+                    if 0 <= index < len(objs) and objs[index] is item:
+                        objs[index] = marker
+                        item.slot = -2 - index
+                        memo.dropped += 1
+                    if self.nested < _NESTED_KEPT:
+                        self.nested += 1
+                    else:
+                        items[position] = marker  # past the bound, parents keep what it weighs, not its items
+                    continue
+                if kind is tuple:
+                    index = tuples.pop(id(item), -1)
+                    for inner in item:
+                        if type(inner) not in _SCALARS:
+                            plain = False
+                            break
+                    else:
+                        if index >= 0 and objs[index] is item:
+                            objs[index] = _TUPLE_MARKER
+                            memo.dropped += 1
+                elif kind is Plain:
+                    weight += item.weight
+                elif not collapse(item):
+                    plain = False
         if weight > MAX_WEIGHT:
             raise LimitExceeded(
                 "pickle-expansion",
                 f"container at {self.at} expands to more than {MAX_WEIGHT} elements through shared references",
             )
-        return weight
+        target.weight = weight
+        target.plain = plain
+        kept = target.items
+        room = ITEM_CAP - len(kept)
+        if room <= 0 or not keep:
+            return
+        if pairs:
+            kept.extend(zip(items[: room * 2 : 2], items[1 : room * 2 : 2], strict=False))
+        else:
+            kept.extend(items[:room])
 
     def _dict(self) -> None:
         items = self._pop_mark()
@@ -993,33 +1449,33 @@ class Machine:
             self.stack.append(int.from_bytes(data, "little", signed=True))
 
     def _get(self) -> None:
-        self.stack.append(self.memo[int(self._line())])
+        self.stack.append(self.memo.get(int(self._line())))
 
     def _binget(self) -> None:
         p = self.pos
-        self.stack.append(self.memo[self.buf[p]])
+        self.stack.append(self.memo.get(self.buf[p]))
         self.pos = p + 1
 
     def _long_binget(self) -> None:
-        self.stack.append(self.memo[self._int(4)])
+        self.stack.append(self.memo.get(self._int(4)))
 
     def _put(self) -> None:
         index = int(self._line())
         if index < 0:
             raise Malformed(self.at, "negative PUT argument")
-        self.memo[index] = self.stack[-1]
+        self.memo.put(index, self.stack[-1])
 
     def _binput(self) -> None:
         p = self.pos
-        self.memo[self.buf[p]] = self.stack[-1]
+        self.memo.put(self.buf[p], self.stack[-1])
         self.pos = p + 1
 
     def _long_binput(self) -> None:
-        self.memo[self._int(4)] = self.stack[-1]
+        self.memo.put(self._int(4), self.stack[-1])
 
     def _memoize(self) -> None:
         memo = self.memo
-        memo[len(memo)] = self.stack[-1]
+        memo.put(len(memo), self.stack[-1])
 
     def _proto(self) -> None:
         proto = self._int(1)
@@ -1084,6 +1540,24 @@ class Machine:
             self._array_as_opcodes(start, self.offset - start)
         return Unknown("ndarray")
 
+    def _ndarray_file(self, inst: Call, state: Any) -> None:
+        """joblib <= 0.9: `joblib.load` replaces the wrapper by `numpy.load(os.path.join(dirname, filename),
+        allow_pickle=True)`, which unpickles an object array's pickle. A plain name beside the file is a
+        dependency (scanned with it); a name that leaves the folder, or one the pickle computes, is a read
+        of a file the model does not hold."""
+        pairs = state.items if type(state) is Fresh and state.kind == "dict" else []
+        name = next((value for key, value in pairs if key == "filename"), None)
+        wrapper = render(inst.func)
+        how = "joblib.load reads its array with numpy.load(allow_pickle=True), which unpickles object arrays"
+        reason = (escape_reason(name) or None) if type(name) is str and name else "is not a constant name"
+        if reason is None:
+            dependency = named(name, "joblib array file", hub=False)
+            details = dependency.details() if dependency is not None else {}
+            self.add(DEPENDENCY, f"{wrapper}: {how}, from {name!r} beside this file", callable=wrapper, **details)
+        else:
+            shown = render(name) if name is not None else "<no file name>"
+            self.add(SYSTEM_ACCESS, f"{wrapper}: {how}, from {shown}, which {reason}", callable=wrapper)
+
     def _array_as_opcodes(self, start: int, size: int) -> None:
         """`pickle.load` (unlike `joblib.load`) reads the bytes after the wrapper's BUILD as opcodes: calls
         they would make are reported too. Real array data breaks at its first byte (joblib's padding
@@ -1104,7 +1578,7 @@ class Machine:
         """An object array's nested pickle, read in place with its own stack and memo."""
         saved = (self.stack, self.metastack, self.memo, self.proto, self.pending, self.chain, self.result)
         start = self.offset
-        self.stack, self.metastack, self.memo, self.proto, self.pending = [], [], {}, 0, []
+        self.stack, self.metastack, self.memo, self.proto, self.pending = [], [], Memo(), 0, []
         self.chain = f"{self.chain}[joblib object array @{start}] "
         try:
             yielded = list(self.run())
@@ -1138,6 +1612,33 @@ def _payload(value: Any) -> Any:
             return value
         value = inner
     return value
+
+
+def _arguments(args: Any) -> Any:
+    """Call arguments: a tuple of plain data fetched from the memo after it was collapsed (see `Memo`)
+    is one argument the scan cannot see, so the callee is still judged and nothing past it is lost."""
+    if type(args) is Plain and args.kind == "tuple":
+        return (Unknown("tuple fetched from the memo, not kept"),)
+    return args
+
+
+class _EveryKey(Mapping[str, object]):
+    """The state of a dict whose items were not kept: any key may be there, none with a known value."""
+
+    def __getitem__(self, key: str) -> object:
+        return Unknown("computed")
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_EVERY_KEY = _EveryKey()
 
 
 def _built_class(inst: Call) -> Name | None:

@@ -260,8 +260,8 @@ SCAN_BOUND = Rule(
     impact="Calls past the bound are unknown; everything before it was analysed and is reported.",
     remediation="If the file is expected to be this large, raise the bound named in the finding in the "
     "policy (`[tool.modelshield.limits]`) and scan again; otherwise treat the file as unverified.",
-    example="`the stack and memo hold more than 11184810 entries at offset 2093417215 (pickle-memory-bytes = "
-    "2147483520)`",
+    example="`not fully analysed: the stack and memo hold more than 2147483648 bytes at offset 2093417215 "
+    "(pickle-memory-bytes = 2147483648)`",
 )
 
 PICKLE_RULES = (

@@ -51,14 +51,49 @@ class Call:
 
 
 class Fresh:
-    """A list, dict, set or frozenset the pickle built itself; `weight` counts what it expands to."""
+    """A list, dict, set or frozenset the pickle built itself; `weight` counts what it expands to.
 
-    __slots__ = ("items", "kind", "weight")
+    `items` holds at most ITEM_CAP entries (callers cap them); `plain` stays true while every item added
+    is plain data, so the memo can drop the container for a `Plain` marker once a parent takes it
+    (`slot`: its index in the memo's object list; -1 when not memoised, `-2 - index` once collapsed)."""
 
-    def __init__(self, kind: str, items: list[Any]) -> None:
+    __slots__ = ("items", "kind", "plain", "slot", "weight")
+
+    def __init__(self, kind: str, items: list[Any], weight: int = 0, plain: bool = True) -> None:
         self.kind = kind
-        self.items = items[:ITEM_CAP]
-        self.weight = len(items)
+        self.items = items
+        self.weight = weight
+        self.plain = plain
+        self.slot = -1
+
+
+class Plain:
+    """What the memo keeps of a container or tuple of plain data once a parent container took it:
+    its kind and expansion weight, not its items. Shared between equal (kind, weight) pairs."""
+
+    __slots__ = ("kind", "weight")
+
+    def __init__(self, kind: str, weight: int) -> None:
+        self.kind = kind
+        self.weight = weight
+
+
+_SHARED_WEIGHTS = 4096
+_MARKERS: dict[str, list[Plain | None]] = {}
+
+
+def plain_marker(kind: str, weight: int) -> Plain:
+    """The marker for a collapsed container: one shared object per small (kind, weight), so that
+    millions of small collapsed lists cost one pointer each."""
+    if weight >= _SHARED_WEIGHTS:
+        return Plain(kind, weight)
+    table = _MARKERS.get(kind)
+    if table is None:
+        table = _MARKERS[kind] = [None] * _SHARED_WEIGHTS
+    marker = table[weight]
+    if marker is None:
+        marker = table[weight] = Plain(kind, weight)
+    return marker
 
 
 class Unknown:
@@ -103,6 +138,8 @@ def render(value: Any, depth: int = 0) -> str:
         return f"<{value.what}>"
     if kind is Blob:
         return f"<{value.size} bytes: {value.prefix[:32]!r}...>"
+    if kind is Plain:
+        return _COLLAPSED.get(value.kind, f"{value.kind}([...])")
     if depth >= _DEPTH and kind in (tuple, Fresh):
         return "..."
     if kind is tuple:
@@ -116,6 +153,9 @@ def render(value: Any, depth: int = 0) -> str:
         inner = render_args(value.items, depth + 1)
         return {"list": f"[{inner}]", "set": f"{{{inner}}}"}.get(value.kind, f"{value.kind}([{inner}])")
     return repr(value)[:_SHORT]
+
+
+_COLLAPSED = {"list": "[...]", "dict": "{...}", "set": "{...}", "tuple": "(...)"}
 
 
 def render_args(args: Any, depth: int = 0) -> str:
