@@ -54,8 +54,6 @@ CASES: list[tuple[str, str, Callable[[Path], None]]] = [
      lambda p: fill(p, laughs() + b"more:\n", b"  - *l9\n", 100 * MiB)),
     ("100 MB nesting `[[[...` with a payload after it", "deep100.yaml",
      lambda p: fill(p, b"a: ", b"[", 100 * MiB - 64, b"\n" + PAYLOAD)),
-    ("100 MB of comments with a payload after them", "comments100.yaml",
-     lambda p: fill(p, b"# padding\n", b"# " + b"x" * 78 + b"\n", 100 * MiB - 64, PAYLOAD)),
     ("16 MiB alias bomb (parsed: the expansion bound)", "laughs16.yaml",
      lambda p: fill(p, laughs() + b"more:\n", b"  - *l9\n", UNDER)),
     ("16 MiB flat list of 4 M scalars (parsed: the node bound)", "flat16.yaml",
