@@ -6,9 +6,11 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from modelshield import __version__
 from modelshield.core import activity
+from modelshield.core.dependencies import Graph
 from modelshield.core.engine import Engine
 from modelshield.core.files import Skipped, walk_files
 from modelshield.core.policy import Policy, PolicyError, load_policy_file
@@ -18,6 +20,7 @@ from modelshield.deps.walk import Walker
 from modelshield.integrity.check import check_signature
 from modelshield.integrity.signing import SigningInputError, require_file
 from modelshield.registry import ALLOWLISTS, HANDLERS
+from modelshield.sources import is_remote
 
 Progress = Callable[[FileResult, int, int], None]
 
@@ -142,6 +145,8 @@ def scan(
     signature: str | None = None,
     follow_dependencies: bool = True,
     download: bool = False,
+    cache: bool = True,
+    max_fetch_bytes: int | None = None,
 ) -> Report:
     """Scan files and folders; raises `ScanInputError` for a path that does not exist.
 
@@ -151,6 +156,12 @@ def scan(
 
     With a public key (here or the policy's `public-key`) each path is also a model whose signature is
     verified (`signature`, for a single path, or the default place); failures are INT findings.
+
+    A path may also be a remote model (`hf://ORG/NAME[@REV][/PATH]`, a Hub or any HTTPS file URL,
+    `s3://BUCKET/KEY`, `models:/NAME/VERSION`, `runs:/RUN/PATH`): its files are scanned where they live,
+    reading only the bytes the analysers need (at most `max_fetch_bytes` per file), and their verdicts kept
+    in the verdict cache unless `cache` is False (see `modelshield.sources`). Remote targets that cannot be
+    listed raise `RemoteInputError`.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -170,13 +181,77 @@ def scan(
         require_download()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     started = time.perf_counter()
-    files, skipped = collect_files(models)
-    results = _scan_files(files, policy, jobs, progress) + [FileResult(s.path, error=s.reason) for s in skipped]
-    graph = None
-    if follow_dependencies:
-        walker = Walker(policy, lambda files: _scan_files(files, policy, jobs, None), download)
-        graph = walker.follow(models, results)
-        results += walker.results
+    uris = [m for m in models if is_remote(m)]
+    if not uris:
+        files, skipped = collect_files(models)
+        results = _scan_files(files, policy, jobs, progress) + [FileResult(s.path, error=s.reason) for s in skipped]
+        graph = None
+        if follow_dependencies:
+            walker = Walker(policy, lambda files: _scan_files(files, policy, jobs, None), download)
+            graph = walker.follow(models, results)
+            results += walker.results
+        remote_summary = None
+    else:
+        if public_key is not None:
+            raise SigningInputError("signatures are verified on local models only: download the model first")
+        results, graph, remote_summary = _scan_with_remote(
+            models,
+            policy,
+            jobs=jobs,
+            progress=progress,
+            follow_dependencies=follow_dependencies,
+            download=download,
+            cache=cache,
+            max_fetch_bytes=max_fetch_bytes,
+        )
     if public_key is not None:
         results += [check_signature(model, public_key, policy, signature) for model in models]
-    return Report(results, policy, __version__, started_at, time.perf_counter() - started, graph)
+    report = Report(results, policy, __version__, started_at, time.perf_counter() - started, graph)
+    report.remote = remote_summary
+    return report
+
+
+def _scan_with_remote(
+    models: list[str],
+    policy: Policy,
+    *,
+    jobs: int | None,
+    progress: Progress | None,
+    follow_dependencies: bool,
+    download: bool,
+    cache: bool,
+    max_fetch_bytes: int | None,
+) -> tuple[list[FileResult], Graph | None, dict[str, Any]]:
+    """A scan with remote targets: each is listed and laid out in a shadow folder (see
+    `modelshield.sources.scan`), scanned with the local files, and named by its URI in the results."""
+    from modelshield.sources.cache import VerdictCache  # noqa: PLC0415 - only for remote scans
+    from modelshield.sources.scan import RemoteScan  # noqa: PLC0415
+
+    with RemoteScan(policy, jobs=jobs, budget=max_fetch_bytes, cache=VerdictCache() if cache else None) as remote:
+        roots = [remote.add(m) if is_remote(m) else m for m in models]
+        files, skipped = collect_files([m for m in models if not is_remote(m)])
+        counted = [0]
+
+        def scan_files(paths: list[str]) -> list[FileResult]:
+            remote_paths = [p for p in paths if remote.owns(p)]
+            local = _scan_files([p for p in paths if not remote.owns(p)], policy, jobs, None)
+            scanned = {r.path: r for r in [*local, *remote.scan(remote_paths)]}
+            return [scanned[p] for p in paths]
+
+        def report(result: FileResult) -> None:
+            counted[0] += 1
+            if progress is not None and not isinstance(progress, activity.Watcher):
+                progress(result, counted[0], total)
+
+        remote_files = list(dict.fromkeys(p for root in roots if remote.owns(root) for p in remote.files_under(root)))
+        total = len(files) + len(remote_files)
+        results = _scan_files(files, policy, jobs, progress) + [FileResult(s.path, error=s.reason) for s in skipped]
+        counted[0] = len(files)
+        results += remote.scan(remote_files, report)
+        graph = None
+        if follow_dependencies:
+            walker = Walker(policy, scan_files, download, remote)
+            graph = walker.follow(roots, results)
+            results += walker.results
+        remote.relocate(results, graph)
+        return results, graph, remote.summary()

@@ -38,6 +38,8 @@ from modelshield.integrity.signing import (
 from modelshield.registry import ALLOWLISTS
 from modelshield.reports import FORMATS, one_line, render
 from modelshield.reports.json_report import deps_dict, dumps
+from modelshield.sources import RemoteInputError, is_remote
+from modelshield.sources.http import RemoteUnavailable
 
 if TYPE_CHECKING:  # rich and threading are imported only for terminal output: they cost start-up time
     import threading
@@ -88,6 +90,22 @@ def _download_option(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _remote_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--no-cache", action="store_true", help="remote models: scan every file again instead of using stored verdicts"
+    )
+    command.add_argument(
+        "--max-fetch-mb",
+        type=_positive_int,
+        metavar="MB",
+        help="remote models: stop reading a file after MB mebibytes (a fail-closed SCN005; default 512)",
+    )
+
+
+def _max_fetch(args: argparse.Namespace) -> int | None:
+    return int(args.max_fetch_mb) * 1024 * 1024 if args.max_fetch_mb else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="modelshield",
@@ -108,7 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Policy: --policy FILE, else [tool.modelshield] in the nearest pyproject.toml above the PATHs. "
         "Version-control folders (.git, .hg, .svn) are skipped.",
     )
-    scan_cmd.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
+    scan_cmd.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="files or folders to scan, or remote models: hf://ORG/NAME[@REVISION][/PATH], Hub and HTTPS file "
+        "URLs, s3://BUCKET/KEY-or-PREFIX, models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN/PATH",
+    )
     scan_cmd.add_argument("-f", "--format", choices=FORMATS, default="text", help="report format (default: text)")
     scan_cmd.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
     scan_cmd.add_argument(
@@ -140,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-deps", action="store_true", help="do not resolve and scan the models and code the files depend on"
     )
     _download_option(scan_cmd)
+    _remote_options(scan_cmd)
 
     deps_cmd = commands.add_parser(
         "deps",
@@ -158,6 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
         "-j", "--jobs", type=_positive_int, metavar="N", help="files scanned in parallel (default: CPU cores)"
     )
     _download_option(deps_cmd)
+    _remote_options(deps_cmd)
+
+    cache_cmd = commands.add_parser(
+        "cache",
+        help="show or clear the verdict cache of remote scans",
+        description="Remote scans keep each file's verdict by content digest, scanner version and policy, so "
+        "that scanning an unchanged model again costs one listing request. Stored in "
+        "$MODELSHIELD_CACHE_DIR, else $XDG_CACHE_HOME/modelshield, else ~/.cache/modelshield.",
+    )
+    cache_cmd.add_argument("action", choices=["show", "clear"], help="show: where and how many; clear: empty it")
 
     rules_cmd = commands.add_parser("rules", help="list every rule", description="List every rule.")
     rules_cmd.add_argument("-f", "--format", choices=["text", "json"], default="text", help="listing format")
@@ -271,7 +306,8 @@ def _policy(args: argparse.Namespace) -> Policy:
             raise UsageError(f"policy file not found: {args.policy}")
         policy = load_policy_file(args.policy, ALLOWLISTS)
     else:
-        policy = discover_scan_policy(args.paths, ALLOWLISTS) or Policy()
+        local = [p for p in args.paths if not is_remote(p)] or [os.curdir]  # remote models: the current folder's
+        policy = discover_scan_policy(local, ALLOWLISTS) or Policy()
     return policy.with_fail_on(args.fail_on)
 
 
@@ -307,8 +343,10 @@ def _run_scan(args: argparse.Namespace) -> int:
             signature=args.signature,
             follow_dependencies=not args.no_deps,
             download=args.download,
+            cache=not args.no_cache,
+            max_fetch_bytes=_max_fetch(args),
         )
-    except (ScanInputError, SigningInputError, DownloadUnavailable) as exc:
+    except (ScanInputError, SigningInputError, DownloadUnavailable, RemoteInputError, RemoteUnavailable) as exc:
         raise UsageError(str(exc)) from None
     finally:
         if bar is not None:
@@ -332,8 +370,15 @@ def _run_scan(args: argparse.Namespace) -> int:
 
 def _run_deps(args: argparse.Namespace) -> int:
     try:
-        report = scan(args.paths, _policy(args), jobs=args.jobs, download=args.download)
-    except (ScanInputError, DownloadUnavailable) as exc:
+        report = scan(
+            args.paths,
+            _policy(args),
+            jobs=args.jobs,
+            download=args.download,
+            cache=not args.no_cache,
+            max_fetch_bytes=_max_fetch(args),
+        )
+    except (ScanInputError, DownloadUnavailable, RemoteInputError, RemoteUnavailable) as exc:
         raise UsageError(str(exc)) from None
     for _path, message in report.errors:
         _error(message)
@@ -344,6 +389,18 @@ def _run_deps(args: argparse.Namespace) -> int:
 
         sys.stdout.write(render_dependencies(report, _color(sys.stdout)))
     return report.exit_code
+
+
+def _run_cache(args: argparse.Namespace) -> int:
+    from modelshield.sources.cache import VerdictCache  # noqa: PLC0415 - only for this command
+
+    cache = VerdictCache()
+    if args.action == "clear":
+        print(f"removed {cache.clear()} verdict(s) from {cache.path}")
+        return EXIT_CLEAN
+    stats = cache.stats()
+    print(f"{stats['path']}: {stats['entries']} verdict(s), {stats['bytes']} bytes")
+    return EXIT_CLEAN
 
 
 def _run_rules(args: argparse.Namespace) -> int:
@@ -500,6 +557,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_deps(args)
         if args.command == "rules":
             return _run_rules(args)
+        if args.command == "cache":
+            return _run_cache(args)
         if args.command == "explain":
             return _run_explain(args)
         if args.command == "hash":

@@ -46,28 +46,31 @@ class Engine:
         self._stopped = False
 
     def scan_file(self, path: str) -> FileResult:
-        result = FileResult(path)
-        started = time.perf_counter()
         skipped = check_file(path)
         if skipped is not None:
-            result.error = skipped.reason
-            return result
+            return FileResult(path, error=skipped.reason)
         try:
             source = FileSource(path)
         except OSError as exc:
-            result.error = f"cannot read {path}: {exc.strerror or exc}"
-            return result
+            return FileResult(path, error=f"cannot read {path}: {exc.strerror or exc}")
         try:
-            result.size = source.size
-            seen: set[tuple[str, str, str]] = set()
-            for raw in self.scan_object(source, Location(path), 0):
-                key = (raw.rule_id, str(raw.location), raw.evidence)
-                if key in seen:  # the same error met by a container and again by the member's analyser
-                    continue
-                seen.add(key)
-                result.record(raw, self.policy)
+            return self.scan_source(source, path)
         finally:
             source.close()
+
+    def scan_source(self, source: Source, path: str) -> FileResult:
+        """Scan a top-level object read through any source (a remote file is scanned as a local one),
+        reported under `path`."""
+        result = FileResult(path)
+        started = time.perf_counter()
+        result.size = source.size
+        seen: set[tuple[str, str, str]] = set()
+        for raw in self.scan_object(source, Location(path), 0):
+            key = (raw.rule_id, str(raw.location), raw.evidence)
+            if key in seen:  # the same error met by a container and again by the member's analyser
+                continue
+            seen.add(key)
+            result.record(raw, self.policy)
         result.objects = self.objects
         if self.objects:
             result.format = self.objects[0].format

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from modelshield.core.dependencies import Graph
 from modelshield.core.findings import Finding
@@ -32,6 +32,8 @@ class FileResult:
     objects: list[ScannedObject] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    #: for a file scanned where it lives (`modelshield.sources`): its URI, revision, bytes fetched...
+    remote: dict[str, Any] | None = None
 
     @property
     def max_severity(self) -> Severity | None:
@@ -55,6 +57,8 @@ class Report:
     seconds: float
     #: models and the dependencies they load; None when dependencies were not followed
     dependencies: Graph | None = None
+    #: remote targets scanned (URI, root, revision) and the requests spent; None when none was
+    remote: dict[str, Any] | None = None
 
     @property
     def findings(self) -> list[Finding]:

@@ -27,7 +27,7 @@ class Resolution(NamedTuple):
     inside it, so that a planted link cannot make the scan (or the loader) read elsewhere.
     """
 
-    status: str  # "local", "cached", "downloaded" or "unresolved"
+    status: str  # "local", "cached", "downloaded", "remote" (laid out by modelshield.sources) or "unresolved"
     path: str | None = None
     reason: str | None = None
     root: str | None = None

@@ -11,7 +11,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import islice
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from modelshield.core.dependencies import Dependency, Edge, Graph, Node
 from modelshield.core.dependency_rules import DEPENDENCY_FINDINGS, NOT_SCANNED
@@ -27,6 +27,17 @@ from modelshield.deps.resolve import Resolution, resolve
 MAX_FILES_PER_DEPENDENCY = 10_000
 
 ScanFiles = Callable[[list[str]], list[FileResult]]
+
+
+class RemoteResolver(Protocol):
+    """Where remote targets are laid out (`modelshield.sources.scan.RemoteScan`): the dependencies of a
+    remote file are resolved remotely, and its relative paths only inside its own target."""
+
+    def owns(self, path: str) -> bool: ...
+
+    def folder_of(self, path: str) -> str: ...
+
+    def resolve(self, dependency: Dependency) -> Resolution: ...
 
 
 class _Origin(NamedTuple):
@@ -50,8 +61,11 @@ def _under(path: str, root: str) -> bool:
 class Walker:
     """One scan's dependency graph; `results` collects the files scanned for dependencies."""
 
-    def __init__(self, policy: Policy, scan_files: ScanFiles, download: bool = False) -> None:
+    def __init__(
+        self, policy: Policy, scan_files: ScanFiles, download: bool = False, remote: RemoteResolver | None = None
+    ) -> None:
         self.policy = policy
+        self.remote = remote
         self.scan_files = scan_files
         self.download = download
         self.graph = Graph()
@@ -125,7 +139,7 @@ class Walker:
         elif origin.depth >= limits.max_dependency_depth:
             status, why = "not followed", f"beyond max-dependency-depth={limits.max_dependency_depth}"
         else:
-            resolution = resolve(dep, origin.namer.path, self.download and dep.required)
+            resolution = self._resolve(dep, origin.namer.path)
             status, why = resolution.status, resolution.reason or ""
             if not dep.required and resolution.path and not _model_folder(resolution.path):
                 # An origin a config merely records: scanning any folder it names would let a config
@@ -169,6 +183,17 @@ class Walker:
             self._not_scanned(origin, f"{dep.label}: {problem}", Severity.MEDIUM)
         self._remote_code(dep, node)
         self._queue.append((node, origin.depth + 1, (*origin.chain, node.id)))
+
+    def _resolve(self, dep: Dependency, naming_file: str) -> Resolution:
+        remote = self.remote
+        if remote is None or not remote.owns(naming_file):
+            return resolve(dep, naming_file, self.download and dep.required)
+        if dep.kind == "hub":
+            return remote.resolve(dep)
+        found = resolve(dep, naming_file)
+        if found.path is not None and not inside(found.path, remote.folder_of(naming_file)):
+            return Resolution("unresolved", reason=f"{dep.ref!r} lies outside the remote repository that names it")
+        return found._replace(root=remote.folder_of(naming_file)) if found.path is not None else found
 
     def _scan(self, node: Node, resolution: Resolution) -> str | None:
         """Scan the dependency's files not scanned yet; why some were not scanned, if any were not."""

@@ -11,7 +11,7 @@ from modelshield.core.report import FileResult, Report
 from modelshield.reports import path_bytes, printable_json
 
 #: Bump the major version on any incompatible change to the document's shape.
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 #: `deps --format json` (deps.schema.json beside this module), versioned on its own.
 DEPS_SCHEMA_VERSION = "1.0"
 
@@ -60,6 +60,8 @@ def _file_dict(result: FileResult) -> dict[str, Any]:
         "error": result.error,
         "seconds": round(result.seconds, 6),
     }
+    if result.remote is not None:  # since 1.3: a file scanned where it lives
+        entry["remote"] = result.remote
     return _with_path(entry, result.path)
 
 
@@ -118,6 +120,7 @@ def report_dict(report: Report, verbose: bool = False) -> dict[str, Any]:
         "files": [_file_dict(r) for r in shown],
         "errors": [_with_path({"path": path, "message": message}, path) for path, message in report.errors],
         "dependencies": dependencies_dict(report),
+        **({"remote": report.remote} if report.remote is not None else {}),
     }
 
 
