@@ -27,6 +27,8 @@ from modelshield.core.policy import Policy, PolicyError, discover_scan_policy, l
 from modelshield.core.report import FileResult
 from modelshield.core.rules import CATALOGUE, Severity
 from modelshield.deps.resolve import DownloadUnavailable
+from modelshield.gateway.command import add_parser as add_serve_parser
+from modelshield.gateway.command import run as run_serve
 from modelshield.integrity.hashing import ManifestEntry, manifest, manifest_json, sha256sum_line
 from modelshield.integrity.signing import (
     PasswordRequired,
@@ -246,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify_cmd.add_argument(
         "--signature", metavar="SIG", help="signature file (default: model.sig in the folder, or PATH.sig)"
     )
+    add_serve_parser(commands)
     return parser
 
 
@@ -567,6 +570,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_sign(args)
         if args.command == "verify":
             return _run_verify(args)
+        if args.command == "serve":
+            return run_serve(args)
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     except (UsageError, PolicyError, SigningInputError) as exc:

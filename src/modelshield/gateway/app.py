@@ -1,0 +1,417 @@
+"""The gateway's ASGI application: the part of the Hub API huggingface_hub uses, scan before serve.
+
+A revision is fetched whole, scanned whole and judged before any of its files is served; the verdict
+is kept in the database under (content, scanner version, policy). Anything that did not finish (an
+upstream failure, a file that does not match its listing, a scan that raised) answers an error: the
+gateway fails closed and never serves bytes it has not judged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+import modelshield
+from modelshield import Policy, Report
+from modelshield.gateway.db import Database, Decision, Verdict
+from modelshield.gateway.store import Store, manifest_digest
+from modelshield.gateway.upstream import Upstream, UpstreamError
+
+log = logging.getLogger("modelshield.gateway")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+#: how long a branch name (`main`) stays resolved to the commit upstream gave for it
+REF_TTL = 30.0
+MAX_PATH = 1000
+
+
+@dataclass
+class Config:
+    upstream: str
+    db: str
+    store: str
+    policy: Policy = field(default_factory=Policy)
+    #: digest of the policy file's bytes ("default" for the built-in policy): part of every verdict's key
+    policy_digest: str = "default"
+    anonymous: bool = False
+    upstream_token: str | None = None
+
+
+class Refused(Exception):
+    """A request answered with an error status and a message the Hub client shows to the developer."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, commit: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.commit = status, code, commit
+
+
+@dataclass
+class Judged:
+    repo: str
+    commit: str
+    manifest: dict[str, dict[str, Any]]
+    info: dict[str, Any]
+    verdict: Verdict
+
+
+def valid_repo(org: str, name: str) -> str:
+    if not (_NAME.match(org) and _NAME.match(name)) or ".." in org + name:
+        raise Refused(400, "invalid repository name")
+    return f"{org}/{name}"
+
+
+def valid_path(path: str) -> str:
+    parts = path.split("/")
+    if (
+        not path
+        or len(path) > MAX_PATH
+        or "\\" in path
+        or "\0" in path
+        or any(part in ("", ".", "..") for part in parts)
+        or any(ord(c) < 32 for c in path)
+    ):
+        raise Refused(400, "invalid file name")
+    return path
+
+
+def valid_revision(revision: str) -> str:
+    if not _REVISION.match(revision) or ".." in revision:
+        raise Refused(400, "invalid revision")
+    return revision
+
+
+def blocked_message(judged: Judged, path: str | None) -> str:
+    """One line (it travels in the X-Error-Message header): what blocked, where, and how to learn more."""
+    reasons = judged.verdict.reasons
+    first = next((r for r in reasons if r["file"] == path), reasons[0]) if reasons else None
+    head = f"modelshield gateway blocked {judged.repo}@{judged.commit[:12]}"
+    if first is None:
+        return head
+    text = f"{head}: {first['rule']} ({first['severity']}) in {first['file']}: {first['title']}"
+    if len(reasons) > 1:
+        text += f" (and {len(reasons) - 1} more)"
+    if first["rule"] != "UNSCANNED":
+        text += f"; see `modelshield explain {first['rule']}`"
+    return text
+
+
+def judge(report: Report, snapshot: Path, hub: Path) -> Verdict:
+    """Blocked when any finding reaches the policy's failing severity, or any file could not be analysed."""
+
+    def shown(path: str) -> str:
+        full = Path(path).resolve() if os.path.isabs(path) else Path(path)
+        for root in (snapshot, hub):
+            try:
+                return full.relative_to(root).as_posix()
+            except ValueError:
+                continue
+        return Path(path).name
+
+    reasons = [
+        {
+            "rule": f.rule_id,
+            "severity": f.level.label,
+            "file": shown(f.location.path),
+            "member": "!".join(f.location.members),
+            "title": f.title,
+            "evidence": f.evidence,
+        }
+        for f in report.failing
+    ]
+    reasons += [
+        {"rule": "UNSCANNED", "severity": "high", "file": shown(path), "member": "", "title": error, "evidence": ""}
+        for path, error in report.errors
+    ]
+    return Verdict(bool(reasons), reasons)
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.db = Database(config.db)
+        self.store = Store(config.store)
+        self.upstream = Upstream(config.upstream, config.upstream_token)
+        self.scanner = modelshield.__version__
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._refs: dict[tuple[str, str], tuple[str, float]] = {}
+        self._judged: dict[tuple[str, str], Judged] = {}
+        #: scans run by this process (the tests check that concurrent first requests cause one)
+        self.scans = 0
+
+    # -- access ----------------------------------------------------------------------------------------
+
+    async def who(self, request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer ") and header[7:].strip():
+            team = await asyncio.to_thread(self.db.team, header[7:].strip())
+            if team is None:
+                raise Refused(401, "Invalid credentials in Authorization header")
+            return f"team:{team}"
+        if self.config.anonymous:
+            return "anonymous"
+        raise Refused(401, "modelshield gateway: a token is required (set HF_TOKEN to your gateway token)")
+
+    # -- resolving and judging ---------------------------------------------------------------------------
+
+    async def commit(self, repo: str, revision: str) -> tuple[str, dict[str, Any] | None]:
+        """The commit a revision names, and the upstream info when it had to be asked for."""
+        if _COMMIT.match(revision):
+            return revision, None
+        known = self._refs.get((repo, revision))
+        if known and time.monotonic() - known[1] < REF_TTL:
+            return known[0], None
+        try:
+            info = await self.upstream.info(repo, revision)
+        except UpstreamError as exc:
+            raise Refused(exc.status, str(exc), "RepoNotFound" if exc.status == 404 else None) from exc
+        commit = str(info["sha"])
+        if not _COMMIT.match(commit):
+            raise Refused(502, "upstream gave an invalid commit id")
+        self._refs[(repo, revision)] = (commit, time.monotonic())
+        await asyncio.to_thread(self.store.set_ref, repo, revision, commit)
+        return commit, info
+
+    async def judged(self, repo: str, revision: str, who: str) -> Judged:
+        commit, info = await self.commit(repo, revision)
+        key = (repo, commit)
+        if key in self._judged:
+            return self._judged[key]
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one fetch and one scan per revision, whoever asks first
+            if key in self._judged:
+                return self._judged[key]
+            found = await asyncio.to_thread(self.db.revision, repo, commit)
+            if found is None:
+                if info is None:
+                    info = await self._info(repo, commit)
+                manifest = await self._fetch(repo, commit, info, who)
+                content = manifest_digest(manifest)
+                await asyncio.to_thread(self.db.save_revision, repo, commit, content, manifest, info)
+            else:
+                content, manifest, info = found
+            verdict = await asyncio.to_thread(self.db.verdict, content, self.scanner, self.config.policy_digest)
+            if verdict is None:
+                verdict = await self._scan(repo, commit, manifest, who)
+                await asyncio.to_thread(self.db.save_verdict, content, self.scanner, self.config.policy_digest, verdict)
+            judged = Judged(repo, commit, manifest, info, verdict)
+            self._judged[key] = judged
+            return judged
+
+    async def _info(self, repo: str, commit: str) -> dict[str, Any]:
+        try:
+            return await self.upstream.info(repo, commit)
+        except UpstreamError as exc:
+            raise Refused(exc.status, str(exc), "RevisionNotFound" if exc.status == 404 else None) from exc
+
+    async def _fetch(self, repo: str, commit: str, info: dict[str, Any], who: str) -> dict[str, dict[str, Any]]:
+        siblings = [s for s in info.get("siblings", []) if isinstance(s, dict)]
+        names = [str(s.get("rfilename", "")) for s in siblings]
+        for name in names:
+            try:
+                valid_path(name)
+            except Refused as exc:
+                self._audit(
+                    Decision(who, "fetch", repo, commit, name, "error", "the upstream listing names a path trick")
+                )
+                raise Refused(502, f"upstream lists an invalid file name for {repo}: {name!r}") from exc
+        manifest: dict[str, dict[str, Any]] = {}
+        log.info("fetch", extra={"fields": {"repo": repo, "commit": commit, "files": len(siblings)}})
+        for sibling in siblings:
+            try:
+                manifest[str(sibling["rfilename"])] = await self.upstream.fetch(self.store, repo, commit, sibling)
+            except UpstreamError as exc:
+                self._audit(Decision(who, "fetch", repo, commit, str(sibling["rfilename"]), "error", str(exc)))
+                raise Refused(
+                    502,
+                    f"modelshield gateway: {exc}; nothing of {repo} is served until it is fetched and scanned whole",
+                ) from exc
+        return manifest
+
+    async def _scan(self, repo: str, commit: str, manifest: dict[str, dict[str, Any]], who: str) -> Verdict:
+        snapshot = await asyncio.to_thread(self.store.link, repo, commit, manifest)
+        self.scans += 1
+        log.info("scan", extra={"fields": {"repo": repo, "commit": commit}})
+        try:
+            report = await asyncio.to_thread(
+                modelshield.scan, [str(snapshot)], self.config.policy, jobs=1, download=False, cache=False
+            )
+        except Exception as exc:  # a scan that did not finish never lets the files through
+            self._audit(Decision(who, "scan", repo, commit, "", "error", f"{type(exc).__name__}: {exc}"))
+            raise Refused(500, f"modelshield gateway: the scan of {repo} did not finish; nothing is served") from exc
+        verdict = judge(report, snapshot.resolve(), self.store.hub.resolve())
+        reason = blocked_message(Judged(repo, commit, manifest, {}, verdict), None) if verdict.blocked else "clean"
+        self._audit(Decision(who, "scan", repo, commit, "", "block" if verdict.blocked else "allow", reason))
+        return verdict
+
+    def _audit(self, entry: Decision) -> None:
+        self.db.log(entry)
+        log.info("decision", extra={"fields": asdict(entry)})
+
+    # -- responses -----------------------------------------------------------------------------------------
+
+    def siblings(self, judged: Judged) -> list[dict[str, Any]]:
+        rows = []
+        for name, entry in judged.manifest.items():
+            row: dict[str, Any] = {"rfilename": name, "size": entry["size"], "blobId": entry.get("blob_id")}
+            if entry["lfs"]:
+                row["lfs"] = {"size": entry["size"], "sha256": entry["sha256"], "pointerSize": 134}
+            rows.append(row)
+        return rows
+
+    async def repo_info(self, request: Request) -> Response:
+        who = await self.who(request)
+        repo = valid_repo(request.path_params["org"], request.path_params["name"])
+        revision = valid_revision(request.path_params.get("revision", "main"))
+        judged = await self.judged(repo, revision, who)
+        self._blocked(judged, None, who)
+        # Xet fields are never passed on: the client would fetch from the CAS directly, past the gateway.
+        info = {k: v for k, v in judged.info.items() if "xet" not in k.lower()}
+        info |= {"id": repo, "sha": judged.commit, "siblings": self.siblings(judged)}
+        return JSONResponse(info)
+
+    async def tree(self, request: Request) -> Response:
+        who = await self.who(request)
+        repo = valid_repo(request.path_params["org"], request.path_params["name"])
+        judged = await self.judged(repo, valid_revision(request.path_params["revision"]), who)
+        self._blocked(judged, None, who)
+        prefix = request.path_params.get("path", "").strip("/")
+        if prefix:
+            valid_path(prefix)
+        recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
+        rows: list[dict[str, Any]] = []
+        folders: set[str] = set()
+        for name, entry in sorted(judged.manifest.items()):
+            if prefix and not name.startswith(prefix + "/"):
+                continue
+            rest = name[len(prefix) + 1 :] if prefix else name
+            parts = rest.split("/")
+            for depth in range(1, len(parts)):
+                folder = "/".join(filter(None, [prefix, *parts[:depth]]))
+                if folder not in folders and (recursive or depth == 1):
+                    folders.add(folder)
+                    rows.append({"type": "directory", "oid": "0" * 40, "size": 0, "path": folder})
+            if len(parts) > 1 and not recursive:
+                continue
+            row: dict[str, Any] = {"type": "file", "oid": entry.get("blob_id"), "size": entry["size"], "path": name}
+            if entry["lfs"]:
+                row["lfs"] = {"oid": entry["sha256"], "size": entry["size"], "pointerSize": 134}
+            rows.append(row)
+        return JSONResponse(rows)
+
+    async def resolve(self, request: Request) -> Response:
+        who = await self.who(request)
+        repo = valid_repo(request.path_params["org"], request.path_params["name"])
+        revision = valid_revision(request.path_params["revision"])
+        path = valid_path(request.path_params["path"])
+        judged = await self.judged(repo, revision, who)
+        entry = judged.manifest.get(path)
+        if entry is None:
+            raise Refused(404, f"{path} is not in {repo}@{judged.commit}", "EntryNotFound", judged.commit)
+        self._blocked(judged, path, who)
+        blob = self.store.blob(str(entry["sha256"]))
+        if not blob.is_file():
+            raise Refused(503, f"modelshield gateway: the stored content of {path} is missing; not served")
+        headers = {"ETag": f'"{entry["etag"]}"', "X-Repo-Commit": judged.commit}
+        if entry["lfs"]:
+            headers |= {"X-Linked-Etag": f'"{entry["sha256"]}"', "X-Linked-Size": str(entry["size"])}
+        if request.method == "GET":
+            self._audit(Decision(who, "serve", repo, judged.commit, path, "allow", "clean"))
+        return FileResponse(blob, headers=headers, media_type="application/octet-stream")
+
+    def _blocked(self, judged: Judged, path: str | None, who: str) -> None:
+        if judged.verdict.blocked:
+            message = blocked_message(judged, path)
+            self._audit(Decision(who, "serve", judged.repo, judged.commit, path or "", "block", message))
+            # GatedRepo: huggingface_hub raises it as is (GatedRepoError, with this message) instead of
+            # falling back to its cache, and transformers shows it to the developer.
+            raise Refused(403, message, "GatedRepo", judged.commit)
+
+    async def health(self, request: Request) -> Response:
+        try:
+            await asyncio.to_thread(self.db.audit_log, 1)
+        except Exception as exc:
+            return JSONResponse({"status": "error", "reason": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok", "scanner": self.scanner, "policy": self.config.policy_digest})
+
+
+def _refusal(exc: Refused) -> Response:
+    headers = {"X-Error-Message": exc.args[0].encode("ascii", "replace").decode()[:1000]}
+    if exc.code:
+        headers["X-Error-Code"] = exc.code
+    if exc.commit:
+        headers["X-Repo-Commit"] = exc.commit
+    return JSONResponse({"error": exc.args[0]}, status_code=exc.status, headers=headers)
+
+
+def create_app(config: Config) -> Starlette:
+    gateway = Gateway(config)
+
+    def wrap(handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                response: Response = await handler(request)
+                return response
+            except Refused as exc:
+                return _refusal(exc)
+            except Exception as exc:  # a bug: answer 500, log it, never serve
+                log.exception("internal error", extra={"fields": {"path": request.url.path}})
+                return _refusal(Refused(500, f"modelshield gateway: internal error ({type(exc).__name__})"))
+
+        return endpoint
+
+    routes = [
+        Route("/health", wrap(gateway.health), methods=["GET"]),
+        Route("/api/models/{org}/{name}", wrap(gateway.repo_info), methods=["GET"]),
+        Route("/api/models/{org}/{name}/revision/{revision}", wrap(gateway.repo_info), methods=["GET"]),
+        Route("/api/models/{org}/{name}/tree/{revision}", wrap(gateway.tree), methods=["GET"]),
+        Route("/api/models/{org}/{name}/tree/{revision}/{path:path}", wrap(gateway.tree), methods=["GET"]),
+        Route("/{org}/{name}/resolve/{revision}/{path:path}", wrap(gateway.resolve), methods=["GET", "HEAD"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await gateway.upstream.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gateway = gateway
+    return app
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, event and its fields (never a token: none is logged)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        entry |= getattr(record, "fields", {})
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def policy_digest(path: str | None) -> str:
+    if path is None:
+        return "default"
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,0 +1,245 @@
+"""The gateway end to end: the real huggingface_hub client through `modelshield serve` in front of a
+Hub-compatible upstream on loopback. Benign revisions arrive byte-identical, malicious ones are refused
+with the finding named, and nothing is served whose fetch or scan did not finish."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from huggingface_hub import hf_hub_download, snapshot_download
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+from tests.gateway.conftest import UPSTREAM_TOKEN, Gateway, _env, benign_repo, malicious_repo
+from tests.sources.hubserver import HubServer
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _get(url: str, token: str | None = None, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, method=method)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+
+
+def _resolve_gets(hub: HubServer, repo: str) -> list[str]:
+    return [r.path for r in hub.requests if r.method == "GET" and f"/{repo}/resolve/" in r.path]
+
+
+def test_benign_repo_downloads_byte_identical(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    source = benign_repo(tmp_path / "benign")
+    commit = hub.add_repo("org/benign", source, private=True)  # private: only the gateway's own token reads it
+    token = gateway.add_token("research")
+    gateway.start()
+    snapshot = snapshot_download("org/benign", endpoint=gateway.url, token=token, cache_dir=tmp_path / "c1")
+    assert _files(Path(snapshot)) == _files(source)
+    assert Path(snapshot).name == commit
+    single = hf_hub_download(
+        "org/benign", "model.safetensors", endpoint=gateway.url, token=token, cache_dir=tmp_path / "c2"
+    )
+    assert Path(single).read_bytes() == (source / "model.safetensors").read_bytes()
+    assert len(gateway.events("scan")) == 1  # the second client was served the stored verdict
+    log = gateway.log_path.read_text()
+    assert UPSTREAM_TOKEN not in log and token not in log
+    decisions = [e for e in gateway.events("decision") if e["action"] == "serve"]
+    assert {e["who"] for e in decisions} == {"team:research"}
+
+
+def test_ranges_and_headers(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    source = benign_repo(tmp_path / "benign")
+    commit = hub.add_repo("org/benign", source, private=True)
+    gateway.anonymous = True
+    gateway.start()
+    url = f"{gateway.url}/org/benign/resolve/main/model.safetensors"
+    status, headers, body = _get(url, method="HEAD")
+    data = (source / "model.safetensors").read_bytes()
+    assert status == 200 and body == b""
+    assert headers["x-repo-commit"] == commit
+    assert headers["x-linked-size"] == headers["content-length"] == str(len(data))
+    assert headers["x-linked-etag"].strip('"') == headers["etag"].strip('"') != ""
+    request = urllib.request.Request(url, headers={"Range": "bytes=8-15"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 206
+        assert answer.read() == data[8:16]
+    assert all(UPSTREAM_TOKEN not in value for value in headers.values())
+
+
+def test_malicious_repo_is_refused_naming_the_finding(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    hub.add_repo("org/evil", malicious_repo(tmp_path / "evil"), private=True)
+    token = gateway.add_token("research")
+    gateway.start()
+    with pytest.raises(GatedRepoError) as single:
+        hf_hub_download("org/evil", "config.json", endpoint=gateway.url, token=token, cache_dir=tmp_path / "c")
+    message = str(single.value)
+    assert "PKL001" in message and "pytorch_model.bin" in message and "modelshield explain PKL001" in message
+    with pytest.raises(GatedRepoError) as whole:
+        snapshot_download("org/evil", endpoint=gateway.url, token=token, cache_dir=tmp_path / "c")
+    assert "PKL001" in str(whole.value)
+    assert not list((tmp_path / "c").rglob("pytorch_model.bin"))
+    blocked = [e for e in gateway.events("decision") if e["decision"] == "block"]
+    assert blocked and all("PKL001" in e["reason"] for e in blocked)
+
+
+def test_concurrent_first_requests_cause_one_fetch_and_one_scan(
+    hub: HubServer, gateway: Gateway, tmp_path: Path
+) -> None:
+    source = benign_repo(tmp_path / "benign")
+    hub.add_repo("org/benign", source, private=True)
+    token = gateway.add_token("research")
+    gateway.start()
+    results: list[Any] = []
+
+    def download(i: int) -> None:
+        try:
+            path = hf_hub_download(
+                "org/benign", "model.safetensors", endpoint=gateway.url, token=token, cache_dir=tmp_path / f"c{i}"
+            )
+            results.append(Path(path).read_bytes())
+        except Exception as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=download, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == [(source / "model.safetensors").read_bytes()] * 8
+    assert len(gateway.events("scan")) == 1
+    assert len(gateway.events("fetch")) == 1
+    assert sorted(_resolve_gets(hub, "org/benign")) == sorted(
+        f"/org/benign/resolve/{hub.repo('org/benign', 'main')[0].commit}/{name}"  # type: ignore[union-attr]
+        for name in _files(source)
+    )
+
+
+def test_tokens_are_required_and_checked(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    hub.add_repo("org/benign", benign_repo(tmp_path / "benign"), private=True)
+    gateway.start()
+    with pytest.raises(HfHubHTTPError) as unknown:
+        hf_hub_download("org/benign", "config.json", endpoint=gateway.url, token="msg_guess", cache_dir=tmp_path / "c")
+    assert unknown.value.response.status_code == 401
+    with pytest.raises(HfHubHTTPError) as missing:
+        hf_hub_download("org/benign", "config.json", endpoint=gateway.url, token=False, cache_dir=tmp_path / "c")
+    assert missing.value.response.status_code == 401
+    assert "token is required" in str(missing.value)
+    assert not [r for r in hub.requests if "/resolve/" in r.path]  # refused before anything was fetched
+
+
+def test_anonymous_allowed_with_the_flag(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    source = benign_repo(tmp_path / "benign")
+    hub.add_repo("org/benign", source, private=True)
+    gateway.anonymous = True
+    gateway.start()
+    path = hf_hub_download("org/benign", "config.json", endpoint=gateway.url, token=False, cache_dir=tmp_path / "c")
+    assert Path(path).read_bytes() == (source / "config.json").read_bytes()
+    assert {e["who"] for e in gateway.events("decision")} == {"anonymous"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/org/benign/resolve/main/..%2Fconfig.json",
+        "/org/benign/resolve/main/tokenizer/..%2F..%2Fetc/passwd",
+        "/org/benign/resolve/main/%2Fetc%2Fpasswd",
+        "/org/benign/resolve/main/tokenizer%5Cvocab.txt",
+        "/org/..%2F..%2Fetc/resolve/main/config.json",
+        "/org/benign/resolve/..%2Fmain/config.json",
+        "/api/models/org/benign/revision/..%2F..",
+        "/api/models/org/benign/tree/main/..%2F..",
+    ],
+)
+def test_path_tricks_are_refused(hub: HubServer, gateway: Gateway, tmp_path: Path, path: str) -> None:
+    hub.add_repo("org/benign", benign_repo(tmp_path / "benign"), private=True)
+    gateway.anonymous = True
+    gateway.start()
+    status, _headers, body = _get(gateway.url + path)
+    assert status in (400, 404), body
+    assert b"[PAD]" not in body and b"root:" not in body
+
+
+def test_upstream_failure_mid_transfer_is_not_served(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    source = benign_repo(tmp_path / "benign")
+    hub.add_repo("org/benign", source, private=True)
+    hub.fail_after = 100  # every file body is cut off after 100 bytes
+    gateway.anonymous = True
+    gateway.start()
+    status, headers, _body = _get(f"{gateway.url}/org/benign/resolve/main/model.safetensors")
+    assert status == 502
+    assert "nothing of org/benign is served" in headers["x-error-message"]
+    with pytest.raises(Exception, match=r"upstream failed|truncated"):
+        snapshot_download("org/benign", endpoint=gateway.url, token=False, cache_dir=tmp_path / "c")
+    assert not list((tmp_path / "c").rglob("model.safetensors"))
+    kept = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (gateway.workdir / "store" / "blobs").iterdir()}
+    whole = {hashlib.sha256(data).hexdigest() for data in _files(source).values()}
+    assert kept <= whole  # only files that arrived whole and verified, never a cut-off one
+    assert hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest() not in kept
+    hub.fail_after = None  # once upstream recovers, the revision is fetched whole and served
+    status, _headers, body = _get(f"{gateway.url}/org/benign/resolve/main/model.safetensors")
+    assert status == 200 and body == (source / "model.safetensors").read_bytes()
+
+
+def test_file_not_matching_its_listing_is_not_served(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    hub.add_repo("org/benign", benign_repo(tmp_path / "benign"), private=True)
+    hub.understate = 10  # the listing hides the last bytes of every file
+    gateway.anonymous = True
+    gateway.start()
+    status, headers, _body = _get(f"{gateway.url}/org/benign/resolve/main/config.json")
+    assert status == 502
+    assert "more than the" in headers["x-error-message"]
+
+
+def test_policy_change_rejudges_without_refetching(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    hub.add_repo("org/evil", malicious_repo(tmp_path / "evil"), private=True)
+    lenient = tmp_path / "lenient.toml"
+    lenient.write_text('[severity]\nPKL001 = "low"\n')
+    gateway.policy, gateway.anonymous = lenient, True
+    gateway.start()
+    url = "/org/evil/resolve/main/pytorch_model.bin"
+    assert _get(gateway.url + url)[0] == 200
+    fetched = len(_resolve_gets(hub, "org/evil"))
+    gateway.stop()
+    strict = Gateway(hub.url, gateway.workdir, anonymous=True).start()  # same database and store, default policy
+    try:
+        status, headers, _body = _get(strict.url + url)
+        assert status == 403 and "PKL001" in headers["x-error-message"]
+        assert len(_resolve_gets(hub, "org/evil")) == fetched  # judged again from the store
+        assert len(strict.events("scan")) == 1
+        strict.stop()
+        again = Gateway(hub.url, gateway.workdir, anonymous=True).start()  # the verdict is remembered
+        assert _get(again.url + url)[0] == 403
+        assert again.events("scan") == []
+        again.stop()
+    finally:
+        strict.stop()
+
+
+def test_health_and_hf_endpoint(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    source = benign_repo(tmp_path / "benign")
+    hub.add_repo("org/benign", source, private=True)
+    token = gateway.add_token("ml")
+    gateway.start()
+    status, _headers, body = _get(f"{gateway.url}/health")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    # The unmodified client configured only through HF_ENDPOINT and HF_TOKEN, in its own process.
+    env = _env() | {"HF_ENDPOINT": gateway.url, "HF_TOKEN": token, "HF_HOME": str(tmp_path / "home")}
+    code = "import sys; from huggingface_hub import snapshot_download; print(snapshot_download('org/benign'))"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True, timeout=120)
+    snapshot = Path(done.stdout.decode().strip().splitlines()[-1])
+    assert _files(snapshot) == _files(source)
+    assert os.path.commonpath([snapshot, tmp_path / "home"]) == str(tmp_path / "home")
