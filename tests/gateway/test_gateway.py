@@ -243,3 +243,36 @@ def test_health_and_hf_endpoint(hub: HubServer, gateway: Gateway, tmp_path: Path
     snapshot = Path(done.stdout.decode().strip().splitlines()[-1])
     assert _files(snapshot) == _files(source)
     assert os.path.commonpath([snapshot, tmp_path / "home"]) == str(tmp_path / "home")
+
+
+def test_adapter_with_malicious_base_is_blocked(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    hub.add_repo("org/evil", malicious_repo(tmp_path / "evil"), private=True)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    config = {"base_model_name_or_path": "org/evil", "peft_type": "LORA", "task_type": "CAUSAL_LM"}
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    hub.add_repo("org/adapter", adapter, private=True)
+    gateway.anonymous = True
+    gateway.start()
+    with pytest.raises(GatedRepoError) as blocked:
+        hf_hub_download("org/adapter", "adapter_config.json", endpoint=gateway.url, token=False, cache_dir=tmp_path)
+    message = str(blocked.value)
+    assert "PKL001" in message and "org/evil@" in message and "pytorch_model.bin" in message
+    # The base was fetched through the gateway itself and judged on its own, once.
+    assert [e["repo"] for e in gateway.events("fetch")] == ["org/adapter", "org/evil"]
+    status, headers, _body = _get(f"{gateway.url}/org/evil/resolve/main/config.json")
+    assert status == 403 and "PKL001" in headers["x-error-message"]
+
+
+def test_adapter_with_benign_base_is_served(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    hub.add_repo("org/benign", benign_repo(tmp_path / "benign"), private=True)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    config = {"base_model_name_or_path": "org/benign", "peft_type": "LORA", "task_type": "CAUSAL_LM"}
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    hub.add_repo("org/adapter", adapter, private=True)
+    gateway.anonymous = True
+    gateway.start()
+    path = hf_hub_download("org/adapter", "adapter_config.json", endpoint=gateway.url, token=False, cache_dir=tmp_path)
+    assert json.loads(Path(path).read_text()) == config
+    assert [e["repo"] for e in gateway.events("fetch")] == ["org/adapter", "org/benign"]

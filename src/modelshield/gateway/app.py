@@ -40,6 +40,9 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 #: how long a branch name (`main`) stays resolved to the commit upstream gave for it
 REF_TTL = 30.0
 MAX_PATH = 1000
+_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1, "info": 0}
+#: how deep dependencies of dependencies are fetched (an adapter, its base, the base's own base)
+MAX_DEPTH = 3
 
 
 @dataclass
@@ -98,17 +101,26 @@ def valid_revision(revision: str) -> str:
 
 
 def blocked_message(judged: Judged, path: str | None) -> str:
-    """One line (it travels in the X-Error-Message header): what blocked, where, and how to learn more."""
-    reasons = judged.verdict.reasons
-    first = next((r for r in reasons if r["file"] == path), reasons[0]) if reasons else None
+    """One line (it travels in the X-Error-Message header): what blocked, where, and how to learn more:
+    the finding in the requested file, and the worst finding of the revision or its dependencies."""
+    # Worst first; at equal severity a finding itself before the dependency rule that reports it upward.
+    reasons = sorted(
+        judged.verdict.reasons,
+        key=lambda r: (_RANK.get(r["severity"], 0), not r["rule"].startswith("DEP")),
+        reverse=True,
+    )
     head = f"modelshield gateway blocked {judged.repo}@{judged.commit[:12]}"
-    if first is None:
+    if not reasons:
         return head
-    text = f"{head}: {first['rule']} ({first['severity']}) in {first['file']}: {first['title']}"
-    if len(reasons) > 1:
-        text += f" (and {len(reasons) - 1} more)"
-    if first["rule"] != "UNSCANNED":
-        text += f"; see `modelshield explain {first['rule']}`"
+    worst = reasons[0]
+    shown = [r for r in reasons if r["file"] == path][:1]
+    shown += [worst] if worst not in shown else []
+    text = head + ": " + "; ".join(f"{r['rule']} ({r['severity']}) in {r['file']}: {r['title']}" for r in shown)
+    if len(reasons) > len(shown):
+        text += f" (and {len(reasons) - len(shown)} more)"
+    rules = [r["rule"] for r in shown if r["rule"] != "UNSCANNED"]
+    if rules:
+        text += "; see " + ", ".join(f"`modelshield explain {rule}`" for rule in dict.fromkeys(rules))
     return text
 
 
@@ -117,12 +129,15 @@ def judge(report: Report, snapshot: Path, hub: Path) -> Verdict:
 
     def shown(path: str) -> str:
         full = Path(path).resolve() if os.path.isabs(path) else Path(path)
-        for root in (snapshot, hub):
-            try:
-                return full.relative_to(root).as_posix()
-            except ValueError:
-                continue
-        return Path(path).name
+        try:
+            return full.relative_to(snapshot).as_posix()
+        except ValueError:
+            pass
+        try:  # a dependency's file: models--ORG--NAME/snapshots/COMMIT/PATH
+            cached, _, commit, *rest = full.relative_to(hub).parts
+            return f"{cached[len('models--') :].replace('--', '/')}@{commit[:12]}/{'/'.join(rest)}"
+        except ValueError:
+            return Path(path).name
 
     reasons = [
         {
@@ -188,7 +203,7 @@ class Gateway:
         await asyncio.to_thread(self.store.set_ref, repo, revision, commit)
         return commit, info
 
-    async def judged(self, repo: str, revision: str, who: str) -> Judged:
+    async def judged(self, repo: str, revision: str, who: str, depth: int = 0) -> Judged:
         commit, info = await self.commit(repo, revision)
         key = (repo, commit)
         if key in self._judged:
@@ -206,9 +221,11 @@ class Gateway:
                 await asyncio.to_thread(self.db.save_revision, repo, commit, content, manifest, info)
             else:
                 content, manifest, info = found
+            # The snapshot is (re)linked from the blobs: scans, and dependents' scans, read it.
+            await asyncio.to_thread(self.store.link, repo, commit, manifest)
             verdict = await asyncio.to_thread(self.db.verdict, content, self.scanner, self.config.policy_digest)
             if verdict is None:
-                verdict = await self._scan(repo, commit, manifest, who)
+                verdict = await self._scan(repo, commit, manifest, who, depth)
                 await asyncio.to_thread(self.db.save_verdict, content, self.scanner, self.config.policy_digest, verdict)
             judged = Judged(repo, commit, manifest, info, verdict)
             self._judged[key] = judged
@@ -244,21 +261,43 @@ class Gateway:
                 ) from exc
         return manifest
 
-    async def _scan(self, repo: str, commit: str, manifest: dict[str, dict[str, Any]], who: str) -> Verdict:
-        snapshot = await asyncio.to_thread(self.store.link, repo, commit, manifest)
+    async def _scan(self, repo: str, commit: str, manifest: dict[str, dict[str, Any]], who: str, depth: int) -> Verdict:
+        """Scan the revision whole; its Hub dependencies missing from the store (an adapter's base model)
+        are fetched and judged through the gateway itself, then the revision is scanned again with them."""
+        snapshot = self.store.snapshot(repo, commit)
+        report = await self._run_scan(repo, commit, snapshot, who)
+        missing = [
+            (node.ref, node.revision or "main")
+            for node in (report.dependencies.nodes if report.dependencies else [])
+            if node.kind == "hub" and node.resolution == "unresolved"
+        ]
+        fetched = False
+        for ref, revision in dict.fromkeys(missing):
+            if depth >= MAX_DEPTH:
+                break
+            try:
+                org, name = ref.split("/")
+                await self.judged(valid_repo(org, name), valid_revision(revision), who, depth + 1)
+                fetched = True
+            except (Refused, ValueError) as exc:  # not on the upstream: the scan's unresolved finding stands
+                log.info("dependency", extra={"fields": {"repo": repo, "dependency": ref, "error": str(exc)}})
+        if fetched:
+            report = await self._run_scan(repo, commit, snapshot, who)
+        verdict = judge(report, snapshot.resolve(), self.store.hub.resolve())
+        reason = blocked_message(Judged(repo, commit, manifest, {}, verdict), None) if verdict.blocked else "clean"
+        self._audit(Decision(who, "scan", repo, commit, "", "block" if verdict.blocked else "allow", reason))
+        return verdict
+
+    async def _run_scan(self, repo: str, commit: str, snapshot: Path, who: str) -> Report:
         self.scans += 1
         log.info("scan", extra={"fields": {"repo": repo, "commit": commit}})
         try:
-            report = await asyncio.to_thread(
+            return await asyncio.to_thread(
                 modelshield.scan, [str(snapshot)], self.config.policy, jobs=1, download=False, cache=False
             )
         except Exception as exc:  # a scan that did not finish never lets the files through
             self._audit(Decision(who, "scan", repo, commit, "", "error", f"{type(exc).__name__}: {exc}"))
             raise Refused(500, f"modelshield gateway: the scan of {repo} did not finish; nothing is served") from exc
-        verdict = judge(report, snapshot.resolve(), self.store.hub.resolve())
-        reason = blocked_message(Judged(repo, commit, manifest, {}, verdict), None) if verdict.blocked else "clean"
-        self._audit(Decision(who, "scan", repo, commit, "", "block" if verdict.blocked else "allow", reason))
-        return verdict
 
     def _audit(self, entry: Decision) -> None:
         self.db.log(entry)
