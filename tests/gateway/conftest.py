@@ -49,6 +49,7 @@ class Gateway:
     workdir: Path
     policy: Path | None = None
     anonymous: bool = False
+    options: list[str] = field(default_factory=list)
     port: int = field(default_factory=_free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -79,6 +80,7 @@ class Gateway:
             extra += ["--policy", str(self.policy)]
         if self.anonymous:
             extra.append("--anonymous")
+        extra += self.options
         env = _env() | {"HF_TOKEN": UPSTREAM_TOKEN}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(self._command(*extra), env=env, stdout=log, stderr=log)

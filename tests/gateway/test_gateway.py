@@ -19,7 +19,7 @@ import pytest
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
 
-from tests.gateway.conftest import UPSTREAM_TOKEN, Gateway, _env, benign_repo, malicious_repo
+from tests.gateway.conftest import FIXTURES, UPSTREAM_TOKEN, Gateway, _env, benign_repo, malicious_repo
 from tests.sources.hubserver import HubServer
 
 
@@ -276,3 +276,61 @@ def test_adapter_with_benign_base_is_served(hub: HubServer, gateway: Gateway, tm
     path = hf_hub_download("org/adapter", "adapter_config.json", endpoint=gateway.url, token=False, cache_dir=tmp_path)
     assert json.loads(Path(path).read_text()) == config
     assert [e["repo"] for e in gateway.events("fetch")] == ["org/adapter", "org/benign"]
+
+
+def test_oversized_revision_is_refused_before_fetching(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    hub.add_repo("org/benign", benign_repo(tmp_path / "benign"), private=True)
+    gateway.anonymous, gateway.options = True, ["--max-revision-bytes", "1000"]
+    gateway.start()
+    with pytest.raises(GatedRepoError, match="over the gateway's limit"):
+        snapshot_download("org/benign", endpoint=gateway.url, token=False, cache_dir=tmp_path / "c")
+    assert not _resolve_gets(hub, "org/benign")
+
+
+def _adapter(folder: Path, base: str) -> Path:
+    folder.mkdir()
+    config = {"base_model_name_or_path": base, "peft_type": "LORA", "task_type": "CAUSAL_LM"}
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_dependency_cycle_is_judged_once_each(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    hub.add_repo("org/a", _adapter(tmp_path / "a", "org/b"), private=True)
+    hub.add_repo("org/b", _adapter(tmp_path / "b", "org/a"), private=True)
+    gateway.anonymous = True
+    gateway.start()
+    status, _headers, body = _get(f"{gateway.url}/org/a/resolve/main/adapter_config.json")
+    assert status == 200 and b"org/b" in body
+    assert [e["repo"] for e in gateway.events("fetch")] == ["org/a", "org/b"]
+
+
+def _post(url: str, data: bytes, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, data=data, method="POST")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+
+
+def test_post_scan_returns_the_report(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    token = gateway.add_token("ci")
+    gateway.start()
+    payload = (FIXTURES / "malicious" / "torch_payload.pt").read_bytes()
+    status, headers, body = _post(f"{gateway.url}/api/scan?name=model.pt", payload, token)
+    assert status == 200 and headers["x-modelshield-verdict"] == "block"
+    report = json.loads(body)
+    rules = {f["rule_id"] for f in report["files"][0]["findings"]}
+    assert "PKL001" in rules and str(gateway.workdir) not in body.decode()
+    status, headers, body = _post(f"{gateway.url}/api/scan?name=model.pt&format=sarif", payload, token)
+    assert status == 200 and json.loads(body)["runs"][0]["results"][0]["ruleId"] == "PKL001"
+    benign = (benign_repo(tmp_path / "b") / "model.safetensors").read_bytes()
+    status, headers, _body = _post(f"{gateway.url}/api/scan?name=model.safetensors", benign, token)
+    assert status == 200 and headers["x-modelshield-verdict"] == "allow"
+    assert _post(f"{gateway.url}/api/scan", payload)[0] == 401
+    assert _post(f"{gateway.url}/api/scan?name=../x", payload, token)[0] == 400
+    uploads = [e for e in gateway.events("decision") if e["action"] == "upload"]
+    assert [e["decision"] for e in uploads] == ["block", "block", "allow"]
+    assert {e["who"] for e in uploads} == {"team:ci"}

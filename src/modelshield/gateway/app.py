@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
@@ -31,6 +33,7 @@ from modelshield import Policy, Report
 from modelshield.gateway.db import Database, Decision, Verdict
 from modelshield.gateway.store import Store, manifest_digest
 from modelshield.gateway.upstream import Upstream, UpstreamError
+from modelshield.reports import render
 
 log = logging.getLogger("modelshield.gateway")
 
@@ -55,6 +58,9 @@ class Config:
     policy_digest: str = "default"
     anonymous: bool = False
     upstream_token: str | None = None
+    #: revisions larger than this (sum of the listed sizes) or with more files are refused before fetching
+    max_revision_bytes: int = 200 * 2**30
+    max_files: int = 20_000
 
 
 class Refused(Exception):
@@ -203,11 +209,15 @@ class Gateway:
         await asyncio.to_thread(self.store.set_ref, repo, revision, commit)
         return commit, info
 
-    async def judged(self, repo: str, revision: str, who: str, depth: int = 0) -> Judged:
+    async def judged(self, repo: str, revision: str, who: str, chain: tuple[tuple[str, str], ...] = ()) -> Judged:
+        """The revision fetched, scanned and judged; `chain` holds the dependents being judged (a cycle
+        of dependencies would otherwise wait on its own lock)."""
         commit, info = await self.commit(repo, revision)
         key = (repo, commit)
         if key in self._judged:
             return self._judged[key]
+        if key in chain:
+            raise Refused(508, f"dependency cycle through {repo}@{commit[:12]}")
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one fetch and one scan per revision, whoever asks first
             if key in self._judged:
@@ -225,7 +235,7 @@ class Gateway:
             await asyncio.to_thread(self.store.link, repo, commit, manifest)
             verdict = await asyncio.to_thread(self.db.verdict, content, self.scanner, self.config.policy_digest)
             if verdict is None:
-                verdict = await self._scan(repo, commit, manifest, who, depth)
+                verdict = await self._scan(repo, commit, manifest, who, (*chain, key))
                 await asyncio.to_thread(self.db.save_verdict, content, self.scanner, self.config.policy_digest, verdict)
             judged = Judged(repo, commit, manifest, info, verdict)
             self._judged[key] = judged
@@ -248,6 +258,11 @@ class Gateway:
                     Decision(who, "fetch", repo, commit, name, "error", "the upstream listing names a path trick")
                 )
                 raise Refused(502, f"upstream lists an invalid file name for {repo}: {name!r}") from exc
+        total = sum(int((s.get("lfs") or {}).get("size", s.get("size", 0)) or 0) for s in siblings)
+        if total > self.config.max_revision_bytes or len(siblings) > self.config.max_files:
+            reason = f"{len(siblings)} files, {total} bytes: over the gateway's limit; not fetched"
+            self._audit(Decision(who, "fetch", repo, commit, "", "block", reason))
+            raise Refused(403, f"modelshield gateway refused {repo}@{commit[:12]}: {reason}", "GatedRepo", commit)
         manifest: dict[str, dict[str, Any]] = {}
         log.info("fetch", extra={"fields": {"repo": repo, "commit": commit, "files": len(siblings)}})
         for sibling in siblings:
@@ -261,7 +276,9 @@ class Gateway:
                 ) from exc
         return manifest
 
-    async def _scan(self, repo: str, commit: str, manifest: dict[str, dict[str, Any]], who: str, depth: int) -> Verdict:
+    async def _scan(
+        self, repo: str, commit: str, manifest: dict[str, dict[str, Any]], who: str, chain: tuple[tuple[str, str], ...]
+    ) -> Verdict:
         """Scan the revision whole; its Hub dependencies missing from the store (an adapter's base model)
         are fetched and judged through the gateway itself, then the revision is scanned again with them."""
         snapshot = self.store.snapshot(repo, commit)
@@ -273,11 +290,11 @@ class Gateway:
         ]
         fetched = False
         for ref, revision in dict.fromkeys(missing):
-            if depth >= MAX_DEPTH:
+            if len(chain) > MAX_DEPTH:
                 break
             try:
                 org, name = ref.split("/")
-                await self.judged(valid_repo(org, name), valid_revision(revision), who, depth + 1)
+                await self.judged(valid_repo(org, name), valid_revision(revision), who, chain)
                 fetched = True
             except (Refused, ValueError) as exc:  # not on the upstream: the scan's unresolved finding stands
                 log.info("dependency", extra={"fields": {"repo": repo, "dependency": ref, "error": str(exc)}})
@@ -382,6 +399,40 @@ class Gateway:
             # falling back to its cache, and transformers shows it to the developer.
             raise Refused(403, message, "GatedRepo", judged.commit)
 
+    async def scan_upload(self, request: Request) -> Response:
+        """`POST /api/scan?name=FILE&format=json|sarif`: scan the body (a model file or archive) with the
+        gateway's policy and answer the report; the verdict is recorded as for fetched revisions, so CI and
+        registries gate uploads on the same policy and database."""
+        who = await self.who(request)
+        name = valid_path(request.query_params.get("name", "upload.bin"))
+        fmt = request.query_params.get("format", "json")
+        if "/" in name or fmt not in ("json", "sarif"):
+            raise Refused(400, "name must be a file name and format json or sarif")
+        folder = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=self.store.tmp, prefix="upload-"))
+        try:
+            digest, size = hashlib.sha256(), 0
+            with (folder / name).open("wb") as out:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > self.config.max_revision_bytes:
+                        raise Refused(413, "upload over the gateway's limit")
+                    digest.update(chunk)
+                    out.write(chunk)
+            report = await self._run_scan("upload", digest.hexdigest(), folder, who)
+            verdict = judge(report, folder.resolve(), self.store.hub.resolve())
+            await asyncio.to_thread(
+                self.db.save_verdict, digest.hexdigest(), self.scanner, self.config.policy_digest, verdict
+            )
+            decision = "block" if verdict.blocked else "allow"
+            reasons = "; ".join(f"{r['rule']} in {r['file']}" for r in verdict.reasons) or "clean"
+            self._audit(Decision(who, "upload", "upload", digest.hexdigest(), name, decision, reasons))
+            body = await asyncio.to_thread(render, fmt, report)
+            body = body.replace(str(folder.resolve()), "upload").replace(str(folder), "upload")
+            media = "application/sarif+json" if fmt == "sarif" else "application/json"
+            return Response(body, media_type=media, headers={"X-Modelshield-Verdict": decision})
+        finally:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+
     async def health(self, request: Request) -> Response:
         try:
             await asyncio.to_thread(self.db.audit_log, 1)
@@ -417,6 +468,7 @@ def create_app(config: Config) -> Starlette:
 
     routes = [
         Route("/health", wrap(gateway.health), methods=["GET"]),
+        Route("/api/scan", wrap(gateway.scan_upload), methods=["POST"]),
         Route("/api/models/{org}/{name}", wrap(gateway.repo_info), methods=["GET"]),
         Route("/api/models/{org}/{name}/revision/{revision}", wrap(gateway.repo_info), methods=["GET"]),
         Route("/api/models/{org}/{name}/tree/{revision}", wrap(gateway.tree), methods=["GET"]),

@@ -28,6 +28,9 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8780, help="port to listen on (default 8780)")
     serve.add_argument("--anonymous", action="store_true", help="serve clients without a token")
+    serve.add_argument(
+        "--max-revision-bytes", type=int, default=200 * 2**30, metavar="N", help="largest revision fetched"
+    )
     serve.add_argument("--add-token", metavar="TEAM", help="print a new client token for TEAM and exit")
 
 
@@ -75,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         policy_digest=policy_digest(args.policy),
         anonymous=args.anonymous,
         upstream_token=os.environ.get("HF_TOKEN") or None,
+        max_revision_bytes=args.max_revision_bytes,
     )
     app = create_app(config)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
