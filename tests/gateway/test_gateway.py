@@ -334,3 +334,29 @@ def test_post_scan_returns_the_report(hub: HubServer, gateway: Gateway, tmp_path
     uploads = [e for e in gateway.events("decision") if e["action"] == "upload"]
     assert [e["decision"] for e in uploads] == ["block", "block", "allow"]
     assert {e["who"] for e in uploads} == {"team:ci"}
+
+
+def test_teams_are_judged_by_their_own_policy(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    hub.add_repo("org/evil", malicious_repo(tmp_path / "evil"), private=True)
+    lenient = tmp_path / "lenient.toml"
+    lenient.write_text('[severity]\nPKL001 = "low"\n')
+    gateway.options = ["--team-policy", f"sandbox={lenient}"]
+    sandbox, product = gateway.add_token("sandbox"), gateway.add_token("product")
+    gateway.start()
+    url = f"{gateway.url}/org/evil/resolve/main/pytorch_model.bin"
+    status, _headers, body = _get(url, sandbox)
+    assert status == 200 and body == (FIXTURES / "malicious" / "torch_payload.pt").read_bytes()
+    status, headers, _body = _get(url, product)
+    assert status == 403 and "PKL001" in headers["x-error-message"]
+    assert len(gateway.events("fetch")) == 1 and len(gateway.events("scan")) == 2  # one fetch, one scan per policy
+
+
+def test_upstream_listing_with_path_tricks_is_refused(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    hub.add_repo("org/benign", benign_repo(tmp_path / "benign"), private=True)
+    hub.fake_names = ["../../outside.txt"]
+    gateway.anonymous = True
+    gateway.start()
+    status, headers, _body = _get(f"{gateway.url}/org/benign/resolve/main/config.json")
+    assert status == 502 and "invalid file name" in headers["x-error-message"]
+    assert not (gateway.workdir / "store" / "outside.txt").exists()
+    assert not _resolve_gets(hub, "org/benign")

@@ -61,6 +61,17 @@ class Config:
     #: revisions larger than this (sum of the listed sizes) or with more files are refused before fetching
     max_revision_bytes: int = 200 * 2**30
     max_files: int = 20_000
+    #: team -> (policy, digest) for teams judged by their own risk tolerance instead of `policy`
+    teams: dict[str, tuple[Policy, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who asks (`team:NAME` or `anonymous`) and the policy their team is judged by."""
+
+    name: str
+    policy: Policy
+    policy_digest: str
 
 
 class Refused(Exception):
@@ -81,7 +92,7 @@ class Judged:
 
 
 def valid_repo(org: str, name: str) -> str:
-    if not (_NAME.match(org) and _NAME.match(name)) or ".." in org + name:
+    if not (_NAME.match(org) and _NAME.match(name)) or ".." in org + name or "--" in org + name:
         raise Refused(400, "invalid repository name")
     return f"{org}/{name}"
 
@@ -172,21 +183,22 @@ class Gateway:
         self.scanner = modelshield.__version__
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._refs: dict[tuple[str, str], tuple[str, float]] = {}
-        self._judged: dict[tuple[str, str], Judged] = {}
+        self._judged: dict[tuple[str, str, str], Judged] = {}
         #: scans run by this process (the tests check that concurrent first requests cause one)
         self.scans = 0
 
     # -- access ----------------------------------------------------------------------------------------
 
-    async def who(self, request: Request) -> str:
+    async def who(self, request: Request) -> Client:
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer ") and header[7:].strip():
             team = await asyncio.to_thread(self.db.team, header[7:].strip())
             if team is None:
                 raise Refused(401, "Invalid credentials in Authorization header")
-            return f"team:{team}"
+            policy, digest = self.config.teams.get(team, (self.config.policy, self.config.policy_digest))
+            return Client(f"team:{team}", policy, digest)
         if self.config.anonymous:
-            return "anonymous"
+            return Client("anonymous", self.config.policy, self.config.policy_digest)
         raise Refused(401, "modelshield gateway: a token is required (set HF_TOKEN to your gateway token)")
 
     # -- resolving and judging ---------------------------------------------------------------------------
@@ -209,19 +221,19 @@ class Gateway:
         await asyncio.to_thread(self.store.set_ref, repo, revision, commit)
         return commit, info
 
-    async def judged(self, repo: str, revision: str, who: str, chain: tuple[tuple[str, str], ...] = ()) -> Judged:
+    async def judged(self, repo: str, revision: str, who: Client, chain: tuple[tuple[str, str], ...] = ()) -> Judged:
         """The revision fetched, scanned and judged; `chain` holds the dependents being judged (a cycle
         of dependencies would otherwise wait on its own lock)."""
         commit, info = await self.commit(repo, revision)
         key = (repo, commit)
-        if key in self._judged:
-            return self._judged[key]
+        if (repo, commit, who.policy_digest) in self._judged:
+            return self._judged[(repo, commit, who.policy_digest)]
         if key in chain:
             raise Refused(508, f"dependency cycle through {repo}@{commit[:12]}")
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one fetch and one scan per revision, whoever asks first
-            if key in self._judged:
-                return self._judged[key]
+            if (repo, commit, who.policy_digest) in self._judged:
+                return self._judged[(repo, commit, who.policy_digest)]
             found = await asyncio.to_thread(self.db.revision, repo, commit)
             if found is None:
                 if info is None:
@@ -233,12 +245,12 @@ class Gateway:
                 content, manifest, info = found
             # The snapshot is (re)linked from the blobs: scans, and dependents' scans, read it.
             await asyncio.to_thread(self.store.link, repo, commit, manifest)
-            verdict = await asyncio.to_thread(self.db.verdict, content, self.scanner, self.config.policy_digest)
+            verdict = await asyncio.to_thread(self.db.verdict, content, self.scanner, who.policy_digest)
             if verdict is None:
                 verdict = await self._scan(repo, commit, manifest, who, (*chain, key))
-                await asyncio.to_thread(self.db.save_verdict, content, self.scanner, self.config.policy_digest, verdict)
+                await asyncio.to_thread(self.db.save_verdict, content, self.scanner, who.policy_digest, verdict)
             judged = Judged(repo, commit, manifest, info, verdict)
-            self._judged[key] = judged
+            self._judged[(repo, commit, who.policy_digest)] = judged
             return judged
 
     async def _info(self, repo: str, commit: str) -> dict[str, Any]:
@@ -247,7 +259,7 @@ class Gateway:
         except UpstreamError as exc:
             raise Refused(exc.status, str(exc), "RevisionNotFound" if exc.status == 404 else None) from exc
 
-    async def _fetch(self, repo: str, commit: str, info: dict[str, Any], who: str) -> dict[str, dict[str, Any]]:
+    async def _fetch(self, repo: str, commit: str, info: dict[str, Any], who: Client) -> dict[str, dict[str, Any]]:
         siblings = [s for s in info.get("siblings", []) if isinstance(s, dict)]
         names = [str(s.get("rfilename", "")) for s in siblings]
         for name in names:
@@ -255,13 +267,13 @@ class Gateway:
                 valid_path(name)
             except Refused as exc:
                 self._audit(
-                    Decision(who, "fetch", repo, commit, name, "error", "the upstream listing names a path trick")
+                    Decision(who.name, "fetch", repo, commit, name, "error", "the upstream listing names a path trick")
                 )
                 raise Refused(502, f"upstream lists an invalid file name for {repo}: {name!r}") from exc
         total = sum(int((s.get("lfs") or {}).get("size", s.get("size", 0)) or 0) for s in siblings)
         if total > self.config.max_revision_bytes or len(siblings) > self.config.max_files:
             reason = f"{len(siblings)} files, {total} bytes: over the gateway's limit; not fetched"
-            self._audit(Decision(who, "fetch", repo, commit, "", "block", reason))
+            self._audit(Decision(who.name, "fetch", repo, commit, "", "block", reason))
             raise Refused(403, f"modelshield gateway refused {repo}@{commit[:12]}: {reason}", "GatedRepo", commit)
         manifest: dict[str, dict[str, Any]] = {}
         log.info("fetch", extra={"fields": {"repo": repo, "commit": commit, "files": len(siblings)}})
@@ -269,7 +281,7 @@ class Gateway:
             try:
                 manifest[str(sibling["rfilename"])] = await self.upstream.fetch(self.store, repo, commit, sibling)
             except UpstreamError as exc:
-                self._audit(Decision(who, "fetch", repo, commit, str(sibling["rfilename"]), "error", str(exc)))
+                self._audit(Decision(who.name, "fetch", repo, commit, str(sibling["rfilename"]), "error", str(exc)))
                 raise Refused(
                     502,
                     f"modelshield gateway: {exc}; nothing of {repo} is served until it is fetched and scanned whole",
@@ -277,7 +289,12 @@ class Gateway:
         return manifest
 
     async def _scan(
-        self, repo: str, commit: str, manifest: dict[str, dict[str, Any]], who: str, chain: tuple[tuple[str, str], ...]
+        self,
+        repo: str,
+        commit: str,
+        manifest: dict[str, dict[str, Any]],
+        who: Client,
+        chain: tuple[tuple[str, str], ...],
     ) -> Verdict:
         """Scan the revision whole; its Hub dependencies missing from the store (an adapter's base model)
         are fetched and judged through the gateway itself, then the revision is scanned again with them."""
@@ -302,18 +319,18 @@ class Gateway:
             report = await self._run_scan(repo, commit, snapshot, who)
         verdict = judge(report, snapshot.resolve(), self.store.hub.resolve())
         reason = blocked_message(Judged(repo, commit, manifest, {}, verdict), None) if verdict.blocked else "clean"
-        self._audit(Decision(who, "scan", repo, commit, "", "block" if verdict.blocked else "allow", reason))
+        self._audit(Decision(who.name, "scan", repo, commit, "", "block" if verdict.blocked else "allow", reason))
         return verdict
 
-    async def _run_scan(self, repo: str, commit: str, snapshot: Path, who: str) -> Report:
+    async def _run_scan(self, repo: str, commit: str, snapshot: Path, who: Client) -> Report:
         self.scans += 1
         log.info("scan", extra={"fields": {"repo": repo, "commit": commit}})
         try:
             return await asyncio.to_thread(
-                modelshield.scan, [str(snapshot)], self.config.policy, jobs=1, download=False, cache=False
+                modelshield.scan, [str(snapshot)], who.policy, jobs=1, download=False, cache=False
             )
         except Exception as exc:  # a scan that did not finish never lets the files through
-            self._audit(Decision(who, "scan", repo, commit, "", "error", f"{type(exc).__name__}: {exc}"))
+            self._audit(Decision(who.name, "scan", repo, commit, "", "error", f"{type(exc).__name__}: {exc}"))
             raise Refused(500, f"modelshield gateway: the scan of {repo} did not finish; nothing is served") from exc
 
     def _audit(self, entry: Decision) -> None:
@@ -388,13 +405,13 @@ class Gateway:
         if entry["lfs"]:
             headers |= {"X-Linked-Etag": f'"{entry["sha256"]}"', "X-Linked-Size": str(entry["size"])}
         if request.method == "GET":
-            self._audit(Decision(who, "serve", repo, judged.commit, path, "allow", "clean"))
+            self._audit(Decision(who.name, "serve", repo, judged.commit, path, "allow", "clean"))
         return FileResponse(blob, headers=headers, media_type="application/octet-stream")
 
-    def _blocked(self, judged: Judged, path: str | None, who: str) -> None:
+    def _blocked(self, judged: Judged, path: str | None, who: Client) -> None:
         if judged.verdict.blocked:
             message = blocked_message(judged, path)
-            self._audit(Decision(who, "serve", judged.repo, judged.commit, path or "", "block", message))
+            self._audit(Decision(who.name, "serve", judged.repo, judged.commit, path or "", "block", message))
             # GatedRepo: huggingface_hub raises it as is (GatedRepoError, with this message) instead of
             # falling back to its cache, and transformers shows it to the developer.
             raise Refused(403, message, "GatedRepo", judged.commit)
@@ -420,12 +437,10 @@ class Gateway:
                     out.write(chunk)
             report = await self._run_scan("upload", digest.hexdigest(), folder, who)
             verdict = judge(report, folder.resolve(), self.store.hub.resolve())
-            await asyncio.to_thread(
-                self.db.save_verdict, digest.hexdigest(), self.scanner, self.config.policy_digest, verdict
-            )
+            await asyncio.to_thread(self.db.save_verdict, digest.hexdigest(), self.scanner, who.policy_digest, verdict)
             decision = "block" if verdict.blocked else "allow"
             reasons = "; ".join(f"{r['rule']} in {r['file']}" for r in verdict.reasons) or "clean"
-            self._audit(Decision(who, "upload", "upload", digest.hexdigest(), name, decision, reasons))
+            self._audit(Decision(who.name, "upload", "upload", digest.hexdigest(), name, decision, reasons))
             body = await asyncio.to_thread(render, fmt, report)
             body = body.replace(str(folder.resolve()), "upload").replace(str(folder), "upload")
             media = "application/sarif+json" if fmt == "sarif" else "application/json"

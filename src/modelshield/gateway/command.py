@@ -27,6 +27,13 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--policy", metavar="FILE", help="policy file (TOML), as for scan --policy")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8780, help="port to listen on (default 8780)")
+    serve.add_argument(
+        "--team-policy",
+        action="append",
+        default=[],
+        metavar="TEAM=FILE",
+        help="judge TEAM's requests by its own policy file (repeatable; others use --policy)",
+    )
     serve.add_argument("--anonymous", action="store_true", help="serve clients without a token")
     serve.add_argument(
         "--max-revision-bytes", type=int, default=200 * 2**30, metavar="N", help="largest revision fetched"
@@ -70,7 +77,15 @@ def run(args: argparse.Namespace) -> int:
     os.makedirs(args.store, exist_ok=True)
     # Dependencies of a scanned model resolve offline from the store, laid out as a Hub cache.
     os.environ["HF_HUB_CACHE"] = os.path.join(os.path.abspath(args.store), "hub")
+    teams = {}
+    for entry in args.team_policy:
+        team, sep, path = entry.partition("=")
+        if not (team and sep and path):
+            print(f"modelshield: --team-policy wants TEAM=FILE, not {entry!r}", file=sys.stderr)
+            return 2
+        teams[team] = (load_policy(path), policy_digest(path))
     config = Config(
+        teams=teams,
         upstream=args.upstream,
         db=args.db,
         store=args.store,
