@@ -360,3 +360,16 @@ def test_upstream_listing_with_path_tricks_is_refused(hub: HubServer, gateway: G
     assert status == 502 and "invalid file name" in headers["x-error-message"]
     assert not (gateway.workdir / "store" / "outside.txt").exists()
     assert not _resolve_gets(hub, "org/benign")
+
+
+def test_database_unavailable_serves_nothing(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    source = benign_repo(tmp_path / "benign")
+    hub.add_repo("org/benign", source, private=True)
+    token = gateway.add_token("research")
+    gateway.start()
+    database = gateway.workdir / "gateway.db"
+    database.write_bytes(b"not a database" * 100)  # in place: the open connections see it too
+    status, headers, body = _get(f"{gateway.url}/org/benign/resolve/main/config.json", token)
+    assert status >= 500 and body != (source / "config.json").read_bytes()
+    assert "x-repo-commit" not in headers
+    assert _get(f"{gateway.url}/health")[0] == 503
