@@ -266,14 +266,14 @@ class Gateway:
             try:
                 valid_path(name)
             except Refused as exc:
-                self._audit(
+                await self._audit(
                     Decision(who.name, "fetch", repo, commit, name, "error", "the upstream listing names a path trick")
                 )
                 raise Refused(502, f"upstream lists an invalid file name for {repo}: {name!r}") from exc
         total = sum(int((s.get("lfs") or {}).get("size", s.get("size", 0)) or 0) for s in siblings)
         if total > self.config.max_revision_bytes or len(siblings) > self.config.max_files:
             reason = f"{len(siblings)} files, {total} bytes: over the gateway's limit; not fetched"
-            self._audit(Decision(who.name, "fetch", repo, commit, "", "block", reason))
+            await self._audit(Decision(who.name, "fetch", repo, commit, "", "block", reason))
             raise Refused(403, f"modelshield gateway refused {repo}@{commit[:12]}: {reason}", "GatedRepo", commit)
         manifest: dict[str, dict[str, Any]] = {}
         log.info("fetch", extra={"fields": {"repo": repo, "commit": commit, "files": len(siblings)}})
@@ -281,7 +281,8 @@ class Gateway:
             try:
                 manifest[str(sibling["rfilename"])] = await self.upstream.fetch(self.store, repo, commit, sibling)
             except UpstreamError as exc:
-                self._audit(Decision(who.name, "fetch", repo, commit, str(sibling["rfilename"]), "error", str(exc)))
+                name = str(sibling["rfilename"])
+                await self._audit(Decision(who.name, "fetch", repo, commit, name, "error", str(exc)))
                 raise Refused(
                     502,
                     f"modelshield gateway: {exc}; nothing of {repo} is served until it is fetched and scanned whole",
@@ -319,7 +320,7 @@ class Gateway:
             report = await self._run_scan(repo, commit, snapshot, who)
         verdict = judge(report, snapshot.resolve(), self.store.hub.resolve())
         reason = blocked_message(Judged(repo, commit, manifest, {}, verdict), None) if verdict.blocked else "clean"
-        self._audit(Decision(who.name, "scan", repo, commit, "", "block" if verdict.blocked else "allow", reason))
+        await self._audit(Decision(who.name, "scan", repo, commit, "", "block" if verdict.blocked else "allow", reason))
         return verdict
 
     async def _run_scan(self, repo: str, commit: str, snapshot: Path, who: Client) -> Report:
@@ -330,11 +331,11 @@ class Gateway:
                 modelshield.scan, [str(snapshot)], who.policy, jobs=1, download=False, cache=False
             )
         except Exception as exc:  # a scan that did not finish never lets the files through
-            self._audit(Decision(who.name, "scan", repo, commit, "", "error", f"{type(exc).__name__}: {exc}"))
+            await self._audit(Decision(who.name, "scan", repo, commit, "", "error", f"{type(exc).__name__}: {exc}"))
             raise Refused(500, f"modelshield gateway: the scan of {repo} did not finish; nothing is served") from exc
 
-    def _audit(self, entry: Decision) -> None:
-        self.db.log(entry)
+    async def _audit(self, entry: Decision) -> None:
+        await asyncio.to_thread(self.db.log, entry)
         log.info("decision", extra={"fields": asdict(entry)})
 
     # -- responses -----------------------------------------------------------------------------------------
@@ -353,7 +354,7 @@ class Gateway:
         repo = valid_repo(request.path_params["org"], request.path_params["name"])
         revision = valid_revision(request.path_params.get("revision", "main"))
         judged = await self.judged(repo, revision, who)
-        self._blocked(judged, None, who)
+        await self._blocked(judged, None, who)
         # Xet fields are never passed on: the client would fetch from the CAS directly, past the gateway.
         info = {k: v for k, v in judged.info.items() if "xet" not in k.lower()}
         info |= {"id": repo, "sha": judged.commit, "siblings": self.siblings(judged)}
@@ -363,7 +364,7 @@ class Gateway:
         who = await self.who(request)
         repo = valid_repo(request.path_params["org"], request.path_params["name"])
         judged = await self.judged(repo, valid_revision(request.path_params["revision"]), who)
-        self._blocked(judged, None, who)
+        await self._blocked(judged, None, who)
         prefix = request.path_params.get("path", "").strip("/")
         if prefix:
             valid_path(prefix)
@@ -397,7 +398,7 @@ class Gateway:
         entry = judged.manifest.get(path)
         if entry is None:
             raise Refused(404, f"{path} is not in {repo}@{judged.commit}", "EntryNotFound", judged.commit)
-        self._blocked(judged, path, who)
+        await self._blocked(judged, path, who)
         blob = self.store.blob(str(entry["sha256"]))
         if not blob.is_file():
             raise Refused(503, f"modelshield gateway: the stored content of {path} is missing; not served")
@@ -405,13 +406,13 @@ class Gateway:
         if entry["lfs"]:
             headers |= {"X-Linked-Etag": f'"{entry["sha256"]}"', "X-Linked-Size": str(entry["size"])}
         if request.method == "GET":
-            self._audit(Decision(who.name, "serve", repo, judged.commit, path, "allow", "clean"))
+            await self._audit(Decision(who.name, "serve", repo, judged.commit, path, "allow", "clean"))
         return FileResponse(blob, headers=headers, media_type="application/octet-stream")
 
-    def _blocked(self, judged: Judged, path: str | None, who: Client) -> None:
+    async def _blocked(self, judged: Judged, path: str | None, who: Client) -> None:
         if judged.verdict.blocked:
             message = blocked_message(judged, path)
-            self._audit(Decision(who.name, "serve", judged.repo, judged.commit, path or "", "block", message))
+            await self._audit(Decision(who.name, "serve", judged.repo, judged.commit, path or "", "block", message))
             # GatedRepo: huggingface_hub raises it as is (GatedRepoError, with this message) instead of
             # falling back to its cache, and transformers shows it to the developer.
             raise Refused(403, message, "GatedRepo", judged.commit)
@@ -440,7 +441,7 @@ class Gateway:
             await asyncio.to_thread(self.db.save_verdict, digest.hexdigest(), self.scanner, who.policy_digest, verdict)
             decision = "block" if verdict.blocked else "allow"
             reasons = "; ".join(f"{r['rule']} in {r['file']}" for r in verdict.reasons) or "clean"
-            self._audit(Decision(who.name, "upload", "upload", digest.hexdigest(), name, decision, reasons))
+            await self._audit(Decision(who.name, "upload", "upload", digest.hexdigest(), name, decision, reasons))
             body = await asyncio.to_thread(render, fmt, report)
             body = body.replace(str(folder.resolve()), "upload").replace(str(folder), "upload")
             media = "application/sarif+json" if fmt == "sarif" else "application/json"
