@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    event,
     insert,
     select,
 )
@@ -77,6 +78,16 @@ audit = Table(
 )
 
 
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """WAL: readers never wait for the writer, and a commit is one append, not a journal rewrite; several
+    gateway processes on one machine can share the file (PostgreSQL is for several machines)."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -105,6 +116,8 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
 
     def add_token(self, team: str) -> str:
