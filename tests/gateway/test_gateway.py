@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
 
@@ -249,6 +250,22 @@ def test_health_and_hf_endpoint(hub: HubServer, gateway: Gateway, tmp_path: Path
     snapshot = Path(done.stdout.decode().strip().splitlines()[-1])
     assert _files(snapshot) == _files(source)
     assert os.path.commonpath([snapshot, tmp_path / "home"]) == str(tmp_path / "home")
+    # ... and the `hf` command line, from the same environment as the interpreter running the tests.
+    hf = Path(sys.executable).with_name("hf")
+    if hf.exists():
+        target = tmp_path / "hf-cli"
+        command = [str(hf), "download", "org/benign", "--local-dir", str(target)]
+        subprocess.run(command, env=env, capture_output=True, check=True, timeout=120)
+        assert {k: v for k, v in _files(target).items() if not k.startswith(".cache/")} == _files(source)
+    # Every decision is in the audit table: who, what, when, why.
+    engine = sqlalchemy.create_engine(gateway.db)
+    with engine.connect() as conn:
+        rows = conn.execute(sqlalchemy.text("SELECT at, who, action, repo, path, decision, reason FROM audit")).all()
+    engine.dispose()
+    served = {row.path for row in rows if row.action == "serve" and row.decision == "allow"}
+    assert served == set(_files(source))
+    assert {row.who for row in rows} == {"team:ml"} and all(row.at > 0 and row.reason for row in rows)
+    assert [row.action for row in rows].count("scan") == 1
 
 
 def test_adapter_with_malicious_base_is_blocked(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
