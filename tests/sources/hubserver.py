@@ -162,6 +162,8 @@ class HubServer:
 
 
 class _Quiet(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 drops the connections of parallel clients (retried after 1 s)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients that stop reading (as the scanner does past what it asked for) reset connections
 

