@@ -396,3 +396,24 @@ def test_database_unavailable_serves_nothing(hub: HubServer, gateway: Gateway, t
     assert status >= 500 and body != (source / "config.json").read_bytes()
     assert "x-repo-commit" not in headers
     assert _get(f"{gateway.url}/health")[0] == 503
+
+
+def test_two_processes_share_database_and_store(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    source = benign_repo(tmp_path / "benign")
+    hub.add_repo("org/benign", source, private=True)
+    hub.add_repo("org/evil", malicious_repo(tmp_path / "evil"), private=True)
+    gateway.anonymous = True
+    gateway.start()
+    other = Gateway(hub.url, gateway.workdir, anonymous=True).start()
+    try:
+        assert _get(f"{gateway.url}/org/evil/resolve/main/config.json")[0] == 403
+        assert _get(f"{gateway.url}/org/benign/resolve/main/config.json")[0] == 200
+        fetched = len(_resolve_gets(hub, "org/"))
+        status, headers, _body = _get(f"{other.url}/org/evil/resolve/main/config.json")
+        assert status == 403 and "PKL001" in headers["x-error-message"]
+        status, _headers, body = _get(f"{other.url}/org/benign/resolve/main/model.safetensors")
+        assert status == 200 and body == (source / "model.safetensors").read_bytes()
+        assert other.events("scan") == [] and other.events("fetch") == []  # the first process's verdicts
+        assert len(_resolve_gets(hub, "org/")) == fetched
+    finally:
+        other.stop()
