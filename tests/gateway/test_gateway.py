@@ -95,6 +95,11 @@ def test_malicious_repo_is_refused_naming_the_finding(hub: HubServer, gateway: G
     assert not list((tmp_path / "c").rglob("pytorch_model.bin"))
     blocked = [e for e in gateway.events("decision") if e["decision"] == "block"]
     assert blocked and all("PKL001" in e["reason"] for e in blocked)
+    status, _headers, body = _get(f"{gateway.url}/metrics")
+    metrics = body.decode()
+    assert status == 200 and "modelshield_gateway_scans_total 1\n" in metrics
+    served_blocks = sum(1 for e in blocked if e["action"] == "serve")
+    assert f'modelshield_gateway_decisions_total{{action="serve",decision="block"}} {served_blocks}\n' in metrics
 
 
 def test_concurrent_first_requests_cause_one_fetch_and_one_scan(

@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -184,8 +185,9 @@ class Gateway:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._refs: dict[tuple[str, str], tuple[str, float]] = {}
         self._judged: dict[tuple[str, str, str], Judged] = {}
-        #: scans run by this process (the tests check that concurrent first requests cause one)
+        #: scans run by this process, and decisions by (action, decision): `GET /metrics`
         self.scans = 0
+        self.decisions: Counter[tuple[str, str]] = Counter()
 
     # -- access ----------------------------------------------------------------------------------------
 
@@ -335,6 +337,7 @@ class Gateway:
             raise Refused(500, f"modelshield gateway: the scan of {repo} did not finish; nothing is served") from exc
 
     async def _audit(self, entry: Decision) -> None:
+        self.decisions[(entry.action, entry.decision)] += 1
         await asyncio.to_thread(self.db.log, entry)
         log.info("decision", extra={"fields": asdict(entry)})
 
@@ -449,6 +452,21 @@ class Gateway:
         finally:
             await asyncio.to_thread(shutil.rmtree, folder, True)
 
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text format: counts only (no repository names, no clients)."""
+        lines = [
+            "# HELP modelshield_gateway_scans_total Scans run by this process.",
+            "# TYPE modelshield_gateway_scans_total counter",
+            f"modelshield_gateway_scans_total {self.scans}",
+            "# HELP modelshield_gateway_decisions_total Audited decisions by action and outcome.",
+            "# TYPE modelshield_gateway_decisions_total counter",
+        ]
+        lines += [
+            f'modelshield_gateway_decisions_total{{action="{action}",decision="{decision}"}} {count}'
+            for (action, decision), count in sorted(self.decisions.items())
+        ]
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
     async def health(self, request: Request) -> Response:
         try:
             await asyncio.to_thread(self.db.audit_log, 1)
@@ -488,6 +506,7 @@ def create_app(config: Config) -> Starlette:
 
     routes = [
         Route("/health", wrap(gateway.health), methods=["GET"]),
+        Route("/metrics", wrap(gateway.metrics), methods=["GET"]),
         Route("/api/scan", wrap(gateway.scan_upload), methods=["POST"]),
         Route("/api/models/{org}/{name}", wrap(gateway.repo_info), methods=["GET"]),
         Route("/api/models/{org}/{name}/revision/{revision}", wrap(gateway.repo_info), methods=["GET"]),
