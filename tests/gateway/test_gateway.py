@@ -58,6 +58,10 @@ def test_benign_repo_downloads_byte_identical(hub: HubServer, gateway: Gateway, 
     assert len(gateway.events("scan")) == 1  # the second client was served the stored verdict
     log = gateway.log_path.read_text()
     assert UPSTREAM_TOKEN not in log and token not in log
+    # The upstream token went to the Hub (private repository) but not to its storage on another origin.
+    assert all(r.authorized for r in hub.requests if r.server == "hub")
+    storage = [r for r in hub.requests if r.server == "storage"]
+    assert storage and not any(r.authorized for r in storage)
     decisions = [e for e in gateway.events("decision") if e["action"] == "serve"]
     assert {e["who"] for e in decisions} == {"team:research"}
 
@@ -304,6 +308,16 @@ def test_adapter_with_benign_base_is_served(hub: HubServer, gateway: Gateway, tm
     path = hf_hub_download("org/adapter", "adapter_config.json", endpoint=gateway.url, token=False, cache_dir=tmp_path)
     assert json.loads(Path(path).read_text()) == config
     assert [e["repo"] for e in gateway.events("fetch")] == ["org/adapter", "org/benign"]
+
+
+def test_empty_revision_is_judged(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    commit = hub.add_repo("org/empty", tmp_path / "empty", private=True)
+    gateway.anonymous = True
+    gateway.start()
+    status, _headers, body = _get(f"{gateway.url}/api/models/org/empty/revision/main")
+    assert status == 200 and json.loads(body)["sha"] == commit and json.loads(body)["siblings"] == []
+    assert _get(f"{gateway.url}/org/empty/resolve/main/config.json")[0] == 404
 
 
 def test_oversized_revision_is_refused_before_fetching(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ class Store:
     def link(self, repo: str, commit: str, manifest: dict[str, dict[str, object]]) -> Path:
         """The snapshot folder of a revision: every file of the manifest, hard-linked to its blob."""
         snapshot = self.snapshot(repo, commit)
+        snapshot.mkdir(parents=True, exist_ok=True)  # an empty revision is scanned (and judged) too
         for name, entry in manifest.items():
             target = snapshot / name
             blob = self.blob(str(entry["sha256"]))
