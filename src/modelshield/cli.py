@@ -27,6 +27,8 @@ from modelshield.core.policy import Policy, PolicyError, discover_scan_policy, l
 from modelshield.core.report import FileResult
 from modelshield.core.rules import CATALOGUE, Severity
 from modelshield.deps.resolve import DownloadUnavailable
+from modelshield.gateway.command import add_parser as add_serve_parser
+from modelshield.gateway.command import run as run_serve
 from modelshield.integrity.hashing import ManifestEntry, manifest, manifest_json, sha256sum_line
 from modelshield.integrity.signing import (
     PasswordRequired,
@@ -316,9 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert_cmd = commands.add_parser(
         "convert",
-        help="convert a PyTorch checkpoint to safetensors without running it",
-        description="Convert a PyTorch zip checkpoint (a state dict, or a training checkpoint's state-dict "
-        "key) to safetensors with no torch and no unpickling: the file is scanned first and refused on any "
+        help="convert a PyTorch, NumPy or joblib file to safetensors without running it",
+        description="Convert to safetensors, with no torch and no unpickling: a PyTorch checkpoint (zip or legacy; "
+        "a state dict or a training checkpoint's state-dict key; a sharded checkpoint's folder or "
+        "pytorch_model.bin.index.json with --output-dir), a NumPy .npy/.npz or a joblib dump of numeric arrays. "
+        "The file is scanned first and refused on any "
         "finding at or above the failing severity, and only the calls a tensor rebuild needs are honoured. "
         "Exit 0 converted, 1 refused (nothing written), 2 unreadable input.",
     )
@@ -332,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--fail-on", type=_severity, metavar="SEVERITY", help="refuse on findings at or above SEVERITY (default medium)"
     )
     convert_cmd.add_argument("--policy", metavar="FILE", help="policy file (TOML, or a pyproject.toml)")
+
+    add_serve_parser(commands)
 
     completion_cmd = commands.add_parser(
         "completion",
@@ -709,6 +715,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_sign(args)
         if args.command == "verify":
             return _run_verify(args)
+        if args.command == "serve":
+            return run_serve(args)
         if args.command == "convert":
             return _run_convert(args)
         if args.command == "completion":

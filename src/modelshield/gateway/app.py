@@ -1,0 +1,547 @@
+"""The gateway's ASGI application: the part of the Hub API huggingface_hub uses, scan before serve.
+
+A revision is fetched whole, scanned whole and judged before any of its files is served; the verdict
+is kept in the database under (content, scanner version, policy). Anything that did not finish (an
+upstream failure, a file that does not match its listing, a scan that raised) answers an error: the
+gateway fails closed and never serves bytes it has not judged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+import modelshield
+from modelshield import Policy, Report
+from modelshield.gateway.db import Database, Decision, Verdict
+from modelshield.gateway.store import Store, manifest_digest
+from modelshield.gateway.upstream import Upstream, UpstreamError
+from modelshield.reports import render
+
+log = logging.getLogger("modelshield.gateway")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+#: how long a branch name (`main`) stays resolved to the commit upstream gave for it
+REF_TTL = 30.0
+MAX_PATH = 1000
+_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1, "info": 0}
+#: how deep dependencies of dependencies are fetched (an adapter, its base, the base's own base)
+MAX_DEPTH = 3
+
+
+@dataclass
+class Config:
+    upstream: str
+    db: str
+    store: str
+    policy: Policy = field(default_factory=Policy)
+    #: digest of the policy file's bytes ("default" for the built-in policy): part of every verdict's key
+    policy_digest: str = "default"
+    anonymous: bool = False
+    upstream_token: str | None = None
+    #: revisions larger than this (sum of the listed sizes) or with more files are refused before fetching
+    max_revision_bytes: int = 200 * 2**30
+    max_files: int = 20_000
+    #: team -> (policy, digest) for teams judged by their own risk tolerance instead of `policy`
+    teams: dict[str, tuple[Policy, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who asks (`team:NAME` or `anonymous`) and the policy their team is judged by."""
+
+    name: str
+    policy: Policy
+    policy_digest: str
+
+
+class Refused(Exception):
+    """A request answered with an error status and a message the Hub client shows to the developer."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, commit: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.commit = status, code, commit
+
+
+@dataclass
+class Judged:
+    repo: str
+    commit: str
+    manifest: dict[str, dict[str, Any]]
+    info: dict[str, Any]
+    verdict: Verdict
+
+
+def valid_repo(org: str, name: str) -> str:
+    if not (_NAME.match(org) and _NAME.match(name)) or ".." in org + name or "--" in org + name:
+        raise Refused(400, "invalid repository name")
+    return f"{org}/{name}"
+
+
+def valid_path(path: str) -> str:
+    parts = path.split("/")
+    if (
+        not path
+        or len(path) > MAX_PATH
+        or "\\" in path
+        or "\0" in path
+        or any(part in ("", ".", "..") for part in parts)
+        or any(ord(c) < 32 for c in path)
+    ):
+        raise Refused(400, "invalid file name")
+    return path
+
+
+def valid_revision(revision: str) -> str:
+    if not _REVISION.match(revision) or ".." in revision:
+        raise Refused(400, "invalid revision")
+    return revision
+
+
+def blocked_message(judged: Judged, path: str | None) -> str:
+    """One line (it travels in the X-Error-Message header): what blocked, where, and how to learn more:
+    the finding in the requested file, and the worst finding of the revision or its dependencies."""
+    # Worst first; at equal severity a finding itself before the dependency rule that reports it upward.
+    reasons = sorted(
+        judged.verdict.reasons,
+        key=lambda r: (_RANK.get(r["severity"], 0), not r["rule"].startswith("DEP")),
+        reverse=True,
+    )
+    head = f"modelshield gateway blocked {judged.repo}@{judged.commit[:12]}"
+    if not reasons:
+        return head
+    worst = reasons[0]
+    shown = [r for r in reasons if r["file"] == path][:1]
+    shown += [worst] if worst not in shown else []
+    text = head + ": " + "; ".join(f"{r['rule']} ({r['severity']}) in {r['file']}: {r['title']}" for r in shown)
+    if len(reasons) > len(shown):
+        text += f" (and {len(reasons) - len(shown)} more)"
+    rules = [r["rule"] for r in shown if r["rule"] != "UNSCANNED"]
+    if rules:
+        text += "; see " + ", ".join(f"`modelshield explain {rule}`" for rule in dict.fromkeys(rules))
+    return text
+
+
+def judge(report: Report, snapshot: Path, hub: Path) -> Verdict:
+    """Blocked when any finding reaches the policy's failing severity, or any file could not be analysed."""
+
+    def shown(path: str) -> str:
+        full = Path(path).resolve() if os.path.isabs(path) else Path(path)
+        try:
+            return full.relative_to(snapshot).as_posix()
+        except ValueError:
+            pass
+        try:  # a dependency's file: models--ORG--NAME/snapshots/COMMIT/PATH
+            cached, _, commit, *rest = full.relative_to(hub).parts
+            return f"{cached[len('models--') :].replace('--', '/')}@{commit[:12]}/{'/'.join(rest)}"
+        except ValueError:
+            return Path(path).name
+
+    reasons = [
+        {
+            "rule": f.rule_id,
+            "severity": f.level.label,
+            "file": shown(f.location.path),
+            "member": "!".join(f.location.members),
+            "title": f.title,
+            "evidence": f.evidence,
+        }
+        for f in report.failing
+    ]
+    reasons += [
+        {"rule": "UNSCANNED", "severity": "high", "file": shown(path), "member": "", "title": error, "evidence": ""}
+        for path, error in report.errors
+    ]
+    return Verdict(bool(reasons), reasons)
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.db = Database(config.db)
+        self.store = Store(config.store)
+        self.upstream = Upstream(config.upstream, config.upstream_token)
+        self.scanner = modelshield.__version__
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._refs: dict[tuple[str, str], tuple[str, float]] = {}
+        self._judged: dict[tuple[str, str, str], Judged] = {}
+        #: scans run by this process, and decisions by (action, decision): `GET /metrics`
+        self.scans = 0
+        self.decisions: Counter[tuple[str, str]] = Counter()
+
+    # -- access ----------------------------------------------------------------------------------------
+
+    async def who(self, request: Request) -> Client:
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer ") and header[7:].strip():
+            team = await asyncio.to_thread(self.db.team, header[7:].strip())
+            if team is None:
+                raise Refused(401, "Invalid credentials in Authorization header")
+            policy, digest = self.config.teams.get(team, (self.config.policy, self.config.policy_digest))
+            return Client(f"team:{team}", policy, digest)
+        if self.config.anonymous:
+            return Client("anonymous", self.config.policy, self.config.policy_digest)
+        raise Refused(401, "modelshield gateway: a token is required (set HF_TOKEN to your gateway token)")
+
+    # -- resolving and judging ---------------------------------------------------------------------------
+
+    async def commit(self, repo: str, revision: str) -> tuple[str, dict[str, Any] | None]:
+        """The commit a revision names, and the upstream info when it had to be asked for."""
+        if _COMMIT.match(revision):
+            return revision, None
+        known = self._refs.get((repo, revision))
+        if known and time.monotonic() - known[1] < REF_TTL:
+            return known[0], None
+        try:
+            info = await self.upstream.info(repo, revision)
+        except UpstreamError as exc:
+            raise Refused(exc.status, str(exc), "RepoNotFound" if exc.status == 404 else None) from exc
+        commit = str(info["sha"])
+        if not _COMMIT.match(commit):
+            raise Refused(502, "upstream gave an invalid commit id")
+        self._refs[(repo, revision)] = (commit, time.monotonic())
+        await asyncio.to_thread(self.store.set_ref, repo, revision, commit)
+        return commit, info
+
+    async def judged(self, repo: str, revision: str, who: Client, chain: tuple[tuple[str, str], ...] = ()) -> Judged:
+        """The revision fetched, scanned and judged; `chain` holds the dependents being judged (a cycle
+        of dependencies would otherwise wait on its own lock)."""
+        commit, info = await self.commit(repo, revision)
+        key = (repo, commit)
+        if (repo, commit, who.policy_digest) in self._judged:
+            return self._judged[(repo, commit, who.policy_digest)]
+        if key in chain:
+            raise Refused(508, f"dependency cycle through {repo}@{commit[:12]}")
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one fetch and one scan per revision, whoever asks first
+            if (repo, commit, who.policy_digest) in self._judged:
+                return self._judged[(repo, commit, who.policy_digest)]
+            found = await asyncio.to_thread(self.db.revision, repo, commit)
+            if found is None:
+                if info is None:
+                    info = await self._info(repo, commit)
+                manifest = await self._fetch(repo, commit, info, who)
+                content = manifest_digest(manifest)
+                await asyncio.to_thread(self.db.save_revision, repo, commit, content, manifest, info)
+            else:
+                content, manifest, info = found
+            # The snapshot is (re)linked from the blobs: scans, and dependents' scans, read it.
+            await asyncio.to_thread(self.store.link, repo, commit, manifest)
+            verdict = await asyncio.to_thread(self.db.verdict, content, self.scanner, who.policy_digest)
+            if verdict is None:
+                verdict = await self._scan(repo, commit, manifest, who, (*chain, key))
+                await asyncio.to_thread(self.db.save_verdict, content, self.scanner, who.policy_digest, verdict)
+            judged = Judged(repo, commit, manifest, info, verdict)
+            self._judged[(repo, commit, who.policy_digest)] = judged
+            return judged
+
+    async def _info(self, repo: str, commit: str) -> dict[str, Any]:
+        try:
+            return await self.upstream.info(repo, commit)
+        except UpstreamError as exc:
+            raise Refused(exc.status, str(exc), "RevisionNotFound" if exc.status == 404 else None) from exc
+
+    async def _fetch(self, repo: str, commit: str, info: dict[str, Any], who: Client) -> dict[str, dict[str, Any]]:
+        siblings = [s for s in info.get("siblings", []) if isinstance(s, dict)]
+        names = [str(s.get("rfilename", "")) for s in siblings]
+        for name in names:
+            try:
+                valid_path(name)
+            except Refused as exc:
+                await self._audit(
+                    Decision(who.name, "fetch", repo, commit, name, "error", "the upstream listing names a path trick")
+                )
+                raise Refused(502, f"upstream lists an invalid file name for {repo}: {name!r}") from exc
+        total = sum(int((s.get("lfs") or {}).get("size", s.get("size", 0)) or 0) for s in siblings)
+        if total > self.config.max_revision_bytes or len(siblings) > self.config.max_files:
+            reason = f"{len(siblings)} files, {total} bytes: over the gateway's limit; not fetched"
+            await self._audit(Decision(who.name, "fetch", repo, commit, "", "block", reason))
+            raise Refused(403, f"modelshield gateway refused {repo}@{commit[:12]}: {reason}", "GatedRepo", commit)
+        manifest: dict[str, dict[str, Any]] = {}
+        log.info("fetch", extra={"fields": {"repo": repo, "commit": commit, "files": len(siblings)}})
+        for sibling in siblings:
+            try:
+                manifest[str(sibling["rfilename"])] = await self.upstream.fetch(self.store, repo, commit, sibling)
+            except UpstreamError as exc:
+                name = str(sibling["rfilename"])
+                await self._audit(Decision(who.name, "fetch", repo, commit, name, "error", str(exc)))
+                raise Refused(
+                    502,
+                    f"modelshield gateway: {exc}; nothing of {repo} is served until it is fetched and scanned whole",
+                ) from exc
+        return manifest
+
+    async def _scan(
+        self,
+        repo: str,
+        commit: str,
+        manifest: dict[str, dict[str, Any]],
+        who: Client,
+        chain: tuple[tuple[str, str], ...],
+    ) -> Verdict:
+        """Scan the revision whole; its Hub dependencies missing from the store (an adapter's base model)
+        are fetched and judged through the gateway itself, then the revision is scanned again with them."""
+        snapshot = self.store.snapshot(repo, commit)
+        report = await self._run_scan(repo, commit, snapshot, who)
+        missing = [
+            (node.ref, node.revision or "main")
+            for node in (report.dependencies.nodes if report.dependencies else [])
+            if node.kind == "hub" and node.resolution == "unresolved"
+        ]
+        fetched = False
+        for ref, revision in dict.fromkeys(missing):
+            if len(chain) > MAX_DEPTH:
+                break
+            try:
+                org, name = ref.split("/")
+                await self.judged(valid_repo(org, name), valid_revision(revision), who, chain)
+                fetched = True
+            except (Refused, ValueError) as exc:  # not on the upstream: the scan's unresolved finding stands
+                log.info("dependency", extra={"fields": {"repo": repo, "dependency": ref, "error": str(exc)}})
+        if fetched:
+            report = await self._run_scan(repo, commit, snapshot, who)
+        verdict = judge(report, snapshot.resolve(), self.store.hub.resolve())
+        reason = blocked_message(Judged(repo, commit, manifest, {}, verdict), None) if verdict.blocked else "clean"
+        await self._audit(Decision(who.name, "scan", repo, commit, "", "block" if verdict.blocked else "allow", reason))
+        return verdict
+
+    async def _run_scan(self, repo: str, commit: str, snapshot: Path, who: Client) -> Report:
+        self.scans += 1
+        log.info("scan", extra={"fields": {"repo": repo, "commit": commit}})
+        try:
+            return await asyncio.to_thread(
+                modelshield.scan, [str(snapshot)], who.policy, jobs=1, download=False, cache=False
+            )
+        except Exception as exc:  # a scan that did not finish never lets the files through
+            await self._audit(Decision(who.name, "scan", repo, commit, "", "error", f"{type(exc).__name__}: {exc}"))
+            raise Refused(500, f"modelshield gateway: the scan of {repo} did not finish; nothing is served") from exc
+
+    async def _audit(self, entry: Decision) -> None:
+        self.decisions[(entry.action, entry.decision)] += 1
+        await asyncio.to_thread(self.db.log, entry)
+        log.info("decision", extra={"fields": asdict(entry)})
+
+    # -- responses -----------------------------------------------------------------------------------------
+
+    def siblings(self, judged: Judged) -> list[dict[str, Any]]:
+        rows = []
+        for name, entry in judged.manifest.items():
+            row: dict[str, Any] = {"rfilename": name, "size": entry["size"], "blobId": entry.get("blob_id")}
+            if entry["lfs"]:
+                row["lfs"] = {"size": entry["size"], "sha256": entry["sha256"], "pointerSize": 134}
+            rows.append(row)
+        return rows
+
+    async def repo_info(self, request: Request) -> Response:
+        who = await self.who(request)
+        repo = valid_repo(request.path_params["org"], request.path_params["name"])
+        revision = valid_revision(request.path_params.get("revision", "main"))
+        judged = await self.judged(repo, revision, who)
+        await self._blocked(judged, None, who)
+        # Xet fields are never passed on: the client would fetch from the CAS directly, past the gateway.
+        info = {k: v for k, v in judged.info.items() if "xet" not in k.lower()}
+        info |= {"id": repo, "sha": judged.commit, "siblings": self.siblings(judged)}
+        return JSONResponse(info)
+
+    async def tree(self, request: Request) -> Response:
+        who = await self.who(request)
+        repo = valid_repo(request.path_params["org"], request.path_params["name"])
+        judged = await self.judged(repo, valid_revision(request.path_params["revision"]), who)
+        await self._blocked(judged, None, who)
+        prefix = request.path_params.get("path", "").strip("/")
+        if prefix:
+            valid_path(prefix)
+        recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
+        rows: list[dict[str, Any]] = []
+        folders: set[str] = set()
+        for name, entry in sorted(judged.manifest.items()):
+            if prefix and not name.startswith(prefix + "/"):
+                continue
+            rest = name[len(prefix) + 1 :] if prefix else name
+            parts = rest.split("/")
+            for depth in range(1, len(parts)):
+                folder = "/".join(filter(None, [prefix, *parts[:depth]]))
+                if folder not in folders and (recursive or depth == 1):
+                    folders.add(folder)
+                    rows.append({"type": "directory", "oid": "0" * 40, "size": 0, "path": folder})
+            if len(parts) > 1 and not recursive:
+                continue
+            row: dict[str, Any] = {"type": "file", "oid": entry.get("blob_id"), "size": entry["size"], "path": name}
+            if entry["lfs"]:
+                row["lfs"] = {"oid": entry["sha256"], "size": entry["size"], "pointerSize": 134}
+            rows.append(row)
+        return JSONResponse(rows)
+
+    async def resolve(self, request: Request) -> Response:
+        who = await self.who(request)
+        repo = valid_repo(request.path_params["org"], request.path_params["name"])
+        revision = valid_revision(request.path_params["revision"])
+        path = valid_path(request.path_params["path"])
+        judged = await self.judged(repo, revision, who)
+        entry = judged.manifest.get(path)
+        if entry is None:
+            raise Refused(404, f"{path} is not in {repo}@{judged.commit}", "EntryNotFound", judged.commit)
+        await self._blocked(judged, path, who)
+        blob = self.store.blob(str(entry["sha256"]))
+        if not blob.is_file():
+            raise Refused(503, f"modelshield gateway: the stored content of {path} is missing; not served")
+        headers = {"ETag": f'"{entry["etag"]}"', "X-Repo-Commit": judged.commit}
+        if entry["lfs"]:
+            headers |= {"X-Linked-Etag": f'"{entry["sha256"]}"', "X-Linked-Size": str(entry["size"])}
+        if request.method == "GET":
+            await self._audit(Decision(who.name, "serve", repo, judged.commit, path, "allow", "clean"))
+        return _BlobResponse(blob, headers=headers, media_type="application/octet-stream")
+
+    async def _blocked(self, judged: Judged, path: str | None, who: Client) -> None:
+        if judged.verdict.blocked:
+            message = blocked_message(judged, path)
+            await self._audit(Decision(who.name, "serve", judged.repo, judged.commit, path or "", "block", message))
+            # GatedRepo: huggingface_hub raises it as is (GatedRepoError, with this message) instead of
+            # falling back to its cache, and transformers shows it to the developer.
+            raise Refused(403, message, "GatedRepo", judged.commit)
+
+    async def scan_upload(self, request: Request) -> Response:
+        """`POST /api/scan?name=FILE&format=json|sarif`: scan the body (a model file or archive) with the
+        gateway's policy and answer the report; the verdict is recorded as for fetched revisions, so CI and
+        registries gate uploads on the same policy and database."""
+        who = await self.who(request)
+        name = valid_path(request.query_params.get("name", "upload.bin"))
+        fmt = request.query_params.get("format", "json")
+        if "/" in name or fmt not in ("json", "sarif"):
+            raise Refused(400, "name must be a file name and format json or sarif")
+        folder = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=self.store.tmp, prefix="upload-"))
+        try:
+            digest, size = hashlib.sha256(), 0
+            with (folder / name).open("wb") as out:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > self.config.max_revision_bytes:
+                        raise Refused(413, "upload over the gateway's limit")
+                    digest.update(chunk)
+                    out.write(chunk)
+            report = await self._run_scan("upload", digest.hexdigest(), folder, who)
+            verdict = judge(report, folder.resolve(), self.store.hub.resolve())
+            await asyncio.to_thread(self.db.save_verdict, digest.hexdigest(), self.scanner, who.policy_digest, verdict)
+            decision = "block" if verdict.blocked else "allow"
+            reasons = "; ".join(f"{r['rule']} in {r['file']}" for r in verdict.reasons) or "clean"
+            await self._audit(Decision(who.name, "upload", "upload", digest.hexdigest(), name, decision, reasons))
+            body = await asyncio.to_thread(render, fmt, report)
+            body = body.replace(str(folder.resolve()), "upload").replace(str(folder), "upload")
+            media = "application/sarif+json" if fmt == "sarif" else "application/json"
+            return Response(body, media_type=media, headers={"X-Modelshield-Verdict": decision})
+        finally:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text format: counts only (no repository names, no clients)."""
+        lines = [
+            "# HELP modelshield_gateway_scans_total Scans run by this process.",
+            "# TYPE modelshield_gateway_scans_total counter",
+            f"modelshield_gateway_scans_total {self.scans}",
+            "# HELP modelshield_gateway_decisions_total Audited decisions by action and outcome.",
+            "# TYPE modelshield_gateway_decisions_total counter",
+        ]
+        lines += [
+            f'modelshield_gateway_decisions_total{{action="{action}",decision="{decision}"}} {count}'
+            for (action, decision), count in sorted(self.decisions.items())
+        ]
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+    async def health(self, request: Request) -> Response:
+        try:
+            await asyncio.to_thread(self.db.audit_log, 1)
+        except Exception as exc:
+            return JSONResponse({"status": "error", "reason": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok", "scanner": self.scanner, "policy": self.config.policy_digest})
+
+
+class _BlobResponse(FileResponse):
+    chunk_size = 1 << 20  # Starlette's 64 KiB chunks cost a large share of throughput on model-sized files
+
+
+def _refusal(exc: Refused) -> Response:
+    headers = {"X-Error-Message": exc.args[0].encode("ascii", "replace").decode()[:1000]}
+    if exc.code:
+        headers["X-Error-Code"] = exc.code
+    if exc.commit:
+        headers["X-Repo-Commit"] = exc.commit
+    return JSONResponse({"error": exc.args[0]}, status_code=exc.status, headers=headers)
+
+
+def create_app(config: Config) -> Starlette:
+    gateway = Gateway(config)
+
+    def wrap(handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                response: Response = await handler(request)
+                return response
+            except Refused as exc:
+                return _refusal(exc)
+            except Exception as exc:  # a bug: answer 500, log it, never serve
+                log.exception("internal error", extra={"fields": {"path": request.url.path}})
+                return _refusal(Refused(500, f"modelshield gateway: internal error ({type(exc).__name__})"))
+
+        return endpoint
+
+    routes = [
+        Route("/health", wrap(gateway.health), methods=["GET"]),
+        Route("/metrics", wrap(gateway.metrics), methods=["GET"]),
+        Route("/api/scan", wrap(gateway.scan_upload), methods=["POST"]),
+        Route("/api/models/{org}/{name}", wrap(gateway.repo_info), methods=["GET"]),
+        Route("/api/models/{org}/{name}/revision/{revision}", wrap(gateway.repo_info), methods=["GET"]),
+        Route("/api/models/{org}/{name}/tree/{revision}", wrap(gateway.tree), methods=["GET"]),
+        Route("/api/models/{org}/{name}/tree/{revision}/{path:path}", wrap(gateway.tree), methods=["GET"]),
+        Route("/{org}/{name}/resolve/{revision}/{path:path}", wrap(gateway.resolve), methods=["GET", "HEAD"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await gateway.upstream.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gateway = gateway
+    return app
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, event and its fields (never a token: none is logged)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        entry |= getattr(record, "fields", {})
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def policy_digest(path: str | None) -> str:
+    if path is None:
+        return "default"
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
