@@ -38,6 +38,7 @@ from tests.formats.pickle_build import (
     REDUCE,
     STACK_GLOBAL,
     STOP,
+    TUPLE,
     TUPLE1,
     binget,
     binint1,
@@ -184,3 +185,75 @@ def test_nested_containers_past_the_bound_are_judged_fail_closed(
     state = EMPTY_LIST + MARK + text("one") + hidden + APPENDS
     data = proto(4) + glob("babel.plural", "PluralRule") + EMPTY_TUPLE + NEWOBJ + state + BUILD + STOP
     assert rules(scan_data(data), Severity.HIGH)
+
+
+_FUSED_CASES = {
+    # `EMPTY_LIST MEMOIZE MARK BINGET* APPENDS` with memoised constants: the fused path, then a call on them.
+    "constants": proto(4)
+    + text("os")
+    + MEMOIZE
+    + text("system")
+    + MEMOIZE
+    + EMPTY_LIST
+    + MEMOIZE
+    + MARK
+    + binget(0)
+    + binget(1)
+    + APPENDS
+    + glob("os", "system")
+    + MARK
+    + binget(1)
+    + TUPLE
+    + REDUCE
+    + STOP,
+    # A memoised global among the items: not a constant, the general path.
+    "a global": proto(4)
+    + glob("os", "system")
+    + MEMOIZE
+    + EMPTY_LIST
+    + MEMOIZE
+    + MARK
+    + binget(0)
+    + binget(0)
+    + APPENDS
+    + STOP,
+    # A fetch of an index never stored: the loader's error, at the same offset.
+    "missing entry": proto(4)
+    + text("a")
+    + MEMOIZE
+    + EMPTY_LIST
+    + MEMOIZE
+    + MARK
+    + binget(0)
+    + binget(7)
+    + APPENDS
+    + STOP,
+    # The run ends at another opcode (SETITEMS on a list, then a dict literal).
+    "not appends": proto(4)
+    + text("a")
+    + MEMOIZE
+    + EMPTY_LIST
+    + MEMOIZE
+    + MARK
+    + binget(0)
+    + binget(0)
+    + SETITEMS
+    + STOP,
+    "no items": proto(4) + EMPTY_LIST + MEMOIZE + MARK + APPENDS + glob("builtins", "eval") + MEMOIZE + STOP,
+}
+
+
+@pytest.mark.parametrize("name", sorted(_FUSED_CASES))
+def test_the_fused_list_of_memo_fetches_gives_the_general_loops_findings(
+    scan_data: ScanData, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """The `BINGET* APPENDS` run inside the data loop ends exactly where the general loop's would."""
+    data = _FUSED_CASES[name]
+    fast = scan_data(data)
+    monkeypatch.setattr(Machine, "_hot", lambda self: 0)
+    general = scan_data(data)
+    assert [(f.rule_id, f.level, f.evidence) for f in fast.findings] == [
+        (f.rule_id, f.level, f.evidence) for f in general.findings
+    ]
+    if name in {"constants", "missing entry", "a global"}:
+        assert fast.findings, name

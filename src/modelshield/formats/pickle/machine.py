@@ -51,6 +51,8 @@ from modelshield.formats.pickle.rules import (
 )
 from modelshield.formats.pickle.values import (
     ITEM_CAP,
+    MARKERS,
+    SHARED_WEIGHTS,
     Blob,
     Call,
     Fresh,
@@ -659,9 +661,25 @@ class Machine:
                             metastack.append(stack)
                             stack = []
                             pos += 1
-                elif op == 0x4B:  # BININT1
-                    stack.append(buf[pos + 1])
-                    pos += 2
+                            if op == 0x5D:
+                                # `BINGET* APPENDS`: a short list of memoised constants (a data pickle's
+                                # commonest shape), what the BINGET and APPENDS branches below would do.
+                                while pos < end and buf[pos] == 0x68:
+                                    try:
+                                        tag = tags[buf[pos + 1]]
+                                    except IndexError:
+                                        tag = 0
+                                    stack.append(objs[-2 - tag] if tag < 0 else memo.get(buf[pos + 1]))
+                                    pos += 2
+                                if pos < end and buf[pos] == 0x65 and len(stack) <= ITEM_CAP:
+                                    for item in stack:
+                                        if type(item) not in _SCALAR_DATA:
+                                            break
+                                    else:
+                                        value.weight = len(stack)
+                                        value.items = stack
+                                        stack = metastack.pop()
+                                        pos += 1
                 elif op in {0x65, 0x75}:  # APPENDS, SETITEMS
                     below = metastack[-1] if metastack else None
                     if not below:
@@ -691,6 +709,9 @@ class Machine:
                             self._absorb(target, stack, op == 0x75, weighed=True)
                     stack = metastack.pop()
                     pos += 1
+                elif op == 0x4B:  # BININT1
+                    stack.append(buf[pos + 1])
+                    pos += 2
                 elif op == 0x28:  # MARK
                     metastack.append(stack)
                     stack = []
@@ -1336,7 +1357,10 @@ class Machine:
             weight += len(items)
             collapse = memo.collapse
             objs = memo.objs
+            size = len(objs)
             tuples = memo.tuples
+            nested = self.nested
+            dropped = 0
             for position, item in enumerate(items):
                 kind = type(item)
                 if kind in _SCALAR_DATA:
@@ -1348,13 +1372,18 @@ class Machine:
                         plain = False
                         continue
                     index = item.slot
-                    marker = plain_marker(item.kind, item.weight)
-                    if 0 <= index < len(objs) and objs[index] is item:
+                    item_weight = item.weight
+                    # `plain_marker`, inline for the shared small markers.
+                    table = MARKERS.get(item.kind) if item_weight < SHARED_WEIGHTS else None
+                    marker = table[item_weight] if table is not None else None
+                    if marker is None:
+                        marker = plain_marker(item.kind, item_weight)
+                    if 0 <= index < size and objs[index] is item:
                         objs[index] = marker
                         item.slot = -2 - index
-                        memo.dropped += 1
-                    if self.nested < _NESTED_KEPT:
-                        self.nested += 1
+                        dropped += 1
+                    if nested < _NESTED_KEPT:
+                        nested += 1
                     else:
                         items[position] = marker  # past the bound, parents keep what it weighs, not its items
                     continue
@@ -1372,6 +1401,8 @@ class Machine:
                     weight += item.weight
                 elif not collapse(item):
                     plain = False
+            self.nested = nested
+            memo.dropped += dropped
         if weight > MAX_WEIGHT:
             raise LimitExceeded(
                 "pickle-expansion",

@@ -78,18 +78,18 @@ class Plain:
         self.weight = weight
 
 
-_SHARED_WEIGHTS = 4096
-_MARKERS: dict[str, list[Plain | None]] = {}
+SHARED_WEIGHTS = 4096
+MARKERS: dict[str, list[Plain | None]] = {}  # kind -> marker by weight (below SHARED_WEIGHTS)
 
 
 def plain_marker(kind: str, weight: int) -> Plain:
     """The marker for a collapsed container: one shared object per small (kind, weight), so that
     millions of small collapsed lists cost one pointer each."""
-    if weight >= _SHARED_WEIGHTS:
+    if weight >= SHARED_WEIGHTS:
         return Plain(kind, weight)
-    table = _MARKERS.get(kind)
+    table = MARKERS.get(kind)
     if table is None:
-        table = _MARKERS[kind] = [None] * _SHARED_WEIGHTS
+        table = MARKERS[kind] = [None] * SHARED_WEIGHTS
     marker = table[weight]
     if marker is None:
         marker = table[weight] = Plain(kind, weight)
