@@ -23,14 +23,16 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 import modelshield
 from modelshield import Policy, Report
+from modelshield.gateway import ui
 from modelshield.gateway.db import Database, Decision, Verdict
 from modelshield.gateway.store import Store, manifest_digest
 from modelshield.gateway.upstream import Upstream, UpstreamError
@@ -47,6 +49,13 @@ MAX_PATH = 1000
 _RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1, "info": 0}
 #: how deep dependencies of dependencies are fetched (an adapter, its base, the base's own base)
 MAX_DEPTH = 3
+_UI_COOKIE = "modelshield_ui"
+_UI_HEADERS = {
+    "Content-Security-Policy": ui.CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 @dataclass
@@ -64,6 +73,8 @@ class Config:
     max_files: int = 20_000
     #: team -> (policy, digest) for teams judged by their own risk tolerance instead of `policy`
     teams: dict[str, tuple[Policy, str]] = field(default_factory=dict)
+    #: teams whose tokens open the security page (`GET /ui`); none by default: the page is then closed
+    admin_teams: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -452,6 +463,40 @@ class Gateway:
         finally:
             await asyncio.to_thread(shutil.rmtree, folder, True)
 
+    # -- the security team's page ----------------------------------------------------------------------
+
+    async def _ui_team(self, token: str) -> str | None:
+        team = await asyncio.to_thread(self.db.team, token) if token else None
+        return team if team in self.config.admin_teams else None
+
+    async def ui_page(self, request: Request) -> Response:
+        team = await self._ui_team(request.cookies.get(_UI_COOKIE, ""))
+        if team is None:
+            return HTMLResponse(ui.login(), headers=_UI_HEADERS)  # the sign-in form is the page
+
+        def read() -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+            return self.db.audit_log(200), self.db.blocked(self.scanner), self.db.audit_size()
+
+        decisions, blocked, size = await asyncio.to_thread(read)
+        return HTMLResponse(ui.dashboard(team, decisions, blocked, size), headers=_UI_HEADERS)
+
+    async def ui_login(self, request: Request) -> Response:
+        """The token arrives in a form post and goes back as an HttpOnly, same-site cookie for /ui only."""
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > 4096:
+                raise Refused(413, "form over 4 KiB")
+        token = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip()
+        team = await self._ui_team(token)
+        if team is None:
+            await self._audit(Decision("unknown", "ui", "", "", "/ui", "block", "sign-in refused"))
+            return HTMLResponse(ui.login("Unknown token, or not a security team's."), 401, headers=_UI_HEADERS)
+        response = RedirectResponse("/ui", 303, headers=_UI_HEADERS)
+        secure = request.url.scheme == "https"
+        response.set_cookie(_UI_COOKIE, token, path="/ui", httponly=True, samesite="strict", secure=secure)
+        return response
+
     async def metrics(self, request: Request) -> Response:
         """Prometheus text format: counts only (no repository names, no clients)."""
         lines = [
@@ -508,6 +553,8 @@ def create_app(config: Config) -> Starlette:
         Route("/health", wrap(gateway.health), methods=["GET"]),
         Route("/metrics", wrap(gateway.metrics), methods=["GET"]),
         Route("/api/scan", wrap(gateway.scan_upload), methods=["POST"]),
+        Route("/ui", wrap(gateway.ui_page), methods=["GET"]),
+        Route("/ui/login", wrap(gateway.ui_login), methods=["POST"]),
         Route("/api/models/{org}/{name}", wrap(gateway.repo_info), methods=["GET"]),
         Route("/api/models/{org}/{name}/revision/{revision}", wrap(gateway.repo_info), methods=["GET"]),
         Route("/api/models/{org}/{name}/tree/{revision}", wrap(gateway.tree), methods=["GET"]),

@@ -34,6 +34,13 @@ def add_parser(commands: Any) -> None:
         metavar="TEAM=FILE",
         help="judge TEAM's requests by its own policy file (repeatable; others use --policy)",
     )
+    serve.add_argument(
+        "--admin-team",
+        action="append",
+        default=[],
+        metavar="TEAM",
+        help="TEAM's tokens open the security page, GET /ui (repeatable; by default nobody's)",
+    )
     serve.add_argument("--anonymous", action="store_true", help="serve clients without a token")
     serve.add_argument(
         "--max-revision-bytes", type=int, default=200 * 2**30, metavar="N", help="largest revision fetched"
@@ -92,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         policy=load_policy(args.policy) if args.policy else Policy(),
         policy_digest=policy_digest(args.policy),
         anonymous=args.anonymous,
+        admin_teams=frozenset(args.admin_team),
         upstream_token=os.environ.get("HF_TOKEN") or None,
         max_revision_bytes=args.max_revision_bytes,
     )

@@ -5,7 +5,8 @@ SQLAlchemy Core with portable types only (strings, integers, text), so the same 
 `MIGRATIONS` are applied in order at start-up and recorded in `schema_migrations`, under a lock so that
 several processes starting together apply each step once; a database newer than this code is refused.
 Verdicts are keyed by the revision's content digest, the scanner version and the policy digest: a new
-policy or scanner misses the old verdicts and re-judges from the store, while an unchanged one reuses them across restarts and processes.
+policy or scanner misses the old verdicts and re-judges from the store, while an unchanged one reuses
+them across restarts and processes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     insert,
     select,
     text,
@@ -232,6 +234,25 @@ class Database:
         values = asdict(entry) | {"at": int(time.time())}
         with self.engine.begin() as conn:
             conn.execute(insert(audit).values(**values))
+
+    def audit_size(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(audit)).scalar_one())
+
+    def blocked(self, scanner: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Blocked revisions by this scanner, newest verdict first: repo, commit, policy, reasons, created."""
+        query = (
+            select(revisions.c.repo, revisions.c.commit_id, verdicts.c.policy, verdicts.c.reasons, verdicts.c.created)
+            .join(verdicts, verdicts.c.content == revisions.c.content)
+            .where(verdicts.c.blocked == 1, verdicts.c.scanner == scanner)
+            .order_by(verdicts.c.created.desc(), revisions.c.repo)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            {"repo": r[0], "commit": r[1], "policy": r[2], "reasons": json.loads(r[3]), "created": r[4]} for r in rows
+        ]
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
