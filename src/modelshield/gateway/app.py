@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -34,6 +35,7 @@ import modelshield
 from modelshield import Policy, Report
 from modelshield.gateway import ui
 from modelshield.gateway.db import Database, Decision, Verdict
+from modelshield.gateway.policy import UNSCANNED, GatewayPolicy, Tolerance
 from modelshield.gateway.store import Store, manifest_digest
 from modelshield.gateway.upstream import Upstream, UpstreamError
 from modelshield.reports import render
@@ -75,6 +77,8 @@ class Config:
     teams: dict[str, tuple[Policy, str]] = field(default_factory=dict)
     #: teams whose tokens open the security page (`GET /ui`); none by default: the page is then closed
     admin_teams: frozenset[str] = frozenset()
+    #: waivers, trusted repositories, unscannable files, per team: applied to stored verdicts when serving
+    gateway_policy: GatewayPolicy = field(default_factory=GatewayPolicy)
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class Client:
     name: str
     policy: Policy
     policy_digest: str
+    tolerance: Tolerance = field(default_factory=Tolerance)
 
 
 class Refused(Exception):
@@ -168,6 +173,7 @@ def judge(report: Report, snapshot: Path, hub: Path) -> Verdict:
         except ValueError:
             return Path(path).name
 
+    formats = {r.path: r.format for r in report.files}  # what format waivers match
     reasons = [
         {
             "rule": f.rule_id,
@@ -176,11 +182,12 @@ def judge(report: Report, snapshot: Path, hub: Path) -> Verdict:
             "member": "!".join(f.location.members),
             "title": f.title,
             "evidence": f.evidence,
+            "format": formats.get(f.location.path, "unknown"),
         }
         for f in report.failing
     ]
     reasons += [
-        {"rule": "UNSCANNED", "severity": "high", "file": shown(path), "member": "", "title": error, "evidence": ""}
+        {"rule": UNSCANNED, "severity": "high", "file": shown(path), "member": "", "title": error, "evidence": ""}
         for path, error in report.errors
     ]
     return Verdict(bool(reasons), reasons)
@@ -209,9 +216,11 @@ class Gateway:
             if team is None:
                 raise Refused(401, "Invalid credentials in Authorization header")
             policy, digest = self.config.teams.get(team, (self.config.policy, self.config.policy_digest))
-            return Client(f"team:{team}", policy, digest)
+            return Client(f"team:{team}", policy, digest, self.config.gateway_policy.for_team(team))
         if self.config.anonymous:
-            return Client("anonymous", self.config.policy, self.config.policy_digest)
+            return Client(
+                "anonymous", self.config.policy, self.config.policy_digest, self.config.gateway_policy.default
+            )
         raise Refused(401, "modelshield gateway: a token is required (set HF_TOKEN to your gateway token)")
 
     # -- resolving and judging ---------------------------------------------------------------------------
@@ -419,13 +428,21 @@ class Gateway:
         headers = {"ETag": f'"{entry["etag"]}"', "X-Repo-Commit": judged.commit}
         if entry["lfs"]:
             headers |= {"X-Linked-Etag": f'"{entry["sha256"]}"', "X-Linked-Size": str(entry["size"])}
-        if request.method == "GET":
+        if request.method == "GET" and not judged.verdict.blocked:  # a waived verdict was audited with its waivers
             await self._audit(Decision(who.name, "serve", repo, judged.commit, path, "allow", "clean"))
         return _BlobResponse(blob, headers=headers, media_type="application/octet-stream")
 
     async def _blocked(self, judged: Judged, path: str | None, who: Client) -> None:
-        if judged.verdict.blocked:
-            message = blocked_message(judged, path)
+        """Refuse unless the client's team tolerates what the stored verdict found (waivers, trust)."""
+        today = datetime.datetime.now(datetime.timezone.utc).date()
+        left, waived = who.tolerance.decide(judged.repo, judged.verdict.reasons, today)
+        if waived and not left:
+            if path is not None:  # files are audited; listings of a tolerated revision are not
+                reason = "; ".join(waived)
+                await self._audit(Decision(who.name, "serve", judged.repo, judged.commit, path, "allow", reason))
+            return
+        if left:
+            message = blocked_message(replace(judged, verdict=Verdict(True, left)), path)
             await self._audit(Decision(who.name, "serve", judged.repo, judged.commit, path or "", "block", message))
             # GatedRepo: huggingface_hub raises it as is (GatedRepoError, with this message) instead of
             # falling back to its cache, and transformers shows it to the developer.

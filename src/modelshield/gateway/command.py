@@ -25,6 +25,11 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--db", default=DEFAULT_DB, metavar="URL", help=f"SQLAlchemy URL (default {DEFAULT_DB})")
     serve.add_argument("--store", default=DEFAULT_STORE, metavar="DIR", help="content-addressed file store")
     serve.add_argument("--policy", metavar="FILE", help="policy file (TOML), as for scan --policy")
+    serve.add_argument(
+        "--gateway-policy",
+        metavar="FILE",
+        help="waivers with expiry, trusted repositories, unscannable files, per team (TOML; see the README)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8780, help="port to listen on (default 8780)")
     serve.add_argument(
@@ -73,6 +78,13 @@ def run(args: argparse.Namespace) -> int:
         print(Database(args.db).add_token(args.add_token))
         return 0
     from modelshield import Policy, load_policy  # noqa: PLC0415
+    from modelshield.gateway.policy import GatewayPolicyError, load_gateway_policy  # noqa: PLC0415
+
+    try:
+        gateway_policy = load_gateway_policy(args.gateway_policy)
+    except (OSError, GatewayPolicyError) as exc:
+        print(f"modelshield: --gateway-policy: {exc}", file=sys.stderr)
+        return 2
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -100,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         policy_digest=policy_digest(args.policy),
         anonymous=args.anonymous,
         admin_teams=frozenset(args.admin_team),
+        gateway_policy=gateway_policy,
         upstream_token=os.environ.get("HF_TOKEN") or None,
         max_revision_bytes=args.max_revision_bytes,
     )
