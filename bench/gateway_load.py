@@ -65,11 +65,14 @@ def serve_upstream(folder: str) -> None:
 async def _get(client: httpx.AsyncClient, url: str, want: str | None, method: str = "GET") -> tuple[float, bool, int]:
     start = time.perf_counter()
     digest, size = hashlib.sha256(), 0
-    async with client.stream(method, url) as answer:
-        async for chunk in answer.aiter_bytes(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-        ok = answer.status_code == 200 and (want is None or digest.hexdigest() == want)
+    try:
+        async with client.stream(method, url) as answer:
+            async for chunk in answer.aiter_bytes(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+            ok = answer.status_code == 200 and (want is None or digest.hexdigest() == want)
+    except httpx.TransportError:  # a dropped connection is a lost request: counted, not retried
+        ok = False
     return time.perf_counter() - start, ok, size
 
 
