@@ -21,7 +21,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from tests.gateway.postgres import postgres_url
 from tests.sources.hubserver import HubServer
+
+__all__ = ["postgres_url"]  # a fixture for the PostgreSQL tests
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -50,6 +53,7 @@ class Gateway:
     policy: Path | None = None
     anonymous: bool = False
     options: list[str] = field(default_factory=list)
+    database: str | None = None  # a SQLAlchemy URL; by default SQLite in workdir
     port: int = field(default_factory=_free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -59,7 +63,7 @@ class Gateway:
 
     @property
     def db(self) -> str:
-        return f"sqlite:///{self.workdir / 'gateway.db'}"
+        return self.database or f"sqlite:///{self.workdir / 'gateway.db'}"
 
     @property
     def log_path(self) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import json
 import logging
@@ -20,18 +21,21 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 import modelshield
 from modelshield import Policy, Report
+from modelshield.gateway import ui
 from modelshield.gateway.db import Database, Decision, Verdict
+from modelshield.gateway.policy import UNSCANNED, GatewayPolicy, Tolerance
 from modelshield.gateway.store import Store, manifest_digest
 from modelshield.gateway.upstream import Upstream, UpstreamError
 from modelshield.reports import render
@@ -47,6 +51,13 @@ MAX_PATH = 1000
 _RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1, "info": 0}
 #: how deep dependencies of dependencies are fetched (an adapter, its base, the base's own base)
 MAX_DEPTH = 3
+_UI_COOKIE = "modelshield_ui"
+_UI_HEADERS = {
+    "Content-Security-Policy": ui.CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 @dataclass
@@ -64,6 +75,10 @@ class Config:
     max_files: int = 20_000
     #: team -> (policy, digest) for teams judged by their own risk tolerance instead of `policy`
     teams: dict[str, tuple[Policy, str]] = field(default_factory=dict)
+    #: teams whose tokens open the security page (`GET /ui`); none by default: the page is then closed
+    admin_teams: frozenset[str] = frozenset()
+    #: waivers, trusted repositories, unscannable files, per team: applied to stored verdicts when serving
+    gateway_policy: GatewayPolicy = field(default_factory=GatewayPolicy)
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,7 @@ class Client:
     name: str
     policy: Policy
     policy_digest: str
+    tolerance: Tolerance = field(default_factory=Tolerance)
 
 
 class Refused(Exception):
@@ -157,6 +173,7 @@ def judge(report: Report, snapshot: Path, hub: Path) -> Verdict:
         except ValueError:
             return Path(path).name
 
+    formats = {r.path: r.format for r in report.files}  # what format waivers match
     reasons = [
         {
             "rule": f.rule_id,
@@ -165,11 +182,12 @@ def judge(report: Report, snapshot: Path, hub: Path) -> Verdict:
             "member": "!".join(f.location.members),
             "title": f.title,
             "evidence": f.evidence,
+            "format": formats.get(f.location.path, "unknown"),
         }
         for f in report.failing
     ]
     reasons += [
-        {"rule": "UNSCANNED", "severity": "high", "file": shown(path), "member": "", "title": error, "evidence": ""}
+        {"rule": UNSCANNED, "severity": "high", "file": shown(path), "member": "", "title": error, "evidence": ""}
         for path, error in report.errors
     ]
     return Verdict(bool(reasons), reasons)
@@ -198,9 +216,11 @@ class Gateway:
             if team is None:
                 raise Refused(401, "Invalid credentials in Authorization header")
             policy, digest = self.config.teams.get(team, (self.config.policy, self.config.policy_digest))
-            return Client(f"team:{team}", policy, digest)
+            return Client(f"team:{team}", policy, digest, self.config.gateway_policy.for_team(team))
         if self.config.anonymous:
-            return Client("anonymous", self.config.policy, self.config.policy_digest)
+            return Client(
+                "anonymous", self.config.policy, self.config.policy_digest, self.config.gateway_policy.default
+            )
         raise Refused(401, "modelshield gateway: a token is required (set HF_TOKEN to your gateway token)")
 
     # -- resolving and judging ---------------------------------------------------------------------------
@@ -408,13 +428,21 @@ class Gateway:
         headers = {"ETag": f'"{entry["etag"]}"', "X-Repo-Commit": judged.commit}
         if entry["lfs"]:
             headers |= {"X-Linked-Etag": f'"{entry["sha256"]}"', "X-Linked-Size": str(entry["size"])}
-        if request.method == "GET":
+        if request.method == "GET" and not judged.verdict.blocked:  # a waived verdict was audited with its waivers
             await self._audit(Decision(who.name, "serve", repo, judged.commit, path, "allow", "clean"))
         return _BlobResponse(blob, headers=headers, media_type="application/octet-stream")
 
     async def _blocked(self, judged: Judged, path: str | None, who: Client) -> None:
-        if judged.verdict.blocked:
-            message = blocked_message(judged, path)
+        """Refuse unless the client's team tolerates what the stored verdict found (waivers, trust)."""
+        today = datetime.datetime.now(datetime.timezone.utc).date()
+        left, waived = who.tolerance.decide(judged.repo, judged.verdict.reasons, today)
+        if waived and not left:
+            if path is not None:  # files are audited; listings of a tolerated revision are not
+                reason = "; ".join(waived)
+                await self._audit(Decision(who.name, "serve", judged.repo, judged.commit, path, "allow", reason))
+            return
+        if left:
+            message = blocked_message(replace(judged, verdict=Verdict(True, left)), path)
             await self._audit(Decision(who.name, "serve", judged.repo, judged.commit, path or "", "block", message))
             # GatedRepo: huggingface_hub raises it as is (GatedRepoError, with this message) instead of
             # falling back to its cache, and transformers shows it to the developer.
@@ -451,6 +479,40 @@ class Gateway:
             return Response(body, media_type=media, headers={"X-Modelshield-Verdict": decision})
         finally:
             await asyncio.to_thread(shutil.rmtree, folder, True)
+
+    # -- the security team's page ----------------------------------------------------------------------
+
+    async def _ui_team(self, token: str) -> str | None:
+        team = await asyncio.to_thread(self.db.team, token) if token else None
+        return team if team in self.config.admin_teams else None
+
+    async def ui_page(self, request: Request) -> Response:
+        team = await self._ui_team(request.cookies.get(_UI_COOKIE, ""))
+        if team is None:
+            return HTMLResponse(ui.login(), headers=_UI_HEADERS)  # the sign-in form is the page
+
+        def read() -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+            return self.db.audit_log(200), self.db.blocked(self.scanner), self.db.audit_size()
+
+        decisions, blocked, size = await asyncio.to_thread(read)
+        return HTMLResponse(ui.dashboard(team, decisions, blocked, size), headers=_UI_HEADERS)
+
+    async def ui_login(self, request: Request) -> Response:
+        """The token arrives in a form post and goes back as an HttpOnly, same-site cookie for /ui only."""
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > 4096:
+                raise Refused(413, "form over 4 KiB")
+        token = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip()
+        team = await self._ui_team(token)
+        if team is None:
+            await self._audit(Decision("unknown", "ui", "", "", "/ui", "block", "sign-in refused"))
+            return HTMLResponse(ui.login("Unknown token, or not a security team's."), 401, headers=_UI_HEADERS)
+        response = RedirectResponse("/ui", 303, headers=_UI_HEADERS)
+        secure = request.url.scheme == "https"
+        response.set_cookie(_UI_COOKIE, token, path="/ui", httponly=True, samesite="strict", secure=secure)
+        return response
 
     async def metrics(self, request: Request) -> Response:
         """Prometheus text format: counts only (no repository names, no clients)."""
@@ -508,6 +570,8 @@ def create_app(config: Config) -> Starlette:
         Route("/health", wrap(gateway.health), methods=["GET"]),
         Route("/metrics", wrap(gateway.metrics), methods=["GET"]),
         Route("/api/scan", wrap(gateway.scan_upload), methods=["POST"]),
+        Route("/ui", wrap(gateway.ui_page), methods=["GET"]),
+        Route("/ui/login", wrap(gateway.ui_login), methods=["POST"]),
         Route("/api/models/{org}/{name}", wrap(gateway.repo_info), methods=["GET"]),
         Route("/api/models/{org}/{name}/revision/{revision}", wrap(gateway.repo_info), methods=["GET"]),
         Route("/api/models/{org}/{name}/tree/{revision}", wrap(gateway.tree), methods=["GET"]),

@@ -25,6 +25,11 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--db", default=DEFAULT_DB, metavar="URL", help=f"SQLAlchemy URL (default {DEFAULT_DB})")
     serve.add_argument("--store", default=DEFAULT_STORE, metavar="DIR", help="content-addressed file store")
     serve.add_argument("--policy", metavar="FILE", help="policy file (TOML), as for scan --policy")
+    serve.add_argument(
+        "--gateway-policy",
+        metavar="FILE",
+        help="waivers with expiry, trusted repositories, unscannable files, per team (TOML; see the README)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8780, help="port to listen on (default 8780)")
     serve.add_argument(
@@ -33,6 +38,13 @@ def add_parser(commands: Any) -> None:
         default=[],
         metavar="TEAM=FILE",
         help="judge TEAM's requests by its own policy file (repeatable; others use --policy)",
+    )
+    serve.add_argument(
+        "--admin-team",
+        action="append",
+        default=[],
+        metavar="TEAM",
+        help="TEAM's tokens open the security page, GET /ui (repeatable; by default nobody's)",
     )
     serve.add_argument("--anonymous", action="store_true", help="serve clients without a token")
     serve.add_argument(
@@ -66,6 +78,13 @@ def run(args: argparse.Namespace) -> int:
         print(Database(args.db).add_token(args.add_token))
         return 0
     from modelshield import Policy, load_policy  # noqa: PLC0415
+    from modelshield.gateway.policy import GatewayPolicyError, load_gateway_policy  # noqa: PLC0415
+
+    try:
+        gateway_policy = load_gateway_policy(args.gateway_policy)
+    except (OSError, GatewayPolicyError) as exc:
+        print(f"modelshield: --gateway-policy: {exc}", file=sys.stderr)
+        return 2
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -92,9 +111,13 @@ def run(args: argparse.Namespace) -> int:
         policy=load_policy(args.policy) if args.policy else Policy(),
         policy_digest=policy_digest(args.policy),
         anonymous=args.anonymous,
+        admin_teams=frozenset(args.admin_team),
+        gateway_policy=gateway_policy,
         upstream_token=os.environ.get("HF_TOKEN") or None,
         max_revision_bytes=args.max_revision_bytes,
     )
     app = create_app(config)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    # Keep-alive longer than clients' pools idle between files (uvicorn's 5 s closes connections that a
+    # client is about to reuse, which it sees as a dropped request); 75 s as nginx does.
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, timeout_keep_alive=75)
     return 0

@@ -1,9 +1,12 @@
 """The gateway's database: client tokens, fetched revisions, verdicts and the audit log.
 
 SQLAlchemy Core with portable types only (strings, integers, text), so the same schema serves SQLite
-(the default, embedded) and PostgreSQL. Verdicts are keyed by the revision's content digest, the
-scanner version and the policy digest: a new policy or scanner misses the old verdicts and re-judges
-from the store, while an unchanged one reuses them across restarts and processes.
+(the default, embedded) and PostgreSQL (`postgresql+psycopg://...`, psycopg 3). The schema is versioned:
+`MIGRATIONS` are applied in order at start-up and recorded in `schema_migrations`, under a lock so that
+several processes starting together apply each step once; a database newer than this code is refused.
+Verdicts are keyed by the revision's content digest, the scanner version and the policy digest: a new
+policy or scanner misses the old verdicts and re-judges from the store, while an unchanged one reuses
+them across restarts and processes.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,11 +28,13 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     insert,
     select,
+    text,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 metadata = MetaData()
 
@@ -78,6 +84,54 @@ audit = Table(
 )
 
 
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("description", String(200), nullable=False),
+    Column("applied", Integer, nullable=False),
+)
+
+
+def _initial_schema(conn: Connection) -> None:
+    # checkfirst: a database made by the first gateway slice (before migrations) is adopted as version 1
+    metadata.create_all(conn, tables=[tokens, revisions, verdicts, audit], checkfirst=True)
+
+
+#: (version, description, step): append new steps, never edit an applied one
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "tokens, revisions, verdicts, audit", _initial_schema),
+]
+
+#: pg_advisory_xact_lock key that serialises migrations between processes (any fixed 64-bit number)
+_MIGRATION_LOCK = 0x6D6F64656C736869
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer gateway: this one would misread it."""
+
+
+def migrate(engine: Engine) -> list[int]:
+    """Apply the missing migrations in one transaction; return the versions applied now."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        schema_migrations.create(conn, checkfirst=True)
+        done = {int(row[0]) for row in conn.execute(select(schema_migrations.c.version))}
+        known = {version for version, _description, _step in MIGRATIONS}
+        if done - known:
+            raise SchemaTooNew(f"database schema version {max(done)} is newer than this gateway's {max(known)}")
+        applied = []
+        for version, description, step in MIGRATIONS:
+            if version not in done:
+                step(conn)
+                conn.execute(
+                    insert(schema_migrations).values(version=version, description=description, applied=int(time.time()))
+                )
+                applied.append(version)
+    return applied
+
+
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     """WAL: readers never wait for the writer, and a commit is one append, not a journal rewrite; several
     gateway processes on one machine can share the file (PostgreSQL is for several machines)."""
@@ -118,7 +172,13 @@ class Database:
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        try:
+            migrate(self.engine)
+        except (IntegrityError, OperationalError):
+            if self.engine.dialect.name != "sqlite":
+                raise
+            # SQLite has no advisory lock: a process starting at the same moment applied the same step
+            migrate(self.engine)
 
     def add_token(self, team: str) -> str:
         token = "msg_" + secrets.token_urlsafe(32)
@@ -174,6 +234,25 @@ class Database:
         values = asdict(entry) | {"at": int(time.time())}
         with self.engine.begin() as conn:
             conn.execute(insert(audit).values(**values))
+
+    def audit_size(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(audit)).scalar_one())
+
+    def blocked(self, scanner: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Blocked revisions by this scanner, newest verdict first: repo, commit, policy, reasons, created."""
+        query = (
+            select(revisions.c.repo, revisions.c.commit_id, verdicts.c.policy, verdicts.c.reasons, verdicts.c.created)
+            .join(verdicts, verdicts.c.content == revisions.c.content)
+            .where(verdicts.c.blocked == 1, verdicts.c.scanner == scanner)
+            .order_by(verdicts.c.created.desc(), revisions.c.repo)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            {"repo": r[0], "commit": r[1], "policy": r[2], "reasons": json.loads(r[3]), "created": r[4]} for r in rows
+        ]
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
