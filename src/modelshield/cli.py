@@ -40,8 +40,7 @@ from modelshield.integrity.signing import (
 from modelshield.registry import ALLOWLISTS
 from modelshield.reports import FORMATS, FormatUnavailable, one_line, render, require
 from modelshield.reports.json_report import deps_dict, dumps
-from modelshield.sources import RemoteInputError, is_remote
-from modelshield.sources.http import RemoteUnavailable
+from modelshield.sources import RemoteInputError, RemoteUnavailable, is_remote
 
 if TYPE_CHECKING:  # rich and threading are imported only for terminal output: they cost start-up time
     import threading

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from typing import Any
@@ -85,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, GatewayPolicyError) as exc:
         print(f"modelshield: --gateway-policy: {exc}", file=sys.stderr)
         return 2
+
+    import logging  # noqa: PLC0415 - only `serve` logs; every other command parses this module
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from modelshield.core.source import Source
-from modelshield.sources.http import Counter
+
+if TYPE_CHECKING:  # every scan imports this package for `is_remote`: the HTTP machinery only when used
+    from modelshield.sources.http import Counter
 
 
 class RemoteInputError(ValueError):
     """A remote target that cannot be scanned at all: malformed, unknown, or needing credentials (exit 2)."""
+
+
+class RemoteUnavailable(RuntimeError):
+    """A remote scan was asked for but its client library is not installed."""
 
 
 @dataclass

@@ -18,8 +18,8 @@ from modelshield.core.dependencies import Dependency
 from modelshield.core.paths import escape_reason
 from modelshield.core.source import Source
 from modelshield.deps.resolve import download_failure
-from modelshield.sources import RemoteFile, RemoteInputError, Target
-from modelshield.sources.http import Counter, Fetch, RangeSource, RemoteUnavailable
+from modelshield.sources import RemoteFile, RemoteInputError, RemoteUnavailable, Target
+from modelshield.sources.http import Counter, Fetch, RangeSource
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _REPO = re.compile(r"^(?!.*(--|\.\.))[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")

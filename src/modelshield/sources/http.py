@@ -21,6 +21,7 @@ from urllib.parse import urljoin, urlsplit
 
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.source import Source
+from modelshield.sources import RemoteUnavailable
 
 BLOCK = 4096
 #: Blocks kept in memory per file (32 MiB: a bound on memory, not on bytes fetched).
@@ -32,10 +33,6 @@ DEFAULT_BUDGET = 512 * 1024 * 1024
 MAX_REDIRECTS = 10
 MAX_CONNECTIONS = 64
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-
-
-class RemoteUnavailable(RuntimeError):
-    """A remote scan was asked for but its client library is not installed."""
 
 
 def httpx_module() -> Any:

@@ -17,8 +17,8 @@ from urllib.parse import quote, urlsplit
 
 from modelshield.core.paths import escape_reason
 from modelshield.core.source import FileSource, Source
-from modelshield.sources import RemoteFile, RemoteInputError, Target
-from modelshield.sources.http import Counter, Fetch, RangeSource, RemoteUnavailable
+from modelshield.sources import RemoteFile, RemoteInputError, RemoteUnavailable, Target
+from modelshield.sources.http import Counter, Fetch, RangeSource
 
 _MODELS = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))(?P<path>/.*)?$")
 _RUNS = re.compile(r"^runs:/(?P<run>[0-9a-fA-F]{1,64})(?P<path>/.*)?$")

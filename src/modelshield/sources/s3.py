@@ -15,8 +15,8 @@ from typing import Any
 from modelshield.core.errors import ScanError
 from modelshield.core.paths import escape_reason
 from modelshield.core.source import Source
-from modelshield.sources import RemoteFile, RemoteInputError, Target
-from modelshield.sources.http import Counter, RangeSource, RemoteUnavailable
+from modelshield.sources import RemoteFile, RemoteInputError, RemoteUnavailable, Target
+from modelshield.sources.http import Counter, RangeSource
 
 _URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<key>.*))?$")
 MAX_OBJECTS = 10_000
