@@ -28,7 +28,7 @@ from modelshield.core.findings import Finding, truncate
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import Source
-from modelshield.formats.configs._archive import read_member, zip_names
+from modelshield.formats._archive import read_member, zip_names
 
 CALLS_CODE = Rule(
     id="SKP001",

@@ -28,9 +28,9 @@ from modelshield.core.findings import Finding, Location, truncate
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import Source
+from modelshield.formats._archive import read_member, zip_names
 from modelshield.formats._json import json_object
 from modelshield.formats.configs import _requirements
-from modelshield.formats.configs._archive import read_member, zip_names
 
 MANIFEST = "MAR-INF/MANIFEST.json"
 

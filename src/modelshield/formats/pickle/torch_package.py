@@ -22,6 +22,7 @@ from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import Source
+from modelshield.formats._archive import zip_names
 from modelshield.formats.pickle import torch_views
 
 SHIPPED_CODE = Rule(
@@ -239,13 +240,8 @@ class TorchPackageHandler(Handler):
     companion = True
 
     def detect(self, source: Source) -> bool:
-        if not source.head(4).startswith(b"PK\x03\x04"):
-            return False
-        try:
-            with zipfile.ZipFile(source.stream()) as archive:
-                return _root(archive.namelist()) is not None
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-            return False
+        names = zip_names(source)
+        return names is not None and _root(list(names)) is not None
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         with zipfile.ZipFile(source.stream()) as archive:

@@ -25,6 +25,7 @@ from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import Source
+from modelshield.formats._archive import zip_names
 
 VIEW_PAST_STORAGE = Rule(
     id="TEN001",
@@ -182,15 +183,11 @@ class TensorViewHandler(Handler):
     companion = True
 
     def detect(self, source: Source) -> bool:
-        if not source.head(4).startswith(b"PK\x03\x04"):
-            return False
-        try:
-            with zipfile.ZipFile(source.stream()) as archive:
-                names = archive.namelist()
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        names = zip_names(source)
+        if names is None:
             return False
         # torch.package archives are read by the torch-package handler, which checks their views too
-        return not any(n.endswith("/.data/extern_modules") for n in names) and bool(_pickles(names))
+        return not any(n.endswith("/.data/extern_modules") for n in names) and bool(_pickles(list(names)))
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         with zipfile.ZipFile(source.stream()) as archive:

@@ -1,5 +1,6 @@
-"""Reading the few small members of a zip that a loader treats as a whole (skops, TorchServe), with the
-standard library's `zipfile`, as those loaders do; the zip walker scans every member on its own anyway."""
+"""Reading the few small members of a zip that a loader treats as a whole (skops, TorchServe, torch
+checkpoints and packages), with the standard library's `zipfile`, as those loaders do; the zip walker
+scans every member on its own anyway."""
 
 from __future__ import annotations
 
