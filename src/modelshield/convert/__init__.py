@@ -95,11 +95,10 @@ LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 
 
-def _zip_plans(path: str) -> tuple[list[TensorPlan], list[str]]:
-    with zipfile.ZipFile(path) as archive:
-        prefix, data, byteorder = _archive_pickle(archive)
-        tensors, skipped = state_dict(read(data))
-        return plan(path, zip_records(archive, prefix), tensors, byteorder == "big"), skipped
+def _zip_plans(archive: zipfile.ZipFile, path: str) -> tuple[list[TensorPlan], list[str]]:
+    prefix, data, byteorder = _archive_pickle(archive)
+    tensors, skipped = state_dict(read(data))
+    return plan(path, zip_records(archive, prefix), tensors, byteorder == "big"), skipped
 
 
 def _legacy_plans(path: str) -> tuple[list[TensorPlan], list[str]]:
@@ -160,9 +159,9 @@ def _plans(path: str, stack: ExitStack) -> tuple[list[TensorPlan], list[str]]:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-        if names and all(n.endswith(".npy") for n in names):
-            return numpy_files.npz_plans(path, stack)
-        return _zip_plans(path)
+            if names and all(n.endswith(".npy") for n in names):
+                return numpy_files.npz_plans(archive, path, stack)
+            return _zip_plans(archive, path)
     if joblib_files.is_compressed(path) or not _is_legacy(path):
         return joblib_files.joblib_plans(path, stack)
     return _legacy_plans(path)

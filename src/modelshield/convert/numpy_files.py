@@ -50,27 +50,26 @@ def npy_plans(path: str) -> tuple[list[TensorPlan], list[str]]:
     return plan(path, {"array": (start, size)}, {"array": tensor}, big), []
 
 
-def npz_plans(path: str, stack: ExitStack) -> tuple[list[TensorPlan], list[str]]:
+def npz_plans(archive: zipfile.ZipFile, path: str, stack: ExitStack) -> tuple[list[TensorPlan], list[str]]:
     """An `.npz`: one tensor per `NAME.npy` member. Stored members are read in place; compressed ones
     (`savez_compressed`) are first inflated, in bounded pieces, into a temporary file removed afterwards."""
     folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="modelshield-npz-"))
     plans: list[TensorPlan] = []
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                raise Refused(f"{info.filename}: an .npz member that is not an array")
-            name = info.filename[: -len(".npy")]
-            if info.compress_type == zipfile.ZIP_STORED:
-                source_path = path
-                offset, length = member_data(archive, info)
-            else:
-                source_path = os.path.join(folder, f"{len(plans)}.npy")
-                with archive.open(info) as member, open(source_path, "wb") as out:
-                    shutil.copyfileobj(member, out, 8 << 20)
-                offset, length = 0, os.path.getsize(source_path)
-            tensor, start, big = _array(source_path, name, offset)
-            nbytes = math.prod(tensor.size) * tensor.dtype.itemsize
-            if offset + length - start != nbytes:
-                raise Refused(f"{name}: array data is {offset + length - start} bytes, the header says {nbytes}")
-            plans += plan(source_path, {name: (start, nbytes)}, {name: tensor}, big)
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy"):
+            raise Refused(f"{info.filename}: an .npz member that is not an array")
+        name = info.filename[: -len(".npy")]
+        if info.compress_type == zipfile.ZIP_STORED:
+            source_path = path
+            offset, length = member_data(archive, info)
+        else:
+            source_path = os.path.join(folder, f"{len(plans)}.npy")
+            with archive.open(info) as member, open(source_path, "wb") as out:
+                shutil.copyfileobj(member, out, 8 << 20)
+            offset, length = 0, os.path.getsize(source_path)
+        tensor, start, big = _array(source_path, name, offset)
+        nbytes = math.prod(tensor.size) * tensor.dtype.itemsize
+        if offset + length - start != nbytes:
+            raise Refused(f"{name}: array data is {offset + length - start} bytes, the header says {nbytes}")
+        plans += plan(source_path, {name: (start, nbytes)}, {name: tensor}, big)
     return plans, []

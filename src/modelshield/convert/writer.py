@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-from modelshield.convert.rebuild import Refused, Tensor
+from modelshield.convert.rebuild import Refused, Tensor, strides
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,9 +46,9 @@ class TensorPlan:
     @property
     def contiguous(self) -> bool:
         """Row-major with no gaps: the tensor is one byte range of its storage."""
-        size, stride = self.tensor.size, self.tensor.stride
-        rows = [math.prod(size[i + 1 :]) for i in range(len(size))]
-        return all(s == r or d == 1 for s, r, d in zip(stride, rows, size, strict=True))
+        size = self.tensor.size
+        rows = strides(size, fortran=False)
+        return all(s == r or d == 1 for s, r, d in zip(self.tensor.stride, rows, size, strict=True))
 
     @property
     def copyable(self) -> bool:
