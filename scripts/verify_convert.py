@@ -23,8 +23,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+# The converter's own choice of state-dict keys (rebuild.py needs only the standard library), so that
+# this check expects exactly the tensors `convert` is meant to keep.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from modelshield.convert.rebuild import STATE_KEYS
+
 SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-STATE_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
 
 
 def flatten(value: object, prefix: str = "") -> dict[str, torch.Tensor]:
