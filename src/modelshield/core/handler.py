@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from modelshield.core.errors import LimitExceeded
 from modelshield.core.findings import Finding, Location
 from modelshield.core.rules import Rule, Severity
 from modelshield.core.source import Source
@@ -40,6 +41,14 @@ class Context:
         """A finding at this object (or one of its members), optionally at a byte offset."""
         location = self.location.child(member) if member is not None else self.location
         return Finding(rule, location.at(offset), evidence, severity, details)
+
+    def read_whole(self, source: Source, what: str) -> bytes:
+        """All of an object a parser needs in memory at once, within the policy's `max_buffer_bytes`;
+        over it, `LimitExceeded` (a fail-closed finding): the object is not parsed."""
+        limit = self.engine.limits.max_buffer_bytes
+        if source.size > limit:
+            raise LimitExceeded("max_buffer_bytes", f"{what} of {source.size} bytes is over {limit}")
+        return source.read_at(0, source.size)
 
     def scan_member(self, name: str, source: Source) -> Iterator[Finding]:
         """Scan a member or embedded payload as an object of its own, one level deeper."""

@@ -647,13 +647,6 @@ def parse_config(text: bytes | str) -> Any:
         raise ScanError(f"Keras config is not valid JSON: {exc}") from None
 
 
-def read_all(source: Source, ctx: Context, what: str) -> bytes:
-    limit = ctx.policy.limits.max_buffer_bytes
-    if source.size > limit:
-        raise LimitExceeded("max_buffer_bytes", f"{what} of {source.size} bytes")
-    return source.read_at(0, source.size)
-
-
 # -- config.json ------------------------------------------------------------------------------------
 
 
@@ -734,7 +727,7 @@ class KerasConfigHandler(Handler):
         return model_class(source) is not None
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
-        config = parse_config(read_all(source, ctx, "Keras config"))
+        config = parse_config(ctx.read_whole(source, "Keras config"))
         yield from ConfigWalker(ctx).walk(config)
 
     def check_listing(self, names: Sequence[str], ctx: Context) -> Iterator[Finding]:

@@ -37,7 +37,7 @@ from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.sniff import TAR_BLOCK, looks_like_tar_header
 from modelshield.core.source import BytesSource, DecodedSource, FileSource, SliceSource, Source
-from modelshield.formats.keras.config import MAX_PARSE_BYTES, ConfigWalker, parse_config, read_all
+from modelshield.formats.keras.config import MAX_PARSE_BYTES, ConfigWalker, parse_config
 from modelshield.formats.pickle.rules import MALFORMED
 
 #: How a member names an HDF5 attribute: `/group/dataset@attr:NAME`.
@@ -141,7 +141,7 @@ def _target(source: Source, ctx: Context) -> str | BinaryIO:
     stream = source.stream()
     if stream.seekable():
         return stream
-    return BytesSource(read_all(source, ctx, "HDF5 member")).stream()
+    return BytesSource(ctx.read_whole(source, "HDF5 member")).stream()
 
 
 def _open(target: str | BinaryIO) -> h5py.File:

@@ -664,14 +664,12 @@ class OnnxHandler(Handler):
         return read_model(source) is not None
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
-        limit = ctx.policy.limits.max_buffer_bytes
-        if source.size > limit:
-            raise LimitExceeded("max_buffer_bytes", f"ONNX model of {source.size} bytes exceeds {limit}; not parsed")
+        data = ctx.read_whole(source, "ONNX model")
         import onnx  # noqa: PLC0415 - heavy; needed only when a model is parsed
         from google.protobuf.message import DecodeError  # noqa: PLC0415
 
         try:
-            model = onnx.load_model_from_string(source.read_at(0, source.size))
+            model = onnx.load_model_from_string(data)
         except DecodeError as exc:
             raise ScanError(f"malformed ONNX protobuf: {exc}") from exc
         walk = ModelWalker(model).walk()

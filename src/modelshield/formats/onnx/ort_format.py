@@ -86,10 +86,7 @@ class OrtFormatHandler(Handler):
         root = flatbuffers.root_table(source, IDENTIFIER)
         if root is None:
             return
-        limit = ctx.policy.limits.max_buffer_bytes
-        if source.size > limit:
-            raise LimitExceeded("max_buffer_bytes", f"ORT-format model of {source.size} bytes is over {limit}")
-        walk = walk_session(FlatBuffer(source.read_at(0, source.size)), root)
+        walk = walk_session(FlatBuffer(ctx.read_whole(source, "ORT-format model")), root)
         findings = onnx_model.operator_findings(walk)
         findings += onnx_model.context_findings(walk.contexts, onnx_model.model_folder(ctx))
         yield from onnx_model.emit(ctx, findings)

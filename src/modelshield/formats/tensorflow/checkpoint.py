@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from modelshield.core.errors import LimitExceeded, ScanError
+from modelshield.core.errors import ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
@@ -254,10 +254,7 @@ class TensorBundleHandler(Handler):
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         index = footer(source)
         assert index is not None
-        limit = ctx.engine.limits.max_buffer_bytes
-        if source.size > limit:
-            raise LimitExceeded("max_buffer_bytes", f"checkpoint index of {source.size} bytes is over {limit}")
-        tensors, shards, found = problems(table(source.read_at(0, source.size), index))
+        tensors, shards, found = problems(table(ctx.read_whole(source, "checkpoint index"), index))
         if found:
             shown = "; ".join(found[:_SHOWN]) + (f" and {len(found) - _SHOWN} more" if len(found) > _SHOWN else "")
             evidence = f"{len(found)} inconsistency(ies) among {tensors} tensor entries in {shards} shard(s): {shown}"

@@ -861,13 +861,6 @@ def judge(
     yield from uses.constant.findings(ctx, "op", format_name, note=_CONSTANT_TABLE, severity=Severity.HIGH)
 
 
-def _whole(source: Source, ctx: Context, what: str) -> bytes:
-    limit = ctx.engine.limits.max_buffer_bytes
-    if source.size > limit:
-        raise LimitExceeded("max_buffer_bytes", f"{what} of {source.size} bytes is over {limit}")
-    return source.read_at(0, source.size)
-
-
 def is_graph_def(source: Source) -> bool:
     """Whether the bytes are a bare GraphDef (a frozen `.pb` that `tf.compat.v1.import_graph_def`
     loads): nodes first-class at the top level, the first one a NodeDef with an op name. SavedModel
@@ -963,7 +956,7 @@ class SavedModelHandler(Handler):
         text = count_meta_graphs(source) is None
         if text and source.size > MAX_TEXT_BYTES:
             raise LimitExceeded("max_buffer_bytes", f"text SavedModel of {source.size} bytes is over {MAX_TEXT_BYTES}")
-        data = _whole(source, ctx, "SavedModel")
+        data = ctx.read_whole(source, "SavedModel")
         if not text and len(list(fields(BytesSource(data), 0, len(data), MAX_FIELDS))) == MAX_FIELDS:
             raise LimitExceeded("max_members", f"{MAX_FIELDS} or more top-level fields in a SavedModel")
         try:
@@ -1012,7 +1005,7 @@ class _BareGraphHandler(Handler):
         if text and source.size > MAX_TEXT_BYTES:
             detail = f"text {self.message} of {source.size} bytes is over {MAX_TEXT_BYTES}"
             raise LimitExceeded("max_buffer_bytes", detail)
-        data = _whole(source, ctx, self.message)
+        data = ctx.read_whole(source, self.message)
         try:
             meta = self.read(parse_text(data) if text else WireMessage(BytesSource(data), 0, len(data)))
         except WireError as exc:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 
-from modelshield.core.errors import LimitExceeded, ScanError
+from modelshield.core.errors import ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
 from modelshield.core.rules import Category, Rule, Severity
@@ -349,10 +349,7 @@ class TfliteHandler(Handler):
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         root = root_table(source)
         assert root is not None
-        limit = ctx.engine.limits.max_buffer_bytes
-        if source.size > limit:
-            raise LimitExceeded("max_buffer_bytes", f"LiteRT model of {source.size} bytes is over {limit}")
-        codes = read_model(FlatBuffer(source.read_at(0, source.size)), root)
+        codes = read_model(FlatBuffer(ctx.read_whole(source, "LiteRT model")), root)
         builtins, stock_custom = _litert_data()
         allowed = ctx.policy.allowed(tensorflow_ops.CUSTOM_OPS_ALLOWLIST)
         flex = tensorflow_ops.OpUses(allowed)
