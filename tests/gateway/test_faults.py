@@ -4,8 +4,8 @@ answers an error, serves nothing it has not fetched whole and judged, and leaves
 from __future__ import annotations
 
 import os
-import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +21,29 @@ from tests.sources.hubserver import HubServer
 STORE_BYTES = 1 << 20
 
 
+def _can_mount() -> bool:
+    """Whether this machine lets a test mount a tmpfs in a mount namespace of its own (root in most CI
+    containers; otherwise an unprivileged user namespace)."""
+    command = [*_UNSHARE, "sh", "-c", "mount -t tmpfs -o size=4096 probe /mnt"]
+    return subprocess.run(command, capture_output=True, check=False).returncode == 0
+
+
+_UNSHARE = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--mount", "--map-root-user"]
+
+
 class _SmallDisk(Gateway):
-    """The gateway in its own mount namespace, with its store on a 1 MiB tmpfs (a real ENOSPC)."""
+    """The gateway with its store on a 1 MiB tmpfs in its own mount namespace (a real ENOSPC); where no
+    mount is allowed, under a 1 MiB file-size limit instead (the same refused write, EFBIG)."""
 
     def _command(self, *extra: str) -> list[str]:
         store = self.workdir / "store"
         store.mkdir(exist_ok=True)
-        unshare = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--mount", "--map-root-user"]
+        if not _can_mount():
+            return ["prlimit", f"--fsize={STORE_BYTES}", "--", *super()._command(*extra)]
         script = f'mount -t tmpfs -o size={STORE_BYTES} modelshield-test "$0" && exec "$@"'
-        return [*unshare, "sh", "-c", script, str(store), *super()._command(*extra)]
+        return [*_UNSHARE, "sh", "-c", script, str(store), *super()._command(*extra)]
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare is part of every Debian system")
 def test_disk_full_while_fetching_serves_nothing_and_recovers(hub: HubServer, tmp_path: Path) -> None:
     big = tmp_path / "big"
     big.mkdir()
