@@ -117,7 +117,20 @@ def test_repository_allow_and_deny_lists(hub: HubServer, gateway: Gateway, tmp_p
     refused = [e for e in gateway.events("decision") if e["decision"] == "block"]
     assert {e["repo"] for e in refused} == {"org/secret-notes", "elsewhere/benign"}
     assert all(e["who"] == "team:narrow" and "policy of team narrow" in e["reason"] for e in refused)
+    assert all(e["action"] == "serve" for e in refused)  # among the recent decisions on the security page
+    # An adapter the team may ask for, on a base it may not: blocked for the team, naming the base.
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    config = {"base_model_name_or_path": "elsewhere/benign", "peft_type": "LORA", "task_type": "CAUSAL_LM"}
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    hub.add_repo("org/adapter", adapter, private=True)
+    message = _gated(gateway, "org/adapter", "adapter_config.json", narrow, tmp_path / "c4")
+    assert "ACCESS (policy) in elsewhere/benign" in message and "this revision loads it" in message
     # Other teams are not bound by narrow's lists.
+    path = hf_hub_download(
+        "org/adapter", "adapter_config.json", endpoint=gateway.url, token=product, cache_dir=tmp_path
+    )
+    assert json.loads(Path(path).read_text()) == config
     for repo in ("org/secret-notes", "elsewhere/benign"):
         folder = snapshot_download(
             repo, endpoint=gateway.url, token=product, cache_dir=tmp_path / repo.replace("/", "-")
@@ -210,9 +223,12 @@ def test_policy_changes_rejudge_without_refetching(hub: HubServer, gateway: Gate
 def test_verdicts_stored_before_findings_and_formats_were(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
     hub.add_repo("org/pickled", _repo(tmp_path / "pickled", "python_data_p4.pkl", "data.pkl"), private=True)
     file = tmp_path / "gateway.toml"
-    file.write_text('[team.strict]\nblock = [{format = "pickle"}]\n[team.noscript]\nblock = [{rule = "TSC001"}]\n')
+    file.write_text(
+        '[team.strict]\nblock = [{format = "pickle"}]\n[team.noscript]\nblock = [{rule = "TSC001"}]\n'
+        '[team.narrow]\nallow = ["org/*"]\n'
+    )
     gateway.options = ["--gateway-policy", str(file)]
-    tokens = {team: gateway.add_token(team) for team in ("strict", "noscript", "product")}
+    tokens = {team: gateway.add_token(team) for team in ("strict", "noscript", "narrow", "product")}
     gateway.start()
     assert _get(gateway.url + "/org/pickled/resolve/main/data.pkl", tokens["product"])[0] == 200
     gateway.stop()
@@ -225,7 +241,7 @@ def test_verdicts_stored_before_findings_and_formats_were(hub: HubServer, gatewa
     again = Gateway(hub.url, gateway.workdir, options=gateway.options).start()
     try:
         assert _get(again.url + "/org/pickled/resolve/main/data.pkl", tokens["product"])[0] == 200
-        for team in ("strict", "noscript"):  # what the old row cannot tell blocks: fail closed
+        for team in ("strict", "noscript", "narrow"):  # what the old row cannot tell blocks: fail closed
             status, headers, _body = _get(again.url + "/org/pickled/resolve/main/data.pkl", tokens[team])
             assert status == 403 and "predates" in headers["x-error-message"], headers
         assert again.events("scan") == []
@@ -243,7 +259,7 @@ def test_old_verdicts_are_read_and_judged_fail_closed(tmp_path: Path) -> None:
     failing = {"rule": "PKL001", "severity": "critical", "file": "a.bin", "member": "", "title": "t", "evidence": ""}
     old = Verdict.loads(True, json.dumps([failing]))
     assert (old.reasons, old.findings, old.formats) == ([failing], None, None)
-    new = Verdict(True, [failing], [failing], {"a.bin": ["pickle"]})
+    new = Verdict(True, [failing], [failing], {"a.bin": ["pickle"]}, ["org/base"])
     assert Verdict.loads(True, new.dumps()) == new
     assert Tolerance().decide("org/m", old, TODAY)[0] == [failing]
     blocks_failing = Tolerance(blocks=_blocks(tmp_path, 'block = [{rule = "PKL001"}]'))

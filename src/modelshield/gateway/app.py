@@ -200,7 +200,9 @@ def judge(report: Report, snapshot: Path, hub: Path) -> Verdict:
     detected = {  # each file's format, then the formats found inside it (what `block` formats match)
         shown(r.path): list(dict.fromkeys([r.format, *(o.format for o in r.objects)])) for r in report.files
     }
-    return Verdict(bool(reasons), reasons, list(findings.values()), detected)
+    graph = report.dependencies.nodes if report.dependencies else []
+    dependencies = sorted({node.ref for node in graph if node.kind == "hub"})
+    return Verdict(bool(reasons), reasons, list(findings.values()), detected, dependencies)
 
 
 class Gateway:

@@ -170,18 +170,21 @@ class Verdict:
     findings: list[dict[str, str]] | None = None
     #: each file's detected formats (its own, then those found inside it): what `{format = ...}` reads
     formats: dict[str, list[str]] | None = None
-    # findings and formats are None in verdicts stored before they were recorded (the column held the
+    #: the Hub repositories the revision loads (an adapter's base, and its own): what `allow`/`deny` read
+    dependencies: list[str] | None = None
+    # findings, formats and dependencies are None in verdicts stored before they were recorded (the column held the
     # reasons' list alone): such a verdict is still read, and a team policy that needs them fails closed.
 
     def dumps(self) -> str:
-        return json.dumps({"reasons": self.reasons, "findings": self.findings, "formats": self.formats})
+        data = {"reasons": self.reasons, "findings": self.findings, "formats": self.formats}
+        return json.dumps(data | {"dependencies": self.dependencies})
 
     @classmethod
     def loads(cls, blocked: bool, text: str) -> Verdict:
         data = json.loads(text)
         if isinstance(data, list):
             return cls(blocked, data)
-        return cls(blocked, data["reasons"], data.get("findings"), data.get("formats"))
+        return cls(blocked, data["reasons"], data.get("findings"), data.get("formats"), data.get("dependencies"))
 
 
 class Database:

@@ -58,6 +58,8 @@ UNSCANNED = "UNSCANNED"
 UNSCANNABLE = frozenset({UNSCANNED, "SCN003", "SCN004", "TPL006", "TSC005", "PKG003"})
 #: the `rule` of a reason that a `block = [{format = ...}]` entry adds (not a catalogue rule)
 BLOCKED_FORMAT = "FORMAT"
+#: the `rule` of a reason for a dependency the team's `allow`/`deny` lists keep it from
+DENIED_DEPENDENCY = "ACCESS"
 #: what a format entry may name: the formats the scanner detects (layers join them with `+`)
 FORMATS = frozenset(handler.name for handler in HANDLERS)
 
@@ -106,17 +108,11 @@ class Block:
         if recorded is None:  # a verdict stored before findings and formats were: fail closed
             if self.rule and any(r.get("rule") == self.rule for r in verdict.reasons):
                 return []  # it fails already
+            why = f"{self.describe(scope)}, and the stored verdict predates the record of every finding and format"
             return [
-                {
-                    "rule": self.rule or BLOCKED_FORMAT,
-                    "severity": "policy",
-                    "file": "*",
-                    "member": "",
-                    "title": f"{self.describe(scope)}, and the stored verdict predates the record of every "
-                    "finding and format, so it cannot tell (a new scanner version re-scans)",
-                    "evidence": "",
-                    "format": self.format or "",
-                }
+                _policy_reason(
+                    self.rule or BLOCKED_FORMAT, "*", why + " (a new scanner re-scans)", fmt=self.format or ""
+                )
             ]
         found = []
         if self.rule:
@@ -131,16 +127,11 @@ class Block:
             layers = {layer for detected in formats for layer in (detected, *detected.split("+"))}
             if self.format in layers and (BLOCKED_FORMAT, file) not in known:
                 known.add((BLOCKED_FORMAT, file))
+                # its format is the blocked one: what a format waiver for it names
                 found.append(
-                    {
-                        "rule": BLOCKED_FORMAT,
-                        "severity": "policy",
-                        "file": file,
-                        "member": "",
-                        "title": self.describe(scope),
-                        "evidence": f"detected {' '.join(formats)}",
-                        "format": self.format or "",  # what a format waiver for it names
-                    }
+                    _policy_reason(
+                        BLOCKED_FORMAT, file, self.describe(scope), f"detected {' '.join(formats)}", self.format or ""
+                    )
                 )
         return found
 
@@ -180,8 +171,9 @@ class Tolerance:
         for block in self.blocks:
             if fnmatch.fnmatchcase(repo.lower(), block.repo.lower()):
                 reasons += block.reasons(verdict, self.scope, known)
+        denied = self._denied_dependencies(verdict)  # not lifted by trust nor waivers, as for the repository
         if _matches(repo, self.trusted) is not None:
-            return [], [f"trusted repository ({', '.join(self.trusted)})"] if reasons else []
+            return denied, [f"trusted repository ({', '.join(self.trusted)})"] if reasons else []
         left, waived = [], []
         for reason in reasons:
             if reason.get("rule") in UNSCANNABLE and not self.unscannable_blocks:
@@ -192,7 +184,33 @@ class Tolerance:
                 left.append(reason)
             else:
                 waived.append(f"{reason.get('rule')} in {reason.get('file', '')}: {waiver.describe()}")
-        return left, waived
+        return denied + left, waived
+
+    def _denied_dependencies(self, verdict: Verdict) -> list[dict[str, str]]:
+        """A revision that loads a repository the team may not ask for (an adapter on a denied base)."""
+        if not (self.allow or self.deny):
+            return []
+        if verdict.dependencies is None:  # stored before dependencies were recorded: fail closed
+            why = f"the gateway policy of {self.scope} limits repositories, and the stored verdict predates "
+            return [_policy_reason(DENIED_DEPENDENCY, "*", why + "the record of dependencies (a new scanner re-scans)")]
+        return [
+            _policy_reason(DENIED_DEPENDENCY, dependency, f"{refused}, and this revision loads it")
+            for dependency in verdict.dependencies
+            if (refused := self.refuses(dependency)) is not None
+        ]
+
+
+def _policy_reason(rule: str, file: str, title: str, evidence: str = "", fmt: str = "") -> dict[str, str]:
+    """A reason the team's policy adds to a verdict (its severity is `policy`: no finding set it)."""
+    return {
+        "rule": rule,
+        "severity": "policy",
+        "file": file,
+        "member": "",
+        "title": title,
+        "evidence": evidence,
+        "format": fmt,
+    }
 
 
 @dataclass(frozen=True)
