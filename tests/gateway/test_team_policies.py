@@ -20,7 +20,7 @@ from modelshield.gateway.db import Verdict
 from modelshield.gateway.policy import BLOCKED_FORMAT, Block, GatewayPolicyError, Tolerance, load_gateway_policy
 from modelshield.integrity.signing import sign_model
 from tests.gateway.conftest import FIXTURES, Gateway, _env, benign_repo
-from tests.gateway.test_gateway import _files, _get, _resolve_gets
+from tests.gateway.test_gateway import _files, _get, _post, _resolve_gets
 from tests.integrity.conftest import write_key_pair
 from tests.sources.hubserver import HubServer
 
@@ -91,6 +91,11 @@ def test_blocked_formats_and_rules(hub: HubServer, gateway: Gateway, tmp_path: P
         folder = snapshot_download("org/benign", endpoint=gateway.url, token=token, cache_dir=tmp_path / token[-6:])
         assert _files(Path(folder)) == _files(benign)
     assert len(gateway.events("scan")) == 4  # one scan per revision: blocks are applied to stored verdicts
+    # CI uploads are gated by the same team policy.
+    pickle = (REAL / "python_data_p4.pkl").read_bytes()
+    for token, expected in ((strict, "block"), (product, "allow")):
+        status, headers, _body = _post(f"{gateway.url}/api/scan?name=data.pkl", pickle, token)
+        assert (status, headers["x-modelshield-verdict"]) == (200, expected)
 
 
 def test_repository_allow_and_deny_lists(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:

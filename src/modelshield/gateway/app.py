@@ -494,8 +494,10 @@ class Gateway:
             report = await self._run_scan("upload", digest.hexdigest(), folder, who)
             verdict = judge(report, folder.resolve(), self.store.hub.resolve())
             await asyncio.to_thread(self.db.save_verdict, digest.hexdigest(), self.scanner, who.policy_digest, verdict)
-            decision = "block" if verdict.blocked else "allow"
-            reasons = "; ".join(f"{r['rule']} in {r['file']}" for r in verdict.reasons) or "clean"
+            # The team's gateway policy too (blocked formats and rules, waivers): CI gates as downloads do.
+            left, _waived = who.tolerance.decide("upload", verdict, datetime.datetime.now(datetime.timezone.utc).date())
+            decision = "block" if left else "allow"
+            reasons = "; ".join(f"{r['rule']} in {r['file']}" for r in left) or "clean"
             await self._audit(Decision(who.name, "upload", "upload", digest.hexdigest(), name, decision, reasons))
             body = await asyncio.to_thread(render, fmt, report)
             body = body.replace(str(folder.resolve()), "upload").replace(str(folder), "upload")

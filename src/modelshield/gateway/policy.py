@@ -28,6 +28,7 @@ findings and formats, so changing it re-judges every stored verdict without fetc
 Order: a repository outside `allow` or inside `deny` is refused first; a trusted one is then served; the
 scan's failing reasons and the `block` entries are left, minus what waivers and `unscannable` let through.
 A waiver therefore scopes an exception to a block (block pickle, waive it for one repository until a date).
+Files posted to `/api/scan` are judged as the repository `upload`.
 """
 
 from __future__ import annotations
