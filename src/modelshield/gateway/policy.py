@@ -11,12 +11,14 @@ findings and formats, so changing it re-judges every stored verdict without fetc
     unscannable = "block"        # or "allow": files the scanner could not analyse (see UNSCANNABLE)
     trusted = ["our-org/*"]      # repository globs served whatever the verdict (still scanned, audited)
     allow = ["our-org/*", "google-bert/*"]  # optional: the only repositories the team may ask for
-    deny = ["our-org/scratch-*"] # repositories it may never ask for (both checked before any fetch)
+    deny = ["our-org/scratch-*"] # repositories it may never ask for (both checked before any fetch,
+                                 # and a revision that loads such a repository, an adapter's base, blocks)
     block = [{rule = "TSC001"}, {format = "pickle", reason = "no pickles, SEC-7"}]
-                                 # always block: a rule at any severity (even below fail-on), or a
-                                 # format: a file's detected format, a layer of it (torch-checkpoint in
-                                 # zip+torch-checkpoint) or one found inside it (the pickle in a checkpoint),
-                                 # even when the scan found nothing; optional repo glob and reason
+                                 # always block: a rule at any severity (even below fail-on; not when
+                                 # the scanner policy suppresses it), or a format: a file's detected
+                                 # format, a layer of it (torch-checkpoint in zip+torch-checkpoint) or one
+                                 # found inside it (the pickle in a checkpoint), even when the scan found
+                                 # nothing; in the revision's dependencies too; optional repo glob, reason
     [[default.waive]]
     rule = "PKL001"              # a rule id, or format = "torch-checkpoint" (a detected format, or a
                                  # layer of one: zip+torch-checkpoint)
@@ -28,7 +30,8 @@ findings and formats, so changing it re-judges every stored verdict without fetc
 Order: a repository outside `allow` or inside `deny` is refused first; a trusted one is then served; the
 scan's failing reasons and the `block` entries are left, minus what waivers and `unscannable` let through.
 A waiver therefore scopes an exception to a block (block pickle, waive it for one repository until a date).
-Files posted to `/api/scan` are judged as the repository `upload`.
+Files posted to `/api/scan` are judged as the repository `upload`. Required signatures belong to the
+scanner policy (`require-signature`, `public-key` in a `--team-policy` file): they change what is found.
 """
 
 from __future__ import annotations
