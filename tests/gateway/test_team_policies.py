@@ -330,3 +330,29 @@ def test_gateway_refuses_to_start_with_an_unusable_signature_policy(
     command = gateway._command("--team-policy", f"signing={policy}", "--port", str(gateway.port))
     done = subprocess.run(command, check=False, env=_env(), capture_output=True, timeout=60)
     assert done.returncode == 2 and message in done.stderr.decode()
+
+
+def test_files_the_scanner_skips_are_not_served(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    """A listing may name files under .git/, which the scanner walks past and signatures leave out."""
+    source = benign_repo(tmp_path / "hidden")
+    (source / ".git").mkdir()
+    shutil.copy(FIXTURES / "malicious" / "torch_payload.pt", source / ".git" / "pytorch_model.bin")
+    hub.add_repo("org/hidden", source, private=True)
+    file = tmp_path / "gateway.toml"
+    file.write_text('[default]\nunscannable = "allow"\n')
+    gateway.anonymous, gateway.options = True, ["--gateway-policy", str(file)]
+    gateway.start()
+    for name in (".git/pytorch_model.bin", "model.safetensors"):  # the revision is judged whole
+        status, headers, _body = _get(f"{gateway.url}/org/hidden/resolve/main/{name}")
+        assert status == 403 and "SKIPPED (high) in .git/pytorch_model.bin" in headers["x-error-message"]
+    gateway.stop()
+    # Files a team's scanner policy excludes on purpose are its choice: served.
+    hub.add_repo("org/benign", benign_repo(tmp_path / "benign"), private=True)
+    excluding = tmp_path / "exclude.toml"
+    excluding.write_text('exclude = ["tokenizer"]\n')
+    lax = Gateway(hub.url, gateway.workdir, anonymous=True, options=["--policy", str(excluding)]).start()
+    try:
+        status, _headers, body = _get(f"{lax.url}/org/benign/resolve/main/tokenizer/vocab.txt")
+        assert (status, body) == (200, (tmp_path / "benign" / "tokenizer" / "vocab.txt").read_bytes())
+    finally:
+        lax.stop()

@@ -36,7 +36,7 @@ from modelshield import Policy, PolicyError, Report, load_policy
 from modelshield.core.rules import CATALOGUE
 from modelshield.gateway import ui
 from modelshield.gateway.db import Database, Decision, Verdict
-from modelshield.gateway.policy import UNSCANNED, GatewayPolicy, Tolerance
+from modelshield.gateway.policy import SKIPPED, UNSCANNED, GatewayPolicy, Tolerance
 from modelshield.gateway.store import Store, manifest_digest
 from modelshield.gateway.upstream import Upstream, UpstreamError
 from modelshield.reports import render
@@ -196,6 +196,16 @@ def judge(report: Report, snapshot: Path, hub: Path) -> Verdict:
     reasons += [
         {"rule": UNSCANNED, "severity": "high", "file": shown(path), "member": "", "title": error, "evidence": ""}
         for path, error in report.errors
+    ]
+    # Every file of the revision is served, so every one must have been judged: one the scanner walked
+    # past (under .git/ or .hg/, folders it skips and signatures leave out) blocks, even where unscannable
+    # files are allowed; the scanner policy's own `exclude` globs are its team's choice.
+    judged = {shown(r.path) for r in report.files} | {shown(path) for path in report.excluded}
+    title = "not scanned: the scanner skips its folder, so the gateway does not serve it"
+    reasons += [
+        {"rule": SKIPPED, "severity": "high", "file": name, "member": "", "title": title, "evidence": ""}
+        for name in sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file())
+        if name not in judged
     ]
     detected = {  # each file's format, then the formats found inside it (what `block` formats match)
         shown(r.path): list(dict.fromkeys([r.format, *(o.format for o in r.objects)])) for r in report.files

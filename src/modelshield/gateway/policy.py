@@ -60,6 +60,8 @@ UNSCANNED = "UNSCANNED"
 #: what `unscannable = "allow"` lets through: a scan error, and the rules that say a file (or a part of
 #: it) could not be analysed; never a bomb (SCN005), a polyglot or a misleading name with known content
 UNSCANNABLE = frozenset({UNSCANNED, "SCN003", "SCN004", "TPL006", "TSC005", "PKG003"})
+#: the `rule` of a reason for a file of the revision the scanner walked past (under .git/): not waivable
+SKIPPED = "SKIPPED"
 #: the `rule` of a reason that a `block = [{format = ...}]` entry adds (not a catalogue rule)
 BLOCKED_FORMAT = "FORMAT"
 #: the `rule` of a reason for a dependency the team's `allow`/`deny` lists keep it from
