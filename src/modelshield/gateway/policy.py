@@ -129,9 +129,12 @@ class Block:
                     title = f"{finding.get('title', '')}; {self.describe(scope)}"
                     found.append({"evidence": "", "format": "unknown"} | finding | {"title": title})
             return found
+        matching: dict[tuple[str, ...], bool] = {}  # most files share a few format lists: decide each once
         for file, formats in (verdict.formats or {}).items():
-            layers = {layer for detected in formats for layer in (detected, *detected.split("+"))}
-            if self.format in layers and (BLOCKED_FORMAT, file) not in known:
+            key = tuple(formats)
+            if key not in matching:
+                matching[key] = any(self.format in (detected, *detected.split("+")) for detected in formats)
+            if matching[key] and (BLOCKED_FORMAT, file) not in known:
                 known.add((BLOCKED_FORMAT, file))
                 # its format is the blocked one: what a format waiver for it names
                 found.append(
