@@ -356,3 +356,11 @@ def test_files_the_scanner_skips_are_not_served(hub: HubServer, gateway: Gateway
         assert (status, body) == (200, (tmp_path / "benign" / "tokenizer" / "vocab.txt").read_bytes())
     finally:
         lax.stop()
+
+
+def test_block_entries_scoped_to_repositories(tmp_path: Path) -> None:
+    verdict = Verdict(False, [], [], {"data.pkl": ["pickle"], "model.safetensors": ["safetensors"]}, [])
+    scoped = Tolerance(blocks=_blocks(tmp_path, 'block = [{format = "pickle", repo = "Outside/*"}]'))
+    left, _waived = scoped.decide("outside/model", verdict, TODAY)
+    assert [(r["rule"], r["file"]) for r in left] == [(BLOCKED_FORMAT, "data.pkl")]
+    assert scoped.decide("org/model", verdict, TODAY) == ([], [])
