@@ -32,13 +32,15 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Route
 
 import modelshield
-from modelshield import Policy, Report
+from modelshield import Policy, PolicyError, Report, load_policy
+from modelshield.core.rules import CATALOGUE
 from modelshield.gateway import ui
 from modelshield.gateway.db import Database, Decision, Verdict
-from modelshield.gateway.policy import UNSCANNED, GatewayPolicy, Tolerance
+from modelshield.gateway.policy import SKIPPED, UNSCANNED, GatewayPolicy, Tolerance
 from modelshield.gateway.store import Store, manifest_digest
 from modelshield.gateway.upstream import Upstream, UpstreamError
 from modelshield.reports import render
+from modelshield.sources.cache import policy_digest as cached_policy_digest
 
 log = logging.getLogger("modelshield.gateway")
 
@@ -152,7 +154,7 @@ def blocked_message(judged: Judged, path: str | None) -> str:
     text = head + ": " + "; ".join(f"{r['rule']} ({r['severity']}) in {r['file']}: {r['title']}" for r in shown)
     if len(reasons) > len(shown):
         text += f" (and {len(reasons) - len(shown)} more)"
-    rules = [r["rule"] for r in shown if r["rule"] != "UNSCANNED"]
+    rules = [r["rule"] for r in shown if r["rule"] in CATALOGUE]  # not UNSCANNED nor a blocked FORMAT
     if rules:
         text += "; see " + ", ".join(f"`modelshield explain {rule}`" for rule in dict.fromkeys(rules))
     return text
@@ -174,6 +176,11 @@ def judge(report: Report, snapshot: Path, hub: Path) -> Verdict:
             return Path(path).name
 
     formats = {r.path: r.format for r in report.files}  # what format waivers match
+    findings: dict[tuple[str, str, str], dict[str, str]] = {}
+    for f in (finding for result in report.files for finding in result.findings):
+        entry = {"rule": f.rule_id, "severity": f.level.label, "file": shown(f.location.path)}
+        entry |= {"member": "!".join(f.location.members), "title": f.title, "format": formats.get(f.location.path, "")}
+        findings.setdefault((entry["rule"], entry["file"], entry["severity"]), entry)  # once: bounded by rules
     reasons = [
         {
             "rule": f.rule_id,
@@ -190,7 +197,22 @@ def judge(report: Report, snapshot: Path, hub: Path) -> Verdict:
         {"rule": UNSCANNED, "severity": "high", "file": shown(path), "member": "", "title": error, "evidence": ""}
         for path, error in report.errors
     ]
-    return Verdict(bool(reasons), reasons)
+    # Every file of the revision is served, so every one must have been judged: one the scanner walked
+    # past (under .git/ or .hg/, folders it skips and signatures leave out) blocks, even where unscannable
+    # files are allowed; the scanner policy's own `exclude` globs are its team's choice.
+    judged = {shown(r.path) for r in report.files} | {shown(path) for path in report.excluded}
+    title = "not scanned: the scanner skips its folder, so the gateway does not serve it"
+    reasons += [
+        {"rule": SKIPPED, "severity": "high", "file": name, "member": "", "title": title, "evidence": ""}
+        for name in sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file())
+        if name not in judged
+    ]
+    detected = {  # each file's format, then the formats found inside it (what `block` formats match)
+        shown(r.path): list(dict.fromkeys([r.format, *(o.format for o in r.objects)])) for r in report.files
+    }
+    graph = report.dependencies.nodes if report.dependencies else []
+    dependencies = sorted({node.ref for node in graph if node.kind == "hub"})
+    return Verdict(bool(reasons), reasons, list(findings.values()), detected, dependencies)
 
 
 class Gateway:
@@ -376,6 +398,7 @@ class Gateway:
         who = await self.who(request)
         repo = valid_repo(request.path_params["org"], request.path_params["name"])
         revision = valid_revision(request.path_params.get("revision", "main"))
+        await self._access(who, repo, revision)
         judged = await self.judged(repo, revision, who)
         await self._blocked(judged, None, who)
         # Xet fields are never passed on: the client would fetch from the CAS directly, past the gateway.
@@ -386,7 +409,9 @@ class Gateway:
     async def tree(self, request: Request) -> Response:
         who = await self.who(request)
         repo = valid_repo(request.path_params["org"], request.path_params["name"])
-        judged = await self.judged(repo, valid_revision(request.path_params["revision"]), who)
+        revision = valid_revision(request.path_params["revision"])
+        await self._access(who, repo, revision)
+        judged = await self.judged(repo, revision, who)
         await self._blocked(judged, None, who)
         prefix = request.path_params.get("path", "").strip("/")
         if prefix:
@@ -417,6 +442,7 @@ class Gateway:
         repo = valid_repo(request.path_params["org"], request.path_params["name"])
         revision = valid_revision(request.path_params["revision"])
         path = valid_path(request.path_params["path"])
+        await self._access(who, repo, revision, path)
         judged = await self.judged(repo, revision, who)
         entry = judged.manifest.get(path)
         if entry is None:
@@ -435,7 +461,7 @@ class Gateway:
     async def _blocked(self, judged: Judged, path: str | None, who: Client) -> None:
         """Refuse unless the client's team tolerates what the stored verdict found (waivers, trust)."""
         today = datetime.datetime.now(datetime.timezone.utc).date()
-        left, waived = who.tolerance.decide(judged.repo, judged.verdict.reasons, today)
+        left, waived = who.tolerance.decide(judged.repo, judged.verdict, today)
         if waived and not left:
             if path is not None:  # files are audited; listings of a tolerated revision are not
                 reason = "; ".join(waived)
@@ -447,6 +473,14 @@ class Gateway:
             # GatedRepo: huggingface_hub raises it as is (GatedRepoError, with this message) instead of
             # falling back to its cache, and transformers shows it to the developer.
             raise Refused(403, message, "GatedRepo", judged.commit)
+
+    async def _access(self, who: Client, repo: str, revision: str, path: str = "") -> None:
+        """Refuse, before anything is fetched or scanned, a repository the team's policy keeps it from."""
+        refused = who.tolerance.refuses(repo)
+        if refused is not None:
+            message = f"modelshield gateway refused {repo}: {refused}"
+            await self._audit(Decision(who.name, "serve", repo, revision, path, "block", message))
+            raise Refused(403, message, "GatedRepo")
 
     async def scan_upload(self, request: Request) -> Response:
         """`POST /api/scan?name=FILE&format=json|sarif`: scan the body (a model file or archive) with the
@@ -470,8 +504,10 @@ class Gateway:
             report = await self._run_scan("upload", digest.hexdigest(), folder, who)
             verdict = judge(report, folder.resolve(), self.store.hub.resolve())
             await asyncio.to_thread(self.db.save_verdict, digest.hexdigest(), self.scanner, who.policy_digest, verdict)
-            decision = "block" if verdict.blocked else "allow"
-            reasons = "; ".join(f"{r['rule']} in {r['file']}" for r in verdict.reasons) or "clean"
+            # The team's gateway policy too (blocked formats and rules, waivers): CI gates as downloads do.
+            left, _waived = who.tolerance.decide("upload", verdict, datetime.datetime.now(datetime.timezone.utc).date())
+            decision = "block" if left else "allow"
+            reasons = "; ".join(f"{r['rule']} in {r['file']}" for r in left) or "clean"
             await self._audit(Decision(who.name, "upload", "upload", digest.hexdigest(), name, decision, reasons))
             body = await asyncio.to_thread(render, fmt, report)
             body = body.replace(str(folder.resolve()), "upload").replace(str(folder), "upload")
@@ -606,6 +642,19 @@ class JsonFormatter(logging.Formatter):
 
 
 def policy_digest(path: str | None) -> str:
+    """What keys a scanner policy's stored verdicts: everything the policy file says, with its paths
+    resolved (suppressions and the public key are relative to the file's folder), and the bytes of the
+    public key it names: a new key, or a key file replaced in place, re-judges. Raises `PolicyError` for a
+    policy the gateway could not scan with (a required signature without a readable key)."""
     if path is None:
         return "default"
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    policy = load_policy(path)
+    digest = hashlib.sha256(cached_policy_digest(policy).encode())
+    if policy.public_key is not None:
+        try:
+            digest.update(os.path.realpath(policy.public_key).encode() + b"\0" + Path(policy.public_key).read_bytes())
+        except OSError as exc:
+            raise PolicyError(f"{path}: cannot read its public-key {policy.public_key}: {exc.strerror}") from None
+    elif policy.require_signature:
+        raise PolicyError(f"{path}: require-signature = true needs a public-key")
+    return digest.hexdigest()

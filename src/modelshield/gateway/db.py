@@ -65,7 +65,7 @@ verdicts = Table(
     Column("scanner", String(40), primary_key=True),
     Column("policy", String(64), primary_key=True),
     Column("blocked", Integer, nullable=False),
-    Column("reasons", Text, nullable=False),  # JSON list of {rule, severity, file, title, evidence}
+    Column("reasons", Text, nullable=False),  # JSON: Verdict.dumps (a list of reasons in old rows)
     Column("created", Integer, nullable=False),
 )
 
@@ -161,8 +161,30 @@ class Decision:
 
 @dataclass
 class Verdict:
+    """What the scan of a revision found, stored under (content, scanner, policy) and judged per team."""
+
     blocked: bool
+    #: what fails under the scanner policy: failing findings and scan errors (rule, severity, file, ...)
     reasons: list[dict[str, str]]
+    #: every finding, failing or not, once per rule, file and severity: what `block = [{rule = ...}]` reads
+    findings: list[dict[str, str]] | None = None
+    #: each file's detected formats (its own, then those found inside it): what `{format = ...}` reads
+    formats: dict[str, list[str]] | None = None
+    #: the Hub repositories the revision loads (an adapter's base, and its own): what `allow`/`deny` read
+    dependencies: list[str] | None = None
+    # findings, formats and dependencies are None in verdicts stored before they were recorded (the column held the
+    # reasons' list alone): such a verdict is still read, and a team policy that needs them fails closed.
+
+    def dumps(self) -> str:
+        data = {"reasons": self.reasons, "findings": self.findings, "formats": self.formats}
+        return json.dumps(data | {"dependencies": self.dependencies})
+
+    @classmethod
+    def loads(cls, blocked: bool, text: str) -> Verdict:
+        data = json.loads(text)
+        if isinstance(data, list):
+            return cls(blocked, data)
+        return cls(blocked, data["reasons"], data.get("findings"), data.get("formats"), data.get("dependencies"))
 
 
 class Database:
@@ -219,11 +241,11 @@ class Database:
                     verdicts.c.content == content, verdicts.c.scanner == scanner, verdicts.c.policy == policy
                 )
             ).first()
-        return None if row is None else Verdict(bool(row[0]), json.loads(row[1]))
+        return None if row is None else Verdict.loads(bool(row[0]), row[1])
 
     def save_verdict(self, content: str, scanner: str, policy: str, verdict: Verdict) -> None:
         values: dict[str, Any] = {"content": content, "scanner": scanner, "policy": policy}
-        values |= {"blocked": int(verdict.blocked), "reasons": json.dumps(verdict.reasons), "created": int(time.time())}
+        values |= {"blocked": int(verdict.blocked), "reasons": verdict.dumps(), "created": int(time.time())}
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(verdicts).values(**values))
@@ -251,7 +273,14 @@ class Database:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
-            {"repo": r[0], "commit": r[1], "policy": r[2], "reasons": json.loads(r[3]), "created": r[4]} for r in rows
+            {
+                "repo": r[0],
+                "commit": r[1],
+                "policy": r[2],
+                "reasons": Verdict.loads(True, r[3]).reasons,
+                "created": r[4],
+            }
+            for r in rows
         ]
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
