@@ -146,25 +146,38 @@ def run(args: argparse.Namespace) -> int:
     )
     Database(args.db).engine.dispose()  # migrated once here, before any worker starts
     try:
-        listening = _listen(args.host, args.port)
+        listening = _listen(args.host, args.port, args.workers)
     except OSError as exc:
         print(f"modelshield: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     if args.workers == 1:
-        _worker(config, listening)
+        _worker(config, listening[0])
         return 0
-    return _supervise(config, listening, args.workers)
+    return _supervise(config, listening)
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """The one listening socket, bound before any worker exists: every worker accepts from it."""
+def _listen(host: str, port: int, workers: int) -> list[socket.socket]:
+    """The listening sockets, bound here before any worker exists: one per worker on the same port with
+    SO_REUSEPORT where the system has it (the kernel spreads new connections over the workers), else one
+    socket they all accept from (an idle worker then accepts a whole burst of connections by itself)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    shared = workers == 1 or not hasattr(socket, "SO_REUSEPORT")
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(1 if shared else workers):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if not shared:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            port = sock.getsockname()[1]  # the port the first one got, for the others
+            sock.listen(2048)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets * workers if shared else sockets
 
 
 def _worker(config: Config, sock: socket.socket) -> None:
@@ -188,7 +201,7 @@ def _child(config: Config, sock: socket.socket) -> None:
     _worker(config, sock)
 
 
-def _supervise(config: Config, sock: socket.socket, workers: int) -> int:
+def _supervise(config: Config, sockets: list[socket.socket]) -> int:
     """Fork the workers and wait for them. SIGTERM or SIGINT is passed on to every worker; a worker that
     dies on its own is logged and not replaced (the others keep serving; exit 3 once all are gone)."""
     import logging  # noqa: PLC0415
@@ -199,7 +212,7 @@ def _supervise(config: Config, sock: socket.socket, workers: int) -> int:
     log = logging.getLogger("modelshield.gateway")
     # fork: the workers inherit the socket and the loaded configuration; the app is made in each of them
     context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=_child, args=(config, sock), daemon=False) for _ in range(workers)]
+    processes = [context.Process(target=_child, args=(config, sock), daemon=False) for sock in sockets]
     stopping = False
 
     def stop(signum: int, _frame: Any) -> None:
@@ -213,7 +226,8 @@ def _supervise(config: Config, sock: socket.socket, workers: int) -> int:
     signal.signal(signal.SIGINT, stop)
     for process in processes:
         process.start()
-    sock.close()  # the workers hold it now
+    for sock in set(sockets):  # the workers hold them now: a worker that dies takes its socket with it
+        sock.close()
     log.info("workers", extra={"fields": {"pids": [p.pid for p in processes]}})
     running = {process.sentinel: process for process in processes}
     died = False
