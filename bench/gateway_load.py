@@ -23,12 +23,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
@@ -148,6 +151,15 @@ async def head_phase(base: str, expect: dict[str, str], commit: str, clients: in
     return summary([r for batch in batches for r in batch], time.perf_counter() - start)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of these processes so far (Linux /proc; the gateway's workers)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def summary(results: list[tuple[float, bool, int]], wall: float) -> dict[str, float]:
     latencies = sorted(r[0] for r in results)
     return {
@@ -187,21 +199,30 @@ def main() -> int:
         (Path(tmp) / "gw").mkdir()
         gateway = Gateway(url, Path(tmp) / "gw", anonymous=True, options=["--workers", str(args.workers)]).start()
         try:
+            workers = gateway.events("workers")
+            assert gateway.process is not None
+            pids = workers[0]["pids"] if workers else [gateway.process.pid]
+
+            def measured(run: Coroutine[Any, Any, dict[str, float]]) -> dict[str, float]:
+                """The phase, and the CPU the gateway's processes and this client spent per request."""
+                gateway_cpu, client_cpu = cpu_seconds(pids), time.process_time()
+                result = asyncio.run(run)
+                result["gateway_us"] = 1e6 * (cpu_seconds(pids) - gateway_cpu) / result["requests"]
+                result["client_us"] = 1e6 * (time.process_time() - client_cpu) / result["requests"]
+                return result
+
             rows = [
-                (
-                    "uncached: first requests, one fetch and one scan",
-                    asyncio.run(phase(gateway.url, files, args.clients)),
-                ),
+                ("uncached: first requests, one fetch and one scan", measured(phase(gateway.url, files, args.clients))),
                 (
                     f"cached decisions (HEAD), {args.clients} clients at once",
-                    asyncio.run(head_phase(gateway.url, expect, commit, args.clients, args.heads)),
+                    measured(head_phase(gateway.url, expect, commit, args.clients, args.heads)),
                 ),
                 (  # the cost of one decision without the queue that 50 clients at once build
                     "cached decisions (HEAD), one client",
-                    asyncio.run(head_phase(gateway.url, expect, commit, 1, 10 * args.heads)),
+                    measured(head_phase(gateway.url, expect, commit, 1, 10 * args.heads)),
                 ),
-                ("cached files through the gateway", asyncio.run(phase(gateway.url, files, args.clients))),
-                ("the same files from the upstream directly", asyncio.run(phase(url, files, args.clients))),
+                ("cached files through the gateway", measured(phase(gateway.url, files, args.clients))),
+                ("the same files from the upstream directly", measured(phase(url, files, args.clients))),
             ]
             scans, fetches = len(gateway.events("scan")), len(gateway.events("fetch"))
         finally:
@@ -213,12 +234,16 @@ def main() -> int:
         f"{args.clients} clients, {total} files ({args.mib} MiB tensors), --workers {args.workers}, "
         f"scans {scans}, fetches {fetches}"
     )
-    print("| phase | requests | wrong or lost | wall s | requests/s | p50 ms | p99 ms | MiB/s |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| phase | requests | wrong or lost | wall s | requests/s | p50 ms | p99 ms | MiB/s "
+        "| gateway CPU µs/req | client CPU µs/req |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows:
         print(
             f"| {name} | {r['requests']:.0f} | {r['wrong']:.0f} | {r['seconds']:.2f} | {r['rps']:.0f} "
-            f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['mib_s']:.0f} |"
+            f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['mib_s']:.0f} "
+            f"| {r['gateway_us']:.0f} | {r['client_us']:.0f} |"
         )
     ratio = rows[3][1]["mib_s"] / rows[4][1]["mib_s"]
     print(f"cached gateway throughput / upstream direct: {ratio:.2f}")

@@ -5,8 +5,11 @@ a lease left by a process killed mid-fetch is taken over: the revision is judged
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
+import signal
 import threading
 import time
 import urllib.request
@@ -18,6 +21,7 @@ import pytest
 import sqlalchemy
 from huggingface_hub import hf_hub_download
 
+from modelshield.gateway import app as gateway_app
 from modelshield.gateway.db import Database, leases
 from tests.gateway.conftest import Gateway, benign_repo, malicious_repo
 from tests.gateway.test_gateway import _files, _get, _resolve_gets
@@ -177,9 +181,14 @@ def test_a_process_killed_mid_fetch_is_taken_over(hub: HubServer, gateway: Gatew
     gateway.options += ["--lease-timeout", "2"]
     gateway.start()
     first: list[Any] = []
-    asking = threading.Thread(
-        target=lambda: first.append(_get(f"{gateway.url}/org/benign/resolve/main/config.json", token))
-    )
+
+    def ask() -> None:
+        try:
+            first.append(_get(f"{gateway.url}/org/benign/resolve/main/config.json", token))
+        except OSError as exc:  # the process was killed while the request waited on it
+            first.append(exc)
+
+    asking = threading.Thread(target=ask)
     asking.start()
     deadline = time.monotonic() + 30
     while not _lease_rows(gateway.db):  # the first process is fetching
@@ -189,7 +198,7 @@ def test_a_process_killed_mid_fetch_is_taken_over(hub: HubServer, gateway: Gatew
     gateway.process.kill()
     gateway.process.wait(10)
     asking.join(30)
-    assert not first or first[0][0] != 200  # the killed process never answered the file
+    assert len(first) == 1 and isinstance(first[0], OSError)  # the killed process never answered the file
     other = Gateway(hub.url, gateway.workdir, options=["--lease-timeout", "2"]).start()  # same database, store
     try:
         status, headers, body = _get(f"{other.url}/org/benign/resolve/main/model.safetensors", token)
@@ -200,3 +209,54 @@ def test_a_process_killed_mid_fetch_is_taken_over(hub: HubServer, gateway: Gatew
         assert _lease_rows(gateway.db) == []
     finally:
         other.stop()
+
+
+def test_a_branch_is_refreshed_once_however_many_ask(
+    hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit = hub.add_repo("org/benign", benign_repo(tmp_path / "benign"))
+    _slow(hub, 0.2)
+    config = gateway_app.Config(hub.url, f"sqlite:///{tmp_path / 'gw.db'}", str(tmp_path / "store"))
+    monkeypatch.setattr(gateway_app, "REF_TTL", 0.0)  # every known commit is due for a refresh
+
+    def infos() -> int:
+        return sum(1 for r in hub.requests if r.path.startswith("/api/models/org/benign/revision/main"))
+
+    async def ask(gateway: gateway_app.Gateway) -> list[str]:
+        answers = await asyncio.gather(*(gateway.commit("org/benign", "main") for _ in range(20)))
+        return [found for found, _info in answers]
+
+    async def run() -> None:
+        gateway = gateway_app.Gateway(config)
+        try:
+            assert await ask(gateway) == [commit] * 20  # nothing known yet: all wait on the one request
+            assert infos() == 1
+            assert await ask(gateway) == [commit] * 20  # known but due: one refreshes, the others go on
+            assert infos() == 2
+        finally:
+            await gateway.upstream.close()
+
+    asyncio.run(run())
+
+
+def test_a_dead_worker_is_logged_and_the_others_serve(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    source = benign_repo(tmp_path / "benign")
+    hub.add_repo("org/benign", source)
+    gateway.anonymous = True
+    _start(gateway, 2)
+    pids = gateway.events("workers")[0]["pids"]
+    assert len(pids) == 2 and gateway.process is not None and gateway.process.pid not in pids
+    os.kill(pids[0], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while not gateway.events("worker died"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    died = gateway.events("worker died")
+    assert [(e["pid"], e["exitcode"], e["running"]) for e in died] == [(pids[0], -signal.SIGKILL, 1)]
+    for _ in range(10):  # new connections all reach the worker left (the dead one's socket went with it)
+        status, _headers, body = _get(f"{gateway.url}/org/benign/resolve/main/config.json")
+        assert status == 200 and body == (source / "config.json").read_bytes()
+    gateway.process.terminate()  # passed on to the worker left
+    assert gateway.process.wait(20) == 3  # a worker had died
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[1], 0)

@@ -192,13 +192,15 @@ def _worker(config: Config, sock: socket.socket) -> None:
     uvicorn.Server(server).run(sockets=[sock])
 
 
-def _child(config: Config, sock: socket.socket) -> None:
+def _child(config: Config, sockets: list[socket.socket], index: int) -> None:
     import signal  # noqa: PLC0415
 
+    for other in set(sockets) - {sockets[index]}:  # forked with them all: a dead worker's must close with it
+        other.close()
     # not the supervisor's handlers (they signal the workers): uvicorn's own, then the default
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    _worker(config, sock)
+    _worker(config, sockets[index])
 
 
 def _supervise(config: Config, sockets: list[socket.socket]) -> int:
@@ -212,7 +214,7 @@ def _supervise(config: Config, sockets: list[socket.socket]) -> int:
     log = logging.getLogger("modelshield.gateway")
     # fork: the workers inherit the socket and the loaded configuration; the app is made in each of them
     context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=_child, args=(config, sock), daemon=False) for sock in sockets]
+    processes = [context.Process(target=_child, args=(config, sockets, i), daemon=False) for i in range(len(sockets))]
     stopping = False
 
     def stop(signum: int, _frame: Any) -> None:
