@@ -15,7 +15,7 @@ The upstream (tests/sources/hubserver.py) runs in its own process, the gateway (
 Every answer is checked (GET: status and the body's SHA-256; HEAD: status, X-Repo-Commit is the
 revision's commit and ETag the file's): nothing lost, no wrong answer.
 
-    python bench/gateway_load.py [--clients 50] [--heads 40] [--mib 4] [--workers 1]
+    python bench/gateway_load.py [--clients 50] [--heads 20] [--mib 4] [--workers 1]
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def summary(results: list[tuple[float, bool, int]], wall: float) -> dict[str, fl
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--heads", type=int, default=2, help="HEAD rounds per client (x20 files)")
+    parser.add_argument("--heads", type=int, default=20, help="HEAD rounds per client (x20 files)")
     parser.add_argument("--mib", type=int, default=4, help="size of each tensor file")
     parser.add_argument("--workers", type=int, default=1, help="gateway processes (serve --workers)")
     parser.add_argument("--serve-upstream", help=argparse.SUPPRESS)
