@@ -181,7 +181,7 @@ def _listen(host: str, port: int, workers: int) -> list[socket.socket]:
 
 
 def _worker(config: Config, sock: socket.socket) -> None:
-    """One gateway process: its own application (own caches, own connections) on the shared socket."""
+    """One gateway process: its own application (own caches, own connections) on its listening socket."""
     import uvicorn  # noqa: PLC0415
 
     from modelshield.gateway.app import create_app  # noqa: PLC0415
@@ -205,7 +205,8 @@ def _child(config: Config, sockets: list[socket.socket], index: int) -> None:
 
 def _supervise(config: Config, sockets: list[socket.socket]) -> int:
     """Fork the workers and wait for them. SIGTERM or SIGINT is passed on to every worker; a worker that
-    dies on its own is logged and not replaced (the others keep serving; exit 3 once all are gone)."""
+    dies on its own is logged and not replaced: the others keep serving, and the gateway exits 3 in the
+    end (0 when every worker ended because it was asked to)."""
     import logging  # noqa: PLC0415
     import multiprocessing  # noqa: PLC0415
     import multiprocessing.connection  # noqa: PLC0415
@@ -228,6 +229,8 @@ def _supervise(config: Config, sockets: list[socket.socket]) -> int:
     signal.signal(signal.SIGINT, stop)
     for process in processes:
         process.start()
+    if stopping:  # asked to stop while starting: the workers started since are told too
+        stop(signal.SIGTERM, None)
     for sock in set(sockets):  # the workers hold them now: a worker that dies takes its socket with it
         sock.close()
     log.info("workers", extra={"fields": {"pids": [p.pid for p in processes]}})
