@@ -16,7 +16,10 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
+import socket
+import stat
 import tempfile
 import time
 from collections import Counter
@@ -35,7 +38,7 @@ import modelshield
 from modelshield import Policy, PolicyError, Report, load_policy
 from modelshield.core.rules import CATALOGUE
 from modelshield.gateway import ui
-from modelshield.gateway.db import Database, Decision, Verdict
+from modelshield.gateway.db import Database, Decision, Verdict, token_digest
 from modelshield.gateway.policy import SKIPPED, UNSCANNED, GatewayPolicy, Tolerance
 from modelshield.gateway.store import Store, manifest_digest
 from modelshield.gateway.upstream import Upstream, UpstreamError
@@ -50,6 +53,11 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 #: how long a branch name (`main`) stays resolved to the commit upstream gave for it
 REF_TTL = 30.0
 MAX_PATH = 1000
+#: how long a token's team is remembered: a revoked token keeps working for at most this long per process
+TOKEN_TTL = 5.0
+#: how often a process waiting on another's lease looks again, and how long it waits at most
+LEASE_POLL = 0.075
+LEASE_WAIT = 600.0
 _RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1, "info": 0}
 #: how deep dependencies of dependencies are fetched (an adapter, its base, the base's own base)
 MAX_DEPTH = 3
@@ -81,6 +89,8 @@ class Config:
     admin_teams: frozenset[str] = frozenset()
     #: waivers, trusted repositories, unscannable files, per team: applied to stored verdicts when serving
     gateway_policy: GatewayPolicy = field(default_factory=GatewayPolicy)
+    #: seconds a revision's lease holder may go without a heartbeat before another process takes over
+    lease_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -225,6 +235,12 @@ class Gateway:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._refs: dict[tuple[str, str], tuple[str, float]] = {}
         self._judged: dict[tuple[str, str, str], Judged] = {}
+        #: (repo, ref) -> the one upstream refresh of that branch in flight
+        self._refreshing: dict[tuple[str, str], asyncio.Future[tuple[str, dict[str, Any]]]] = {}
+        #: token digest -> (team, monotonic time it expires): a known token costs no database query
+        self._teams: dict[str, tuple[str, float]] = {}
+        #: this process's name on the revisions' leases it holds
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         #: scans run by this process, and decisions by (action, decision): `GET /metrics`
         self.scans = 0
         self.decisions: Counter[tuple[str, str]] = Counter()
@@ -234,7 +250,7 @@ class Gateway:
     async def who(self, request: Request) -> Client:
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer ") and header[7:].strip():
-            team = await asyncio.to_thread(self.db.team, header[7:].strip())
+            team = await self._team(header[7:].strip())
             if team is None:
                 raise Refused(401, "Invalid credentials in Authorization header")
             policy, digest = self.config.teams.get(team, (self.config.policy, self.config.policy_digest))
@@ -245,15 +261,37 @@ class Gateway:
             )
         raise Refused(401, "modelshield gateway: a token is required (set HF_TOKEN to your gateway token)")
 
+    async def _team(self, token: str) -> str | None:
+        digest, now = token_digest(token), time.monotonic()
+        known = self._teams.get(digest)
+        if known and now < known[1]:
+            return known[0]
+        team = await asyncio.to_thread(self.db.team, token)
+        if team is not None:  # unknown tokens are not remembered: made-up ones cannot fill the memory
+            if len(self._teams) > 10_000:
+                self._teams.clear()
+            self._teams[digest] = (team, now + TOKEN_TTL)
+        return team
+
     # -- resolving and judging ---------------------------------------------------------------------------
 
     async def commit(self, repo: str, revision: str) -> tuple[str, dict[str, Any] | None]:
         """The commit a revision names, and the upstream info when it had to be asked for."""
         if _COMMIT.match(revision):
             return revision, None
-        known = self._refs.get((repo, revision))
+        key = (repo, revision)
+        known = self._refs.get(key)
         if known and time.monotonic() - known[1] < REF_TTL:
             return known[0], None
+        refresh = self._refreshing.get(key)
+        if refresh is None:  # one upstream request per branch at a time; whoever starts it waits for it
+            refresh = self._refreshing[key] = asyncio.ensure_future(self._refresh(repo, revision))
+            refresh.add_done_callback(lambda _done: self._refreshing.pop(key, None))
+        elif known:  # a refresh is under way: the commit known a moment ago answers meanwhile
+            return known[0], None
+        return await asyncio.shield(refresh)
+
+    async def _refresh(self, repo: str, revision: str) -> tuple[str, dict[str, Any]]:
         try:
             info = await self.upstream.info(repo, revision)
         except UpstreamError as exc:
@@ -275,9 +313,13 @@ class Gateway:
         if key in chain:
             raise Refused(508, f"dependency cycle through {repo}@{commit[:12]}")
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:  # one fetch and one scan per revision, whoever asks first
+        # One fetch and one scan per revision, whoever asks first: the lock within this process, the
+        # database lease between processes (taken unless the verdict is already stored).
+        async with lock, contextlib.AsyncExitStack() as held:
             if (repo, commit, who.policy_digest) in self._judged:
                 return self._judged[(repo, commit, who.policy_digest)]
+            if not await asyncio.to_thread(self.db.judged, repo, commit, self.scanner, who.policy_digest):
+                await held.enter_async_context(self._lease(repo, commit))
             found = await asyncio.to_thread(self.db.revision, repo, commit)
             if found is None:
                 if info is None:
@@ -296,6 +338,47 @@ class Gateway:
             judged = Judged(repo, commit, manifest, info, verdict)
             self._judged[(repo, commit, who.policy_digest)] = judged
             return judged
+
+    @contextlib.asynccontextmanager
+    async def _lease(self, repo: str, commit: str) -> AsyncIterator[None]:
+        """Hold the revision's lease in the database while fetching and scanning it. Another process's
+        lease is waited on until it is released (its verdict is then stored) or goes stale (its holder
+        died mid-scan: this process takes over and scans itself; nothing is served meanwhile)."""
+        fields = {"repo": repo, "commit": commit, "holder": self.holder}
+        deadline, timeout = time.monotonic() + LEASE_WAIT, self.config.lease_timeout
+        while True:
+            acquired, stale = await asyncio.to_thread(self.db.claim, repo, commit, self.holder, timeout)
+            if stale:
+                log.warning("lease taken over", extra={"fields": fields | {"stale": stale}})
+            if acquired:
+                break
+            log.info("lease wait", extra={"fields": fields})
+            while True:  # reads only until the lease is gone or stale, then claim it
+                if time.monotonic() > deadline:
+                    raise Refused(503, f"modelshield gateway: {repo}@{commit[:12]} is still being scanned; retry")
+                await asyncio.sleep(LEASE_POLL)
+                lease = await asyncio.to_thread(self.db.lease, repo, commit)
+                if lease is None or lease[1] < time.time() - timeout:
+                    break
+
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(timeout / 4)
+                try:
+                    if not await asyncio.to_thread(self.db.beat, repo, commit, self.holder):
+                        log.warning("lease lost", extra={"fields": fields})  # taken over: the verdict is the same
+                except Exception:
+                    log.exception("lease heartbeat failed", extra={"fields": fields})
+
+        beating = asyncio.ensure_future(heartbeat())
+        try:
+            yield
+        finally:
+            beating.cancel()
+            try:
+                await asyncio.to_thread(self.db.release, repo, commit, self.holder)
+            except Exception:  # the database went away: the lease goes stale and is taken over
+                log.exception("lease release failed", extra={"fields": fields})
 
     async def _info(self, repo: str, commit: str) -> dict[str, Any]:
         try:
@@ -449,14 +532,18 @@ class Gateway:
             raise Refused(404, f"{path} is not in {repo}@{judged.commit}", "EntryNotFound", judged.commit)
         await self._blocked(judged, path, who)
         blob = self.store.blob(str(entry["sha256"]))
-        if not blob.is_file():
+        try:  # one stat, here: the response does not stat again in a thread
+            found = os.stat(blob)
+        except OSError:
+            found = None
+        if found is None or not stat.S_ISREG(found.st_mode) or found.st_size != entry["size"]:
             raise Refused(503, f"modelshield gateway: the stored content of {path} is missing; not served")
         headers = {"ETag": f'"{entry["etag"]}"', "X-Repo-Commit": judged.commit}
         if entry["lfs"]:
             headers |= {"X-Linked-Etag": f'"{entry["sha256"]}"', "X-Linked-Size": str(entry["size"])}
         if request.method == "GET" and not judged.verdict.blocked:  # a waived verdict was audited with its waivers
             await self._audit(Decision(who.name, "serve", repo, judged.commit, path, "allow", "clean"))
-        return _BlobResponse(blob, headers=headers, media_type="application/octet-stream")
+        return _BlobResponse(blob, headers=headers, media_type="application/octet-stream", stat_result=found)
 
     async def _blocked(self, judged: Judged, path: str | None, who: Client) -> None:
         """Refuse unless the client's team tolerates what the stored verdict found (waivers, trust)."""

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelshield.gateway.app import Config
 
 DEFAULT_DB = "sqlite:///modelshield-gateway/gateway.db"
 DEFAULT_STORE = "modelshield-gateway/store"
@@ -49,7 +53,29 @@ def add_parser(commands: Any) -> None:
     serve.add_argument(
         "--max-revision-bytes", type=int, default=200 * 2**30, metavar="N", help="largest revision fetched"
     )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="gateway processes on the one listening socket, sharing the database and store (default 1)",
+    )
+    serve.add_argument(
+        "--lease-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a process fetching or scanning a revision that is silent this long is presumed dead, and "
+        "another process scans the revision again (default 30)",
+    )
     serve.add_argument("--add-token", metavar="TEAM", help="print a new client token for TEAM and exit")
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 def _prepare_db(url: str) -> None:
@@ -62,9 +88,9 @@ def _prepare_db(url: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Start the gateway (or add a token); exits 2 when the gateway extra is missing."""
     try:
-        import uvicorn  # noqa: PLC0415 - the `gateway` extra, only for `serve`
+        import uvicorn  # noqa: F401, PLC0415 - the `gateway` extra, only for `serve` (used by the workers)
 
-        from modelshield.gateway.app import Config, JsonFormatter, create_app, policy_digest  # noqa: PLC0415
+        from modelshield.gateway.app import Config, JsonFormatter, policy_digest  # noqa: PLC0415
         from modelshield.gateway.db import Database  # noqa: PLC0415
     except ImportError as exc:
         print(
@@ -116,9 +142,106 @@ def run(args: argparse.Namespace) -> int:
         gateway_policy=gateway_policy,
         upstream_token=os.environ.get("HF_TOKEN") or None,
         max_revision_bytes=args.max_revision_bytes,
+        lease_timeout=args.lease_timeout,
     )
-    app = create_app(config)
+    Database(args.db).engine.dispose()  # migrated once here, before any worker starts
+    try:
+        listening = _listen(args.host, args.port, args.workers)
+    except OSError as exc:
+        print(f"modelshield: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    if args.workers == 1:
+        _worker(config, listening[0])
+        return 0
+    return _supervise(config, listening)
+
+
+def _listen(host: str, port: int, workers: int) -> list[socket.socket]:
+    """The listening sockets, bound here before any worker exists: one per worker on the same port with
+    SO_REUSEPORT where the system has it (the kernel spreads new connections over the workers), else one
+    socket they all accept from (an idle worker then accepts a whole burst of connections by itself)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    shared = workers == 1 or not hasattr(socket, "SO_REUSEPORT")
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(1 if shared else workers):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if not shared:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            port = sock.getsockname()[1]  # the port the first one got, for the others
+            sock.listen(2048)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets * workers if shared else sockets
+
+
+def _worker(config: Config, sock: socket.socket) -> None:
+    """One gateway process: its own application (own caches, own connections) on its listening socket."""
+    import uvicorn  # noqa: PLC0415
+
+    from modelshield.gateway.app import create_app  # noqa: PLC0415
+
     # Keep-alive longer than clients' pools idle between files (uvicorn's 5 s closes connections that a
     # client is about to reuse, which it sees as a dropped request); 75 s as nginx does.
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, timeout_keep_alive=75)
-    return 0
+    server = uvicorn.Config(create_app(config), log_config=None, access_log=False, timeout_keep_alive=75)
+    uvicorn.Server(server).run(sockets=[sock])
+
+
+def _child(config: Config, sockets: list[socket.socket], index: int) -> None:
+    import signal  # noqa: PLC0415
+
+    for other in set(sockets) - {sockets[index]}:  # forked with them all: a dead worker's must close with it
+        other.close()
+    # not the supervisor's handlers (they signal the workers): uvicorn's own, then the default
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _worker(config, sockets[index])
+
+
+def _supervise(config: Config, sockets: list[socket.socket]) -> int:
+    """Fork the workers and wait for them. SIGTERM or SIGINT is passed on to every worker; a worker that
+    dies on its own is logged and not replaced: the others keep serving, and the gateway exits 3 in the
+    end (0 when every worker ended because it was asked to)."""
+    import logging  # noqa: PLC0415
+    import multiprocessing  # noqa: PLC0415
+    import multiprocessing.connection  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    log = logging.getLogger("modelshield.gateway")
+    # fork: the workers inherit the socket and the loaded configuration; the app is made in each of them
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=_child, args=(config, sockets, i), daemon=False) for i in range(len(sockets))]
+    stopping = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in processes:
+            if process.pid is not None and process.exitcode is None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for process in processes:
+        process.start()
+    if stopping:  # asked to stop while starting: the workers started since are told too
+        stop(signal.SIGTERM, None)
+    for sock in set(sockets):  # the workers hold them now: a worker that dies takes its socket with it
+        sock.close()
+    log.info("workers", extra={"fields": {"pids": [p.pid for p in processes]}})
+    running = {process.sentinel: process for process in processes}
+    died = False
+    while running:
+        for sentinel in multiprocessing.connection.wait(list(running)):
+            process = running.pop(sentinel)  # type: ignore[arg-type]
+            process.join()
+            if not stopping:
+                died = True
+                fields = {"pid": process.pid, "exitcode": process.exitcode, "running": len(running)}
+                log.error("worker died", extra={"fields": fields})
+    return 3 if died else 0

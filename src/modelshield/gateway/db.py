@@ -21,17 +21,20 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    Float,
     Integer,
     MetaData,
     String,
     Table,
     Text,
     create_engine,
+    delete,
     event,
     func,
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -93,14 +96,32 @@ schema_migrations = Table(
 )
 
 
+#: Who is fetching and scanning a revision now: one row per (repo, commit), the primary key is the lock.
+#: The holder refreshes `heartbeat` (time.time() of its host) while it works; a row not refreshed for the
+#: lease timeout belongs to a process that died and is taken over (hosts' clocks must agree within it).
+leases = Table(
+    "leases",
+    metadata,
+    Column("repo", String(300), primary_key=True),
+    Column("commit_id", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("heartbeat", Float, nullable=False),
+)
+
+
 def _initial_schema(conn: Connection) -> None:
     # checkfirst: a database made by the first gateway slice (before migrations) is adopted as version 1
     metadata.create_all(conn, tables=[tokens, revisions, verdicts, audit], checkfirst=True)
 
 
+def _leases(conn: Connection) -> None:
+    leases.create(conn, checkfirst=True)
+
+
 #: (version, description, step): append new steps, never edit an applied one
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "tokens, revisions, verdicts, audit", _initial_schema),
+    (2, "leases: one fetch and one scan per revision across processes", _leases),
 ]
 
 #: pg_advisory_xact_lock key that serialises migrations between processes (any fixed 64-bit number)
@@ -242,6 +263,52 @@ class Database:
                 )
             ).first()
         return None if row is None else Verdict.loads(bool(row[0]), row[1])
+
+    def judged(self, repo: str, commit: str, scanner: str, policy: str) -> bool:
+        """Whether the revision is fetched and has a verdict under this scanner and policy."""
+        query = (
+            select(verdicts.c.blocked)
+            .join(revisions, revisions.c.content == verdicts.c.content)
+            .where(revisions.c.repo == repo, revisions.c.commit_id == commit)
+            .where(verdicts.c.scanner == scanner, verdicts.c.policy == policy)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def claim(self, repo: str, commit: str, holder: str, timeout: float) -> tuple[bool, str | None]:
+        """Take the revision's lease: (acquired, the holder whose stale lease was removed first, if any)."""
+        now = time.time()
+        where = (leases.c.repo == repo, leases.c.commit_id == commit, leases.c.heartbeat < now - timeout)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(leases.c.holder).where(*where)).first()
+            # the heartbeat condition again: a holder that came back to life in between keeps its lease
+            stale = str(row[0]) if row and conn.execute(delete(leases).where(*where)).rowcount else None
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(leases).values(repo=repo, commit_id=commit, holder=holder, heartbeat=now))
+        except IntegrityError:
+            return False, stale
+        return True, stale
+
+    def lease(self, repo: str, commit: str) -> tuple[str, float] | None:
+        """(holder, last heartbeat) of the revision's lease, if someone holds it."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(leases.c.holder, leases.c.heartbeat).where(leases.c.repo == repo, leases.c.commit_id == commit)
+            ).first()
+        return None if row is None else (str(row[0]), float(row[1]))
+
+    def beat(self, repo: str, commit: str, holder: str) -> bool:
+        """Refresh the lease; False when it is no longer this holder's (it was taken over as stale)."""
+        mine = (leases.c.repo == repo, leases.c.commit_id == commit, leases.c.holder == holder)
+        with self.engine.begin() as conn:
+            return bool(conn.execute(update(leases).where(*mine).values(heartbeat=time.time())).rowcount)
+
+    def release(self, repo: str, commit: str, holder: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(leases).where(leases.c.repo == repo, leases.c.commit_id == commit, leases.c.holder == holder)
+            )
 
     def save_verdict(self, content: str, scanner: str, policy: str, verdict: Verdict) -> None:
         values: dict[str, Any] = {"content": content, "scanner": scanner, "policy": policy}
