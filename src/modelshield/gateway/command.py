@@ -188,7 +188,14 @@ def _worker(config: Config, sock: socket.socket) -> None:
 
     # Keep-alive longer than clients' pools idle between files (uvicorn's 5 s closes connections that a
     # client is about to reuse, which it sees as a dropped request); 75 s as nginx does.
-    server = uvicorn.Config(create_app(config), log_config=None, access_log=False, timeout_keep_alive=75)
+    options: dict[str, Any] = {}
+    try:
+        from modelshield.gateway.http import BoundedHead  # noqa: PLC0415 - needs httptools
+
+        options["http"] = BoundedHead
+    except ImportError:  # h11, which bounds the request head itself (16 KiB)
+        pass
+    server = uvicorn.Config(create_app(config), log_config=None, access_log=False, timeout_keep_alive=75, **options)
     uvicorn.Server(server).run(sockets=[sock])
 
 
