@@ -50,6 +50,14 @@ def add_parser(commands: Any) -> None:
         "--max-revision-bytes", type=int, default=200 * 2**30, metavar="N", help="largest revision fetched"
     )
     serve.add_argument("--add-token", metavar="TEAM", help="print a new client token for TEAM and exit")
+    serve.add_argument(
+        "--upstream-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="a host the upstream's redirects may lead to besides its own (repeatable; by default the Hub's "
+        "CDN and storage hosts, cdn-lfs*.hf.co, cas-bridge.xethub.hf.co and others)",
+    )
 
 
 def _prepare_db(url: str) -> None:
@@ -117,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         upstream_token=os.environ.get("HF_TOKEN") or None,
         max_revision_bytes=args.max_revision_bytes,
     )
+    if args.upstream_host:
+        config.upstream_hosts = tuple(args.upstream_host)
     app = create_app(config)
     # Keep-alive longer than clients' pools idle between files (uvicorn's 5 s closes connections that a
     # client is about to reuse, which it sees as a dropped request); 75 s as nginx does.

@@ -16,7 +16,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -65,7 +65,9 @@ verdicts = Table(
     Column("scanner", String(40), primary_key=True),
     Column("policy", String(64), primary_key=True),
     Column("blocked", Integer, nullable=False),
-    Column("reasons", Text, nullable=False),  # JSON list of {rule, severity, file, title, evidence}
+    # JSON list of {rule, severity, file, title, evidence}, or {"reasons": [...], "dependencies": {...}}
+    # when the revision was judged with Hub dependencies (ref@branch -> commit)
+    Column("reasons", Text, nullable=False),
     Column("created", Integer, nullable=False),
 )
 
@@ -163,6 +165,20 @@ class Decision:
 class Verdict:
     blocked: bool
     reasons: list[dict[str, str]]
+    #: the commits the revision's Hub dependencies resolved to when it was judged ("org/base@main" -> commit)
+    dependencies: dict[str, str] = field(default_factory=dict)
+
+    def dump(self) -> str:
+        if not self.dependencies:
+            return json.dumps(self.reasons)
+        return json.dumps({"reasons": self.reasons, "dependencies": self.dependencies})
+
+    @classmethod
+    def load(cls, blocked: bool, text: str) -> Verdict:
+        data = json.loads(text)
+        if isinstance(data, dict):
+            return cls(blocked, data["reasons"], data["dependencies"])
+        return cls(blocked, data)
 
 
 class Database:
@@ -219,11 +235,11 @@ class Database:
                     verdicts.c.content == content, verdicts.c.scanner == scanner, verdicts.c.policy == policy
                 )
             ).first()
-        return None if row is None else Verdict(bool(row[0]), json.loads(row[1]))
+        return None if row is None else Verdict.load(bool(row[0]), row[1])
 
     def save_verdict(self, content: str, scanner: str, policy: str, verdict: Verdict) -> None:
         values: dict[str, Any] = {"content": content, "scanner": scanner, "policy": policy}
-        values |= {"blocked": int(verdict.blocked), "reasons": json.dumps(verdict.reasons), "created": int(time.time())}
+        values |= {"blocked": int(verdict.blocked), "reasons": verdict.dump(), "created": int(time.time())}
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(verdicts).values(**values))
@@ -251,7 +267,8 @@ class Database:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
-            {"repo": r[0], "commit": r[1], "policy": r[2], "reasons": json.loads(r[3]), "created": r[4]} for r in rows
+            {"repo": r[0], "commit": r[1], "policy": r[2], "reasons": Verdict.load(True, r[3]).reasons, "created": r[4]}
+            for r in rows
         ]
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
