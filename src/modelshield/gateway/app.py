@@ -298,7 +298,7 @@ class Gateway:
             # The snapshot is (re)linked from the blobs: scans, and dependents' scans, read it.
             await asyncio.to_thread(self.store.link, repo, commit, manifest)
             if verdict is None:
-                verdict = await self._scan(repo, commit, manifest, who, (*chain, key), because)
+                verdict = await self._scan(repo, commit, manifest, who, (*chain, key), because=because)
                 stored = dependent_key(content, verdict.dependencies) if because else content
                 await asyncio.to_thread(self.db.save_verdict, stored, self.scanner, who.policy_digest, verdict)
             judged = Judged(repo, commit, manifest, info, verdict)
@@ -347,7 +347,7 @@ class Gateway:
         digests; a blob that changed is quarantined and fetched again."""
 
         def check() -> list[tuple[str, str, Signature | None]]:
-            changed = []
+            changed: list[tuple[str, str, Signature | None]] = []
             for name, entry in manifest.items():
                 sha256, size = str(entry["sha256"]), int(entry["size"])
                 stat = self.store.intact(sha256, size)
@@ -362,10 +362,18 @@ class Gateway:
             return changed
 
         for name, problem, seen in await asyncio.to_thread(check):
-            await self._replace(repo, commit, name, manifest[name], who, problem, seen)
+            await self._replace(repo, commit, name, manifest[name], who=who, problem=problem, seen=seen)
 
     async def _replace(
-        self, repo: str, commit: str, name: str, entry: dict[str, Any], who: Client, problem: str, seen: Signature | None
+        self,
+        repo: str,
+        commit: str,
+        name: str,
+        entry: dict[str, Any],
+        *,
+        who: Client,
+        problem: str,
+        seen: Signature | None,
     ) -> None:
         """Quarantine a stored blob found changed and fetch it again, verified against the manifest the
         revision was judged with; fail closed (502, audited) when the upstream cannot give it."""
@@ -439,6 +447,7 @@ class Gateway:
         manifest: dict[str, dict[str, Any]],
         who: Client,
         chain: tuple[tuple[str, str], ...],
+        *,
         because: str = "",
     ) -> Verdict:
         """Scan the revision whole. Its Hub dependencies (an adapter's base model) are judged through the
@@ -453,7 +462,9 @@ class Gateway:
                 break
             try:
                 org, name = node.ref.split("/")
-                dependency = await self.judged(valid_repo(org, name), valid_revision(node.revision or "main"), who, chain)
+                dependency = await self.judged(
+                    valid_repo(org, name), valid_revision(node.revision or "main"), who, chain
+                )
             except (Refused, ValueError) as exc:  # not on the upstream: the scan's unresolved finding stands
                 log.info("dependency", extra={"fields": {"repo": repo, "dependency": node.ref, "error": str(exc)}})
                 continue
@@ -553,16 +564,24 @@ class Gateway:
             headers |= {"X-Linked-Etag": f'"{entry["sha256"]}"', "X-Linked-Size": str(entry["size"])}
         if request.method == "GET" and not judged.verdict.blocked:  # a waived verdict was audited with its waivers
             await self._audit(Decision(who.name, "serve", repo, judged.commit, path, "allow", "clean"))
-        return await self._file(request, judged, path, entry, headers, who)
+        return await self._file(request, judged, path, entry, headers, who=who)
 
     async def _file(
-        self, request: Request, judged: Judged, path: str, entry: dict[str, Any], headers: dict[str, str], who: Client
+        self,
+        request: Request,
+        judged: Judged,
+        path: str,
+        entry: dict[str, Any],
+        headers: dict[str, str],
+        *,
+        who: Client,
     ) -> Response:
         """The stored blob, only as the bytes that were judged (see the module docstring)."""
         sha256, size = str(entry["sha256"]), int(entry["size"])
         stat = await asyncio.to_thread(self.store.intact, sha256, size)
         if stat is None:
-            await self._replace(judged.repo, judged.commit, path, entry, who, "is missing or not of its listed size", None)
+            problem = "is missing or not of its listed size"
+            await self._replace(judged.repo, judged.commit, path, entry, who=who, problem=problem, seen=None)
             stat = await asyncio.to_thread(self.store.intact, sha256, size)
             if stat is None:
                 raise Refused(503, f"modelshield gateway: the stored content of {path} is missing; not served")
@@ -573,9 +592,8 @@ class Gateway:
             if self._verified.get(sha256) != signature(stat):
                 seen = await asyncio.to_thread(self.store.verify, sha256, size)
                 if seen is None:
-                    await self._replace(
-                        judged.repo, judged.commit, path, entry, who, "does not match its digest", signature(stat)
-                    )
+                    problem, seen = "does not match its digest", signature(stat)
+                    await self._replace(judged.repo, judged.commit, path, entry, who=who, problem=problem, seen=seen)
                 else:
                     self._verified[sha256] = seen
             return _BlobResponse(blob, headers=headers, media_type="application/octet-stream")
@@ -586,13 +604,13 @@ class Gateway:
         async def changed(seen: Signature) -> None:
             reason = "the stored content does not match its digest: response cut off, blob quarantined"
             await self._audit(Decision(who.name, "verify", judged.repo, judged.commit, path, "error", reason))
-            await asyncio.to_thread(self.store.quarantine, sha256, seen)
+            await asyncio.to_thread(self.store.quarantine, sha256, seen, True)
 
         try:
             handle = await asyncio.to_thread(blob.open, "rb")
         except FileNotFoundError as exc:
             raise Refused(503, f"modelshield gateway: the stored content of {path} is missing; not served") from exc
-        return _VerifiedBlob(handle, size, sha256, headers, verified, changed)
+        return _VerifiedBlob(handle, size, sha256, headers, verified=verified, changed=changed)
 
     async def _blocked(self, judged: Judged, path: str | None, who: Client) -> None:
         """Refuse unless the client's team tolerates what the stored verdict found (waivers, trust)."""
@@ -715,6 +733,7 @@ class _VerifiedBlob(Response):
         size: int,
         sha256: str,
         headers: dict[str, str],
+        *,
         verified: Callable[[Signature], Awaitable[None]],
         changed: Callable[[Signature], Awaitable[None]],
     ) -> None:
@@ -821,9 +840,7 @@ def dependent_key(content: str, dependencies: dict[str, str]) -> str:
 def _hub_nodes(report: Report) -> list[Any]:
     """The Hub dependencies the scan named, each ref@revision once (trusted and unfollowed ones aside)."""
     nodes = report.dependencies.nodes if report.dependencies else []
-    unique = {
-        (n.ref, n.revision): n for n in nodes if n.kind == "hub" and n.resolution in ("cached", "unresolved")
-    }
+    unique = {(n.ref, n.revision): n for n in nodes if n.kind == "hub" and n.resolution in ("cached", "unresolved")}
     return list(unique.values())
 
 

@@ -8,8 +8,8 @@ here without fetching them again.
 A blob is trusted only as far as it is checked: disk corruption, or someone with access to the store,
 may change it after it was judged. So it is hashed again whenever a verdict is computed from it
 (`verify`), its size is checked on every serve (`intact`, one `os.stat`), and a blob found changed is
-moved to `quarantine/` (kept for whoever investigates; its presence also marks the digest as once
-served wrong, see the gateway's `resolve`) so that the next request fetches it again from the upstream.
+moved to `quarantine/` (kept for whoever investigates) so that the next request fetches it again from
+the upstream; `quarantine/SHA256.sent` records that its changed bytes were partly sent to a client.
 """
 
 from __future__ import annotations
@@ -70,10 +70,13 @@ class Store:
             return None
         return before if read == size and digest.hexdigest() == sha256 else None
 
-    def quarantine(self, sha256: str, seen: Signature | None = None) -> None:
+    def quarantine(self, sha256: str, seen: Signature | None = None, sent: bool = False) -> None:
         """Move a blob found changed out of the way (unless another process already put a new one there:
-        `seen` is the signature of the file found changed)."""
+        `seen` is the signature of the file found changed); `sent` marks the digest as one whose changed
+        bytes may have reached a client (see `tainted`)."""
         blob = self.blob(sha256)
+        if sent:
+            (self.quarantined / f"{sha256}.sent").touch()
         try:
             if seen is not None and signature(blob.stat()) != seen:
                 return
@@ -82,8 +85,9 @@ class Store:
             pass
 
     def tainted(self, sha256: str) -> bool:
-        """Whether this digest's blob was once found changed (and may have been partly sent)."""
-        return (self.quarantined / sha256).exists()
+        """Whether changed bytes of this digest were partly sent to a client once (until an operator
+        removes `quarantine/SHA256.sent`): that client may resume from them."""
+        return (self.quarantined / f"{sha256}.sent").exists()
 
     def link(self, repo: str, commit: str, manifest: dict[str, dict[str, object]]) -> Path:
         """The snapshot folder of a revision: every file of the manifest, hard-linked to its blob."""

@@ -26,7 +26,6 @@ from urllib.parse import quote, urljoin, urlsplit
 from modelshield.gateway.store import Store
 from modelshield.sources.http import httpx_module
 
-
 #: where the Hub sends downloads (hub-docs, "downloading behind a proxy or firewall"): its CDN and storage
 HUB_HOSTS = (
     "huggingface.co",
