@@ -144,9 +144,20 @@ def test_serving_an_altered_blob_is_cut_off_and_never_completes(
     first = hf_hub_download("org/benign", "model.safetensors", endpoint=gateway.url, token=False, cache_dir=tmp_path)
     assert Path(first).read_bytes() == weights
     blob = _blob(gateway, weights)
+    fetched = _resolve_gets(hub, "model.safetensors")
     _alter(blob, 100)  # early: the changed bytes go out before the end is reached
-    altered = blob.read_bytes()
+    # huggingface_hub: cut off after the altered prefix, it resumes with Range and is answered whole (200)
+    # from the blob fetched again, so it starts over instead of stitching the good tail to the bad prefix.
+    path = hf_hub_download(
+        "org/benign", "model.safetensors", endpoint=gateway.url, token=False, cache_dir=tmp_path / "c2"
+    )
+    assert Path(path).read_bytes() == weights
+    assert _resolve_gets(hub, "model.safetensors") == fetched + 1 and blob.read_bytes() == weights
+    cut, refetched = (e["reason"] for e in _verify_errors(gateway))
+    assert "response cut off, blob quarantined" in cut and "missing" in refetched and "fetched again" in refetched
     # A plain client: a short body, never the whole file (the last chunk is held back until the digest matched).
+    _alter(blob, 100)
+    altered = blob.read_bytes()
     address = urlsplit(gateway.url)
     connection = http.client.HTTPConnection(str(address.hostname), address.port, timeout=30)
     connection.request("GET", "/org/benign/resolve/main/model.safetensors")
@@ -156,18 +167,10 @@ def test_serving_an_altered_blob_is_cut_off_and_never_completes(
         response.read()
     connection.close()
     assert 0 < len(short.value.partial) < len(weights)
-    assert short.value.partial[100:164] != weights[100:164]  # what was sent is the altered prefix ...
-    (error,) = _verify_errors(gateway)
-    assert "response cut off, blob quarantined" in error["reason"]
+    assert short.value.partial[100:164] != weights[100:164]  # what was sent is the altered prefix
+    assert len(_verify_errors(gateway)) == 3
     assert (gateway.workdir / "store" / "quarantine" / blob.name).read_bytes() == altered
-    # ... and huggingface_hub, resuming with a Range request, is answered whole from a blob fetched again.
-    fetched = _resolve_gets(hub, "model.safetensors")
-    path = hf_hub_download(
-        "org/benign", "model.safetensors", endpoint=gateway.url, token=False, cache_dir=tmp_path / "c2"
-    )
-    assert Path(path).read_bytes() == weights
-    assert _resolve_gets(hub, "model.safetensors") == fetched + 1
-    assert blob.read_bytes() == weights
+    assert (gateway.workdir / "store" / "quarantine" / f"{blob.name}.sent").exists()
 
 
 def test_resumed_download_of_an_altered_blob_is_not_stitched(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:

@@ -102,9 +102,13 @@ class Upstream:
         self, url: str, params: dict[str, str] | None = None, headers: dict[str, str] | None = None
     ) -> AsyncIterator[Any]:
         """The streamed answer to a GET, after the redirects this upstream may give (see the module)."""
-        for _hop in range(MAX_REDIRECTS + 1):
-            auth = self._auth if origin(url) == self.origin else {}
-            request = self.client.build_request("GET", url, params=params, headers={**(headers or {}), **auth})
+        for hop in range(MAX_REDIRECTS + 1):
+            request = self.client.build_request("GET", url, params=params, headers=headers)
+            # Both checks on the URL as httpx will request it, whatever urlsplit made of it.
+            if hop and not self.allowed(str(request.url)):
+                raise UpstreamError("upstream redirected to a URL that is not an allowed upstream host")
+            if origin(str(request.url)) == self.origin:
+                request.headers.update(self._auth)
             response = await self.client.send(request, stream=True)
             location = response.headers.get("location")
             if response.status_code not in _REDIRECTS or not location:
