@@ -742,23 +742,24 @@ class _VerifiedBlob(Response):
         self.verified, self.changed = verified, changed
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        digest, sent = hashlib.sha256(), 0
+        digest, read_so_far = hashlib.sha256(), 0
 
         def read() -> bytes:
-            chunk: bytes = self.handle.read(self.chunk_size)
+            nonlocal read_so_far
+            chunk: bytes = self.handle.read(min(self.chunk_size, self.size + 1 - read_so_far))  # one byte past
             digest.update(chunk)  # hashlib releases the GIL: hashing runs beside the event loop
+            read_so_far += len(chunk)
             return chunk
 
         try:
             seen = signature(os.fstat(self.handle.fileno()))
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             held = b""
-            while chunk := await asyncio.to_thread(read):
+            while read_so_far <= self.size and (chunk := await asyncio.to_thread(read)):
                 if held:
                     await send({"type": "http.response.body", "body": held, "more_body": True})
-                sent += len(held)
                 held = chunk
-            if sent + len(held) != self.size or digest.hexdigest() != self.sha256:
+            if read_so_far != self.size or digest.hexdigest() != self.sha256:
                 await self.changed(seen)
                 return
             await send({"type": "http.response.body", "body": held, "more_body": False})
