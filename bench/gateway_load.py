@@ -57,7 +57,7 @@ def serve_upstream(folder: str) -> None:
 
     hub = HubServer().start()
     hub.add_repo(REPO, folder)
-    print(hub.url, flush=True)
+    print(hub.url, hub.storage_url.removeprefix("http://"), flush=True)  # the gateway may follow it there
     sys.stdin.read()
     hub.stop()
 
@@ -128,9 +128,9 @@ def main() -> int:
             text=True,
         )
         assert upstream.stdout is not None and upstream.stdin is not None
-        url = upstream.stdout.readline().strip()
+        url, storage = upstream.stdout.readline().split()
         (Path(tmp) / "gw").mkdir()
-        gateway = Gateway(url, Path(tmp) / "gw", anonymous=True).start()
+        gateway = Gateway(url, Path(tmp) / "gw", anonymous=True, options=["--upstream-host", storage]).start()
         try:
             rows = [
                 (
