@@ -376,3 +376,25 @@ def test_https_upstream_follows_https_to_its_hosts_only() -> None:
     loopback = Upstream("http://127.0.0.1:8000", None, ["127.0.0.1:9000"])
     assert loopback.allowed("http://127.0.0.1:9000/blob") and loopback.allowed("http://127.0.0.1:8000/x")
     assert not loopback.allowed("http://127.0.0.1:9001/blob") and not loopback.allowed("http://localhost:9000/blob")
+
+
+def test_rejudged_adapter_reads_its_base_as_judged(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    """A base model's snapshot file removed from the store (or replaced) is put back from its blob before
+    an adapter is judged again with it: the adapter's new verdict is about the base that was fetched."""
+    hub.add_repo("org/evil", malicious_repo(tmp_path / "evil"), private=True)
+    hub.add_repo("org/adapter", _adapter(tmp_path / "adapter", "org/evil"), private=True)
+    lenient = tmp_path / "lenient.toml"
+    lenient.write_text('[severity]\nPKL001 = "low"\n')
+    gateway.anonymous, gateway.policy = True, lenient
+    gateway.start()
+    assert _get(f"{gateway.url}/org/adapter/resolve/main/adapter_config.json")[0] == 200
+    gateway.stop()
+    (snapshot,) = (gateway.workdir / "store" / "hub" / "models--org--evil" / "snapshots").iterdir()
+    (snapshot / "pytorch_model.bin").unlink()  # the adapter's scan would see a base without its payload
+    strict = Gateway(hub.url, gateway.workdir, anonymous=True).start()
+    try:
+        status, headers, _body = _get(f"{strict.url}/org/adapter/resolve/main/adapter_config.json")
+        assert status == 403 and "PKL001" in headers["x-error-message"] and "org/evil@" in headers["x-error-message"]
+        assert (snapshot / "pytorch_model.bin").exists()
+    finally:
+        strict.stop()

@@ -229,7 +229,7 @@ class Gateway:
         #: blobs this process hashed whole, by the signature (inode, size, times) they had then
         self._verified: dict[str, Signature] = {}
         self._blob_locks: dict[str, asyncio.Lock] = {}
-        #: blobs fetched again because the stored ones had changed
+        #: stored files put back (blobs fetched again, snapshot files relinked) because they had changed
         self.restores = 0
 
     # -- access ----------------------------------------------------------------------------------------
@@ -296,7 +296,8 @@ class Gateway:
             if found is not None:  # stored earlier: checked before it is linked, scanned or served
                 await self._restore(repo, commit, manifest, who, whole=verdict is None)
             # The snapshot is (re)linked from the blobs: scans, and dependents' scans, read it.
-            await asyncio.to_thread(self.store.link, repo, commit, manifest)
+            if await asyncio.to_thread(self.store.link, repo, commit, manifest) and found is not None:
+                self.restores += 1  # a stored snapshot was not its blobs: a dependent's scan may have read it
             if verdict is None:
                 verdict = await self._scan(repo, commit, manifest, who, (*chain, key), because=because)
                 stored = dependent_key(content, verdict.dependencies) if because else content
@@ -469,6 +470,9 @@ class Gateway:
                 log.info("dependency", extra={"fields": {"repo": repo, "dependency": node.ref, "error": str(exc)}})
                 continue
             changed |= node.resolution != "cached" or Path(str(node.path)).name != dependency.commit
+            # judged earlier by this process: its snapshot, which this scan read, is put back to its blobs
+            linked = await asyncio.to_thread(self.store.link, dependency.repo, dependency.commit, dependency.manifest)
+            changed |= linked > 0
         if changed or self.restores != restores:
             report = await self._run_scan(repo, commit, snapshot, who)
         verdict = judge(report, snapshot.resolve(), self.store.hub.resolve())

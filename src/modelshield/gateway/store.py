@@ -89,10 +89,13 @@ class Store:
         removes `quarantine/SHA256.sent`): that client may resume from them."""
         return (self.quarantined / f"{sha256}.sent").exists()
 
-    def link(self, repo: str, commit: str, manifest: dict[str, dict[str, object]]) -> Path:
-        """The snapshot folder of a revision: every file of the manifest, hard-linked to its blob."""
+    def link(self, repo: str, commit: str, manifest: dict[str, dict[str, object]]) -> int:
+        """Make the snapshot folder of a revision hold every file of the manifest, hard-linked to its blob;
+        the number of files (re)linked (a snapshot file that was missing or not its blob, when there was a
+        snapshot: scans read these files, so one replaced there is put back before anything is judged)."""
         snapshot = self.snapshot(repo, commit)
         snapshot.mkdir(parents=True, exist_ok=True)  # an empty revision is scanned (and judged) too
+        linked = 0
         for name, entry in manifest.items():
             target = snapshot / name
             blob = self.blob(str(entry["sha256"]))
@@ -103,7 +106,8 @@ class Store:
             staged.unlink(missing_ok=True)
             os.link(blob, staged)
             os.replace(staged, target)
-        return snapshot
+            linked += 1
+        return linked
 
     def set_ref(self, repo: str, ref: str, commit: str) -> None:
         refs = self.repo_dir(repo) / "refs"
