@@ -238,8 +238,8 @@ def test_head_of_a_truncated_blob_refetches_it(hub: HubServer, gateway: Gateway,
 
 @pytest.fixture
 def served(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The gateway app under uvicorn in this process, with branches resolved again after 0.2 s."""
-    monkeypatch.setattr(gateway_app, "REF_TTL", 0.2)
+    """The gateway app under uvicorn in this process, where a test decides when branches expire (REF_TTL)."""
+    monkeypatch.setattr(gateway_app, "REF_TTL", 3600.0)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "store" / "hub"))  # as `modelshield serve` sets it
     config = Config(hub.url, f"sqlite:///{tmp_path / 'gw.db'}", str(tmp_path / "store"), anonymous=True)
     config.upstream_token, config.upstream_hosts = UPSTREAM_TOKEN, tuple(storage_hosts(hub.url))
@@ -278,7 +278,9 @@ def _upstream_asks(hub: HubServer, repo: str) -> int:
 
 
 @pytest.mark.parametrize("first", ["base", "adapter"])
-def test_moved_base_branch_blocks_base_and_adapter(hub: HubServer, served: str, tmp_path: Path, first: str) -> None:
+def test_moved_base_branch_blocks_base_and_adapter(
+    hub: HubServer, served: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: str
+) -> None:
     hub.add_repo("org/base", benign_repo(tmp_path / "base-v1"), private=True)
     hub.add_repo("org/adapter", _adapter(tmp_path / "adapter", "org/base"), private=True)
     path = hf_hub_download(
@@ -291,12 +293,12 @@ def test_moved_base_branch_blocks_base_and_adapter(hub: HubServer, served: str, 
     asks = _upstream_asks(hub, "org/base")
     assert _get(f"{served}/org/adapter/resolve/main/adapter_config.json")[0] == 200
     assert _upstream_asks(hub, "org/base") == asks
-    time.sleep(0.3)
+    monkeypatch.setattr(gateway_app, "REF_TTL", 0.0)  # from now on every branch is asked for again
     assert _get(f"{served}/org/adapter/resolve/main/adapter_config.json")[0] == 200
+    assert _upstream_asks(hub, "org/base") == asks + 1
     assert len([e for e in _audit(tmp_path) if e["action"] == "scan"]) == 2
 
     moved = hub.add_repo("org/base", malicious_repo(tmp_path / "base-v2"), private=True)  # main -> a payload
-    time.sleep(0.3)  # past REF_TTL
     if first == "base":  # the base itself, fetched through the gateway and judged at its new commit
         with pytest.raises(GatedRepoError, match="PKL001"):
             hf_hub_download("org/base", "config.json", endpoint=served, token=False, cache_dir=tmp_path / "c2")

@@ -55,8 +55,8 @@ def add_parser(commands: Any) -> None:
         action="append",
         default=[],
         metavar="HOST[:PORT]",
-        help="a host the upstream's redirects may lead to besides its own (repeatable; by default the Hub's "
-        "CDN and storage hosts, cdn-lfs*.hf.co, cas-bridge.xethub.hf.co and others)",
+        help="a host the upstream's redirects may lead to besides its own origin (repeatable; replaces the "
+        "default list, the Hub's CDN and storage hosts: cdn-lfs*.hf.co, cas-bridge.xethub.hf.co and others)",
     )
 
 
