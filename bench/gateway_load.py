@@ -71,7 +71,7 @@ def serve_upstream(folder: str) -> None:
 
     hub = HubServer().start()
     commit = hub.add_repo(REPO, folder)
-    print(hub.url, commit, flush=True)
+    print(hub.url, commit, hub.storage_url.removeprefix("http://"), flush=True)  # the gateway may follow it there
     sys.stdin.read()
     hub.stop()
 
@@ -194,10 +194,11 @@ def main() -> int:
             text=True,
         )
         assert upstream.stdout is not None and upstream.stdin is not None
-        url, commit = upstream.stdout.readline().split()
+        url, commit, storage = upstream.stdout.readline().split()
         expect = etags(Path(tmp) / "repo", files)
         (Path(tmp) / "gw").mkdir()
-        gateway = Gateway(url, Path(tmp) / "gw", anonymous=True, options=["--workers", str(args.workers)]).start()
+        options = ["--workers", str(args.workers), "--upstream-host", storage]
+        gateway = Gateway(url, Path(tmp) / "gw", anonymous=True, options=options).start()
         try:
             workers = gateway.events("workers")
             assert gateway.process is not None

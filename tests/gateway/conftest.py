@@ -22,7 +22,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from tests.gateway.postgres import postgres_url
-from tests.sources.hubserver import HubServer
+from tests.sources.hubserver import HubServer, storage_hosts
 
 __all__ = ["postgres_url"]  # a fixture for the PostgreSQL tests
 
@@ -72,6 +72,7 @@ class Gateway:
     def _command(self, *extra: str) -> list[str]:
         command = [sys.executable, "-m", "modelshield", "serve", "--upstream", self.upstream, "--db", self.db]
         command += ["--store", str(self.workdir / "store"), *extra]
+        command += [f"--upstream-host={host}" for host in storage_hosts(self.upstream)]  # its "CDN"
         return command
 
     def add_token(self, team: str) -> str:

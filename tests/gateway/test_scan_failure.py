@@ -17,13 +17,14 @@ import uvicorn
 import modelshield
 from modelshield.gateway.app import Config, create_app
 from tests.gateway.conftest import UPSTREAM_TOKEN, _free_port, benign_repo
-from tests.sources.hubserver import HubServer
+from tests.sources.hubserver import HubServer, storage_hosts
 
 
 @pytest.fixture
 def served(hub: HubServer, tmp_path: Path) -> Iterator[str]:
     config = Config(hub.url, f"sqlite:///{tmp_path / 'gw.db'}", str(tmp_path / "store"), anonymous=True)
     config.upstream_token = UPSTREAM_TOKEN
+    config.upstream_hosts = tuple(storage_hosts(hub.url))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -8,6 +8,9 @@ redirects them to a second loopback server ("storage", another port, so another 
 redirects to its CDN. Both honour `Range` unless `ignore_ranges` is set; `fail_after` cuts a response
 off after that many body bytes; `private` repositories answer 401 without the right bearer token.
 Every request is logged (`requests`), with whether it carried an Authorization header.
+Adding a repository again moves its `main` to the new commit; the earlier commits stay resolvable.
+`redirect_to` sends LFS redirects to another base URL (a host the gateway must not follow to), and
+`redirect_loop` makes `resolve` redirect to itself.
 """
 
 from __future__ import annotations
@@ -25,6 +28,13 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+#: running servers: hub URL -> its storage's HOST:PORT (what a gateway in front of it must be allowed to follow)
+_STORAGE: dict[str, str] = {}
+
+
+def storage_hosts(url: str) -> list[str]:
+    """The `--upstream-host` values a gateway in front of the test server at `url` needs."""
+    return [_STORAGE[url]] if url in _STORAGE else []
 
 
 def git_blob_id(data: bytes) -> str:
@@ -77,12 +87,17 @@ class HubServer:
     understate: int = 0
     #: extra names the listing gives (hostile names that no folder can hold)
     fake_names: list[str] = field(default_factory=list)
+    #: base URL LFS files are redirected to instead of the storage server
+    redirect_to: str | None = None
+    #: `resolve` answers a redirect to itself, forever
+    redirect_loop: bool = False
     requests: list[Logged] = field(default_factory=list)
     #: body bytes written by both servers (for benchmarks of clients that do not report what they read)
     bytes_sent: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _repos: dict[str, _Repo] = field(default_factory=dict)
     _blobs: dict[str, Path] = field(default_factory=dict)
+    _history: dict[tuple[str, str], _Repo] = field(default_factory=dict)
     _servers: list[ThreadingHTTPServer] = field(default_factory=list)
 
     def add_repo(self, repo: str, folder: str | os.PathLike[str], *, private: bool = False) -> str:
@@ -101,6 +116,7 @@ class HubServer:
         listing = json.dumps(sorted((n, f.blob_id) for n, f in files.items())).encode()
         commit = hashlib.sha1(repo.encode() + listing).hexdigest()
         self._repos[repo] = _Repo(files, commit, private)
+        self._history[(repo, commit)] = self._repos[repo]
         return commit
 
     @property
@@ -117,9 +133,11 @@ class HubServer:
             server.daemon_threads = True
             threading.Thread(target=server.serve_forever, daemon=True).start()
             self._servers.append(server)
+        _STORAGE[self.url] = self.storage_url.removeprefix("http://")
         return self
 
     def stop(self) -> None:
+        _STORAGE.pop(self.url, None)
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -138,7 +156,8 @@ class HubServer:
         if found is None:
             return None, "RepoNotFound"
         if revision not in ("main", found.commit):
-            return None, "RevisionNotFound"
+            earlier = self._history.get((repo, revision))
+            return (earlier, None) if earlier else (None, "RevisionNotFound")
         return found, None
 
     def info(self, repo: str, entry: _Repo) -> dict[str, Any]:
@@ -236,9 +255,14 @@ def _handler(hub: HubServer, kind: str) -> type[BaseHTTPRequestHandler]:
                 self._error(404, "EntryNotFound", "entry not found")
                 return
             headers = {"X-Repo-Commit": entry.commit, "ETag": f'"{f.sha256 or f.blob_id}"'}
-            if f.sha256:
-                headers |= {"X-Linked-Size": str(f.size), "X-Linked-Etag": f'"{f.sha256}"'}
-                headers["Location"] = f"{hub.storage_url}/{f.sha256}?X-Signature={quote(repo)}"
+            if hub.redirect_loop:
+                headers["Location"] = self.path
+            elif f.sha256:
+                base = hub.redirect_to or hub.storage_url
+                headers["Location"] = f"{base}/{f.sha256}?X-Signature={quote(repo)}"
+            if "Location" in headers:
+                if f.sha256:
+                    headers |= {"X-Linked-Size": str(f.size), "X-Linked-Etag": f'"{f.sha256}"'}
                 self.send_response(302)
                 for key, value in headers.items():
                     self.send_header(key, value)

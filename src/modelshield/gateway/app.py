@@ -4,6 +4,24 @@ A revision is fetched whole, scanned whole and judged before any of its files is
 is kept in the database under (content, scanner version, policy). Anything that did not finish (an
 upstream failure, a file that does not match its listing, a scan that raised) answers an error: the
 gateway fails closed and never serves bytes it has not judged.
+
+Stored content is what was judged, checked rather than trusted (store.py): a verdict computed again from
+stored content (a new policy or scanner) first hashes every blob of the revision, and a blob that
+changed is quarantined and fetched again from the upstream, verified as at the first fetch, or the
+request fails (502, audited). Serving checks the blob's size (one `os.stat`) and hashes it as it is
+sent, holding back the last chunk until the digest matches: sha256 runs at about 1.7 GiB/s on one core
+here (2.3 s for a 4 GiB blob), too slow to hash before the first byte (huggingface_hub's read timeout is
+10 s) but as fast as a client reads, and running beside the socket writes. On a mismatch the response
+is cut off (the client sees a short body, which huggingface_hub retries as a `Range` request), the blob
+is quarantined and the decision audited; a `Range` request for a digest once quarantined is answered
+whole (200) from the refetched blob, which huggingface_hub takes as the cue to discard what it has, so
+no client completes a download with bytes that were not the judged ones. Other `Range` requests are
+served from a blob hashed whole once by this process (remembered by inode, size and times).
+
+A verdict records the commits its Hub dependencies (an adapter's base model named by a branch) resolved
+to. When such a branch later resolves to another commit (after `REF_TTL`), the dependent is judged
+again with the new base (kept under its content and the dependencies' commits) and the audit log says
+which dependency moved; while nothing moved, a cached request costs one look-up per dependency.
 """
 
 from __future__ import annotations
@@ -19,11 +37,10 @@ import re
 import secrets
 import shutil
 import socket
-import stat
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,8 +57,8 @@ from modelshield.core.rules import CATALOGUE
 from modelshield.gateway import ui
 from modelshield.gateway.db import Database, Decision, Verdict, token_digest
 from modelshield.gateway.policy import SKIPPED, UNSCANNED, GatewayPolicy, Tolerance
-from modelshield.gateway.store import Store, manifest_digest
-from modelshield.gateway.upstream import Upstream, UpstreamError
+from modelshield.gateway.store import Signature, Store, manifest_digest, signature
+from modelshield.gateway.upstream import HUB_HOSTS, Upstream, UpstreamError
 from modelshield.reports import render
 from modelshield.sources.cache import policy_digest as cached_policy_digest
 
@@ -91,6 +108,8 @@ class Config:
     gateway_policy: GatewayPolicy = field(default_factory=GatewayPolicy)
     #: seconds a revision's lease holder may go without a heartbeat before another process takes over
     lease_timeout: float = 30.0
+    #: hosts besides the upstream's own that its redirects may lead to (`--upstream-host`)
+    upstream_hosts: tuple[str, ...] = HUB_HOSTS
 
 
 @dataclass(frozen=True)
@@ -230,7 +249,7 @@ class Gateway:
         self.config = config
         self.db = Database(config.db)
         self.store = Store(config.store)
-        self.upstream = Upstream(config.upstream, config.upstream_token)
+        self.upstream = Upstream(config.upstream, config.upstream_token, config.upstream_hosts)
         self.scanner = modelshield.__version__
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._refs: dict[tuple[str, str], tuple[str, float]] = {}
@@ -244,6 +263,11 @@ class Gateway:
         #: scans run by this process, and decisions by (action, decision): `GET /metrics`
         self.scans = 0
         self.decisions: Counter[tuple[str, str]] = Counter()
+        #: blobs this process hashed whole, by the signature (inode, size, times) they had then
+        self._verified: dict[str, Signature] = {}
+        self._blob_locks: dict[str, asyncio.Lock] = {}
+        #: stored files put back (blobs fetched again, snapshot files relinked) because they had changed
+        self.restores = 0
 
     # -- access ----------------------------------------------------------------------------------------
 
@@ -308,16 +332,18 @@ class Gateway:
         of dependencies would otherwise wait on its own lock)."""
         commit, info = await self.commit(repo, revision)
         key = (repo, commit)
-        if (repo, commit, who.policy_digest) in self._judged:
-            return self._judged[(repo, commit, who.policy_digest)]
+        cached = self._judged.get((repo, commit, who.policy_digest))
+        if cached is not None and not await self._moved(repo, cached.verdict):
+            return cached
         if key in chain:
             raise Refused(508, f"dependency cycle through {repo}@{commit[:12]}")
         lock = self._locks.setdefault(key, asyncio.Lock())
         # One fetch and one scan per revision, whoever asks first: the lock within this process, the
         # database lease between processes (taken unless the verdict is already stored).
         async with lock, contextlib.AsyncExitStack() as held:
-            if (repo, commit, who.policy_digest) in self._judged:
-                return self._judged[(repo, commit, who.policy_digest)]
+            cached = self._judged.get((repo, commit, who.policy_digest))
+            if cached is not None and not await self._moved(repo, cached.verdict):
+                return cached
             if not await asyncio.to_thread(self.db.judged, repo, commit, self.scanner, who.policy_digest):
                 await held.enter_async_context(self._lease(repo, commit))
             found = await asyncio.to_thread(self.db.revision, repo, commit)
@@ -329,12 +355,16 @@ class Gateway:
                 await asyncio.to_thread(self.db.save_revision, repo, commit, content, manifest, info)
             else:
                 content, manifest, info = found
+            verdict, because = await self._stored_verdict(repo, commit, content, who)
+            if found is not None:  # stored earlier: checked before it is linked, scanned or served
+                await self._restore(repo, commit, manifest, who, whole=verdict is None)
             # The snapshot is (re)linked from the blobs: scans, and dependents' scans, read it.
-            await asyncio.to_thread(self.store.link, repo, commit, manifest)
-            verdict = await asyncio.to_thread(self.db.verdict, content, self.scanner, who.policy_digest)
+            if await asyncio.to_thread(self.store.link, repo, commit, manifest) and found is not None:
+                self.restores += 1  # a stored snapshot was not its blobs: a dependent's scan may have read it
             if verdict is None:
-                verdict = await self._scan(repo, commit, manifest, who, (*chain, key))
-                await asyncio.to_thread(self.db.save_verdict, content, self.scanner, who.policy_digest, verdict)
+                verdict = await self._scan(repo, commit, manifest, who, (*chain, key), because=because)
+                stored = dependent_key(content, verdict.resolved) if because else content
+                await asyncio.to_thread(self.db.save_verdict, stored, self.scanner, who.policy_digest, verdict)
             judged = Judged(repo, commit, manifest, info, verdict)
             self._judged[(repo, commit, who.policy_digest)] = judged
             return judged
@@ -380,6 +410,105 @@ class Gateway:
             except Exception:  # the database went away: the lease goes stale and is taken over
                 log.exception("lease release failed", extra={"fields": fields})
 
+    async def _moved(self, repo: str, verdict: Verdict) -> dict[str, tuple[str, str]]:
+        """The dependencies (named by a branch) that resolve to another commit than the verdict was
+        judged with: {ref@branch: (judged, now)}. Within REF_TTL, a look-up in memory each."""
+        moved = {}
+        for name, judged_with in verdict.resolved.items():
+            ref, _, revision = name.rpartition("@")
+            if _COMMIT.match(revision):
+                continue
+            try:
+                now, _info = await self.commit(ref, revision)
+            except Refused as exc:  # fail closed: a dependency that cannot be resolved is not assumed unmoved
+                raise Refused(
+                    502, f"modelshield gateway: {repo} depends on {name}, which cannot be resolved upstream: {exc}"
+                ) from exc
+            if now != judged_with:
+                moved[name] = (judged_with, now)
+        return moved
+
+    async def _stored_verdict(self, repo: str, commit: str, content: str, who: Client) -> tuple[Verdict | None, str]:
+        """The stored verdict still valid for this content, and when none is, why (a dependency moved)."""
+        verdict = await asyncio.to_thread(self.db.verdict, content, self.scanner, who.policy_digest)
+        if verdict is None:
+            return None, ""
+        moved = await self._moved(repo, verdict)
+        if not moved:
+            return verdict, ""
+        current = verdict.resolved | {name: now for name, (_old, now) in moved.items()}
+        again = await asyncio.to_thread(
+            self.db.verdict, dependent_key(content, current), self.scanner, who.policy_digest
+        )
+        if again is not None and not await self._moved(repo, again):
+            return again, ""
+        because = "; ".join(f"{name} moved from {old[:12]} to {now[:12]}" for name, (old, now) in moved.items())
+        return None, f"judged again: {because}"
+
+    async def _restore(
+        self, repo: str, commit: str, manifest: dict[str, dict[str, Any]], who: Client, whole: bool
+    ) -> None:
+        """Check a revision's stored blobs: their sizes, or (before a verdict is computed from them) their
+        digests; a blob that changed is quarantined and fetched again."""
+
+        def check() -> list[tuple[str, str, Signature | None]]:
+            changed: list[tuple[str, str, Signature | None]] = []
+            for name, entry in manifest.items():
+                sha256, size = str(entry["sha256"]), int(entry["size"])
+                stat = self.store.intact(sha256, size)
+                if stat is None:
+                    changed.append((name, "is missing or not of its listed size", None))
+                elif whole:
+                    seen = self.store.verify(sha256, size)
+                    if seen is None:
+                        changed.append((name, "does not match its digest", signature(stat)))
+                    else:
+                        self._verified[sha256] = seen
+            return changed
+
+        for name, problem, seen in await asyncio.to_thread(check):
+            await self._replace(repo, commit, name, manifest[name], who=who, problem=problem, seen=seen)
+
+    async def _replace(
+        self,
+        repo: str,
+        commit: str,
+        name: str,
+        entry: dict[str, Any],
+        *,
+        who: Client,
+        problem: str,
+        seen: Signature | None,
+    ) -> None:
+        """Quarantine a stored blob found changed and fetch it again, verified against the manifest the
+        revision was judged with; fail closed (502, audited) when the upstream cannot give it."""
+        sha256 = str(entry["sha256"])
+        async with self._blob_locks.setdefault(sha256, asyncio.Lock()):
+            current = await asyncio.to_thread(self.store.intact, sha256, int(entry["size"]))
+            if current is not None and self._verified.get(sha256) == signature(current) != seen:
+                return  # fetched again meanwhile by another request
+            reason = f"the stored content {problem}: quarantined, fetched again"
+            await self._audit(Decision(who.name, "verify", repo, commit, name, "error", reason))
+            await asyncio.to_thread(self.store.quarantine, sha256, seen)
+            sibling: dict[str, Any] = {"rfilename": name, "size": entry["size"], "blobId": entry.get("blob_id")}
+            if entry["lfs"]:
+                sibling["lfs"] = {"size": entry["size"], "sha256": sha256}
+            try:
+                again = await self.upstream.fetch(self.store, repo, commit, sibling)
+                if again["sha256"] != sha256:
+                    raise UpstreamError(f"upstream sent other bytes for {name} than were judged")
+            except UpstreamError as exc:
+                await self._audit(Decision(who.name, "fetch", repo, commit, name, "error", str(exc)))
+                raise Refused(
+                    502,
+                    f"modelshield gateway: the stored {name} of {repo}@{commit[:12]} {problem} and the upstream "
+                    f"cannot give it again ({exc}); not served",
+                ) from exc
+            fresh = await asyncio.to_thread(self.store.intact, sha256, int(entry["size"]))
+            if fresh is not None:
+                self._verified[sha256] = signature(fresh)
+            self.restores += 1
+
     async def _info(self, repo: str, commit: str) -> dict[str, Any]:
         try:
             return await self.upstream.info(repo, commit)
@@ -423,30 +552,41 @@ class Gateway:
         manifest: dict[str, dict[str, Any]],
         who: Client,
         chain: tuple[tuple[str, str], ...],
+        *,
+        because: str = "",
     ) -> Verdict:
-        """Scan the revision whole; its Hub dependencies missing from the store (an adapter's base model)
-        are fetched and judged through the gateway itself, then the revision is scanned again with them."""
+        """Scan the revision whole. Its Hub dependencies (an adapter's base model) are judged through the
+        gateway itself, which fetches those missing from the store and moves the store's branch refs to
+        the commits the upstream names now; the revision is scanned again when any of them changed, and
+        the verdict records the commits it was judged with."""
         snapshot = self.store.snapshot(repo, commit)
         report = await self._run_scan(repo, commit, snapshot, who)
-        missing = [
-            (node.ref, node.revision or "main")
-            for node in (report.dependencies.nodes if report.dependencies else [])
-            if node.kind == "hub" and node.resolution == "unresolved"
-        ]
-        fetched = False
-        for ref, revision in dict.fromkeys(missing):
+        changed, restores = False, self.restores
+        for node in _hub_nodes(report):
             if len(chain) > MAX_DEPTH:
                 break
             try:
-                org, name = ref.split("/")
-                await self.judged(valid_repo(org, name), valid_revision(revision), who, chain)
-                fetched = True
+                org, name = node.ref.split("/")
+                dependency = await self.judged(
+                    valid_repo(org, name), valid_revision(node.revision or "main"), who, chain
+                )
             except (Refused, ValueError) as exc:  # not on the upstream: the scan's unresolved finding stands
-                log.info("dependency", extra={"fields": {"repo": repo, "dependency": ref, "error": str(exc)}})
-        if fetched:
+                log.info("dependency", extra={"fields": {"repo": repo, "dependency": node.ref, "error": str(exc)}})
+                continue
+            changed |= node.resolution != "cached" or Path(str(node.path)).name != dependency.commit
+            # judged earlier by this process: its snapshot, which this scan read, is put back to its blobs
+            linked = await asyncio.to_thread(self.store.link, dependency.repo, dependency.commit, dependency.manifest)
+            changed |= linked > 0
+        if changed or self.restores != restores:
             report = await self._run_scan(repo, commit, snapshot, who)
         verdict = judge(report, snapshot.resolve(), self.store.hub.resolve())
+        verdict.resolved = {
+            f"{node.ref}@{node.revision or 'main'}": Path(str(node.path)).name
+            for node in _hub_nodes(report)
+            if node.resolution == "cached"
+        }
         reason = blocked_message(Judged(repo, commit, manifest, {}, verdict), None) if verdict.blocked else "clean"
+        reason = f"{because}; {reason}" if because else reason
         await self._audit(Decision(who.name, "scan", repo, commit, "", "block" if verdict.blocked else "allow", reason))
         return verdict
 
@@ -531,19 +671,58 @@ class Gateway:
         if entry is None:
             raise Refused(404, f"{path} is not in {repo}@{judged.commit}", "EntryNotFound", judged.commit)
         await self._blocked(judged, path, who)
-        blob = self.store.blob(str(entry["sha256"]))
-        try:  # one stat, here: the response does not stat again in a thread
-            found = os.stat(blob)
-        except OSError:
-            found = None
-        if found is None or not stat.S_ISREG(found.st_mode) or found.st_size != entry["size"]:
-            raise Refused(503, f"modelshield gateway: the stored content of {path} is missing; not served")
         headers = {"ETag": f'"{entry["etag"]}"', "X-Repo-Commit": judged.commit}
         if entry["lfs"]:
             headers |= {"X-Linked-Etag": f'"{entry["sha256"]}"', "X-Linked-Size": str(entry["size"])}
         if request.method == "GET" and not judged.verdict.blocked:  # a waived verdict was audited with its waivers
             await self._audit(Decision(who.name, "serve", repo, judged.commit, path, "allow", "clean"))
-        return _BlobResponse(blob, headers=headers, media_type="application/octet-stream", stat_result=found)
+        return await self._file(request, judged, path, entry, headers, who=who)
+
+    async def _file(
+        self,
+        request: Request,
+        judged: Judged,
+        path: str,
+        entry: dict[str, Any],
+        headers: dict[str, str],
+        *,
+        who: Client,
+    ) -> Response:
+        """The stored blob, only as the bytes that were judged (see the module docstring)."""
+        sha256, size = str(entry["sha256"]), int(entry["size"])
+        stat = self.store.intact(sha256, size)  # one stat, inline: the response does not stat again in a thread
+        if stat is None:
+            problem = "is missing or not of its listed size"
+            await self._replace(judged.repo, judged.commit, path, entry, who=who, problem=problem, seen=None)
+            stat = await asyncio.to_thread(self.store.intact, sha256, size)
+            if stat is None:
+                raise Refused(503, f"modelshield gateway: the stored content of {path} is missing; not served")
+        blob = self.store.blob(sha256)
+        if request.method == "HEAD":
+            return _BlobResponse(blob, headers=headers, media_type="application/octet-stream", stat_result=stat)
+        if "range" in request.headers and not await asyncio.to_thread(self.store.tainted, sha256):
+            if self._verified.get(sha256) != signature(stat):
+                seen = await asyncio.to_thread(self.store.verify, sha256, size)
+                if seen is None:
+                    problem, seen = "does not match its digest", signature(stat)
+                    await self._replace(judged.repo, judged.commit, path, entry, who=who, problem=problem, seen=seen)
+                else:
+                    self._verified[sha256] = seen
+            return _BlobResponse(blob, headers=headers, media_type="application/octet-stream")
+
+        async def verified(seen: Signature) -> None:
+            self._verified[sha256] = seen
+
+        async def changed(seen: Signature) -> None:
+            reason = "the stored content does not match its digest: response cut off, blob quarantined"
+            await self._audit(Decision(who.name, "verify", judged.repo, judged.commit, path, "error", reason))
+            await asyncio.to_thread(self.store.quarantine, sha256, seen, True)
+
+        try:
+            handle = await asyncio.to_thread(blob.open, "rb")
+        except FileNotFoundError as exc:
+            raise Refused(503, f"modelshield gateway: the stored content of {path} is missing; not served") from exc
+        return _VerifiedBlob(handle, size, sha256, headers, verified=verified, changed=changed)
 
     async def _blocked(self, judged: Judged, path: str | None, who: Client) -> None:
         """Refuse unless the client's team tolerates what the stored verdict found (waivers, trust)."""
@@ -664,6 +843,53 @@ class _BlobResponse(FileResponse):
     chunk_size = 1 << 20  # Starlette's 64 KiB chunks cost a large share of throughput on model-sized files
 
 
+class _VerifiedBlob(Response):
+    """A whole blob, hashed as it is sent: the last chunk goes out only once the digest matched, otherwise
+    the response is left unfinished (the server closes the connection) and `changed` is called."""
+
+    chunk_size = 1 << 20
+
+    def __init__(
+        self,
+        handle: Any,
+        size: int,
+        sha256: str,
+        headers: dict[str, str],
+        *,
+        verified: Callable[[Signature], Awaitable[None]],
+        changed: Callable[[Signature], Awaitable[None]],
+    ) -> None:
+        super().__init__(None, 200, headers | {"Content-Length": str(size)}, "application/octet-stream")
+        self.handle, self.size, self.sha256 = handle, size, sha256
+        self.verified, self.changed = verified, changed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        digest, read_so_far = hashlib.sha256(), 0
+
+        def read() -> bytes:
+            nonlocal read_so_far
+            chunk: bytes = self.handle.read(min(self.chunk_size, self.size + 1 - read_so_far))  # one byte past
+            digest.update(chunk)  # hashlib releases the GIL: hashing runs beside the event loop
+            read_so_far += len(chunk)
+            return chunk
+
+        try:
+            seen = signature(os.fstat(self.handle.fileno()))
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            held = b""
+            while read_so_far <= self.size and (chunk := await asyncio.to_thread(read)):
+                if held:
+                    await send({"type": "http.response.body", "body": held, "more_body": True})
+                held = chunk
+            if read_so_far != self.size or digest.hexdigest() != self.sha256:
+                await self.changed(seen)
+                return
+            await send({"type": "http.response.body", "body": held, "more_body": False})
+            await self.verified(seen)
+        finally:
+            self.handle.close()
+
+
 def _refusal(exc: Refused) -> Response:
     headers = {"X-Error-Message": exc.args[0].encode("ascii", "replace").decode()[:1000]}
     if exc.code:
@@ -726,6 +952,19 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry)
+
+
+def dependent_key(content: str, dependencies: dict[str, str]) -> str:
+    """The key of a verdict judged again because a dependency moved: the content and the commits."""
+    text = "\n".join([content, *(f"{name}={commit}" for name, commit in sorted(dependencies.items()))])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _hub_nodes(report: Report) -> list[Any]:
+    """The Hub dependencies the scan named, each ref@revision once (trusted and unfollowed ones aside)."""
+    nodes = report.dependencies.nodes if report.dependencies else []
+    unique = {(n.ref, n.revision): n for n in nodes if n.kind == "hub" and n.resolution in ("cached", "unresolved")}
+    return list(unique.values())
 
 
 def policy_digest(path: str | None) -> str:

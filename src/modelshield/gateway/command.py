@@ -69,6 +69,14 @@ def add_parser(commands: Any) -> None:
         "another process scans the revision again (default 30)",
     )
     serve.add_argument("--add-token", metavar="TEAM", help="print a new client token for TEAM and exit")
+    serve.add_argument(
+        "--upstream-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="a host the upstream's redirects may lead to besides its own origin (repeatable; replaces the "
+        "default list, the Hub's CDN and storage hosts: cdn-lfs*.hf.co, cas-bridge.xethub.hf.co and others)",
+    )
 
 
 def _positive(value: str) -> int:
@@ -144,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         max_revision_bytes=args.max_revision_bytes,
         lease_timeout=args.lease_timeout,
     )
+    if args.upstream_host:
+        config.upstream_hosts = tuple(args.upstream_host)
     Database(args.db).engine.dispose()  # migrated once here, before any worker starts
     try:
         listening = _listen(args.host, args.port, args.workers)

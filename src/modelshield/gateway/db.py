@@ -16,7 +16,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -193,19 +193,23 @@ class Verdict:
     formats: dict[str, list[str]] | None = None
     #: the Hub repositories the revision loads (an adapter's base, and its own): what `allow`/`deny` read
     dependencies: list[str] | None = None
+    #: the commits the revision's Hub dependencies resolved to when it was judged ("org/base@main" -> commit):
+    #: a branch that moved since makes the verdict stale
+    resolved: dict[str, str] = field(default_factory=dict)
     # findings, formats and dependencies are None in verdicts stored before they were recorded (the column held the
     # reasons' list alone): such a verdict is still read, and a team policy that needs them fails closed.
 
     def dumps(self) -> str:
         data = {"reasons": self.reasons, "findings": self.findings, "formats": self.formats}
-        return json.dumps(data | {"dependencies": self.dependencies})
+        return json.dumps(data | {"dependencies": self.dependencies, "resolved": self.resolved})
 
     @classmethod
     def loads(cls, blocked: bool, text: str) -> Verdict:
         data = json.loads(text)
         if isinstance(data, list):
             return cls(blocked, data)
-        return cls(blocked, data["reasons"], data.get("findings"), data.get("formats"), data.get("dependencies"))
+        found, formats, dependencies = data.get("findings"), data.get("formats"), data.get("dependencies")
+        return cls(blocked, data["reasons"], found, formats, dependencies, data.get("resolved") or {})
 
 
 class Database:
