@@ -57,8 +57,9 @@ def test_disk_full_while_fetching_serves_nothing_and_recovers(hub: HubServer, tm
     gateway = _SmallDisk(hub.url, workdir, anonymous=True).start()
     try:
         status, headers, body = _get(f"{gateway.url}/org/big/resolve/main/config.json")
-        assert status >= 500, (status, body)
-        assert "nothing of org/big is served" in headers["x-error-message"]
+        assert status == 507, (status, body)  # Insufficient Storage: the gateway's disk, not the upstream
+        message = headers["x-error-message"]
+        assert "store could not keep model.safetensors" in message and "nothing of org/big is served" in message
         with pytest.raises(Exception, match="nothing of org/big is served"):
             snapshot_download("org/big", endpoint=gateway.url, token=False, cache_dir=tmp_path / "c1")
         assert not list((tmp_path / "c1").rglob("config.json"))

@@ -540,7 +540,7 @@ class Gateway:
                 name = str(sibling["rfilename"])
                 await self._audit(Decision(who.name, "fetch", repo, commit, name, "error", str(exc)))
                 raise Refused(
-                    502,
+                    exc.status,
                     f"modelshield gateway: {exc}; nothing of {repo} is served until it is fetched and scanned whole",
                 ) from exc
         return manifest

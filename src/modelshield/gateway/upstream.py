@@ -74,6 +74,13 @@ class UpstreamError(Exception):
         self.status = status
 
 
+class StoreError(UpstreamError):
+    """The gateway could not keep what the upstream sent (its disk is full, or refused the write): 507."""
+
+    def __init__(self, name: str, exc: OSError) -> None:
+        super().__init__(f"the gateway's store could not keep {name}: {exc.strerror or type(exc).__name__}", 507)
+
+
 class Upstream:
     def __init__(self, url: str, token: str | None, hosts: Iterable[str] = HUB_HOSTS) -> None:
         httpx = httpx_module()
@@ -163,7 +170,10 @@ class Upstream:
                             raise UpstreamError(f"upstream sent more than the {size} bytes listed for {name}")
                         sha256.update(chunk)
                         git.update(chunk)
-                        out.write(chunk)
+                        try:
+                            out.write(chunk)
+                        except OSError as exc:  # ours, not the upstream's: a full disk
+                            raise StoreError(name, exc) from exc
             if written != size:
                 raise UpstreamError(f"upstream sent {written} of the {size} bytes listed for {name} (truncated)")
             digest = sha256.hexdigest()
