@@ -39,11 +39,11 @@ import shutil
 import socket
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -244,6 +244,40 @@ def judge(report: Report, snapshot: Path, hub: Path) -> Verdict:
     return Verdict(bool(reasons), reasons, list(findings.values()), detected, dependencies)
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+#: entries each per-process cache keeps (revisions judged, branches resolved, tokens, blobs hashed...)
+CACHE_ENTRIES = 4096
+
+
+class Recent(OrderedDict[_K, _V]):
+    """A dict of the `size` entries most recently set or read: a long-running gateway's per-process caches
+    stay bounded whatever it serves (a forgotten entry is looked up again in the database or store)."""
+
+    def __init__(self, size: int = CACHE_ENTRIES) -> None:
+        super().__init__()
+        self.size = size
+
+    def __getitem__(self, key: _K) -> _V:
+        value = super().__getitem__(key)
+        self.move_to_end(key)
+        return value
+
+    def get(self, key: _K, default: None = None) -> _V | None:  # type: ignore[override]
+        return self[key] if key in self else default
+
+    def __setitem__(self, key: _K, value: _V) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+    def setdefault(self, key: _K, default: _V) -> _V:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+
 class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -251,21 +285,21 @@ class Gateway:
         self.store = Store(config.store)
         self.upstream = Upstream(config.upstream, config.upstream_token, config.upstream_hosts)
         self.scanner = modelshield.__version__
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._refs: dict[tuple[str, str], tuple[str, float]] = {}
-        self._judged: dict[tuple[str, str, str], Judged] = {}
+        self._locks: Recent[tuple[str, str], asyncio.Lock] = Recent()
+        self._refs: Recent[tuple[str, str], tuple[str, float]] = Recent()
+        self._judged: Recent[tuple[str, str, str], Judged] = Recent()
         #: (repo, ref) -> the one upstream refresh of that branch in flight
         self._refreshing: dict[tuple[str, str], asyncio.Future[tuple[str, dict[str, Any]]]] = {}
         #: token digest -> (team, monotonic time it expires): a known token costs no database query
-        self._teams: dict[str, tuple[str, float]] = {}
+        self._teams: Recent[str, tuple[str, float]] = Recent()
         #: this process's name on the revisions' leases it holds
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         #: scans run by this process, and decisions by (action, decision): `GET /metrics`
         self.scans = 0
         self.decisions: Counter[tuple[str, str]] = Counter()
         #: blobs this process hashed whole, by the signature (inode, size, times) they had then
-        self._verified: dict[str, Signature] = {}
-        self._blob_locks: dict[str, asyncio.Lock] = {}
+        self._verified: Recent[str, Signature] = Recent(16 * CACHE_ENTRIES)
+        self._blob_locks: Recent[str, asyncio.Lock] = Recent()
         #: stored files put back (blobs fetched again, snapshot files relinked) because they had changed
         self.restores = 0
 
@@ -292,8 +326,6 @@ class Gateway:
             return known[0]
         team = await asyncio.to_thread(self.db.team, token)
         if team is not None:  # unknown tokens are not remembered: made-up ones cannot fill the memory
-            if len(self._teams) > 10_000:
-                self._teams.clear()
             self._teams[digest] = (team, now + TOKEN_TTL)
         return team
 
