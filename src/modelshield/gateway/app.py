@@ -264,7 +264,7 @@ class Recent(OrderedDict[_K, _V]):
         return value
 
     def get(self, key: _K, default: None = None) -> _V | None:  # type: ignore[override]
-        return self[key] if key in self else default
+        return self[key] if key in self else default  # noqa: SIM401 - self.get would recurse
 
     def __setitem__(self, key: _K, value: _V) -> None:
         super().__setitem__(key, value)
