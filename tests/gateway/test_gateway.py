@@ -93,6 +93,12 @@ def test_malicious_repo_is_refused_naming_the_finding(hub: HubServer, gateway: G
         hf_hub_download("org/evil", "config.json", endpoint=gateway.url, token=token, cache_dir=tmp_path / "c")
     message = str(single.value)
     assert "PKL001" in message and "pytorch_model.bin" in message and "modelshield explain PKL001" in message
+    # The threat page the refusal links to is served by the gateway itself, to anyone (documentation).
+    assert f"{gateway.url}/rules/PKL001" in message
+    status, headers, page = _get(f"{gateway.url}/rules/PKL001")
+    assert status == 200 and headers["content-type"].startswith("text/html") and b"Remediation" in page
+    assert "default-src 'none'" in headers["content-security-policy"]
+    assert _get(f"{gateway.url}/rules/NOPE999")[0] == 404
     with pytest.raises(GatedRepoError) as whole:
         snapshot_download("org/evil", endpoint=gateway.url, token=token, cache_dir=tmp_path / "c")
     assert "PKL001" in str(whole.value)
@@ -436,3 +442,15 @@ def test_two_processes_share_database_and_store(hub: HubServer, gateway: Gateway
         assert len(_resolve_gets(hub, "org/")) == fetched
     finally:
         other.stop()
+
+
+def test_refusals_link_threat_pages_at_the_public_url(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
+    hub.add_repo("org/evil", malicious_repo(tmp_path / "evil"))
+    gateway.anonymous = True
+    gateway.options += ["--public-url", "https://models.internal/"]
+    gateway.start()
+    status, headers, _body = _get(f"{gateway.url}/org/evil/resolve/main/pytorch_model.bin")
+    assert status == 403 and "https://models.internal/rules/PKL001" in headers["x-error-message"]
+    # The audit log keeps the finding, not a link built from what a client sent.
+    blocked = [e for e in gateway.events("decision") if e["decision"] == "block"]
+    assert blocked and not any("/rules/" in e["reason"] for e in blocked)

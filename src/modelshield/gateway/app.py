@@ -106,6 +106,9 @@ class Config:
     admin_teams: frozenset[str] = frozenset()
     #: waivers, trusted repositories, unscannable files, per team: applied to stored verdicts when serving
     gateway_policy: GatewayPolicy = field(default_factory=GatewayPolicy)
+    #: the gateway's address as developers reach it (`--public-url`), for the threat-page links in refusals;
+    #: by default the scheme and host the request came to
+    public_url: str | None = None
     #: seconds a revision's lease holder may go without a heartbeat before another process takes over
     lease_timeout: float = 30.0
     #: hosts besides the upstream's own that its redirects may lead to (`--upstream-host`)
@@ -165,9 +168,10 @@ def valid_revision(revision: str) -> str:
     return revision
 
 
-def blocked_message(judged: Judged, path: str | None) -> str:
+def blocked_message(judged: Judged, path: str | None, pages: str | None = None) -> str:
     """One line (it travels in the X-Error-Message header): what blocked, where, and how to learn more:
-    the finding in the requested file, and the worst finding of the revision or its dependencies."""
+    the finding in the requested file, and the worst finding of the revision or its dependencies, with
+    the rule's threat page (`modelshield explain RULE`, and at `pages`/rules/RULE on the gateway)."""
     # Worst first; at equal severity a finding itself before the dependency rule that reports it upward.
     reasons = sorted(
         judged.verdict.reasons,
@@ -186,6 +190,8 @@ def blocked_message(judged: Judged, path: str | None) -> str:
     rules = [r["rule"] for r in shown if r["rule"] in CATALOGUE]  # not UNSCANNED nor a blocked FORMAT
     if rules:
         text += "; see " + ", ".join(f"`modelshield explain {rule}`" for rule in dict.fromkeys(rules))
+        if pages:
+            text += " or " + ", ".join(f"{pages}/rules/{rule}" for rule in dict.fromkeys(rules))
     return text
 
 
@@ -655,7 +661,7 @@ class Gateway:
         revision = valid_revision(request.path_params.get("revision", "main"))
         await self._access(who, repo, revision)
         judged = await self.judged(repo, revision, who)
-        await self._blocked(judged, None, who)
+        await self._blocked(judged, None, who, self._pages(request))
         # Xet fields are never passed on: the client would fetch from the CAS directly, past the gateway.
         info = {k: v for k, v in judged.info.items() if "xet" not in k.lower()}
         info |= {"id": repo, "sha": judged.commit, "siblings": self.siblings(judged)}
@@ -667,7 +673,7 @@ class Gateway:
         revision = valid_revision(request.path_params["revision"])
         await self._access(who, repo, revision)
         judged = await self.judged(repo, revision, who)
-        await self._blocked(judged, None, who)
+        await self._blocked(judged, None, who, self._pages(request))
         prefix = request.path_params.get("path", "").strip("/")
         if prefix:
             valid_path(prefix)
@@ -702,7 +708,7 @@ class Gateway:
         entry = judged.manifest.get(path)
         if entry is None:
             raise Refused(404, f"{path} is not in {repo}@{judged.commit}", "EntryNotFound", judged.commit)
-        await self._blocked(judged, path, who)
+        await self._blocked(judged, path, who, self._pages(request))
         headers = {"ETag": f'"{entry["etag"]}"', "X-Repo-Commit": judged.commit}
         if entry["lfs"]:
             headers |= {"X-Linked-Etag": f'"{entry["sha256"]}"', "X-Linked-Size": str(entry["size"])}
@@ -756,7 +762,19 @@ class Gateway:
             raise Refused(503, f"modelshield gateway: the stored content of {path} is missing; not served") from exc
         return _VerifiedBlob(handle, size, sha256, headers, verified=verified, changed=changed)
 
-    async def _blocked(self, judged: Judged, path: str | None, who: Client) -> None:
+    def _pages(self, request: Request) -> str:
+        """Where this gateway's threat pages are, as the client reached it (`--public-url` when set)."""
+        return self.config.public_url or f"{request.url.scheme}://{request.url.netloc}"
+
+    async def rule_page(self, request: Request) -> Response:
+        """`GET /rules/RULE`: a rule's threat page, for the developer a blocked download points to (public:
+        it is the scanner's documentation, and names nothing the gateway served)."""
+        page = ui.rule_page(request.path_params["rule"])
+        if page is None:
+            raise Refused(404, "no such rule (see `modelshield rules`)")
+        return HTMLResponse(page, headers=_UI_HEADERS)
+
+    async def _blocked(self, judged: Judged, path: str | None, who: Client, pages: str | None = None) -> None:
         """Refuse unless the client's team tolerates what the stored verdict found (waivers, trust)."""
         today = datetime.datetime.now(datetime.timezone.utc).date()
         left, waived = who.tolerance.decide(judged.repo, judged.verdict, today)
@@ -766,11 +784,12 @@ class Gateway:
                 await self._audit(Decision(who.name, "serve", judged.repo, judged.commit, path, "allow", reason))
             return
         if left:
-            message = blocked_message(replace(judged, verdict=Verdict(True, left)), path)
+            left_only = replace(judged, verdict=Verdict(True, left))
+            message = blocked_message(left_only, path)  # the audit log names no client-given host
             await self._audit(Decision(who.name, "serve", judged.repo, judged.commit, path or "", "block", message))
             # GatedRepo: huggingface_hub raises it as is (GatedRepoError, with this message) instead of
             # falling back to its cache, and transformers shows it to the developer.
-            raise Refused(403, message, "GatedRepo", judged.commit)
+            raise Refused(403, blocked_message(left_only, path, pages), "GatedRepo", judged.commit)
 
     async def _access(self, who: Client, repo: str, revision: str, path: str = "") -> None:
         """Refuse, before anything is fetched or scanned, a repository the team's policy keeps it from."""
@@ -952,6 +971,7 @@ def create_app(config: Config) -> Starlette:
         Route("/metrics", wrap(gateway.metrics), methods=["GET"]),
         Route("/api/scan", wrap(gateway.scan_upload), methods=["POST"]),
         Route("/ui", wrap(gateway.ui_page), methods=["GET"]),
+        Route("/rules/{rule}", wrap(gateway.rule_page), methods=["GET"]),
         Route("/ui/login", wrap(gateway.ui_login), methods=["POST"]),
         Route("/api/models/{org}/{name}", wrap(gateway.repo_info), methods=["GET"]),
         Route("/api/models/{org}/{name}/revision/{revision}", wrap(gateway.repo_info), methods=["GET"]),

@@ -51,6 +51,12 @@ def add_parser(commands: Any) -> None:
     )
     serve.add_argument("--anonymous", action="store_true", help="serve clients without a token")
     serve.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the gateway's address as developers reach it (https://models.internal), for the threat-page links "
+        "in refusals (default: the scheme and host each request came to)",
+    )
+    serve.add_argument(
         "--max-revision-bytes", type=int, default=200 * 2**30, metavar="N", help="largest revision fetched"
     )
     serve.add_argument(
@@ -146,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         policy=load_policy(args.policy) if args.policy else Policy(),
         policy_digest=policy_digest(args.policy),
         anonymous=args.anonymous,
+        public_url=args.public_url.rstrip("/") if args.public_url else None,
         admin_teams=frozenset(args.admin_team),
         gateway_policy=gateway_policy,
         upstream_token=os.environ.get("HF_TOKEN") or None,

@@ -100,3 +100,11 @@ def dashboard(team: str, decisions: list[dict[str, Any]], blocked: list[dict[str
         body.append('<h2 id="threats">Threat pages</h2>')
         body += [_threat_page(rule) for rule in (CATALOGUE.get(rule_id) for rule_id in rules) if rule is not None]
     return _page("modelshield gateway", body)
+
+
+def rule_page(rule_id: str) -> str | None:
+    """One rule's threat page, on its own (what a refused download links to)."""
+    rule = CATALOGUE.get(rule_id.upper())
+    if rule is None:
+        return None
+    return _page(f"{rule.id}: {rule.title}", ["<h1>modelshield threat page</h1>", _threat_page(rule)])
