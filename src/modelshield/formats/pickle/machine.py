@@ -82,7 +82,9 @@ _FLOAT8 = struct.Struct(">d").unpack_from
 _HOT_MIN = 64
 _HOT_SPAN = 64 * 1024
 #: the opcodes `Machine._hot` runs (text protocols 0 and 1 use others: they never enter it)
-_HOT_CODES = frozenset(b"h\x8c\x94]}K(euG\x86JMjqr\x85\x87N)\x88\x89XasCtIgpV")
+_HOT_CODES = frozenset(b"h\x8c\x94]}K(euG\x86JMjqr\x85\x87N)\x88\x89XasCtIgpVFdl")
+_PUT_CODES = frozenset(b"\x94qr")
+_TEXT_CODES = frozenset(b"IgpVF")
 _NESTED_KEPT = 100_000
 """Plain containers a pickle's containers keep whole inside them; past it they keep a `Plain` marker (a
 state judged from one reads as computed: fail closed), so nested data dictionaries cost what the top
@@ -598,7 +600,13 @@ class Machine:
         tight loop over the buffer, with the state in locals; returns the bytes it read. It stops before
         any other opcode, before an argument that could reach the end of the buffer or frame, and
         before a case that needs the general path (a mutation of anything but a fresh container),
-        leaving `pos` there: the general loop runs that one, with every check."""
+        leaving `pos` there: the general loop runs that one, with every check.
+
+        The branches are ordered by how often real data pickles use them, and the pickler's fixed
+        sequences are fused (a constant and the memo store after it, a dict entry's number after its
+        key, a container and its MARK). A memo store at the next index, an APPEND or SETITEM of
+        constants and a fetch of a stored entry are done inline; anything else calls the `Memo` or
+        `_absorb` method the general branch calls, so both give the same memo, weights and findings."""
         buf = self.buf
         pos = first = self.pos
         limit = self.lim if self.fend > self.lim else self.fend
@@ -610,18 +618,12 @@ class Machine:
         tags = memo.tags
         objs = memo.objs
         arena = memo.arena
+        tuples = memo.tuples
         dense = not memo.far
         try:
             while pos < end:
                 op = buf[pos]
-                if op == 0x68:  # BINGET
-                    try:
-                        tag = tags[buf[pos + 1]]
-                    except IndexError:
-                        tag = 0
-                    stack.append(objs[-2 - tag] if tag < 0 else memo.get(buf[pos + 1]))
-                    pos += 2
-                elif op == 0x8C:  # SHORT_BINUNICODE, with the MEMOIZE that usually follows
+                if op == 0x8C:  # SHORT_BINUNICODE, with the MEMOIZE and the dict entry's number after it
                     stop = pos + 2 + buf[pos + 1]
                     if stop >= limit:
                         break
@@ -632,22 +634,59 @@ class Machine:
                         arena += raw
                         stop += 1
                     pos = stop
-                elif op == 0x94:  # MEMOIZE
+                    if pos < end and buf[pos] == 0x4A:  # BININT
+                        stack.append(_INT4(buf, pos + 1)[0])
+                        pos += 5
+                elif op in _PUT_CODES:  # MEMOIZE, BINPUT, LONG_BINPUT: inline when it stores the next index
                     value = stack[-1]
-                    if not dense:
-                        memo.put(len(memo), value)
+                    if op == 0x94:
+                        index = len(tags) if dense else len(memo)
+                        pos += 1
+                    elif op == 0x72:
+                        index = _UINT4(buf, pos + 1)[0]
+                        pos += 5
+                    else:
+                        index = buf[pos + 1]
+                        pos += 2
+                    if not dense or index != len(tags):
+                        memo.put(index, value)
+                        dense = not memo.far
                     elif type(value) is Fresh and value.slot == -1:
                         value.slot = index = len(objs)
                         tags.append(-2 - index)
                         objs.append(value)
-                    elif type(value) is tuple and len(memo.tuples) < _TUPLE_SLOTS_MAX:
+                    elif type(value) is tuple and len(tuples) < _TUPLE_SLOTS_MAX:
                         index = len(objs)
                         tags.append(-2 - index)
                         objs.append(value)
-                        memo.tuples[id(value)] = index
+                        tuples[id(value)] = index
                     else:
                         tags.append(memo.tag(value))
-                    pos += 1
+                elif op == 0x58:  # BINUNICODE, with the BINPUT or LONG_BINPUT of the next index after it
+                    size = _UINT4(buf, pos + 1)[0]
+                    stop = pos + 5 + size
+                    if stop > limit:
+                        break
+                    raw = buf[pos + 5 : stop]
+                    stack.append(raw.decode("utf-8", "surrogatepass"))
+                    pos = stop
+                    if dense and stop + 5 <= limit and size < _ARENA_MAX:
+                        put = buf[stop]
+                        if put == 0x72:
+                            if _UINT4(buf, stop + 1)[0] == len(tags):
+                                tags.append(len(arena) << _OFF | size << 1)
+                                arena += raw
+                                pos = stop + 5
+                        elif put == 0x71 and buf[stop + 1] == len(tags):
+                            tags.append(len(arena) << _OFF | size << 1)
+                            arena += raw
+                            pos = stop + 2
+                elif op == 0x4B:  # BININT1
+                    stack.append(buf[pos + 1])
+                    pos += 2
+                elif op == 0x4A:  # BININT
+                    stack.append(_INT4(buf, pos + 1)[0])
+                    pos += 5
                 elif op in {0x5D, 0x7D}:  # EMPTY_LIST, EMPTY_DICT, with the MEMOIZE and MARK after them
                     value = Fresh("list" if op == 0x5D else "dict", [])
                     stack.append(value)
@@ -680,6 +719,57 @@ class Machine:
                                         value.items = stack
                                         stack = metastack.pop()
                                         pos += 1
+                elif op in {0x61, 0x73}:  # APPEND, SETITEM
+                    width = 2 if op == 0x61 else 3
+                    if len(stack) < width:
+                        break
+                    target = stack[-width]
+                    if type(target) is not Fresh or (target.kind == "dict") != (op == 0x73):
+                        break
+                    item = stack[-1]
+                    kept = target.items
+                    if (
+                        target.slot >= -1
+                        and len(kept) < ITEM_CAP
+                        and target.weight < MAX_WEIGHT - 1
+                        and (op == 0x61 or type(stack[-2]) in _SCALAR_DATA)
+                    ):
+                        # `_absorb` of one or two items, inline for constants and tuples of them
+                        kind = type(item)
+                        if kind is tuple:
+                            for inner in item:
+                                if type(inner) not in _SCALARS:
+                                    kind = None
+                                    break
+                            else:
+                                index = tuples.pop(id(item), -1)
+                                if index >= 0 and objs[index] is item:
+                                    objs[index] = _TUPLE_MARKER
+                                    memo.dropped += 1
+                        elif kind not in _SCALAR_DATA:
+                            kind = None
+                        if kind is not None:
+                            if op == 0x61:
+                                target.weight += 1
+                                kept.append(stack.pop())
+                            else:
+                                target.weight += 2
+                                value = stack.pop()
+                                kept.append((stack.pop(), value))
+                            pos += 1
+                            continue
+                    self.at = self.base + pos
+                    items = stack[1 - width :]
+                    del stack[1 - width :]
+                    self._absorb(target, items, op == 0x73)
+                    pos += 1
+                elif op == 0x68:  # BINGET
+                    try:
+                        tag = tags[buf[pos + 1]]
+                    except IndexError:
+                        tag = 0
+                    stack.append(objs[-2 - tag] if tag < 0 else memo.get(buf[pos + 1]))
+                    pos += 2
                 elif op in {0x65, 0x75}:  # APPENDS, SETITEMS
                     below = metastack[-1] if metastack else None
                     if not below:
@@ -687,11 +777,9 @@ class Machine:
                     target = below[-1]
                     if type(target) is not Fresh or (target.kind == "dict") != (op == 0x75) or target.slot < -1:
                         break
-                    for item in stack:
-                        if type(item) not in _SCALAR_DATA:
-                            self.at = self.base + pos
-                            self._absorb(target, stack, op == 0x75)
-                            break
+                    if not _SCALAR_DATA.issuperset(map(type, stack)):
+                        self.at = self.base + pos
+                        self._absorb(target, stack, op == 0x75)
                     else:
                         # Only constants: the common case, without the general bookkeeping.
                         size = len(stack)
@@ -709,71 +797,70 @@ class Machine:
                             self._absorb(target, stack, op == 0x75, weighed=True)
                     stack = metastack.pop()
                     pos += 1
-                elif op == 0x4B:  # BININT1
-                    stack.append(buf[pos + 1])
-                    pos += 2
+                elif op == 0x6A:  # LONG_BINGET
+                    index = _UINT4(buf, pos + 1)[0]
+                    if index < len(tags):
+                        tag = tags[index]
+                        stack.append(objs[-2 - tag] if tag < 0 else memo.text(index, tag))
+                    else:
+                        stack.append(memo.get(index))
+                    pos += 5
                 elif op == 0x28:  # MARK
                     metastack.append(stack)
                     stack = []
                     pos += 1
+                elif op in _TEXT_CODES:  # INT, GET, PUT, UNICODE, FLOAT: protocol 0 text lines
+                    newline = buf.find(b"\n", pos + 1, limit)
+                    if newline < 0 or newline - pos > MAX_LINE:
+                        break
+                    line = buf[pos + 1 : newline]
+                    if op == 0x70:
+                        index = int(line)
+                        if index < 0:
+                            break
+                        memo.put(index, stack[-1])
+                        dense = not memo.far
+                    elif op == 0x56:
+                        stack.append(str(line, "raw-unicode-escape"))
+                    elif op == 0x67:
+                        stack.append(memo.get(int(line)))
+                    elif op == 0x49:
+                        stack.append(False if line == b"00" else True if line == b"01" else int(line, 0))
+                    else:
+                        stack.append(float(line))
+                    pos = newline + 1
+                elif op in {0x64, 0x6C}:  # DICT, LIST: a container from the items since MARK (protocols 0, 1)
+                    items = stack
+                    stack = metastack.pop()
+                    self.at = self.base + pos
+                    stack.append(self._fresh("dict" if op == 0x64 else "list", items))
+                    pos += 1
                 elif op == 0x86:  # TUPLE2
                     second = stack.pop()
                     stack[-1] = (stack[-1], second)
-                    pos += 1
-                elif op == 0x4A:  # BININT
-                    stack.append(_INT4(buf, pos + 1)[0])
-                    pos += 5
-                elif op == 0x4D:  # BININT2
-                    stack.append(_UINT2(buf, pos + 1)[0])
-                    pos += 3
-                elif op == 0x6A:  # LONG_BINGET
-                    stack.append(memo.get(_UINT4(buf, pos + 1)[0]))
-                    pos += 5
-                elif op in {0x71, 0x72}:  # BINPUT, LONG_BINPUT
-                    if op == 0x71:
-                        memo.put(buf[pos + 1], stack[-1])
-                        pos += 2
-                    else:
-                        memo.put(_UINT4(buf, pos + 1)[0], stack[-1])
-                        pos += 5
-                    dense = not memo.far
-                elif op == 0x47:  # BINFLOAT
-                    stack.append(_FLOAT8(buf, pos + 1)[0])
-                    pos += 9
-                elif op == 0x85:  # TUPLE1
-                    stack[-1] = (stack[-1],)
                     pos += 1
                 elif op == 0x87:  # TUPLE3
                     third = stack.pop()
                     second = stack.pop()
                     stack[-1] = (stack[-1], second, third)
                     pos += 1
+                elif op == 0x4D:  # BININT2
+                    stack.append(_UINT2(buf, pos + 1)[0])
+                    pos += 3
                 elif op == 0x4E:  # NONE
                     stack.append(None)
+                    pos += 1
+                elif op == 0x47:  # BINFLOAT
+                    stack.append(_FLOAT8(buf, pos + 1)[0])
+                    pos += 9
+                elif op == 0x85:  # TUPLE1
+                    stack[-1] = (stack[-1],)
                     pos += 1
                 elif op == 0x29:  # EMPTY_TUPLE
                     stack.append(())
                     pos += 1
                 elif op in {0x88, 0x89}:  # NEWTRUE, NEWFALSE
                     stack.append(op == 0x88)
-                    pos += 1
-                elif op == 0x58:  # BINUNICODE
-                    stop = pos + 5 + _UINT4(buf, pos + 1)[0]
-                    if stop > limit:
-                        break
-                    stack.append(buf[pos + 5 : stop].decode("utf-8", "surrogatepass"))
-                    pos = stop
-                elif op in {0x61, 0x73}:  # APPEND, SETITEM
-                    width = 2 if op == 0x61 else 3
-                    if len(stack) < width:
-                        break
-                    target = stack[-width]
-                    if type(target) is not Fresh or (target.kind == "dict") != (op == 0x73):
-                        break
-                    self.at = self.base + pos
-                    items = stack[1 - width :]
-                    del stack[1 - width :]
-                    self._absorb(target, items, op == 0x73)
                     pos += 1
                 elif op == 0x43:  # SHORT_BINBYTES
                     stop = pos + 2 + buf[pos + 1]
@@ -786,24 +873,6 @@ class Machine:
                     stack = metastack.pop()
                     stack.append(tuple(items))
                     pos += 1
-                elif op in {0x49, 0x67, 0x70, 0x56}:  # INT, GET, PUT, UNICODE: protocol 0 text lines
-                    newline = buf.find(b"\n", pos + 1, limit)
-                    if newline < 0 or newline - pos > MAX_LINE:
-                        break
-                    line = buf[pos + 1 : newline]
-                    if op == 0x49:
-                        stack.append(False if line == b"00" else True if line == b"01" else int(line, 0))
-                    elif op == 0x67:
-                        stack.append(memo.get(int(line)))
-                    elif op == 0x56:
-                        stack.append(str(line, "raw-unicode-escape"))
-                    else:
-                        index = int(line)
-                        if index < 0:
-                            break
-                        memo.put(index, stack[-1])
-                        dense = not memo.far
-                    pos = newline + 1
                 else:
                     break
         except BaseException:
