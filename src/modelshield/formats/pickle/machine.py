@@ -736,19 +736,14 @@ class Machine:
                     ):
                         # `_absorb` of one or two items, inline for constants and tuples of them
                         kind = type(item)
-                        if kind is tuple:
-                            for inner in item:
-                                if type(inner) not in _SCALARS:
-                                    kind = None
-                                    break
-                            else:
-                                index = tuples.pop(id(item), -1)
-                                if index >= 0 and objs[index] is item:
-                                    objs[index] = _TUPLE_MARKER
-                                    memo.dropped += 1
-                        elif kind not in _SCALAR_DATA:
-                            kind = None
-                        if kind is not None:
+                        constant = kind in _SCALAR_DATA
+                        if kind is tuple and _SCALARS.issuperset(map(type, item)):
+                            constant = True
+                            index = tuples.pop(id(item), -1)
+                            if index >= 0 and objs[index] is item:
+                                objs[index] = _TUPLE_MARKER
+                                memo.dropped += 1
+                        if constant:
                             if op == 0x61:
                                 target.weight += 1
                                 kept.append(stack.pop())
