@@ -83,8 +83,8 @@ _HOT_MIN = 64
 _HOT_SPAN = 64 * 1024
 #: the opcodes `Machine._hot` runs (text protocols 0 and 1 use others: they never enter it)
 _HOT_CODES = frozenset(b"h\x8c\x94]}K(euG\x86JMjqr\x85\x87N)\x88\x89XasCtIgpVFdl")
-_PUT_CODES = frozenset(b"\x94qr")
-_TEXT_CODES = frozenset(b"IgpVF")
+_PUT_CODES = frozenset(b"\x94qrp")
+_TEXT_CODES = frozenset(b"IgVF")
 _NESTED_KEPT = 100_000
 """Plain containers a pickle's containers keep whole inside them; past it they keep a `Plain` marker (a
 state judged from one reads as computed: fail closed), so nested data dictionaries cost what the top
@@ -637,25 +637,42 @@ class Machine:
                     if pos < end and buf[pos] == 0x4A:  # BININT
                         stack.append(_INT4(buf, pos + 1)[0])
                         pos += 5
-                elif op in _PUT_CODES:  # MEMOIZE, BINPUT, LONG_BINPUT: inline when it stores the next index
-                    value = stack[-1]
+                elif op in _PUT_CODES:  # MEMOIZE, BINPUT, LONG_BINPUT, PUT: inline when it stores the next index
                     if op == 0x94:
                         index = len(tags) if dense else len(memo)
-                        pos += 1
+                        step = 1
                     elif op == 0x72:
                         index = _UINT4(buf, pos + 1)[0]
-                        pos += 5
-                    else:
+                        step = 5
+                    elif op == 0x71:
                         index = buf[pos + 1]
-                        pos += 2
+                        step = 2
+                    else:
+                        newline = buf.find(b"\n", pos + 1, limit)
+                        if newline < 0 or newline - pos > MAX_LINE:
+                            break
+                        index = int(buf[pos + 1 : newline])
+                        if index < 0:
+                            break
+                        step = newline + 1 - pos
+                    value = stack[-1]
+                    pos += step
+                    kind = type(value)
                     if not dense or index != len(tags):
                         memo.put(index, value)
                         dense = not memo.far
-                    elif type(value) is Fresh and value.slot == -1:
+                    elif kind is str:
+                        raw = value.encode("utf-8", "surrogatepass")
+                        if len(raw) < _ARENA_MAX:
+                            tags.append(len(arena) << _OFF | len(raw) << 1)
+                            arena += raw
+                        else:
+                            tags.append(memo.tag(value))
+                    elif kind is Fresh and value.slot == -1:
                         value.slot = index = len(objs)
                         tags.append(-2 - index)
                         objs.append(value)
-                    elif type(value) is tuple and len(tuples) < _TUPLE_SLOTS_MAX:
+                    elif kind is tuple and len(tuples) < _TUPLE_SLOTS_MAX:
                         index = len(objs)
                         tags.append(-2 - index)
                         objs.append(value)
@@ -730,7 +747,6 @@ class Machine:
                     kept = target.items
                     if (
                         target.slot >= -1
-                        and len(kept) < ITEM_CAP
                         and target.weight < MAX_WEIGHT - 1
                         and (op == 0x61 or type(stack[-2]) in _SCALAR_DATA)
                     ):
@@ -744,13 +760,16 @@ class Machine:
                                 objs[index] = _TUPLE_MARKER
                                 memo.dropped += 1
                         if constant:
+                            value = stack.pop()
                             if op == 0x61:
                                 target.weight += 1
-                                kept.append(stack.pop())
+                                if len(kept) < ITEM_CAP:
+                                    kept.append(value)
                             else:
                                 target.weight += 2
-                                value = stack.pop()
-                                kept.append((stack.pop(), value))
+                                key = stack.pop()
+                                if len(kept) < ITEM_CAP:
+                                    kept.append((key, value))
                             pos += 1
                             continue
                     self.at = self.base + pos
@@ -804,18 +823,12 @@ class Machine:
                     metastack.append(stack)
                     stack = []
                     pos += 1
-                elif op in _TEXT_CODES:  # INT, GET, PUT, UNICODE, FLOAT: protocol 0 text lines
+                elif op in _TEXT_CODES:  # INT, GET, UNICODE, FLOAT: protocol 0 text lines
                     newline = buf.find(b"\n", pos + 1, limit)
                     if newline < 0 or newline - pos > MAX_LINE:
                         break
                     line = buf[pos + 1 : newline]
-                    if op == 0x70:
-                        index = int(line)
-                        if index < 0:
-                            break
-                        memo.put(index, stack[-1])
-                        dense = not memo.far
-                    elif op == 0x56:
+                    if op == 0x56:
                         stack.append(str(line, "raw-unicode-escape"))
                     elif op == 0x67:
                         stack.append(memo.get(int(line)))
@@ -828,7 +841,8 @@ class Machine:
                     items = stack
                     stack = metastack.pop()
                     self.at = self.base + pos
-                    stack.append(self._fresh("dict" if op == 0x64 else "list", items))
+                    kind_name = "dict" if op == 0x64 else "list"
+                    stack.append(self._fresh(kind_name, items) if items else Fresh(kind_name, []))
                     pos += 1
                 elif op == 0x86:  # TUPLE2
                     second = stack.pop()
