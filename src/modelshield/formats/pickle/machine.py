@@ -70,7 +70,8 @@ _R = TypeVar("_R")
 
 KEEP = 64 * 1024
 """Bytes of a large constant kept for evidence and nested scans; the rest is skipped, not buffered."""
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
+"""Bytes read at a time: the data loop's batches (`Machine._full_batch`) stop at the end of the buffer."""
 MAX_LINE = 1024 * 1024
 #: The hottest integer opcodes (BININT, BININT2) read their argument with prebuilt structs.
 _INT4 = struct.Struct("<i").unpack_from
@@ -819,7 +820,14 @@ class Machine:
                     else:
                         stack.append(memo.get(index))
                     pos += 5
-                elif op == 0x28:  # MARK
+                elif op == 0x28:  # MARK, and the batch of items after it when its container is full
+                    if stack and dense:
+                        target = stack[-1]
+                        if type(target) is Fresh and target.slot >= -1 and len(target.items) >= ITEM_CAP:
+                            done = self._full_batch(buf, pos + 1, target)
+                            if done:
+                                pos = done
+                                continue
                     metastack.append(stack)
                     stack = []
                     pos += 1
@@ -892,6 +900,116 @@ class Machine:
         self.pos = pos
         self.stack = stack
         return pos - first
+
+    def _full_batch(self, buf: bytes, pos: int, target: Fresh) -> int:
+        """`MARK <items> SETITEMS` (or APPENDS) into a container that already keeps ITEM_CAP items, so
+        that the items only count for the memo and the weight: the bytes of memoised strings, the
+        marker each small list of memoised constants leaves in the memo once its parent takes it.
+
+        Returns where the batch ends (past SETITEMS), or 0 when it is not one (another opcode, a
+        fetch of anything but a constant already held, a string that is not UTF-8, the end of the
+        buffer, a frame that does not start where the last one ends, the expansion bound): nothing
+        is changed then and the loop runs it opcode by opcode. The items are what pickle writes for
+        a dict of names to numbers or to lists of shared names (`SHORT_BINUNICODE [MEMOIZE]`,
+        `BININT`, `BININT1`, `BININT2`, `EMPTY_LIST MEMOIZE MARK BINGET* APPENDS`), in frames."""
+        memo = self.memo
+        tags = memo.tags
+        objs = memo.objs
+        close = 0x75 if target.kind == "dict" else 0x65
+        #: the memo's new tags, the strings' bytes for its arena, the markers for its object list
+        added: list[int] = []
+        pieces: list[bytes] = []
+        markers: list[Plain] = []
+        shared: dict[int, Plain] = {}
+        texts: list[bytes] = []  # strings not memoised, checked as UTF-8 with the pieces
+        at = len(memo.arena)
+        slot = len(objs)
+        items = 0
+        weight = 0
+        lim = self.lim
+        fend = self.fend
+        limit = lim if fend > lim else fend
+        while True:
+            if pos + 9 >= limit:  # every opcode here ends within 9 bytes, but for a string
+                if pos == fend and pos + 9 <= lim and buf[pos] == 0x95:
+                    # The frame ends here and the next starts: what the FRAME branch checks, in advance.
+                    size = int.from_bytes(buf[pos + 1 : pos + 9], "little")
+                    if size > sys.maxsize:
+                        return 0
+                    pos += 9
+                    fend = pos + size
+                    limit = lim if fend > lim else fend
+                    continue
+                if pos >= limit:
+                    return 0
+            op = buf[pos]
+            if op == 0x8C:
+                stop = pos + 2 + buf[pos + 1] if pos + 1 < limit else limit
+                if stop >= limit:
+                    return 0
+                raw = buf[pos + 2 : stop]
+                if buf[stop] == 0x94:
+                    size = stop - pos - 2
+                    added.append(at << _OFF | size << 1)
+                    at += size
+                    pieces.append(raw)
+                    stop += 1
+                else:
+                    texts.append(raw)
+                pos = stop
+            elif op == 0x4A:
+                pos += 5
+            elif op == 0x4B:
+                pos += 2
+            elif op == 0x4D:
+                pos += 3
+            elif op == 0x5D and pos + 3 <= limit and buf[pos + 1] == 0x94 and buf[pos + 2] == 0x28:
+                pos += 3
+                count = 0
+                while pos + 2 <= limit and buf[pos] == 0x68:
+                    index = buf[pos + 1]
+                    if index >= len(tags):
+                        return 0
+                    tag = tags[index]
+                    if tag >= 0 or type(objs[-2 - tag]) not in _SCALAR_DATA:
+                        return 0  # a string not fetched before (the fetch keeps it) or not a constant
+                    count += 1
+                    pos += 2
+                if pos >= limit or buf[pos] != 0x65 or count > ITEM_CAP:
+                    return 0
+                marker = shared.get(count)
+                if marker is None:
+                    marker = shared[count] = plain_marker("list", count)
+                added.append(-2 - slot)
+                slot += 1
+                markers.append(marker)
+                weight += count
+                pos += 1
+            elif op == close:
+                break
+            else:
+                return 0
+            if pos > limit:
+                return 0  # a number's bytes run past the frame or buffer
+            items += 1
+        for strings in (pieces, texts):
+            joined = b"\x00".join(strings)  # an ASCII byte ends every UTF-8 sequence: valid iff each one is
+            if not joined.isascii():
+                try:
+                    joined.decode("utf-8", "surrogatepass")
+                except UnicodeDecodeError:
+                    return 0
+        weight += items
+        if target.weight + weight > MAX_WEIGHT:
+            return 0
+        tags.extend(added)
+        memo.arena += b"".join(pieces)
+        objs.extend(markers)
+        memo.dropped += len(markers)
+        target.weight += weight
+        self.nested = min(self.nested + len(markers), max(self.nested, _NESTED_KEPT))
+        self.fend = fend
+        return pos + 1
 
     def _check_bounds(self) -> None:
         """The analyser's memory bound (the policy's `pickle-memory-bytes`). Opcodes are not bounded:
