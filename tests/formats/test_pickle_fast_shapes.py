@@ -28,6 +28,7 @@ from modelshield.formats.pickle.names import Judge
 from modelshield.formats.pickle.values import render
 from modelshield.registry import HANDLERS
 from tests.formats.pickle_build import (
+    APPENDS,
     DUP,
     EMPTY_DICT,
     EMPTY_LIST,
@@ -110,7 +111,97 @@ _SCORES = [[float(i) / 7, *range(i, i + 30)] for i in range(20)]
 _ENTRY_END = _real(_NESTED, 0).index(b"sassV") + 4
 _SYSTEM = glob("os", "system") + text("id") + TUPLE1 + REDUCE
 
+
+def _entry(i: int) -> bytes:
+    return text(f"feature{i}") + MEMOIZE + binint(70_000 + i)
+
+
+def _lemma(i: int) -> bytes:
+    """A lemma and its list of two shared forms (memo entries 1 and 2, fetched before)."""
+    return text(f"lemma/{i:08d}") + MEMOIZE + EMPTY_LIST + MEMOIZE + MARK + binget(1) + binget(2) + APPENDS
+
+
+_FORMS = text("form-a") + MEMOIZE + text("form-b") + MEMOIZE + POP + POP + binget(1) + binget(2) + POP + POP
+
+
+def _batches(entries: list[bytes], start: bytes = b"", framed: int = 0) -> bytes:
+    """A dict filled by a first SETITEMS of 10 entries (past the item cap of 7) and a second of the rest;
+    `framed`: the second batch is split into two frames after that many of its entries."""
+    first = proto(4) + EMPTY_DICT + MEMOIZE + start + MARK + b"".join(entries[:10]) + SETITEMS + MARK
+    second = entries[10:]
+    if not framed:
+        return first + b"".join(second) + SETITEMS
+    return proto(4) + frame(first[2:] + b"".join(second[:framed])) + frame(b"".join(second[framed:]) + SETITEMS + TAIL)
+
+
+def _inserted(entries: list[bytes], extra: bytes) -> list[bytes]:
+    """`extra` in the middle of the second batch."""
+    return [*entries[:20], extra, *entries[20:]]
+
+
+def _framed_inside() -> bytes:
+    """The next frame's FRAME opcode is the last 9 bytes of the current frame, not after its end."""
+    entries = _ENTRIES
+    first = EMPTY_DICT + MEMOIZE + MARK + b"".join(entries[:10]) + SETITEMS + MARK + b"".join(entries[10:15])
+    rest = b"".join(entries[15:]) + SETITEMS + TAIL
+    return proto(4) + frame(first + frame(rest)[:9]) + rest + STOP
+
+
+_BAD_KEY = b"\x8c\x03ab\xff" + MEMOIZE + binint(1)
+_ENTRIES = [_entry(i) for i in range(40)]
+_LEMMAS = [_lemma(i) for i in range(40)]
+
 CASES: dict[str, bytes] = {
+    "batches of keys to numbers": _batches(_ENTRIES) + TAIL + STOP,
+    "batches of keys to numbers across frames": _batches(_ENTRIES, framed=12) + STOP,
+    "batches of lemmas": _batches(_LEMMAS, _FORMS) + TAIL + STOP,
+    "batches of lemmas across frames": _batches(_LEMMAS, _FORMS, framed=7) + STOP,
+    "batches of lemmas whose forms were not fetched": _batches(
+        _LEMMAS, text("a") + MEMOIZE + text("b") + MEMOIZE + POP + POP
+    )
+    + TAIL
+    + STOP,
+    "a batch with a key that is not UTF-8": _batches(_inserted(_ENTRIES, _BAD_KEY)) + TAIL + STOP,
+    "a batch with a call in the middle": _batches(_inserted(_ENTRIES, _SYSTEM + MEMOIZE)) + TAIL + STOP,
+    "a batch with a global fetched into a list": _batches(
+        _inserted(_LEMMAS, text("x") + MEMOIZE + EMPTY_LIST + MEMOIZE + MARK + binget(3) + APPENDS),
+        _FORMS + glob("os", "system") + MEMOIZE + POP,
+    )
+    + TAIL
+    + STOP,
+    "a batch with a fetch of a missing entry": _batches(
+        _inserted(_LEMMAS, text("x") + MEMOIZE + EMPTY_LIST + MEMOIZE + MARK + binget(250) + APPENDS),
+        _FORMS,
+    )
+    + TAIL
+    + STOP,
+    "a batch closed by APPENDS on a dict": _batches(_ENTRIES)[:-1] + APPENDS + TAIL + STOP,
+    "a batch with a FRAME before the frame ends": _batches(_inserted(_ENTRIES, frame(b"")), framed=5) + STOP,
+    "a batch with a FRAME as the last bytes of a frame": _framed_inside(),
+    "batches across frames, then an opcode across the next frame's end": _batches(_ENTRIES, framed=12)[:-3]
+    + binint(5)[:2]
+    + binint(5)[2:]
+    + POP
+    + STOP,
+    "a batch with a frame of an impossible size": _batches(_ENTRIES, framed=12).replace(
+        frame(b"".join(_ENTRIES[22:]) + SETITEMS + TAIL)[:9], b"\x95" + b"\xff" * 8
+    )
+    + STOP,
+    "a batch whose frame ends inside a BININT": proto(4)
+    + frame(_batches(_ENTRIES)[2:-38])
+    + _batches(_ENTRIES)[-38:]
+    + TAIL
+    + STOP,
+    "a batch, cut": _batches(_ENTRIES)[:-100],
+    "a list of names in batches": proto(4)
+    + EMPTY_LIST
+    + MEMOIZE
+    + (MARK + b"".join(text(f"name{i}") + MEMOIZE for i in range(10)) + APPENDS) * 3
+    + MARK
+    + b"".join(text(f"name{i}") for i in range(10))
+    + APPENDS
+    + TAIL
+    + STOP,
     "keys to numbers": _keys_to_numbers(40) + TAIL + STOP,
     "keys to numbers with a call in the middle": _keys_to_numbers(40, _SYSTEM + MEMOIZE) + TAIL + STOP,
     "keys to numbers with a global as a key": _keys_to_numbers(40, glob("os", "system") + binint(1)) + TAIL + STOP,
@@ -270,23 +361,31 @@ def _outcome(data: bytes, fast: bool) -> tuple[Any, ...]:
         error = ("limit", exc.limit, exc.detail)
         found.extend(vm.drain())
     memo = vm.memo
+    # A bound stops the whole scan; the stack it leaves is never read again (the data loop leaves the
+    # items it was adding on it, the general loop the stack below them).
+    kept = error[:1] != ("limit",)
     state = (
         [(f.rule_id, f.level, str(f.location), f.evidence) for f in found],
         error,
         (len(memo), memo.cost(), memo.dropped, len(memo.far), bytes(memo.arena)),
-        [render(v) for v in vm.stack],
-        len(vm.metastack),
+        [render(v) for v in vm.stack] if kept else None,
+        len(vm.metastack) if kept else None,
         render(vm.result),
         vm.nested,
     )
     return state, read[0]
 
 
-@pytest.mark.parametrize("cap", [65_536, 7])
+@pytest.mark.parametrize(("cap", "nested", "weight"), [(65_536, 100_000, 1 << 30), (7, 100_000, 1 << 30), (7, 3, 60)])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_a_fused_shape_gives_the_general_loops_result(name: str, cap: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the item cap at its default and at 7 (so that containers fill up inside the shapes)."""
+def test_a_fused_shape_gives_the_general_loops_result(
+    name: str, cap: int, nested: int, weight: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the bounds at their defaults, and low (so that containers fill up inside the shapes, the
+    nested containers kept reach their bound and the expansion bound is reached)."""
     monkeypatch.setattr("modelshield.formats.pickle.machine.ITEM_CAP", cap)
+    monkeypatch.setattr("modelshield.formats.pickle.machine._NESTED_KEPT", nested)
+    monkeypatch.setattr("modelshield.formats.pickle.machine.MAX_WEIGHT", weight)
     data = CASES[name]
     fast, read = _outcome(data, fast=True)
     general, _ = _outcome(data, fast=False)
@@ -311,3 +410,43 @@ def test_the_cases_break_where_they_should() -> None:
     assert errors["keys to numbers, cut"] and errors["protocol 2 lists, cut"]
     assert not errors["keys to numbers"] and not rules["keys to numbers"]
     assert not errors["protocol 1 trigrams"] and not rules["protocol 4 trigrams"]
+    for clean in (
+        "batches of keys to numbers across frames",
+        "batches of lemmas across frames",
+        "a list of names in batches",
+    ):
+        assert not errors[clean] and not rules[clean], clean
+    assert not errors["batches of lemmas whose forms were not fetched"]
+    assert not rules["batches of lemmas whose forms were not fetched"]
+    assert "PKL001" in rules["a batch with a call in the middle"] & rules["a batch with a global fetched into a list"]
+    assert (
+        "PKL013"
+        in rules["a batch with a FRAME before the frame ends"] & rules["a batch whose frame ends inside a BININT"]
+    )
+    assert "PKL013" in rules["a batch with a FRAME as the last bytes of a frame"]
+    assert "PKL013" in rules["batches across frames, then an opcode across the next frame's end"]
+    assert "memo has no entry" in errors["a batch with a fetch of a missing entry"][2]
+    assert "maximum size" in errors["a batch with a frame of an impossible size"][2]
+    assert "decode" in errors["a batch with a key that is not UTF-8"][2]
+    assert errors["a batch, cut"]
+
+
+def test_full_batches_are_taken_whole_or_not_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch path really runs on the batch shapes (past the item cap), across frames too, and
+    gives up on each broken one (the general loop then reports what is wrong with it)."""
+    monkeypatch.setattr("modelshield.formats.pickle.machine.ITEM_CAP", 7)
+    batch = Machine._full_batch
+    results: list[int] = []
+
+    def counted(self: Machine, buf: bytes, pos: int, target: Any) -> int:
+        results.append(batch(self, buf, pos, target))
+        return results[-1]
+
+    monkeypatch.setattr(Machine, "_full_batch", counted)
+    for name in sorted(CASES):
+        results.clear()
+        _outcome(CASES[name], fast=True)
+        if name.startswith(("batches", "a list of names")) and "not fetched" not in name:
+            assert results and all(results), name
+        elif name.startswith("a batch"):
+            assert 0 in results, name
