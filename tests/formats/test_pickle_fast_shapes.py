@@ -151,7 +151,37 @@ _BAD_KEY = b"\x8c\x03ab\xff" + MEMOIZE + binint(1)
 _ENTRIES = [_entry(i) for i in range(40)]
 _LEMMAS = [_lemma(i) for i in range(40)]
 
+#: bench/peers.py's opcode-dense list: numbers, names and pairs of numbers (two frames at protocol 4)
+_DENSE = [(i, -i) if i % 3 == 2 else f"k{i}" if i % 3 else i for i in range(12_000)]
+
 CASES: dict[str, bytes] = {
+    "batches of numbers, names and pairs": _real(_DENSE, 4),
+    "batches of numbers to numbers": _real({i: i * 3 for i in range(3000)}, 4),
+    "batches of pairs not memoised": proto(4)
+    + EMPTY_LIST
+    + MEMOIZE
+    + (MARK + (binint1(1) + binint(-2) + TUPLE2) * 10 + APPENDS) * 2
+    + TAIL
+    + STOP,
+    "a batch with a pair not memoised and pairs of pairs": proto(4)
+    + EMPTY_LIST
+    + MEMOIZE
+    + (MARK + (binint1(1) + binint(-2) + TUPLE2 + MEMOIZE) * 10 + APPENDS) * 2
+    + MARK
+    + (binint1(1) + binint(-2) + TUPLE2) * 10
+    + APPENDS
+    + MARK
+    + binint1(1)
+    + binint1(2)
+    + TUPLE2
+    + binint1(3)
+    + binint1(4)
+    + TUPLE2
+    + TUPLE2
+    + MEMOIZE
+    + APPENDS
+    + TAIL
+    + STOP,
     "batches of keys to numbers": _batches(_ENTRIES) + TAIL + STOP,
     "batches of keys to numbers across frames": _batches(_ENTRIES, framed=12) + STOP,
     "batches of lemmas": _batches(_LEMMAS, _FORMS) + TAIL + STOP,
@@ -376,16 +406,22 @@ def _outcome(data: bytes, fast: bool) -> tuple[Any, ...]:
     return state, read[0]
 
 
-@pytest.mark.parametrize(("cap", "nested", "weight"), [(65_536, 100_000, 1 << 30), (7, 100_000, 1 << 30), (7, 3, 60)])
+@pytest.mark.parametrize(
+    "bounds",
+    [(65_536, 100_000, 1 << 30, 65_536), (7, 100_000, 1 << 30, 65_536), (7, 3, 60, 65_536), (7, 100_000, 1 << 30, 12)],
+)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_fused_shape_gives_the_general_loops_result(
-    name: str, cap: int, nested: int, weight: int, monkeypatch: pytest.MonkeyPatch
+    name: str, bounds: tuple[int, int, int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the bounds at their defaults, and low (so that containers fill up inside the shapes, the
-    nested containers kept reach their bound and the expansion bound is reached)."""
+    nested containers kept reach their bound, the expansion bound is reached and the memo's table of
+    memoised tuples is cleared)."""
+    cap, nested, weight, tuples = bounds
     monkeypatch.setattr("modelshield.formats.pickle.machine.ITEM_CAP", cap)
     monkeypatch.setattr("modelshield.formats.pickle.machine._NESTED_KEPT", nested)
     monkeypatch.setattr("modelshield.formats.pickle.machine.MAX_WEIGHT", weight)
+    monkeypatch.setattr("modelshield.formats.pickle.machine._TUPLE_SLOTS_MAX", tuples)
     data = CASES[name]
     fast, read = _outcome(data, fast=True)
     general, _ = _outcome(data, fast=False)

@@ -910,8 +910,9 @@ class Machine:
         fetch of anything but a constant already held, a string that is not UTF-8, the end of the
         buffer, a frame that does not start where the last one ends, the expansion bound): nothing
         is changed then and the loop runs it opcode by opcode. The items are what pickle writes for
-        a dict of names to numbers or to lists of shared names (`SHORT_BINUNICODE [MEMOIZE]`,
-        `BININT`, `BININT1`, `BININT2`, `EMPTY_LIST MEMOIZE MARK BINGET* APPENDS`), in frames."""
+        a dict of names to numbers or to lists of shared names, or a list of names, numbers and pairs
+        of numbers (`SHORT_BINUNICODE [MEMOIZE]`, `BININT`, `BININT1`, `BININT2`, two of them and
+        `TUPLE2 [MEMOIZE]`, `EMPTY_LIST MEMOIZE MARK BINGET* APPENDS`), in frames."""
         memo = self.memo
         tags = memo.tags
         objs = memo.objs
@@ -926,6 +927,8 @@ class Machine:
         slot = len(objs)
         items = 0
         weight = 0
+        lists = 0
+        pairs = 0
         lim = self.lim
         fend = self.fend
         limit = lim if fend > lim else fend
@@ -957,12 +960,20 @@ class Machine:
                 else:
                     texts.append(raw)
                 pos = stop
-            elif op == 0x4A:
-                pos += 5
-            elif op == 0x4B:
-                pos += 2
-            elif op == 0x4D:
-                pos += 3
+            elif op in {0x4A, 0x4B, 0x4D}:  # BININT, BININT1, BININT2
+                pos += 5 if op == 0x4A else 2 if op == 0x4B else 3
+                second = buf[pos] if pos + 6 < limit else 0
+                if second in {0x4A, 0x4B, 0x4D}:
+                    # a pair of numbers (`TUPLE2`), memoised: the memo keeps the shared tuple marker
+                    stop = pos + (5 if second == 0x4A else 2 if second == 0x4B else 3)
+                    if buf[stop] == 0x86:
+                        pos = stop + 1
+                        if buf[pos] == 0x94:
+                            added.append(-2 - slot)
+                            slot += 1
+                            markers.append(_TUPLE_MARKER)
+                            pairs += 1
+                            pos += 1
             elif op == 0x5D and pos + 3 <= limit and buf[pos + 1] == 0x94 and buf[pos + 2] == 0x28:
                 pos += 3
                 count = 0
@@ -983,6 +994,7 @@ class Machine:
                 added.append(-2 - slot)
                 slot += 1
                 markers.append(marker)
+                lists += 1
                 weight += count
                 pos += 1
             elif op == close:
@@ -1000,14 +1012,14 @@ class Machine:
                 except UnicodeDecodeError:
                     return 0
         weight += items
-        if target.weight + weight > MAX_WEIGHT:
-            return 0
+        if target.weight + weight > MAX_WEIGHT or len(memo.tuples) + pairs > _TUPLE_SLOTS_MAX:
+            return 0  # the bound is reached, or memoised tuples would clear the memo's table of them
         tags.extend(added)
         memo.arena += b"".join(pieces)
         objs.extend(markers)
         memo.dropped += len(markers)
         target.weight += weight
-        self.nested = min(self.nested + len(markers), max(self.nested, _NESTED_KEPT))
+        self.nested = min(self.nested + lists, max(self.nested, _NESTED_KEPT))
         self.fend = fend
         return pos + 1
 
