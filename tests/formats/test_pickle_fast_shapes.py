@@ -154,7 +154,14 @@ _LEMMAS = [_lemma(i) for i in range(40)]
 #: bench/peers.py's opcode-dense list: numbers, names and pairs of numbers (two frames at protocol 4)
 _DENSE = [(i, -i) if i % 3 == 2 else f"k{i}" if i % 3 else i for i in range(12_000)]
 
+#: nagisa's dictionary in batches: names to short lists of numbers, names to names shared (protocol 2)
+_WORDS = {f"word{i}": [i % 200] if i % 3 else [i % 200, 7, 300 + i] for i in range(2500)}
+_SHARED_VALUES = {f"w{i}": _SHARED[i % 3] for i in range(2500)}
+
 CASES: dict[str, bytes] = {
+    "batches of names to lists, protocol 2": _real(_WORDS, 2),
+    "batches of names to lists, protocol 3": _real(_WORDS, 3),
+    "batches of names to shared names, protocol 2": _real(_SHARED_VALUES, 2),
     "batches of numbers, names and pairs": _real(_DENSE, 4),
     "batches of numbers to numbers": _real({i: i * 3 for i in range(3000)}, 4),
     "batches of pairs not memoised": proto(4)

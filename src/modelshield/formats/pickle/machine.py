@@ -86,6 +86,8 @@ _HOT_SPAN = 64 * 1024
 _HOT_CODES = frozenset(b"h\x8c\x94]}K(euG\x86JMjqr\x85\x87N)\x88\x89XasCtIgpVFdl")
 _PUT_CODES = frozenset(b"\x94qrp")
 _TEXT_CODES = frozenset(b"IgVF")
+#: the items of a list `Machine._full_batch` takes whole (BINGET, LONG_BINGET, BININT1, BININT2, BININT)
+_ITEM_WIDTHS = {0x68: 2, 0x6A: 5, 0x4B: 2, 0x4D: 3, 0x4A: 5}
 _NESTED_KEPT = 100_000
 """Plain containers a pickle's containers keep whole inside them; past it they keep a `Plain` marker (a
 state judged from one reads as computed: fail closed), so nested data dictionaries cost what the top
@@ -946,17 +948,23 @@ class Machine:
                 if pos >= limit:
                     return 0
             op = buf[pos]
-            if op == 0x8C:
-                stop = pos + 2 + buf[pos + 1] if pos + 1 < limit else limit
+            if op in {0x8C, 0x58}:  # SHORT_BINUNICODE, BINUNICODE
+                start = pos + 2 if op == 0x8C else pos + 5
+                stop = start + (buf[pos + 1] if op == 0x8C else _UINT4(buf, pos + 1)[0]) if start < limit else limit
                 if stop >= limit:
                     return 0
-                raw = buf[pos + 2 : stop]
-                if buf[stop] == 0x94:
-                    size = stop - pos - 2
+                raw = buf[start:stop]
+                put = _memo_store(buf, stop, limit, len(tags) + len(added))
+                if put < 0:
+                    return 0  # a store at another index than the next
+                if put:
+                    size = stop - start
+                    if size >= _ARENA_MAX:
+                        return 0
                     added.append(at << _OFF | size << 1)
                     at += size
                     pieces.append(raw)
-                    stop += 1
+                    stop += put
                 else:
                     texts.append(raw)
                 pos = stop
@@ -974,20 +982,35 @@ class Machine:
                             markers.append(_TUPLE_MARKER)
                             pairs += 1
                             pos += 1
-            elif op == 0x5D and pos + 3 <= limit and buf[pos + 1] == 0x94 and buf[pos + 2] == 0x28:
-                pos += 3
-                count = 0
-                while pos + 2 <= limit and buf[pos] == 0x68:
-                    index = buf[pos + 1]
-                    if index >= len(tags):
-                        return 0
-                    tag = tags[index]
-                    if tag >= 0 or type(objs[-2 - tag]) not in _SCALAR_DATA:
-                        return 0  # a string not fetched before (the fetch keeps it) or not a constant
-                    count += 1
-                    pos += 2
-                if pos >= limit or buf[pos] != 0x65 or count > ITEM_CAP:
+            elif (
+                op == 0x5D
+            ):  # EMPTY_LIST, memoised, then `MARK (BININT1|BINGET)* APPENDS`, `((BININT1|BINGET) APPEND)*`
+                put = _memo_store(buf, pos + 1, limit, len(tags) + len(added))
+                if put <= 0:
                     return 0
+                pos += 1 + put
+                count = 0
+                fused = pos < limit and buf[pos] == 0x28
+                if fused:
+                    pos += 1
+                while pos < limit:
+                    code = buf[pos]
+                    width = _ITEM_WIDTHS.get(code, 0)
+                    if not width or pos + width > limit:
+                        break
+                    if code in {0x68, 0x6A} and not self._constant_entry(buf, pos):
+                        return 0
+                    if not fused:
+                        if pos + width >= limit or buf[pos + width] != 0x61:
+                            break  # not appended: the next item
+                        pos += 1
+                    count += 1
+                    pos += width
+                if fused and (pos >= limit or buf[pos] != 0x65):
+                    return 0
+                if count > ITEM_CAP:
+                    return 0
+                pos += fused
                 marker = shared.get(count)
                 if marker is None:
                     marker = shared[count] = plain_marker("list", count)
@@ -996,7 +1019,10 @@ class Machine:
                 markers.append(marker)
                 lists += 1
                 weight += count
-                pos += 1
+            elif op in {0x68, 0x6A}:  # BINGET, LONG_BINGET of a constant held whole
+                pos += 2 if op == 0x68 else 5
+                if pos > limit or not self._constant_entry(buf, pos - (2 if op == 0x68 else 5)):
+                    return 0
             elif op == close:
                 break
             else:
@@ -1022,6 +1048,16 @@ class Machine:
         self.nested = min(self.nested + lists, max(self.nested, _NESTED_KEPT))
         self.fend = fend
         return pos + 1
+
+    def _constant_entry(self, buf: bytes, pos: int) -> bool:
+        """Whether the BINGET or LONG_BINGET at `pos` fetches a constant the memo already holds as an
+        object (a string still in the arena is not: fetching it changes the memo)."""
+        index = buf[pos + 1] if buf[pos] == 0x68 else _UINT4(buf, pos + 1)[0]
+        tags = self.memo.tags
+        if index >= len(tags):
+            return False
+        tag = tags[index]
+        return tag < 0 and type(self.memo.objs[-2 - tag]) in _SCALAR_DATA
 
     def _check_bounds(self) -> None:
         """The analyser's memory bound (the policy's `pickle-memory-bytes`). Opcodes are not bounded:
@@ -1830,6 +1866,21 @@ class Machine:
 
 _BYTES_WRAPPERS = frozenset(["io.BytesIO", "builtins.bytearray", "builtins.bytes", "builtins.memoryview"])
 _LATIN1 = frozenset(["latin1", "latin-1", "iso-8859-1", "iso8859-1", "l1"])
+
+
+def _memo_store(buf: bytes, pos: int, limit: int, index: int) -> int:
+    """The length of the memo store at `pos` if it stores `index` (MEMOIZE, BINPUT, LONG_BINPUT), 0 if
+    there is none, -1 if it stores another index (or runs past `limit`)."""
+    if pos >= limit:
+        return 0
+    op = buf[pos]
+    if op == 0x94:
+        return 1
+    if op == 0x71:
+        return 2 if pos + 2 <= limit and buf[pos + 1] == index else -1
+    if op == 0x72:
+        return 5 if pos + 5 <= limit and _UINT4(buf, pos + 1)[0] == index else -1
+    return 0
 
 
 def _payload(value: Any) -> Any:
