@@ -404,7 +404,8 @@ def _outcome(data: bytes, fast: bool) -> tuple[Any, ...]:
     state = (
         [(f.rule_id, f.level, str(f.location), f.evidence) for f in found],
         error,
-        (len(memo), memo.cost(), memo.dropped, len(memo.far), bytes(memo.arena)),
+        (len(memo), memo.cost(), memo.dropped, len(memo.far), bytes(memo.arena), memo.tags.tobytes()),
+        [render(value) for value in memo.objs],
         [render(v) for v in vm.stack] if kept else None,
         len(vm.metastack) if kept else None,
         render(vm.result),

@@ -922,7 +922,9 @@ class Machine:
         #: the memo's new tags, the strings' bytes for its arena, the markers for its object list
         added: list[int] = []
         pieces: list[bytes] = []
-        markers: list[Plain] = []
+        markers: list[Any] = []
+        #: memo entries a fetch in the batch promotes from the arena (`Memo.text`): index -> object slot
+        promoted: dict[int, int] = {}
         shared: dict[int, Plain] = {}
         texts: list[bytes] = []  # strings not memoised, checked as UTF-8 with the pieces
         at = len(memo.arena)
@@ -982,13 +984,15 @@ class Machine:
                             markers.append(_TUPLE_MARKER)
                             pairs += 1
                             pos += 1
-            elif (
-                op == 0x5D
-            ):  # EMPTY_LIST, memoised, then `MARK (BININT1|BINGET)* APPENDS`, `((BININT1|BINGET) APPEND)*`
+            elif op == 0x5D:  # EMPTY_LIST, memoised: `MARK item* APPENDS` or `(item APPEND)*`
                 put = _memo_store(buf, pos + 1, limit, len(tags) + len(added))
                 if put <= 0:
                     return 0
                 pos += 1 + put
+                added.append(-2 - slot)  # the list's entry comes before what its items' fetches promote
+                place = len(markers)
+                markers.append(None)
+                slot += 1
                 count = 0
                 fused = pos < limit and buf[pos] == 0x28
                 if fused:
@@ -998,8 +1002,10 @@ class Machine:
                     width = _ITEM_WIDTHS.get(code, 0)
                     if not width or pos + width > limit:
                         break
-                    if code in {0x68, 0x6A} and not self._constant_entry(buf, pos):
-                        return 0
+                    if code in {0x68, 0x6A}:
+                        slot = self._batch_fetch(buf, pos, promoted, markers, slot)
+                        if slot < 0:
+                            return 0
                     if not fused:
                         if pos + width >= limit or buf[pos + width] != 0x61:
                             break  # not appended: the next item
@@ -1014,15 +1020,16 @@ class Machine:
                 marker = shared.get(count)
                 if marker is None:
                     marker = shared[count] = plain_marker("list", count)
-                added.append(-2 - slot)
-                slot += 1
-                markers.append(marker)
+                markers[place] = marker
                 lists += 1
                 weight += count
             elif op in {0x68, 0x6A}:  # BINGET, LONG_BINGET of a constant held whole
-                pos += 2 if op == 0x68 else 5
-                if pos > limit or not self._constant_entry(buf, pos - (2 if op == 0x68 else 5)):
+                if pos + (2 if op == 0x68 else 5) > limit:
                     return 0
+                slot = self._batch_fetch(buf, pos, promoted, markers, slot)
+                if slot < 0:
+                    return 0
+                pos += 2 if op == 0x68 else 5
             elif op == close:
                 break
             else:
@@ -1043,21 +1050,32 @@ class Machine:
         tags.extend(added)
         memo.arena += b"".join(pieces)
         objs.extend(markers)
-        memo.dropped += len(markers)
+        for index, held in promoted.items():
+            tags[index] = -2 - held
+        memo.dropped += lists + pairs
         target.weight += weight
         self.nested = min(self.nested + lists, max(self.nested, _NESTED_KEPT))
         self.fend = fend
         return pos + 1
 
-    def _constant_entry(self, buf: bytes, pos: int) -> bool:
-        """Whether the BINGET or LONG_BINGET at `pos` fetches a constant the memo already holds as an
-        object (a string still in the arena is not: fetching it changes the memo)."""
+    def _batch_fetch(self, buf: bytes, pos: int, promoted: dict[int, int], held: list[Any], slot: int) -> int:
+        """The BINGET or LONG_BINGET at `pos` inside a full batch: the next free object slot if it fetches
+        a constant, else -1. A string still in the arena is promoted as `Memo.text` would (its object
+        goes to `held` at `slot`, and later fetches in the batch find it there)."""
         index = buf[pos + 1] if buf[pos] == 0x68 else _UINT4(buf, pos + 1)[0]
+        if index in promoted:
+            return slot
         tags = self.memo.tags
         if index >= len(tags):
-            return False
+            return -1
         tag = tags[index]
-        return tag < 0 and type(self.memo.objs[-2 - tag]) in _SCALAR_DATA
+        if tag < 0:
+            return slot if type(self.memo.objs[-2 - tag]) in _SCALAR_DATA else -1
+        at = tag >> _OFF
+        data = self.memo.arena[at : at + ((tag >> 1) & (_ARENA_MAX - 1))]
+        held.append(bytes(data) if tag & 1 else data.decode("utf-8", "surrogatepass"))
+        promoted[index] = slot
+        return slot + 1
 
     def _check_bounds(self) -> None:
         """The analyser's memory bound (the policy's `pickle-memory-bytes`). Opcodes are not bounded:
