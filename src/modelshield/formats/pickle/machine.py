@@ -956,7 +956,7 @@ class Machine:
                 if stop >= limit:
                     return 0
                 raw = buf[start:stop]
-                put = _memo_store(buf, stop, limit, len(tags) + len(added))
+                put = 1 if buf[stop] == 0x94 else _memo_store(buf, stop, limit, len(tags) + len(added))
                 if put < 0:
                     return 0  # a store at another index than the next
                 if put:
@@ -999,13 +999,22 @@ class Machine:
                     pos += 1
                 while pos < limit:
                     code = buf[pos]
-                    width = _ITEM_WIDTHS.get(code, 0)
-                    if not width or pos + width > limit:
-                        break
-                    if code in {0x68, 0x6A}:
-                        slot = self._batch_fetch(buf, pos, promoted, markers, slot)
-                        if slot < 0:
-                            return 0
+                    if code == 0x68 and pos + 2 <= limit:  # BINGET: a constant held whole, checked inline
+                        width = 2
+                        index = buf[pos + 1]
+                        tag = tags[index] if index < len(tags) else 0
+                        if tag >= 0 or type(objs[-2 - tag]) not in _SCALAR_DATA:
+                            slot = self._batch_fetch(buf, pos, promoted, markers, slot)
+                            if slot < 0:
+                                return 0
+                    else:
+                        width = _ITEM_WIDTHS.get(code, 0)
+                        if not width or pos + width > limit:
+                            break
+                        if code in {0x68, 0x6A}:
+                            slot = self._batch_fetch(buf, pos, promoted, markers, slot)
+                            if slot < 0:
+                                return 0
                     if not fused:
                         if pos + width >= limit or buf[pos + width] != 0x61:
                             break  # not appended: the next item
