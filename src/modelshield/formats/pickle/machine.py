@@ -70,7 +70,8 @@ _R = TypeVar("_R")
 
 KEEP = 64 * 1024
 """Bytes of a large constant kept for evidence and nested scans; the rest is skipped, not buffered."""
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
+"""Bytes read at a time: the data loop's batches (`Machine._full_batch`) stop at the end of the buffer."""
 MAX_LINE = 1024 * 1024
 #: The hottest integer opcodes (BININT, BININT2) read their argument with prebuilt structs.
 _INT4 = struct.Struct("<i").unpack_from
@@ -82,7 +83,11 @@ _FLOAT8 = struct.Struct(">d").unpack_from
 _HOT_MIN = 64
 _HOT_SPAN = 64 * 1024
 #: the opcodes `Machine._hot` runs (text protocols 0 and 1 use others: they never enter it)
-_HOT_CODES = frozenset(b"h\x8c\x94]}K(euG\x86JMjqr\x85\x87N)\x88\x89XasCtIgpV")
+_HOT_CODES = frozenset(b"h\x8c\x94]}K(euG\x86JMjqr\x85\x87N)\x88\x89XasCtIgpVFdl")
+_PUT_CODES = frozenset(b"\x94qrp")
+_TEXT_CODES = frozenset(b"IgVF")
+#: the items of a list `Machine._full_batch` takes whole (BINGET, LONG_BINGET, BININT1, BININT2, BININT)
+_ITEM_WIDTHS = {0x68: 2, 0x6A: 5, 0x4B: 2, 0x4D: 3, 0x4A: 5}
 _NESTED_KEPT = 100_000
 """Plain containers a pickle's containers keep whole inside them; past it they keep a `Plain` marker (a
 state judged from one reads as computed: fail closed), so nested data dictionaries cost what the top
@@ -598,7 +603,13 @@ class Machine:
         tight loop over the buffer, with the state in locals; returns the bytes it read. It stops before
         any other opcode, before an argument that could reach the end of the buffer or frame, and
         before a case that needs the general path (a mutation of anything but a fresh container),
-        leaving `pos` there: the general loop runs that one, with every check."""
+        leaving `pos` there: the general loop runs that one, with every check.
+
+        The branches are ordered by how often real data pickles use them, and the pickler's fixed
+        sequences are fused (a constant and the memo store after it, a dict entry's number after its
+        key, a container and its MARK). A memo store at the next index, an APPEND or SETITEM of
+        constants and a fetch of a stored entry are done inline; anything else calls the `Memo` or
+        `_absorb` method the general branch calls, so both give the same memo, weights and findings."""
         buf = self.buf
         pos = first = self.pos
         limit = self.lim if self.fend > self.lim else self.fend
@@ -610,18 +621,12 @@ class Machine:
         tags = memo.tags
         objs = memo.objs
         arena = memo.arena
+        tuples = memo.tuples
         dense = not memo.far
         try:
             while pos < end:
                 op = buf[pos]
-                if op == 0x68:  # BINGET
-                    try:
-                        tag = tags[buf[pos + 1]]
-                    except IndexError:
-                        tag = 0
-                    stack.append(objs[-2 - tag] if tag < 0 else memo.get(buf[pos + 1]))
-                    pos += 2
-                elif op == 0x8C:  # SHORT_BINUNICODE, with the MEMOIZE that usually follows
+                if op == 0x8C:  # SHORT_BINUNICODE, with the MEMOIZE and the dict entry's number after it
                     stop = pos + 2 + buf[pos + 1]
                     if stop >= limit:
                         break
@@ -632,22 +637,76 @@ class Machine:
                         arena += raw
                         stop += 1
                     pos = stop
-                elif op == 0x94:  # MEMOIZE
+                    if pos < end and buf[pos] == 0x4A:  # BININT
+                        stack.append(_INT4(buf, pos + 1)[0])
+                        pos += 5
+                elif op in _PUT_CODES:  # MEMOIZE, BINPUT, LONG_BINPUT, PUT: inline when it stores the next index
+                    if op == 0x94:
+                        index = len(tags) if dense else len(memo)
+                        step = 1
+                    elif op == 0x72:
+                        index = _UINT4(buf, pos + 1)[0]
+                        step = 5
+                    elif op == 0x71:
+                        index = buf[pos + 1]
+                        step = 2
+                    else:
+                        newline = buf.find(b"\n", pos + 1, limit)
+                        if newline < 0 or newline - pos > MAX_LINE:
+                            break
+                        index = int(buf[pos + 1 : newline])
+                        if index < 0:
+                            break
+                        step = newline + 1 - pos
                     value = stack[-1]
-                    if not dense:
-                        memo.put(len(memo), value)
-                    elif type(value) is Fresh and value.slot == -1:
+                    pos += step
+                    kind = type(value)
+                    if not dense or index != len(tags):
+                        memo.put(index, value)
+                        dense = not memo.far
+                    elif kind is str:
+                        raw = value.encode("utf-8", "surrogatepass")
+                        if len(raw) < _ARENA_MAX:
+                            tags.append(len(arena) << _OFF | len(raw) << 1)
+                            arena += raw
+                        else:
+                            tags.append(memo.tag(value))
+                    elif kind is Fresh and value.slot == -1:
                         value.slot = index = len(objs)
                         tags.append(-2 - index)
                         objs.append(value)
-                    elif type(value) is tuple and len(memo.tuples) < _TUPLE_SLOTS_MAX:
+                    elif kind is tuple and len(tuples) < _TUPLE_SLOTS_MAX:
                         index = len(objs)
                         tags.append(-2 - index)
                         objs.append(value)
-                        memo.tuples[id(value)] = index
+                        tuples[id(value)] = index
                     else:
                         tags.append(memo.tag(value))
-                    pos += 1
+                elif op == 0x58:  # BINUNICODE, with the BINPUT or LONG_BINPUT of the next index after it
+                    size = _UINT4(buf, pos + 1)[0]
+                    stop = pos + 5 + size
+                    if stop > limit:
+                        break
+                    raw = buf[pos + 5 : stop]
+                    stack.append(raw.decode("utf-8", "surrogatepass"))
+                    pos = stop
+                    if dense and stop + 5 <= limit and size < _ARENA_MAX:
+                        put = buf[stop]
+                        if put == 0x72:
+                            if _UINT4(buf, stop + 1)[0] == len(tags):
+                                tags.append(len(arena) << _OFF | size << 1)
+                                arena += raw
+                                pos = stop + 5
+                        elif put == 0x71 and buf[stop + 1] == len(tags):
+                            tags.append(len(arena) << _OFF | size << 1)
+                            arena += raw
+                            pos = stop + 2
+                elif op == 0x4B:  # BININT1
+                    stack.append(buf[pos + 1])
+                    pos += 2
+                elif op == 0x4A:  # BININT
+                    stack.append(_INT4(buf, pos + 1)[0])
+                    pos += 5
                 elif op in {0x5D, 0x7D}:  # EMPTY_LIST, EMPTY_DICT, with the MEMOIZE and MARK after them
                     value = Fresh("list" if op == 0x5D else "dict", [])
                     stack.append(value)
@@ -680,6 +739,54 @@ class Machine:
                                         value.items = stack
                                         stack = metastack.pop()
                                         pos += 1
+                elif op in {0x61, 0x73}:  # APPEND, SETITEM
+                    width = 2 if op == 0x61 else 3
+                    if len(stack) < width:
+                        break
+                    target = stack[-width]
+                    if type(target) is not Fresh or (target.kind == "dict") != (op == 0x73):
+                        break
+                    item = stack[-1]
+                    kept = target.items
+                    if (
+                        target.slot >= -1
+                        and target.weight < MAX_WEIGHT - 1
+                        and (op == 0x61 or type(stack[-2]) in _SCALAR_DATA)
+                    ):
+                        # `_absorb` of one or two items, inline for constants and tuples of them
+                        kind = type(item)
+                        constant = kind in _SCALAR_DATA
+                        if kind is tuple and _SCALARS.issuperset(map(type, item)):
+                            constant = True
+                            index = tuples.pop(id(item), -1)
+                            if index >= 0 and objs[index] is item:
+                                objs[index] = _TUPLE_MARKER
+                                memo.dropped += 1
+                        if constant:
+                            value = stack.pop()
+                            if op == 0x61:
+                                target.weight += 1
+                                if len(kept) < ITEM_CAP:
+                                    kept.append(value)
+                            else:
+                                target.weight += 2
+                                key = stack.pop()
+                                if len(kept) < ITEM_CAP:
+                                    kept.append((key, value))
+                            pos += 1
+                            continue
+                    self.at = self.base + pos
+                    items = stack[1 - width :]
+                    del stack[1 - width :]
+                    self._absorb(target, items, op == 0x73)
+                    pos += 1
+                elif op == 0x68:  # BINGET
+                    try:
+                        tag = tags[buf[pos + 1]]
+                    except IndexError:
+                        tag = 0
+                    stack.append(objs[-2 - tag] if tag < 0 else memo.get(buf[pos + 1]))
+                    pos += 2
                 elif op in {0x65, 0x75}:  # APPENDS, SETITEMS
                     below = metastack[-1] if metastack else None
                     if not below:
@@ -687,11 +794,9 @@ class Machine:
                     target = below[-1]
                     if type(target) is not Fresh or (target.kind == "dict") != (op == 0x75) or target.slot < -1:
                         break
-                    for item in stack:
-                        if type(item) not in _SCALAR_DATA:
-                            self.at = self.base + pos
-                            self._absorb(target, stack, op == 0x75)
-                            break
+                    if not _SCALAR_DATA.issuperset(map(type, stack)):
+                        self.at = self.base + pos
+                        self._absorb(target, stack, op == 0x75)
                     else:
                         # Only constants: the common case, without the general bookkeeping.
                         size = len(stack)
@@ -709,71 +814,72 @@ class Machine:
                             self._absorb(target, stack, op == 0x75, weighed=True)
                     stack = metastack.pop()
                     pos += 1
-                elif op == 0x4B:  # BININT1
-                    stack.append(buf[pos + 1])
-                    pos += 2
-                elif op == 0x28:  # MARK
+                elif op == 0x6A:  # LONG_BINGET
+                    index = _UINT4(buf, pos + 1)[0]
+                    if index < len(tags):
+                        tag = tags[index]
+                        stack.append(objs[-2 - tag] if tag < 0 else memo.text(index, tag))
+                    else:
+                        stack.append(memo.get(index))
+                    pos += 5
+                elif op == 0x28:  # MARK, and the batch of items after it when its container is full
+                    if stack and dense:
+                        target = stack[-1]
+                        if type(target) is Fresh and target.slot >= -1 and len(target.items) >= ITEM_CAP:
+                            done = self._full_batch(buf, pos + 1, target)
+                            if done:
+                                pos = done
+                                continue
                     metastack.append(stack)
                     stack = []
+                    pos += 1
+                elif op in _TEXT_CODES:  # INT, GET, UNICODE, FLOAT: protocol 0 text lines
+                    newline = buf.find(b"\n", pos + 1, limit)
+                    if newline < 0 or newline - pos > MAX_LINE:
+                        break
+                    line = buf[pos + 1 : newline]
+                    if op == 0x56:
+                        stack.append(str(line, "raw-unicode-escape"))
+                    elif op == 0x67:
+                        stack.append(memo.get(int(line)))
+                    elif op == 0x49:
+                        stack.append(False if line == b"00" else True if line == b"01" else int(line, 0))
+                    else:
+                        stack.append(float(line))
+                    pos = newline + 1
+                elif op in {0x64, 0x6C}:  # DICT, LIST: a container from the items since MARK (protocols 0, 1)
+                    items = stack
+                    stack = metastack.pop()
+                    self.at = self.base + pos
+                    kind_name = "dict" if op == 0x64 else "list"
+                    stack.append(self._fresh(kind_name, items) if items else Fresh(kind_name, []))
                     pos += 1
                 elif op == 0x86:  # TUPLE2
                     second = stack.pop()
                     stack[-1] = (stack[-1], second)
-                    pos += 1
-                elif op == 0x4A:  # BININT
-                    stack.append(_INT4(buf, pos + 1)[0])
-                    pos += 5
-                elif op == 0x4D:  # BININT2
-                    stack.append(_UINT2(buf, pos + 1)[0])
-                    pos += 3
-                elif op == 0x6A:  # LONG_BINGET
-                    stack.append(memo.get(_UINT4(buf, pos + 1)[0]))
-                    pos += 5
-                elif op in {0x71, 0x72}:  # BINPUT, LONG_BINPUT
-                    if op == 0x71:
-                        memo.put(buf[pos + 1], stack[-1])
-                        pos += 2
-                    else:
-                        memo.put(_UINT4(buf, pos + 1)[0], stack[-1])
-                        pos += 5
-                    dense = not memo.far
-                elif op == 0x47:  # BINFLOAT
-                    stack.append(_FLOAT8(buf, pos + 1)[0])
-                    pos += 9
-                elif op == 0x85:  # TUPLE1
-                    stack[-1] = (stack[-1],)
                     pos += 1
                 elif op == 0x87:  # TUPLE3
                     third = stack.pop()
                     second = stack.pop()
                     stack[-1] = (stack[-1], second, third)
                     pos += 1
+                elif op == 0x4D:  # BININT2
+                    stack.append(_UINT2(buf, pos + 1)[0])
+                    pos += 3
                 elif op == 0x4E:  # NONE
                     stack.append(None)
+                    pos += 1
+                elif op == 0x47:  # BINFLOAT
+                    stack.append(_FLOAT8(buf, pos + 1)[0])
+                    pos += 9
+                elif op == 0x85:  # TUPLE1
+                    stack[-1] = (stack[-1],)
                     pos += 1
                 elif op == 0x29:  # EMPTY_TUPLE
                     stack.append(())
                     pos += 1
                 elif op in {0x88, 0x89}:  # NEWTRUE, NEWFALSE
                     stack.append(op == 0x88)
-                    pos += 1
-                elif op == 0x58:  # BINUNICODE
-                    stop = pos + 5 + _UINT4(buf, pos + 1)[0]
-                    if stop > limit:
-                        break
-                    stack.append(buf[pos + 5 : stop].decode("utf-8", "surrogatepass"))
-                    pos = stop
-                elif op in {0x61, 0x73}:  # APPEND, SETITEM
-                    width = 2 if op == 0x61 else 3
-                    if len(stack) < width:
-                        break
-                    target = stack[-width]
-                    if type(target) is not Fresh or (target.kind == "dict") != (op == 0x73):
-                        break
-                    self.at = self.base + pos
-                    items = stack[1 - width :]
-                    del stack[1 - width :]
-                    self._absorb(target, items, op == 0x73)
                     pos += 1
                 elif op == 0x43:  # SHORT_BINBYTES
                     stop = pos + 2 + buf[pos + 1]
@@ -786,24 +892,6 @@ class Machine:
                     stack = metastack.pop()
                     stack.append(tuple(items))
                     pos += 1
-                elif op in {0x49, 0x67, 0x70, 0x56}:  # INT, GET, PUT, UNICODE: protocol 0 text lines
-                    newline = buf.find(b"\n", pos + 1, limit)
-                    if newline < 0 or newline - pos > MAX_LINE:
-                        break
-                    line = buf[pos + 1 : newline]
-                    if op == 0x49:
-                        stack.append(False if line == b"00" else True if line == b"01" else int(line, 0))
-                    elif op == 0x67:
-                        stack.append(memo.get(int(line)))
-                    elif op == 0x56:
-                        stack.append(str(line, "raw-unicode-escape"))
-                    else:
-                        index = int(line)
-                        if index < 0:
-                            break
-                        memo.put(index, stack[-1])
-                        dense = not memo.far
-                    pos = newline + 1
                 else:
                     break
         except BaseException:
@@ -814,6 +902,189 @@ class Machine:
         self.pos = pos
         self.stack = stack
         return pos - first
+
+    def _full_batch(self, buf: bytes, pos: int, target: Fresh) -> int:
+        """`MARK <items> SETITEMS` (or APPENDS) into a container that already keeps ITEM_CAP items, so
+        that the items only count for the memo and the weight: the bytes of memoised strings, the
+        marker each small list of memoised constants leaves in the memo once its parent takes it.
+
+        Returns where the batch ends (past SETITEMS), or 0 when it is not one (another opcode, a
+        fetch of anything but a constant already held, a string that is not UTF-8, the end of the
+        buffer, a frame that does not start where the last one ends, the expansion bound): nothing
+        is changed then and the loop runs it opcode by opcode. The items are what pickle writes for
+        a dict of names to numbers or to lists of shared names, or a list of names, numbers and pairs
+        of numbers (`SHORT_BINUNICODE [MEMOIZE]`, `BININT`, `BININT1`, `BININT2`, two of them and
+        `TUPLE2 [MEMOIZE]`, `EMPTY_LIST MEMOIZE MARK BINGET* APPENDS`), in frames."""
+        memo = self.memo
+        tags = memo.tags
+        objs = memo.objs
+        close = 0x75 if target.kind == "dict" else 0x65
+        #: the memo's new tags, the strings' bytes for its arena, the markers for its object list
+        added: list[int] = []
+        pieces: list[bytes] = []
+        markers: list[Any] = []
+        #: memo entries a fetch in the batch promotes from the arena (`Memo.text`): index -> object slot
+        promoted: dict[int, int] = {}
+        shared: dict[int, Plain] = {}
+        texts: list[bytes] = []  # strings not memoised, checked as UTF-8 with the pieces
+        at = len(memo.arena)
+        slot = len(objs)
+        items = 0
+        weight = 0
+        lists = 0
+        pairs = 0
+        lim = self.lim
+        fend = self.fend
+        limit = lim if fend > lim else fend
+        while True:
+            if pos + 9 >= limit:  # every opcode here ends within 9 bytes, but for a string
+                if pos == fend and pos + 9 <= lim and buf[pos] == 0x95:
+                    # The frame ends here and the next starts: what the FRAME branch checks, in advance.
+                    size = int.from_bytes(buf[pos + 1 : pos + 9], "little")
+                    if size > sys.maxsize:
+                        return 0
+                    pos += 9
+                    fend = pos + size
+                    limit = lim if fend > lim else fend
+                    continue
+                if pos >= limit:
+                    return 0
+            op = buf[pos]
+            if op in {0x8C, 0x58}:  # SHORT_BINUNICODE, BINUNICODE
+                start = pos + 2 if op == 0x8C else pos + 5
+                stop = start + (buf[pos + 1] if op == 0x8C else _UINT4(buf, pos + 1)[0]) if start < limit else limit
+                if stop >= limit:
+                    return 0
+                raw = buf[start:stop]
+                put = 1 if buf[stop] == 0x94 else _memo_store(buf, stop, limit, len(tags) + len(added))
+                if put < 0:
+                    return 0  # a store at another index than the next
+                if put:
+                    size = stop - start
+                    if size >= _ARENA_MAX:
+                        return 0
+                    added.append(at << _OFF | size << 1)
+                    at += size
+                    pieces.append(raw)
+                    stop += put
+                else:
+                    texts.append(raw)
+                pos = stop
+            elif op in {0x4A, 0x4B, 0x4D}:  # BININT, BININT1, BININT2
+                pos += 5 if op == 0x4A else 2 if op == 0x4B else 3
+                second = buf[pos] if pos + 6 < limit else 0
+                if second in {0x4A, 0x4B, 0x4D}:
+                    # a pair of numbers (`TUPLE2`), memoised: the memo keeps the shared tuple marker
+                    stop = pos + (5 if second == 0x4A else 2 if second == 0x4B else 3)
+                    if buf[stop] == 0x86:
+                        pos = stop + 1
+                        if buf[pos] == 0x94:
+                            added.append(-2 - slot)
+                            slot += 1
+                            markers.append(_TUPLE_MARKER)
+                            pairs += 1
+                            pos += 1
+            elif op == 0x5D:  # EMPTY_LIST, memoised: `MARK item* APPENDS` or `(item APPEND)*`
+                put = _memo_store(buf, pos + 1, limit, len(tags) + len(added))
+                if put <= 0:
+                    return 0
+                pos += 1 + put
+                added.append(-2 - slot)  # the list's entry comes before what its items' fetches promote
+                place = len(markers)
+                markers.append(None)
+                slot += 1
+                count = 0
+                fused = pos < limit and buf[pos] == 0x28
+                if fused:
+                    pos += 1
+                while pos < limit:
+                    code = buf[pos]
+                    if code == 0x68 and pos + 2 <= limit:  # BINGET: a constant held whole, checked inline
+                        width = 2
+                        index = buf[pos + 1]
+                        tag = tags[index] if index < len(tags) else 0
+                        if tag >= 0 or type(objs[-2 - tag]) not in _SCALAR_DATA:
+                            slot = self._batch_fetch(buf, pos, promoted, markers, slot)
+                            if slot < 0:
+                                return 0
+                    else:
+                        width = _ITEM_WIDTHS.get(code, 0)
+                        if not width or pos + width > limit:
+                            break
+                        if code in {0x68, 0x6A}:
+                            slot = self._batch_fetch(buf, pos, promoted, markers, slot)
+                            if slot < 0:
+                                return 0
+                    if not fused:
+                        if pos + width >= limit or buf[pos + width] != 0x61:
+                            break  # not appended: the next item
+                        pos += 1
+                    count += 1
+                    pos += width
+                if fused and (pos >= limit or buf[pos] != 0x65):
+                    return 0
+                if count > ITEM_CAP:
+                    return 0
+                pos += fused
+                marker = shared.get(count)
+                if marker is None:
+                    marker = shared[count] = plain_marker("list", count)
+                markers[place] = marker
+                lists += 1
+                weight += count
+            elif op in {0x68, 0x6A}:  # BINGET, LONG_BINGET of a constant held whole
+                if pos + (2 if op == 0x68 else 5) > limit:
+                    return 0
+                slot = self._batch_fetch(buf, pos, promoted, markers, slot)
+                if slot < 0:
+                    return 0
+                pos += 2 if op == 0x68 else 5
+            elif op == close:
+                break
+            else:
+                return 0
+            if pos > limit:
+                return 0  # a number's bytes run past the frame or buffer
+            items += 1
+        for strings in (pieces, texts):
+            joined = b"\x00".join(strings)  # an ASCII byte ends every UTF-8 sequence: valid iff each one is
+            if not joined.isascii():
+                try:
+                    joined.decode("utf-8", "surrogatepass")
+                except UnicodeDecodeError:
+                    return 0
+        weight += items
+        if target.weight + weight > MAX_WEIGHT or len(memo.tuples) + pairs > _TUPLE_SLOTS_MAX:
+            return 0  # the bound is reached, or memoised tuples would clear the memo's table of them
+        tags.extend(added)
+        memo.arena += b"".join(pieces)
+        objs.extend(markers)
+        for index, held in promoted.items():
+            tags[index] = -2 - held
+        memo.dropped += lists + pairs
+        target.weight += weight
+        self.nested = min(self.nested + lists, max(self.nested, _NESTED_KEPT))
+        self.fend = fend
+        return pos + 1
+
+    def _batch_fetch(self, buf: bytes, pos: int, promoted: dict[int, int], held: list[Any], slot: int) -> int:
+        """The BINGET or LONG_BINGET at `pos` inside a full batch: the next free object slot if it fetches
+        a constant, else -1. A string still in the arena is promoted as `Memo.text` would (its object
+        goes to `held` at `slot`, and later fetches in the batch find it there)."""
+        index = buf[pos + 1] if buf[pos] == 0x68 else _UINT4(buf, pos + 1)[0]
+        if index in promoted:
+            return slot
+        tags = self.memo.tags
+        if index >= len(tags):
+            return -1
+        tag = tags[index]
+        if tag < 0:
+            return slot if type(self.memo.objs[-2 - tag]) in _SCALAR_DATA else -1
+        at = tag >> _OFF
+        data = self.memo.arena[at : at + ((tag >> 1) & (_ARENA_MAX - 1))]
+        held.append(bytes(data) if tag & 1 else data.decode("utf-8", "surrogatepass"))
+        promoted[index] = slot
+        return slot + 1
 
     def _check_bounds(self) -> None:
         """The analyser's memory bound (the policy's `pickle-memory-bytes`). Opcodes are not bounded:
@@ -1622,6 +1893,21 @@ class Machine:
 
 _BYTES_WRAPPERS = frozenset(["io.BytesIO", "builtins.bytearray", "builtins.bytes", "builtins.memoryview"])
 _LATIN1 = frozenset(["latin1", "latin-1", "iso-8859-1", "iso8859-1", "l1"])
+
+
+def _memo_store(buf: bytes, pos: int, limit: int, index: int) -> int:
+    """The length of the memo store at `pos` if it stores `index` (MEMOIZE, BINPUT, LONG_BINPUT), 0 if
+    there is none, -1 if it stores another index (or runs past `limit`)."""
+    if pos >= limit:
+        return 0
+    op = buf[pos]
+    if op == 0x94:
+        return 1
+    if op == 0x71:
+        return 2 if pos + 2 <= limit and buf[pos + 1] == index else -1
+    if op == 0x72:
+        return 5 if pos + 5 <= limit and _UINT4(buf, pos + 1)[0] == index else -1
+    return 0
 
 
 def _payload(value: Any) -> Any:
