@@ -148,8 +148,8 @@ def main() -> None:
             result = run([peer, "-p", str(root)])
             name = Path(peer).name
             print(
-                f"| {name} -p | 1 | {load:.1f} | {result['wall']:.1f} | {result['cpu']:.1f} | {result['tree_mib']:.0f} | "
-                f"{result['single_mib']:.0f} | {result['code']} |"
+                f"| {name} -p | 1 | {load:.1f} | {result['wall']:.1f} | {result['cpu']:.1f} | "
+                f"{result['tree_mib']:.0f} | {result['single_mib']:.0f} | {result['code']} |"
             )
         first = next(iter(reports), None)
         if first is not None:

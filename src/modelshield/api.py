@@ -52,7 +52,7 @@ def _scan_one(index: int, path: str, policy: Policy) -> FileResult:
 
 
 def _scan_batch(indices: list[int], paths: list[str], policy: Policy) -> list[FileResult]:
-    return [_scan_one(index, path, policy) for index, path in zip(indices, paths)]
+    return [_scan_one(index, path, policy) for index, path in zip(indices, paths, strict=True)]
 
 
 def collect_files(
@@ -145,7 +145,7 @@ def _scan_files(files: list[str], policy: Policy, jobs: int | None, progress: Pr
             }
             done = 0
             for future in as_completed(batches):
-                for index, result in zip(batches[future], future.result()):
+                for index, result in zip(batches[future], future.result(), strict=True):
                     slots[index] = result
                     done += 1
                     if progress:
