@@ -10,6 +10,7 @@ that what one file leaves behind does not grow the next ones.
     python bench/folder.py                                  # modelshield from this work tree
     python bench/folder.py --peer /path/to/venv/bin/picklescan --large /tmp/large
     python bench/folder.py --modelshield "python -m modelshield" --runs 3
+    python bench/folder.py --cases j2 --runs 3                  # only `-j 2`; CPU and load average are recorded
 """
 
 from __future__ import annotations
