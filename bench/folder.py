@@ -10,6 +10,7 @@ that what one file leaves behind does not grow the next ones.
     python bench/folder.py                                  # modelshield from this work tree
     python bench/folder.py --peer /path/to/venv/bin/picklescan --large /tmp/large
     python bench/folder.py --modelshield "python -m modelshield" --runs 3
+    python bench/folder.py --cases j2 --runs 3                  # only `-j 2`; CPU and load average are recorded
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def run(argv: list[str], output: Path | None = None) -> dict[str, float]:
     """Wall time, peak tree RSS and peak single-process RSS (GNU time) of one command."""
     report = tempfile.NamedTemporaryFile(prefix="bench-rss-", delete=False)  # noqa: SIM115 - removed below
     report.close()
-    command = [GNU_TIME, "-f", "%M", "-o", report.name, *argv] if GNU_TIME else argv
+    command = [GNU_TIME, "-f", "%M %U %S", "-o", report.name, *argv] if GNU_TIME else argv
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     peak = [0]
@@ -89,12 +90,12 @@ def run(argv: list[str], output: Path | None = None) -> dict[str, float]:
     sampler.join()
     single = Path(report.name).read_text().split()
     os.unlink(report.name)
-    return {
-        "wall": wall,
-        "tree_mib": peak[0] / 1024**2,
-        "single_mib": int(single[-1]) / 1024 if single and single[-1].isdigit() else float("nan"),
-        "code": code,
-    }
+    fields = single[-3:] if len(single) >= 3 else ["nan"] * 3
+    try:
+        single_mib, cpu = int(fields[0]) / 1024, float(fields[1]) + float(fields[2])
+    except ValueError:
+        single_mib = cpu = float("nan")
+    return {"wall": wall, "cpu": cpu, "tree_mib": peak[0] / 1024**2, "single_mib": single_mib, "code": code}
 
 
 def slowest(report: Path, count: int = 10) -> list[tuple[float, str, int]]:
@@ -110,6 +111,9 @@ def main() -> None:
     parser.add_argument("--peer", action="append", default=[], help="a peer CLI to run on the folder (picklescan)")
     parser.add_argument("--large", type=Path, help="a folder of large single pickles to time one by one too")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument(
+        "--cases", default="j2,j1,reverse", help="which modelshield runs, comma-separated: j2, j1, reverse (-j 1)"
+    )
     args = parser.parse_args()
     tool = shlex.split(args.modelshield)
     with tempfile.TemporaryDirectory(prefix="modelshield-folder-") as tmp:
@@ -117,36 +121,44 @@ def main() -> None:
         files = build_folder(args.cache, root)
         size = sum(f.stat().st_size for f in files)
         print(f"# folder of {len(files)} real model files, {size / 1024**2:,.0f} MiB ({time.strftime('%Y-%m-%d')})\n")
-        print("| command | run | wall (s) | peak RSS, process tree (MiB) | peak RSS, largest process (MiB) | exit |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        print(
+            "| command | run | load average | wall (s) | CPU, user + sys (s) | peak RSS, process tree (MiB) | "
+            "peak RSS, largest process (MiB) | exit |"
+        )
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         reports: dict[str, Path] = {}
-        cases = [
-            ("modelshield -j 2", ["-j", "2", str(root)]),
-            ("modelshield -j 1", ["-j", "1", str(root)]),
-            ("modelshield -j 1, reverse order", ["-j", "1", *map(str, reversed(files))]),
-        ]
-        for label, extra in cases:
+        cases = {
+            "j2": ("modelshield -j 2", ["-j", "2", str(root)]),
+            "j1": ("modelshield -j 1", ["-j", "1", str(root)]),
+            "reverse": ("modelshield -j 1, reverse order", ["-j", "1", *map(str, reversed(files))]),
+        }
+        for label, extra in (cases[name] for name in args.cases.split(",")):
             for index in range(args.runs):
                 out = Path(tmp) / f"report-{len(reports)}.json"
                 argv = [*tool, "scan", "--format", "json", "--no-progress", "--no-deps", "-o", str(out), *extra]
+                load = os.getloadavg()[0]
                 result = run(argv)
                 reports[f"{label} #{index}"] = out
                 print(
-                    f"| {label} | {index + 1} | {result['wall']:.1f} | {result['tree_mib']:.0f} | "
-                    f"{result['single_mib']:.0f} | {result['code']} |"
+                    f"| {label} | {index + 1} | {load:.1f} | {result['wall']:.1f} | {result['cpu']:.1f} | "
+                    f"{result['tree_mib']:.0f} | {result['single_mib']:.0f} | {result['code']} |",
+                    flush=True,
                 )
         for peer in args.peer:
+            load = os.getloadavg()[0]
             result = run([peer, "-p", str(root)])
             name = Path(peer).name
             print(
-                f"| {name} -p | 1 | {result['wall']:.1f} | {result['tree_mib']:.0f} | {result['single_mib']:.0f} | "
-                f"{result['code']} |"
+                f"| {name} -p | 1 | {load:.1f} | {result['wall']:.1f} | {result['cpu']:.1f} | "
+                f"{result['tree_mib']:.0f} | {result['single_mib']:.0f} | {result['code']} |"
             )
-        print("\nSlowest ten files (modelshield -j 2, first run):\n")
-        print("| seconds | size (MiB) | file |")
-        print("| ---: | ---: | --- |")
-        for seconds, path, size_ in slowest(reports["modelshield -j 2 #0"]):
-            print(f"| {seconds:.2f} | {size_ / 1024**2:.1f} | {Path(path).relative_to(root)} |")
+        first = next(iter(reports), None)
+        if first is not None:
+            print(f"\nSlowest ten files ({first.rsplit(' #', 1)[0]}, first run):\n")
+            print("| seconds | size (MiB) | file |")
+            print("| ---: | ---: | --- |")
+            for seconds, path, size_ in slowest(reports[first]):
+                print(f"| {seconds:.2f} | {size_ / 1024**2:.1f} | {Path(path).relative_to(root)} |")
         if args.large:
             print("\n| large input | tool | wall (s) | peak RSS (MiB) | exit |")
             print("| --- | --- | ---: | ---: | ---: |")

@@ -11,7 +11,7 @@ from typing import Any
 from modelshield import __version__
 from modelshield.core import activity
 from modelshield.core.dependencies import Graph
-from modelshield.core.engine import Engine
+from modelshield.core.engine import Engine, work_order
 from modelshield.core.files import Skipped, walk_files
 from modelshield.core.policy import Policy, PolicyError, load_policy_file
 from modelshield.core.report import FileResult, Report
@@ -49,6 +49,10 @@ def _scan_one(index: int, path: str, policy: Policy) -> FileResult:
         return scan_file(path, policy)
     finally:
         activity.finished()
+
+
+def _scan_batch(indices: list[int], paths: list[str], policy: Policy) -> list[FileResult]:
+    return [_scan_one(index, path, policy) for index, path in zip(indices, paths, strict=True)]
 
 
 def collect_files(
@@ -120,7 +124,6 @@ def _scan_files(files: list[str], policy: Policy, jobs: int | None, progress: Pr
     if isinstance(progress, activity.Watcher):  # the terminal display: which file, how far
         board = activity.Board(files, workers)
         progress.watch(board)
-    indices = range(len(files))
     if workers == 1:
         activity.attach(board.cells if board else None, 0)
         try:
@@ -132,14 +135,22 @@ def _scan_files(files: list[str], policy: Policy, jobs: int | None, progress: Pr
             activity.attach(None, 0)
     else:
         # Imported here: the process pool (multiprocessing, logging, threading) costs start-up time.
-        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+        from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: PLC0415
 
         shared = (board.cells, board.counter) if board else (None, None)
+        slots: list[FileResult | None] = [None] * len(files)
         with ProcessPoolExecutor(max_workers=workers, initializer=activity.join_pool, initargs=shared) as pool:
-            for result in pool.map(_scan_one, indices, files, [policy] * len(files), chunksize=4):
-                results.append(result)
-                if progress:
-                    progress(result, len(results), len(files))
+            batches = {
+                pool.submit(_scan_batch, batch, [files[i] for i in batch], policy): batch for batch in work_order(files)
+            }
+            done = 0
+            for future in as_completed(batches):
+                for index, result in zip(batches[future], future.result(), strict=True):
+                    slots[index] = result
+                    done += 1
+                    if progress:
+                        progress(result, done, len(files))
+        results = [result for result in slots if result is not None]  # in the order the files were given
     return results
 
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import struct
 import zipfile
+from typing import Any
+
+import pytest
 
 from modelshield.core.limits import Limits
 from modelshield.core.policy import Policy
 from modelshield.core.rules import CATALOGUE
+from modelshield.core.source import BytesSource
+from modelshield.formats import _archive
 from tests.conftest import ScanData
 from tests.containers.assertions import has_rule, quiet
 from tests.containers.zipbuilder import BZIP2, DEFLATED, S_IFLNK, Member, build
@@ -276,3 +282,26 @@ def test_every_archive_rule_has_a_full_page() -> None:
     for rule in archive_rules:
         assert rule.overview and rule.attack and rule.impact and rule.remediation
         assert rule.category.value == "archive-and-container"
+
+
+def test_member_names_are_read_once_per_zip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four detectors ask for a zip's names; its directory is parsed once, and forgotten with the zip."""
+    opened: list[object] = []
+
+    class Counting(zipfile.ZipFile):
+        def __init__(self, file: Any, *args: Any, **kwargs: Any) -> None:
+            opened.append(file)
+            super().__init__(file, *args, **kwargs)
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", BENIGN)
+    monkeypatch.setattr(_archive.zipfile, "ZipFile", Counting)
+    source = BytesSource(buffer.getvalue())
+    first, second = _archive.zip_names(source), _archive.zip_names(source)
+    assert first == second == ("archive/data.pkl",)
+    assert len(opened) == 1
+    assert _archive.zip_names(BytesSource(b"PK\x03\x04 broken")) is None
+    del source
+    gc.collect()
+    assert len(_archive._NAMES) == 0

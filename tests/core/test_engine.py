@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import pickle
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
+import modelshield
 from modelshield import Policy
-from modelshield.core.engine import Engine
+from modelshield.core.engine import BATCH_BYTES, BATCH_FILES, Engine, work_order
 from modelshield.core.errors import ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
@@ -20,7 +23,7 @@ from modelshield.core.limits import Limits
 from modelshield.core.rules import Severity
 from modelshield.core.scan_rules import NOT_ANALYSED
 from modelshield.core.sniff import classify_plain
-from modelshield.core.source import DecodedSource, Source
+from modelshield.core.source import HEAD, DecodedSource, FileSource, Source
 from tests.conftest import ScanData
 from tests.helpers import evil_pickle, is_code_execution
 
@@ -164,3 +167,54 @@ def test_detection_never_materialises_a_decoded_stream(scan_data: ScanData, monk
     assert result.findings == []
     assert [o.format for o in result.objects] == ["gzip", "pickle"]
     assert materialised == []
+
+
+def test_a_short_head_is_read_and_decoded_once(scan_data: ScanData, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A head shorter than asked for is the whole content: the next detector's look costs no read
+    (a file) nor a new pass of the decompressor (a gzip member)."""
+    streams: list[str] = []
+    reads: list[int] = []
+    original_stream, original_read = DecodedSource.stream, FileSource.read_at
+
+    def stream(self: DecodedSource) -> BinaryIO:
+        streams.append(self._what)
+        return original_stream(self)
+
+    def read_at(self: FileSource, offset: int, n: int) -> bytes:
+        reads.append(n)
+        return original_read(self, offset, n)
+
+    monkeypatch.setattr(DecodedSource, "stream", stream)
+    monkeypatch.setattr(FileSource, "read_at", read_at)
+    result = scan_data(gzip.compress(bytes(range(256))), "blob.gz")
+    assert [o.format for o in result.objects] == ["gzip", "binary"]
+    assert len(streams) == 1  # the head; before, each of some thirty detectors decoded it again
+    assert reads.count(HEAD) == 1  # the file's head, asked for by every detector
+
+
+def test_work_order_is_largest_first_in_bounded_batches(tmp_path: Path) -> None:
+    sizes = [10, 3 * BATCH_BYTES, 0, BATCH_BYTES // 2, 7, BATCH_BYTES // 2 + 1, *[1] * (BATCH_FILES + 5)]
+    paths = []
+    for index, size in enumerate(sizes):
+        path = tmp_path / f"f{index}"
+        path.write_bytes(b"x" * size)
+        paths.append(str(path))
+    paths.append(str(tmp_path / "missing"))  # unreadable: scanned (and reported) like the smallest
+    batches = work_order(paths)
+    order = [index for batch in batches for index in batch]
+    assert sorted(order) == list(range(len(paths)))
+    assert [sizes[i] if i < len(sizes) else 0 for i in order] == sorted([*sizes, 0], reverse=True)
+    assert batches[0] == [1]  # a file of at least BATCH_BYTES goes alone
+    assert batches[1] == [5]  # two halves would exceed BATCH_BYTES together
+    for batch in batches:
+        held = sum(os.path.getsize(paths[i]) if i < len(sizes) else 0 for i in batch)
+        assert len(batch) <= BATCH_FILES and (held <= BATCH_BYTES or len(batch) == 1)
+
+
+def test_jobs_report_files_in_the_order_given(tmp_path: Path) -> None:
+    # The largest files are scanned first and come back in any order; the report keeps the given one.
+    for index in range(40):
+        (tmp_path / f"m{index:02d}.pkl").write_bytes(evil_pickle() if index % 7 == 0 else pickle.dumps(b"x" * index))
+    one, two = modelshield.scan(tmp_path, jobs=1), modelshield.scan(tmp_path, jobs=2)
+    assert [r.path for r in two.files] == [r.path for r in one.files] == sorted(r.path for r in one.files)
+    assert [[f.rule_id for f in r.findings] for r in two.files] == [[f.rule_id for f in r.findings] for r in one.files]

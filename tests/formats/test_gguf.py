@@ -199,6 +199,33 @@ def test_huge_string_arrays_are_bounded(scan_data: ScanData, monkeypatch: pytest
     assert rule_ids(scan_data(build([array], []), "model.gguf")) == ["SCN005"]
 
 
+def _one_by_one(reader: gguf_format._Reader, count: int, what: str) -> None:
+    """What the bulk skip replaces: each string's length read and its bytes skipped on their own."""
+    for _ in range(count):
+        reader.skip(reader.unpack("Q", f"string length in {what}"), what)
+
+
+def test_bulk_vocabulary_skip_reports_what_the_string_by_string_walk_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Strings of every length around a 40-byte window (one longer than it), then the file cut at
+    # every byte of the array: each cut must give the same findings, evidence and offsets either way.
+    monkeypatch.setattr(gguf_format, "_CHUNK", 40)
+    tokens = [gstr("t" * (i % 7)) for i in range(30)] + [gstr("w" * 100)] + [gstr("end")]
+    array = gstr("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, len(tokens)) + b"".join(tokens)
+    whole = build([array, kv_u32("x.after", 1)], [tensor_info("w", (8,))], b"\0" * 32)
+    start = whole.index(tokens[0])
+    path = tmp_path / "model.gguf"
+    for cut in [*range(start, start + len(b"".join(tokens)) + 1), len(whole)]:
+        path.write_bytes(whole[:cut])
+        bulk = [(f.rule_id, f.evidence, str(f.location)) for f in scan_file(str(path)).findings]
+        with monkeypatch.context() as patched:
+            patched.setattr(gguf_format._Reader, "skip_strings", _one_by_one)
+            single = [(f.rule_id, f.evidence, str(f.location)) for f in scan_file(str(path)).findings]
+        assert bulk == single, cut
+        assert (cut == len(whole)) == (bulk == []), cut
+
+
 def test_version_1_fails_closed(scan_data: ScanData) -> None:
     result = scan_data(b"GGUF" + struct.pack("<III", 1, 0, 0), "model.gguf")
     assert [f.rule_id for f in result.findings] == ["SCN003"]

@@ -34,6 +34,37 @@ AMBIGUOUS_SUFFIXES = frozenset({".bin", ".data", ".dat", ".sav"})
 CONVENTIONAL_OUTER_SUFFIXES = frozenset({".tar"})
 
 
+#: Work handed to a `--jobs` worker at once: files of at least BATCH_BYTES go alone, smaller ones in
+#: batches of up to BATCH_FILES files or BATCH_BYTES bytes, so a folder of thousands of small files
+#: costs hundreds of round trips to the workers instead of thousands.
+BATCH_FILES = 32
+BATCH_BYTES = 1 << 20
+
+
+def work_order(paths: Sequence[str]) -> list[list[int]]:
+    """Batches of indices into `paths`, largest files first (longest processing time first, with size
+    standing for cost): the few files that take seconds start at once instead of ending the run alone
+    on one worker while the others idle, and the last batches are the smallest files."""
+    sizes = []
+    for path in paths:
+        try:
+            sizes.append(os.stat(path).st_size)
+        except OSError:
+            sizes.append(0)  # reported by the engine
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    held = 0
+    for index in sorted(range(len(paths)), key=lambda i: -sizes[i]):
+        if batch and (len(batch) == BATCH_FILES or held + sizes[index] > BATCH_BYTES):
+            batches.append(batch)
+            batch, held = [], 0
+        batch.append(index)
+        held += sizes[index]
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 class Engine:
     """Scans one top-level file; holds that file's byte meter and object count."""
 

@@ -27,6 +27,9 @@ class Source(ABC):
     """Bytes of one scanned object."""
 
     _head: bytes | None = None
+    #: How many bytes the cached head was read for: a shorter head is the whole content, so every
+    #: detector's look at a small object costs no read (or, for a decoded one, no decoding) again.
+    _head_asked = 0
     #: An error met while sniffing (a truncated or corrupt stream); the engine reports it.
     error: ScanError | None = None
 
@@ -45,8 +48,9 @@ class Source(ABC):
 
     def head(self, n: int = HEAD) -> bytes:
         """The first bytes, for content sniffing; cached."""
-        if self._head is None or len(self._head) < n:
-            self._head = self.read_at(0, max(n, HEAD))
+        if self._head is None or len(self._head) == self._head_asked < n:
+            self._head_asked = max(n, HEAD)
+            self._head = self.read_at(0, self._head_asked)
         return self._head[:n]
 
     def length(self) -> int:
@@ -264,12 +268,13 @@ class DecodedSource(Source):
     def head(self, n: int = HEAD) -> bytes:
         if self._data is not None:
             return self._data[:n]
-        if self._head is None or len(self._head) < n:
+        if self._head is None or len(self._head) == self._head_asked < n:
+            self._head_asked = max(n, HEAD)
             try:
-                self._head = self.stream().read(max(n, HEAD))
+                self._head = self.stream().read(self._head_asked)
             except ScanError as exc:
                 self.error = exc
-                self._head = self._partial_head(max(n, HEAD))
+                self._head = self._partial_head(self._head_asked)
         return self._head[:n]
 
     def _partial_head(self, n: int) -> bytes:

@@ -4,6 +4,7 @@ scans every member on its own anyway."""
 
 from __future__ import annotations
 
+import weakref
 import zipfile
 from collections.abc import Sequence
 
@@ -12,15 +13,25 @@ from modelshield.core.source import Source
 _ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, KeyError)
 
 
+#: Names by zip, for as long as the zip's source lives: four detectors ask about every zip, and
+#: reading a directory of thousands of members costs tens of milliseconds each time.
+_NAMES: weakref.WeakKeyDictionary[Source, tuple[str, ...] | None] = weakref.WeakKeyDictionary()
+
+
 def zip_names(source: Source) -> Sequence[str] | None:
     """Member names of a zip, or None when the bytes are not one `zipfile` can read."""
     if not source.head(4).startswith(b"PK\x03\x04"):
         return None
+    if source in _NAMES:
+        return _NAMES[source]
+    names: tuple[str, ...] | None = None
     try:
         with zipfile.ZipFile(source.stream()) as archive:
-            return archive.namelist()
+            names = tuple(archive.namelist())
     except _ERRORS:
-        return None
+        pass
+    _NAMES[source] = names
+    return names
 
 
 def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> tuple[bytes | None, str]:

@@ -6,6 +6,7 @@ caller can skip a multi-gigabyte `graph` field by its length or read a short str
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -79,7 +80,13 @@ def plausible_head(source: Source) -> bool:
     """Whether the head of `source` walks as protobuf fields: a cheap test before a detector asks
     for the size (which decodes the whole of a compressed stream). A field that runs past a full
     head is fine; one that runs past the end of a file that fits in the head is not."""
-    head = source.head(HEAD)
+    return _walks(source.head(HEAD))
+
+
+@functools.lru_cache(maxsize=1)
+def _walks(head: bytes) -> bool:
+    """`plausible_head` of these bytes, remembered for the last head: every protobuf detector (ONNX,
+    SavedModel, GraphDef, Keras metadata...) asks about the same head in turn."""
     if not head:
         return False
     view, whole = BytesSource(head), len(head) < HEAD

@@ -232,6 +232,27 @@ class _Reader:
             raise Malformed(f"{what} needs {n} bytes but the file ends {self.size - self.pos} bytes later", self.pos)
         self.pos += n
 
+    def skip_strings(self, count: int, what: str) -> None:
+        """Skip `count` length-prefixed strings (a vocabulary holds hundreds of thousands): those lying
+        wholly in the window are stepped over by their lengths alone; any other goes through `unpack`
+        and `skip`, which refill the window or report the string that runs past the file."""
+        length = struct.Struct(self.order + "Q").unpack_from
+        while count:
+            buf, base = self._buf, self._buf_start
+            end = min(len(buf), self.size - base)
+            at = self.pos - base
+            if at >= 0:
+                while count and at + 8 <= end:
+                    after = at + 8 + length(buf, at)[0]
+                    if after > end:
+                        break
+                    at = after
+                    count -= 1
+                self.pos = base + at
+            if count:
+                self.skip(self.unpack("Q", f"string length in {what}"), what)
+                count -= 1
+
     def unpack(self, code: str, what: str) -> Any:
         return struct.unpack(self.order + code, self.take(struct.calcsize(code), what))[0]
 
@@ -350,8 +371,7 @@ class GgufParser:
             elif element == STRING:
                 self._check_count(count, 8, f"strings in {what}")
                 self._spend(count)
-                for _ in range(count):
-                    reader.skip(reader.unpack("Q", f"string length in {what}"), what)
+                reader.skip_strings(count, what)
             elif element == ARRAY:
                 self._check_count(count, 12, f"arrays in {what}")
                 self._spend(count)
