@@ -3,12 +3,14 @@ test server (tests/sources/hubserver.py), and model folders to serve through the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,8 +21,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import uvicorn
 from safetensors.numpy import save_file
 
+from modelshield.gateway.app import Config, create_app
 from tests.gateway.postgres import postgres_url
 from tests.sources.hubserver import HubServer, storage_hosts
 
@@ -109,6 +113,26 @@ class Gateway:
     def events(self, event: str) -> list[dict[str, Any]]:
         lines = [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
         return [line for line in lines if line.get("event") == event]
+
+
+@contextlib.contextmanager
+def in_process(hub: HubServer, tmp_path: Path) -> Iterator[str]:
+    """The gateway app under uvicorn in a thread of this process (anonymous, SQLite and store in
+    `tmp_path`), for tests that patch the app or the scanner; yields its URL."""
+    config = Config(hub.url, f"sqlite:///{tmp_path / 'gw.db'}", str(tmp_path / "store"), anonymous=True)
+    config.upstream_token, config.upstream_hosts = UPSTREAM_TOKEN, tuple(storage_hosts(hub.url))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture

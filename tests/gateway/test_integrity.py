@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,16 +16,14 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-import uvicorn
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
 from safetensors.numpy import save_file
 
 from modelshield.gateway import app as gateway_app
-from modelshield.gateway.app import Config, create_app
 from modelshield.gateway.upstream import MAX_REDIRECTS, Upstream
-from tests.gateway.conftest import UPSTREAM_TOKEN, Gateway, _free_port, benign_repo, malicious_repo
-from tests.sources.hubserver import HubServer, storage_hosts
+from tests.gateway.conftest import Gateway, benign_repo, in_process, malicious_repo
+from tests.sources.hubserver import HubServer
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -241,18 +237,8 @@ def served(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     """The gateway app under uvicorn in this process, where a test decides when branches expire (REF_TTL)."""
     monkeypatch.setattr(gateway_app, "REF_TTL", 3600.0)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "store" / "hub"))  # as `modelshield serve` sets it
-    config = Config(hub.url, f"sqlite:///{tmp_path / 'gw.db'}", str(tmp_path / "store"), anonymous=True)
-    config.upstream_token, config.upstream_hosts = UPSTREAM_TOKEN, tuple(storage_hosts(hub.url))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with in_process(hub, tmp_path) as url:
+        yield url
 
 
 def _adapter(folder: Path, base: str) -> Path:

@@ -3,8 +3,6 @@ thread) with `modelshield.scan` made to fail, and answers an error instead of th
 
 from __future__ import annotations
 
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -12,29 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 import modelshield
-from modelshield.gateway.app import Config, create_app
-from tests.gateway.conftest import UPSTREAM_TOKEN, _free_port, benign_repo
-from tests.sources.hubserver import HubServer, storage_hosts
+from tests.gateway.conftest import benign_repo, in_process
+from tests.sources.hubserver import HubServer
 
 
 @pytest.fixture
 def served(hub: HubServer, tmp_path: Path) -> Iterator[str]:
-    config = Config(hub.url, f"sqlite:///{tmp_path / 'gw.db'}", str(tmp_path / "store"), anonymous=True)
-    config.upstream_token = UPSTREAM_TOKEN
-    config.upstream_hosts = tuple(storage_hosts(hub.url))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with in_process(hub, tmp_path) as url:
+        yield url
 
 
 def _status(url: str) -> tuple[int, bytes]:
