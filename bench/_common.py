@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import pickle
 import signal
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -105,3 +107,17 @@ def measure(
 
 #: GNU time (`-f %M`), which measures a command's peak RSS without this process's memory under it.
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
+def scan_case(
+    python: str, path: Path, env: dict[str, str], runs: int, timeout: float, *extra: str
+) -> tuple[float, float, int, list[str]]:
+    """One input scanned `runs` times by `python -m modelshield scan --format json`: median wall seconds,
+    peak RSS (MiB, the largest run), the first run's exit code, and the rules found (`RULE severity`)."""
+    argv = [python, "-m", "modelshield", "scan", *extra, "--format", "json", str(path)]
+    results = [measure(argv, env=env, timeout=timeout) for _ in range(runs)]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False).stdout
+    files = json.loads(out)["files"] if out.strip() else []
+    rules = sorted({f"{f['rule_id']} {f['severity']}" for r in files for f in r.get("findings", [])})
+    seconds = statistics.median(r[0] for r in results)
+    return seconds, max(r[1] for r in results) / 2**20, results[0][2], rules

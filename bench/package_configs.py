@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,10 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import measure
+from _common import scan_case
 
 ROOT = Path(__file__).resolve().parent.parent
-MiB = 1024 * 1024
 HANDLER = b"def f(x):\n    return x + 1\n" * 4000  # 100 kB of ordinary Python
 
 
@@ -96,14 +93,8 @@ def main() -> None:
         for label, name, write in CASES:
             path = Path(tmp) / name
             write(path)
-            argv = [args.python, "-m", "modelshield", "scan", "--no-deps", "--format", "json", str(path)]
-            runs = [measure(argv, env=env, timeout=300) for _ in range(args.runs)]
-            out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False).stdout
-            files = json.loads(out)["files"] if out.strip() else []
-            rules = sorted({f"{f['rule_id']} {f['severity']}" for r in files for f in r.get("findings", [])})
-            seconds = statistics.median(r[0] for r in runs)
-            rss = max(r[1] for r in runs) / MiB
-            print(f"| {label} | {seconds:.2f} | {rss:.0f} | {runs[0][2]} | {', '.join(rules)} |")
+            seconds, rss, code, rules = scan_case(args.python, path, env, args.runs, 300, "--no-deps")
+            print(f"| {label} | {seconds:.2f} | {rss:.0f} | {code} | {', '.join(rules)} |")
 
 
 if __name__ == "__main__":

@@ -11,17 +11,14 @@ RSS and the rules reported.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import measure
+from _common import scan_case
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
@@ -83,15 +80,9 @@ def main() -> None:
         for label, name, write in CASES:
             path = Path(tmp) / name
             write(path)
-            argv = [args.python, "-m", "modelshield", "scan", "--format", "json", str(path)]
-            runs = [measure(argv, env=env, timeout=120) for _ in range(args.runs)]
-            out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False).stdout
-            files = json.loads(out)["files"] if out.strip() else []
-            rules = sorted({f"{f['rule_id']} {f['severity']}" for r in files for f in r.get("findings", [])})
-            seconds = statistics.median(r[0] for r in runs)
-            rss = max(r[1] for r in runs) / MiB
+            seconds, rss, code, rules = scan_case(args.python, path, env, args.runs, 120)
             size = path.stat().st_size / MiB
-            print(f"| {label} | {size:.0f} MiB | {seconds:.2f} | {rss:.0f} | {runs[0][2]} | {', '.join(rules)} |")
+            print(f"| {label} | {size:.0f} MiB | {seconds:.2f} | {rss:.0f} | {code} | {', '.join(rules)} |")
             path.unlink()
 
 
