@@ -140,7 +140,11 @@ def write_pbtxt(source: Path, name: str) -> Path:
 
 def tf1_saved_model(name: str) -> Path:
     """A TF1-style SavedModel (graph mode, `tf.compat.v1.train.Saver`): save ops sit in the main graph."""
-    path = reset(OUT / name)
+    return write_tf1_saved_model(reset(OUT / name))
+
+
+def write_tf1_saved_model(path: Path) -> Path:
+    """`tf1_saved_model` at `path`: a variable `w` (ones) behind `y = x @ w`, exported for `serve`."""
     graph = tf.Graph()
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
         x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
@@ -278,11 +282,17 @@ def asset_saved_model(name: str, escape: str | None = None) -> Path:
 
 
 def constant_checkpoint_path(source: Path, name: str, path_value: str, *, function_prefix: str) -> Path:
-    """Copy a SavedModel and make the saver's `RestoreV2` read `path_value` (a new Const) instead of
-    the fed filename: in the graph (TF1 Saver, `function_prefix` empty) or in the library function
-    whose name starts with `function_prefix` (TF2 `__inference__traced_restore`)."""
+    """A copy of a SavedModel whose saver reads `path_value` (see `point_restore_at`)."""
     path = reset(OUT / name)
     shutil.copytree(source, path)
+    point_restore_at(path, path_value, function_prefix=function_prefix)
+    return path
+
+
+def point_restore_at(path: Path, path_value: str, *, function_prefix: str) -> None:
+    """Make the SavedModel's `RestoreV2` read `path_value` (a new Const) instead of the fed filename: in
+    the graph (TF1 Saver, `function_prefix` empty) or in the library function whose name starts with
+    `function_prefix` (TF2 `__inference__traced_restore`)."""
     proto = saved_model_pb2.SavedModel()
     proto.ParseFromString((path / "saved_model.pb").read_bytes())
     meta = proto.meta_graphs[0]
@@ -298,7 +308,6 @@ def constant_checkpoint_path(source: Path, name: str, path_value: str, *, functi
     [restore] = [n for n in nodes if n.op == "RestoreV2"]
     restore.input[0] = "attacker_path" + suffix
     (path / "saved_model.pb").write_bytes(proto.SerializeToString())
-    return path
 
 
 def convert(

@@ -40,6 +40,8 @@ from make_tf_fixtures import (
     VocabularyModel,
     convert,
     disguised_flex_tflite,
+    point_restore_at,
+    write_tf1_saved_model,
 )
 
 
@@ -100,25 +102,6 @@ def attacker_checkpoint(work: Path, value: float) -> str:
     return prefix
 
 
-def point_restore_at(export: Path, prefix: str, *, in_function: bool) -> None:
-    """Make the saver's RestoreV2 read `prefix` (a new Const) instead of the fed filename."""
-    proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString((export / "saved_model.pb").read_bytes())
-    meta = proto.meta_graphs[0]
-    if in_function:
-        [function] = [f for f in meta.graph_def.library.function if "traced_restore" in f.signature.name]
-        nodes, suffix = function.node_def, ":output:0"
-    else:
-        nodes, suffix = meta.graph_def.node, ""
-    const = nodes.add()
-    const.name, const.op = "attacker_path", "Const"
-    const.attr["dtype"].type = tf.string.as_datatype_enum
-    const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(prefix))
-    [restore] = [n for n in nodes if n.op == "RestoreV2"]
-    restore.input[0] = "attacker_path" + suffix
-    (export / "saved_model.pb").write_bytes(proto.SerializeToString())
-
-
 def tf1_restored_value(export: Path, variable: str) -> float:
     graph = tf.Graph()
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
@@ -128,18 +111,8 @@ def tf1_restored_value(export: Path, variable: str) -> float:
 
 
 def tf1_saver_constant(work: Path) -> str:
-    export = work / "tf1"
-    graph = tf.Graph()
-    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
-        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
-        w = tf.compat.v1.get_variable("w", initializer=np.ones((4, 1), np.float32))
-        y = tf.matmul(x, w, name="y")
-        session.run(tf.compat.v1.global_variables_initializer())
-        builder = tf.compat.v1.saved_model.Builder(str(export))
-        signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
-        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature})
-        builder.save()
-    point_restore_at(export, attacker_checkpoint(work, 42.0), in_function=False)
+    export = write_tf1_saved_model(work / "tf1")
+    point_restore_at(export, attacker_checkpoint(work, 42.0), function_prefix="")
     value = tf1_restored_value(export, "w/Read/ReadVariableOp:0")
     return f"w restored as {value} from the attacker's checkpoint (saved as 1.0)" if value == 42.0 else ""
 
@@ -150,7 +123,7 @@ def tf2_saver_constant(work: Path) -> str:
     module.w = tf.Variable(np.ones((4, 1), np.float32))
     module.f = tf.function(lambda x: tf.matmul(x, module.w), input_signature=[tf.TensorSpec([None, 4], tf.float32)])
     tf.saved_model.save(module, str(export), signatures=module.f.get_concrete_function())
-    point_restore_at(export, attacker_checkpoint(work, 42.0), in_function=True)
+    point_restore_at(export, attacker_checkpoint(work, 42.0), function_prefix="__inference__traced_restore")
     value = tf1_restored_value(export, "Variable/Read/ReadVariableOp:0")
     return f"variable restored as {value} from the attacker's checkpoint (saved as 1.0)" if value == 42.0 else ""
 
