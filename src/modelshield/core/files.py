@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -77,6 +78,18 @@ def check_file(path: str) -> Skipped | None:
     if isinstance(st, Skipped):
         return st
     return Skipped(path, f"cannot read {path}: a folder") if stat.S_ISDIR(st.st_mode) else None
+
+
+#: `.../models--org--name/snapshots/<commit>/<file>`: the cache layout huggingface_hub writes.
+_SNAPSHOT = re.compile(r"(?:^|/)models--(?P<repo>[^/]+)/snapshots/(?P<commit>[0-9a-f]{40})/(?P<file>.*)")
+
+
+def hub_snapshot_file(path: str) -> tuple[str, str, str] | None:
+    """(repo id, commit, path inside the snapshot) of a file in a Hugging Face cache snapshot."""
+    match = _SNAPSHOT.search(path.replace(os.sep, "/"))
+    if match is None:
+        return None
+    return match["repo"].replace("--", "/"), match["commit"], match["file"]
 
 
 def is_hf_repo_name(name: str) -> bool:

@@ -53,6 +53,7 @@ from starlette.routing import Route
 
 import modelshield
 from modelshield import Policy, PolicyError, Report, load_policy
+from modelshield.core.files import hub_snapshot_file
 from modelshield.core.rules import CATALOGUE
 from modelshield.gateway import ui
 from modelshield.gateway.db import Database, Decision, Verdict, token_digest
@@ -204,11 +205,12 @@ def judge(report: Report, snapshot: Path, hub: Path) -> Verdict:
             return full.relative_to(snapshot).as_posix()
         except ValueError:
             pass
-        try:  # a dependency's file: models--ORG--NAME/snapshots/COMMIT/PATH
-            cached, _, commit, *rest = full.relative_to(hub).parts
-            return f"{cached[len('models--') :].replace('--', '/')}@{commit[:12]}/{'/'.join(rest)}"
-        except ValueError:
+        # a dependency's file, in the store's Hub cache: shown as ORG/NAME@COMMIT/PATH
+        found = hub_snapshot_file(full.relative_to(hub).as_posix()) if full.is_relative_to(hub) else None
+        if found is None:
             return Path(path).name
+        repo, commit, name = found
+        return f"{repo}@{commit[:12]}/{name}"
 
     formats = {r.path: r.format for r in report.files}  # what format waivers match
     findings: dict[tuple[str, str, str], dict[str, str]] = {}

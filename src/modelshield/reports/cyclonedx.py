@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from modelshield.core.dependencies import Graph, Node
+from modelshield.core.files import hub_snapshot_file
 from modelshield.core.findings import Finding
 from modelshield.core.report import FileResult, Report
 from modelshield.reports import FormatUnavailable, printable
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from cyclonedx.model.bom import Bom
     from cyclonedx.model.component import Component
 
-#: `.../models--org--name/snapshots/<commit>/<file>`: the cache layout huggingface_hub writes.
-_SNAPSHOT = re.compile(r"(?:^|/)models--(?P<repo>[^/]+)/snapshots/(?P<commit>[0-9a-f]{40})/")
 #: config.json keys that say what a model is, and where CycloneDX's model card keeps them.
 _CARD_KEYS = {"model_type": "architectureFamily", "architectures": "modelArchitecture"}
 _CONFIG_LIMIT = 1 << 20
@@ -38,10 +36,8 @@ _INSTALL_HINT = "the CycloneDX report needs cyclonedx-python-lib: pip install 'm
 
 def _hub_origin(path: str) -> tuple[str, str] | None:
     """(repo id, commit) of a file in a Hugging Face cache snapshot."""
-    match = _SNAPSHOT.search(path.replace(os.sep, "/"))
-    if match is None:
-        return None
-    return match["repo"].replace("--", "/"), match["commit"]
+    found = hub_snapshot_file(path)
+    return None if found is None else found[:2]
 
 
 def _model_card(folder: str) -> dict[str, str]:
