@@ -38,9 +38,9 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     return load_policy_file(path, ALLOWLISTS)
 
 
-def scan_file(path: str, policy: Policy | None = None) -> FileResult:
+def scan_file(path: str | os.PathLike[str], policy: Policy | None = None) -> FileResult:
     """Scan one file (never loading or executing it)."""
-    return Engine(HANDLERS, policy or Policy()).scan_file(path)
+    return Engine(HANDLERS, policy or Policy()).scan_file(os.fspath(path))
 
 
 def _scan_one(index: int, path: str, policy: Policy) -> FileResult:

@@ -218,3 +218,16 @@ def test_jobs_report_files_in_the_order_given(tmp_path: Path) -> None:
     one, two = modelshield.scan(tmp_path, jobs=1), modelshield.scan(tmp_path, jobs=2)
     assert [r.path for r in two.files] == [r.path for r in one.files] == sorted(r.path for r in one.files)
     assert [[f.rule_id for f in r.findings] for r in two.files] == [[f.rule_id for f in r.findings] for r in one.files]
+
+
+def test_scan_file_takes_a_path_object_as_scan_does(tmp_path: Path) -> None:
+    """`scan_file(Path(...))` used to fail inside the engine (a Path joined as a str): it is the same scan."""
+    path = tmp_path / "model.pkl"
+    path.write_bytes(b"cos\nsystem\n(S'id'\ntR.")
+    by_path = modelshield.scan_file(path)
+    by_text = modelshield.scan_file(str(path))
+    assert by_path.path == str(path)
+    assert [(f.rule_id, str(f.location), f.evidence) for f in by_path.findings] == [
+        (f.rule_id, str(f.location), f.evidence) for f in by_text.findings
+    ]
+    assert "PKL001" in {f.rule_id for f in by_path.findings}
