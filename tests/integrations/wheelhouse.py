@@ -107,7 +107,7 @@ def offline_pip(folder: Path) -> dict[str, str]:
 
 def source_copy(target: Path) -> Path:
     """modelshield's source as a fresh git repository (whatever state the checkout under test is in)."""
-    names = ["pyproject.toml", "README.md", "LICENSE", ".pre-commit-hooks.yaml", "action.yml", "src"]
+    names = ["pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", ".pre-commit-hooks.yaml", "action.yml", "src"]
     target.mkdir(parents=True)
     for name in names:
         source = ROOT / name
@@ -117,6 +117,8 @@ def source_copy(target: Path) -> Path:
             (target / name).write_bytes(source.read_bytes())
     for cache in target.rglob("__pycache__"):
         subprocess.run(["rm", "-rf", str(cache)], check=True)
+    for built in target.rglob("*.so"):  # an in-place build of the native loop: installs build their own
+        built.unlink()
     git(target, "init", "-q")
     git(target, "add", "-A")
     git(target, "commit", "-q", "-m", "modelshield")
