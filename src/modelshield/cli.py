@@ -656,6 +656,9 @@ def entry() -> int:
     collections and interpreter shutdown walk it again for nothing (a quarter of a small scan's time).
     """
     gc.freeze()
+    # The scanner never calls BLAS, but numpy (which h5py and onnx import) starts OpenBLAS's thread pool,
+    # whose threads spin at start-up: in each `--jobs` worker that cost more CPU than numpy's import itself.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     api.main_is_guarded = True  # `python -m modelshield` and the console script: workers skip their main
     try:
         code = main()

@@ -172,3 +172,25 @@ def test_console_script_keeps_stderr_free_of_progress_when_not_a_terminal(tmp_pa
     assert proc.returncode == 1
     assert proc.stderr == ""
     assert json.loads(proc.stdout)["summary"]["files"] == 31
+
+
+_THREADS = """
+import os, sys
+from modelshield import cli
+sys.argv = ["modelshield", "scan", "--format", "json", sys.argv[1]]
+try:
+    cli.entry()
+finally:
+    import numpy  # as the HDF5 and ONNX analysers do in a worker (OpenBLAS stops its pool at a fork)
+    print(len(os.listdir("/proc/self/task")), file=sys.stderr)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or (os.cpu_count() or 1) < 2, reason="counts threads in /proc")
+def test_the_command_starts_no_blas_threads(clean: Path) -> None:
+    """numpy's OpenBLAS starts a thread per core, which spin at start-up; the scanner never calls BLAS."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run(
+        [sys.executable, "-c", _THREADS, str(clean)], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.stderr.split()[-1:] == ["1"], done.stderr

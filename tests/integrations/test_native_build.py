@@ -47,10 +47,8 @@ import modelshield
 from modelshield.formats.pickle import machine
 assert modelshield.__file__.startswith(sys.argv[1]), modelshield.__file__
 report = modelshield.scan([sys.argv[2]], jobs=1, follow_dependencies=False)
-print(json.dumps({
-    "native": machine._native is not None,
-    "verdicts": sorted([r.path, f.rule_id, f.level, str(f.location), f.evidence] for r in report.files for f in r.findings),
-}))
+found = [[r.path, f.rule_id, f.level, str(f.location), f.evidence] for r in report.files for f in r.findings]
+print(json.dumps({"native": machine._native is not None, "verdicts": sorted(found)}))
 """
 
 

@@ -107,7 +107,8 @@ def offline_pip(folder: Path) -> dict[str, str]:
 
 def source_copy(target: Path) -> Path:
     """modelshield's source as a fresh git repository (whatever state the checkout under test is in)."""
-    names = ["pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", ".pre-commit-hooks.yaml", "action.yml", "src"]
+    names = ["pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", ".pre-commit-hooks.yaml"]
+    names += ["action.yml", "src"]
     target.mkdir(parents=True)
     for name in names:
         source = ROOT / name
