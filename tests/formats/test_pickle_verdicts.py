@@ -257,6 +257,16 @@ def test_plural_rule_that_injects_python_is_critical(scan_data: ScanData) -> Non
     assert found and "evals it when used" in found[0].evidence and "system" in found[0].evidence
 
 
+def test_plural_rule_whose_operator_is_a_list_is_judged_not_an_internal_error(scan_data: ScanData) -> None:
+    """Found by fuzzing: an unhashable operator made the grammar check raise (SCN003) instead of judging."""
+    node = EMPTY_LIST + EMPTY_TUPLE + TUPLE2
+    state = EMPTY_LIST + MARK + text("one") + node + TUPLE2 + APPENDS
+    result = scan_data(proto(2) + glob("babel.plural", "PluralRule") + EMPTY_TUPLE + NEWOBJ + state + BUILD + STOP)
+    assert "SCN003" not in rules(result, Severity.INFO)
+    found = [f for f in result.findings if f.rule_id == "PKL001" and f.level is Severity.CRITICAL]
+    assert found and "operator that is not a name" in found[0].evidence
+
+
 def test_plural_rule_whose_tree_the_pickle_computes_is_critical(scan_data: ScanData) -> None:
     result = scan_data(plural_rule(call("builtins", "str", binint1(1), p=2)[2:-1]))
     assert "PKL001" in rules(result, Severity.CRITICAL)

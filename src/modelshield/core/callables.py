@@ -534,6 +534,9 @@ def _plural_node(node: object, depth: int, problems: list[str]) -> None:
         problems.append(f"{truncate(repr(node), 60)} is not a plural-rule node")
         return
     op, args = node
+    if type(op) is not str:  # a list or dict here is unhashable: judged, not looked up
+        problems.append(f"node {truncate(repr(node), 80)} has an operator that is not a name")
+        return
     if op in _PLURAL_LEAVES and args == ():
         return
     if op == "value" and len(args) == 1 and type(args[0]) is int:
