@@ -15,6 +15,7 @@ import struct
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+from modelshield.core import native
 from modelshield.core.dependencies import Dependency
 from modelshield.core.dependency_rules import DEPENDENCY
 from modelshield.core.errors import LimitExceeded, ScanError
@@ -50,6 +51,8 @@ MAX_ARRAY_STRINGS = 20_000_000
 #: Findings per rule, so a table of a million broken tensors stays a short report.
 MAX_FINDINGS_PER_RULE = 20
 _CHUNK = 1 << 20
+#: the vocabulary step in C (`_gguf.c`) when it was built; `_Reader.skip_strings` runs it in Python otherwise
+_native = native.load("modelshield.formats.llm._gguf")
 
 # Metadata value types: fixed-width ones by struct code, then STRING (8) and ARRAY (9).
 STRING, ARRAY = 8, 9
@@ -237,11 +240,14 @@ class _Reader:
         wholly in the window are stepped over by their lengths alone; any other goes through `unpack`
         and `skip`, which refill the window or report the string that runs past the file."""
         length = struct.Struct(self.order + "Q").unpack_from
+        step = None if _native is None or native.PURE_PYTHON else _native.skip_strings
         while count:
             buf, base = self._buf, self._buf_start
             end = min(len(buf), self.size - base)
             at = self.pos - base
             if at >= 0:
+                if step is not None:
+                    at, count = step(buf, at, end, count, self.order == ">")
                 while count and at + 8 <= end:
                     after = at + 8 + length(buf, at)[0]
                     if after > end:
