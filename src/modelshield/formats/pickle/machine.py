@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import os
 import re
 import struct
 import sys
@@ -271,6 +272,16 @@ class Memo:
 
 
 _TUPLE_MARKER = plain_marker("tuple", 0)
+
+try:
+    from modelshield.formats.pickle import _hot as _native
+except ImportError:  # installed without a compiler: the pure-Python loop, with the same results
+    _native = None
+else:
+    _native.setup(Fresh, Plain, Blob, _TUPLE_MARKER, plain_marker, Memo, _OFF, _ARENA_MAX)
+PURE_PYTHON = os.environ.get("MODELSHIELD_PURE_PYTHON", "") not in ("", "0")
+"""`MODELSHIELD_PURE_PYTHON=1` (read at import; tests set this attribute): the data loop runs in Python
+even when the C one is built."""
 
 
 class Machine:
@@ -599,6 +610,13 @@ class Machine:
         return self.result
 
     def _hot(self) -> int:
+        """The data loop: the C one (`_hot.c`) when it is built and not switched off, else `_hot_python`.
+        Both leave the same state; the C loop may hand an opcode to the general loop earlier."""
+        if _native is not None and not PURE_PYTHON:
+            return _native.hot(self, ITEM_CAP, _NESTED_KEPT, MAX_WEIGHT, _TUPLE_SLOTS_MAX, _HOT_SPAN, MAX_LINE)
+        return self._hot_python()
+
+    def _hot_python(self) -> int:
         """Run the opcodes that only move data (constants, memo, containers the pickle builds) in one
         tight loop over the buffer, with the state in locals; returns the bytes it read. It stops before
         any other opcode, before an argument that could reach the end of the buffer or frame, and
