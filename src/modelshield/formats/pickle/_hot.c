@@ -21,11 +21,12 @@
 #define ARENA_MAX (1LL << (OFF - 1))
 
 /* set by setup() */
-static PyObject *FreshType, *PlainType, *BlobType, *TupleMarker, *PlainMarker;
+static PyObject *FreshType, *PlainType, *BlobType, *TupleMarker, *PlainMarker, *Markers, *LimitExceeded;
+static long long SharedWeights;
 static Py_ssize_t F_items, F_kind, F_plain, F_slot, F_weight;
 static Py_ssize_t M_arena, M_dropped, M_far, M_objs, M_tags, M_tuples;
 static PyObject *S_list, *S_dict, *S_buf, *S_pos, *S_lim, *S_fend, *S_base, *S_stack, *S_metastack, *S_memo,
-    *S_nested, *S_at, *S_put, *S_tag, *S_absorb, *S_fresh, *S_frombytes, *S_weighed;
+    *S_nested, *S_at, *S_put, *S_tag, *S_frombytes;
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 
@@ -670,6 +671,137 @@ static int keep_items(PyObject *kept, PyObject *items, int pairs, long long cap)
     return 0;
 }
 
+/* `Machine._absorb(target, items, pairs)`: `items` join `target` (its weight grows by them and what they
+ * expand to, it stays plain while they are, the memo drops the plain ones it held), the same steps in the
+ * same order, up to the LimitExceeded it raises past the expansion bound. */
+static PyObject *marker_for(PyObject *kind, long long weight) {
+    /* plain_marker(kind, weight), with its shared table read directly (borrowed or new: returns new) */
+    if (weight >= 0 && weight < SharedWeights) {
+        PyObject *table = PyDict_GetItemWithError(Markers, kind);
+        if (table == NULL && PyErr_Occurred()) return NULL;
+        if (table != NULL && PyList_CheckExact(table) && weight < PyList_GET_SIZE(table)) {
+            PyObject *marker = PyList_GET_ITEM(table, weight);
+            if (marker != Py_None) {
+                Py_INCREF(marker);
+                return marker;
+            }
+        }
+    }
+    return PyObject_CallFunction(PlainMarker, "OL", kind, weight);
+}
+
+static int absorb(St *st, PyObject *target, PyObject *items, int pairs, long long at) {
+    long long slot, weight, nested;
+    if (get_ll(SLOT(target, F_slot), &slot) < 0 || get_ll(SLOT(target, F_weight), &weight) < 0) goto bad;
+    PyObject *objs = st->objs;
+    if (slot < -1) { /* Memo.restore */
+        Py_ssize_t index = -2 - slot;
+        if (index >= 0 && index < PyList_GET_SIZE(objs) && Py_TYPE(PyList_GET_ITEM(objs, index)) == (PyTypeObject *)PlainType) {
+            Py_INCREF(target);
+            PyList_SetItem(objs, index, target);
+            if (set_slot(target, F_slot, PyLong_FromSsize_t(index)) < 0) return -1;
+            st->dropped--;
+        }
+    }
+    int plain = SLOT(target, F_plain) == Py_True;
+    if (SLOT(target, F_plain) != Py_True && SLOT(target, F_plain) != Py_False) goto bad;
+    PyObject *nestedobj = PyObject_GetAttr(st->self, S_nested);
+    int badnested = get_ll(nestedobj, &nested);
+    Py_XDECREF(nestedobj);
+    if (badnested < 0) goto bad;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    Py_ssize_t size = PyList_GET_SIZE(objs);
+    weight += n;
+    for (Py_ssize_t position = 0; position < n; position++) {
+        PyObject *item = PyList_GET_ITEM(items, position);
+        if (is_scalar_data(item)) continue;
+        if (is_fresh(item)) {
+            long long item_weight, index;
+            if (get_ll(SLOT(item, F_weight), &item_weight) < 0 || get_ll(SLOT(item, F_slot), &index) < 0) goto bad;
+            weight += item_weight;
+            if (SLOT(item, F_plain) != Py_True) {
+                if (SLOT(item, F_plain) != Py_False) goto bad;
+                plain = 0;
+                continue;
+            }
+            PyObject *marker = marker_for(SLOT(item, F_kind), item_weight);
+            if (marker == NULL) return -1;
+            if (index >= 0 && index < size && PyList_GET_ITEM(objs, index) == item) {
+                Py_INCREF(marker);
+                PyList_SetItem(objs, index, marker);
+                if (set_slot(item, F_slot, PyLong_FromLongLong(-2 - index)) < 0) {
+                    Py_DECREF(marker);
+                    return -1;
+                }
+                st->dropped++;
+            }
+            if (nested < st->nested_kept) {
+                nested++;
+                Py_DECREF(marker);
+            } else {
+                PyList_SetItem(items, position, marker); /* past the bound, parents keep what it weighs */
+            }
+            continue;
+        }
+        if (PyTuple_CheckExact(item)) {
+            PyObject *id = PyLong_FromVoidPtr(item);
+            if (id == NULL) return -1;
+            PyObject *where = PyDict_GetItemWithError(st->tuples, id);
+            long long index = -1;
+            if (where != NULL) {
+                if (get_ll(where, &index) < 0) index = -1;
+                if (PyDict_DelItem(st->tuples, id) < 0) {
+                    Py_DECREF(id);
+                    return -1;
+                }
+            }
+            Py_DECREF(id);
+            if (PyErr_Occurred()) return -1;
+            int all = 1;
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(item) && all; i++) all = is_scalar(PyTuple_GET_ITEM(item, i));
+            if (!all) {
+                plain = 0;
+            } else if (index >= 0 && index < PyList_GET_SIZE(objs) && PyList_GET_ITEM(objs, index) == item) {
+                Py_INCREF(TupleMarker);
+                PyList_SetItem(objs, index, TupleMarker);
+                st->dropped++;
+            }
+        } else if ((PyObject *)Py_TYPE(item) == PlainType) {
+            PyObject *w = PyObject_GetAttrString(item, "weight");
+            long long item_weight;
+            int badweight = get_ll(w, &item_weight);
+            Py_XDECREF(w);
+            if (badweight < 0) goto bad;
+            weight += item_weight;
+        } else {
+            plain = 0; /* Memo.collapse of anything else: not plain data */
+        }
+    }
+    if (set_ll_attr(st->self, S_nested, nested) < 0) return -1;
+    if (weight > st->max_weight) {
+        PyObject *message = PyUnicode_FromFormat(
+            "container at %lld expands to more than %lld elements through shared references", at, st->max_weight);
+        if (message == NULL) return -1;
+        PyObject *exc = PyObject_CallFunction(LimitExceeded, "sO", "pickle-expansion", message);
+        Py_DECREF(message);
+        if (exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        }
+        return -1;
+    }
+    if (set_slot(target, F_weight, PyLong_FromLongLong(weight)) < 0) return -1;
+    PyObject *flag = plain ? Py_True : Py_False;
+    Py_INCREF(flag);
+    set_slot(target, F_plain, flag);
+    PyObject *kept = SLOT(target, F_items);
+    if (kept == NULL || !PyList_CheckExact(kept)) goto bad;
+    return keep_items(kept, items, pairs, st->item_cap);
+bad:
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "a container's bookkeeping is not what the machine writes");
+    return -1;
+}
+
 static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     if (nargs != 7) {
@@ -1017,12 +1149,10 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
                 Py_DECREF(target);
                 goto error;
             }
-            PyObject *cargs[] = {self, target, items, op == 0x73 ? Py_True : Py_False};
-            PyObject *r = callback(&st, self, S_absorb, cargs, 4, NULL);
+            int r = absorb(&st, target, items, op == 0x73, base + pos);
             Py_DECREF(items);
             Py_DECREF(target);
-            if (r == NULL) goto error;
-            Py_DECREF(r);
+            if (r < 0) goto error;
             pos++;
             break;
         }
@@ -1052,10 +1182,7 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
             for (Py_ssize_t i = 0; i < size && constants; i++) constants = is_scalar_data(PyList_GET_ITEM(stack, i));
             if (!constants) {
                 if (set_ll_attr(self, S_at, base + pos) < 0) goto error;
-                PyObject *cargs[] = {self, target, stack, op == 0x75 ? Py_True : Py_False};
-                PyObject *r = callback(&st, self, S_absorb, cargs, 4, NULL);
-                if (r == NULL) goto error;
-                Py_DECREF(r);
+                if (absorb(&st, target, stack, op == 0x75, base + pos) < 0) goto error;
             } else {
                 if (weight + size > st.max_weight) goto done;
                 PyObject *kept = SLOT(target, F_items);
@@ -1168,12 +1295,9 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
                 Py_DECREF(items);
                 goto error;
             }
-            if (PyList_GET_SIZE(items)) {
-                PyObject *cargs[] = {self, kind, items};
-                value = callback(&st, self, S_fresh, cargs, 3, NULL);
-            } else {
-                value = new_fresh(kind);
-            }
+            value = new_fresh(kind); /* `_fresh(kind, items)` */
+            if (value != NULL && PyList_GET_SIZE(items) && absorb(&st, value, items, op == 0x64, base + pos) < 0)
+                Py_CLEAR(value);
             Py_DECREF(items);
             if (push(stack, value) < 0) goto error;
             pos++;
@@ -1311,11 +1435,12 @@ static int member_offset(PyObject *type, const char *name, Py_ssize_t *out) {
 
 static PyObject *setup(PyObject *module, PyObject *args) {
     (void)module;
-    PyObject *fresh, *plain, *blob, *marker, *plain_marker, *memo;
+    PyObject *fresh, *plain, *blob, *marker, *plain_marker, *markers, *limit, *memo;
     int off;
-    long long arena_max;
-    if (!PyArg_ParseTuple(args, "O!O!O!OOO!iL", &PyType_Type, &fresh, &PyType_Type, &plain, &PyType_Type, &blob,
-                          &marker, &plain_marker, &PyType_Type, &memo, &off, &arena_max))
+    long long arena_max, shared;
+    if (!PyArg_ParseTuple(args, "O!O!O!OOO!LOO!iL", &PyType_Type, &fresh, &PyType_Type, &plain, &PyType_Type, &blob,
+                          &marker, &plain_marker, &PyDict_Type, &markers, &shared, &limit, &PyType_Type, &memo, &off,
+                          &arena_max))
         return NULL;
     if (off != OFF || arena_max != ARENA_MAX) {
         PyErr_SetString(PyExc_ValueError, "the memo's tag layout is not the one this module was built for");
@@ -1338,11 +1463,16 @@ static PyObject *setup(PyObject *module, PyObject *args) {
     Py_XSETREF(BlobType, blob);
     Py_XSETREF(TupleMarker, marker);
     Py_XSETREF(PlainMarker, plain_marker);
+    Py_INCREF(markers);
+    Py_XSETREF(Markers, markers);
+    Py_INCREF(limit);
+    Py_XSETREF(LimitExceeded, limit);
+    SharedWeights = shared;
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
-    {"setup", setup, METH_VARARGS, "setup(Fresh, Plain, Blob, tuple_marker, plain_marker, Memo, OFF, ARENA_MAX)"},
+    {"setup", setup, METH_VARARGS, "setup(Fresh, Plain, Blob, tuple_marker, plain_marker, MARKERS, SHARED_WEIGHTS, LimitExceeded, Memo, OFF, ARENA_MAX)"},
     {"hot", (PyCFunction)(void (*)(void))hot, METH_FASTCALL,
      "hot(machine, item_cap, nested_kept, max_weight, tuple_slots_max, span, max_line) -> bytes read"},
     {NULL, NULL, 0, NULL},
@@ -1353,9 +1483,9 @@ static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_hot", "The pickl
 
 PyMODINIT_FUNC PyInit__hot(void) {
     PyObject **names[] = {&S_list, &S_dict, &S_buf, &S_pos, &S_lim, &S_fend, &S_base, &S_stack, &S_metastack,
-                          &S_memo, &S_nested, &S_at, &S_put, &S_tag, &S_absorb, &S_fresh, &S_frombytes, &S_weighed};
+                          &S_memo, &S_nested, &S_at, &S_put, &S_tag, &S_frombytes};
     const char *texts[] = {"list", "dict", "buf", "pos", "lim", "fend", "base", "stack", "metastack",
-                           "memo", "nested", "at", "put", "tag", "_absorb", "_fresh", "frombytes", "weighed"};
+                           "memo", "nested", "at", "put", "tag", "frombytes"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         *names[i] = PyUnicode_InternFromString(texts[i]);
         if (*names[i] == NULL) return NULL;

@@ -278,7 +278,9 @@ try:
 except ImportError:  # installed without a compiler: the pure-Python loop, with the same results
     _native = None
 else:
-    _native.setup(Fresh, Plain, Blob, _TUPLE_MARKER, plain_marker, Memo, _OFF, _ARENA_MAX)
+    _native.setup(
+        Fresh, Plain, Blob, _TUPLE_MARKER, plain_marker, MARKERS, SHARED_WEIGHTS, LimitExceeded, Memo, _OFF, _ARENA_MAX
+    )
 PURE_PYTHON = os.environ.get("MODELSHIELD_PURE_PYTHON", "") not in ("", "0")
 """`MODELSHIELD_PURE_PYTHON=1` (read at import; tests set this attribute): the data loop runs in Python
 even when the C one is built."""
