@@ -25,7 +25,6 @@ from modelshield.formats.pickle.machine import Machine
 from modelshield.formats.pickle.names import Judge
 from modelshield.registry import HANDLERS
 from tests.conftest import ScanData
-from tests.formats.test_pickle_fast_shapes import LOOPS, use_loop
 from tests.formats.pickle_build import (
     APPENDS,
     BUILD,
@@ -49,6 +48,7 @@ from tests.formats.pickle_build import (
     rules,
     text,
 )
+from tests.formats.test_pickle_fast_shapes import LOOPS, use_loop
 
 APPEND, SETITEMS, LIST = b"a", b"u", b"l"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

@@ -8,6 +8,7 @@ skipped with only a bounded prefix kept. The reader follows the unpickler's FRAM
 from __future__ import annotations
 
 import codecs
+import importlib
 import io
 import os
 import re
@@ -15,6 +16,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Callable, Generator, Iterator, Mapping
+from types import ModuleType
 from typing import Any, BinaryIO, TypeVar
 
 from modelshield.core.callables import (
@@ -273,14 +275,21 @@ class Memo:
 
 _TUPLE_MARKER = plain_marker("tuple", 0)
 
-try:
-    from modelshield.formats.pickle import _hot as _native
-except ImportError:  # installed without a compiler: the pure-Python loop, with the same results
-    _native = None
-else:
-    _native.setup(
+
+def _load_native() -> ModuleType | None:
+    """The C data loop (`_hot.c`) if it was built; installed without a compiler, the package runs the
+    Python loop, with the same results."""
+    try:
+        native = importlib.import_module("modelshield.formats.pickle._hot")
+    except ImportError:
+        return None
+    native.setup(
         Fresh, Plain, Blob, _TUPLE_MARKER, plain_marker, MARKERS, SHARED_WEIGHTS, LimitExceeded, Memo, _OFF, _ARENA_MAX
     )
+    return native
+
+
+_native = _load_native()
 PURE_PYTHON = os.environ.get("MODELSHIELD_PURE_PYTHON", "") not in ("", "0")
 """`MODELSHIELD_PURE_PYTHON=1` (read at import; tests set this attribute): the data loop runs in Python
 even when the C one is built."""
@@ -614,9 +623,10 @@ class Machine:
     def _hot(self) -> int:
         """The data loop: the C one (`_hot.c`) when it is built and not switched off, else `_hot_python`.
         Both leave the same state; the C loop may hand an opcode to the general loop earlier."""
-        if _native is not None and not PURE_PYTHON:
-            return _native.hot(self, ITEM_CAP, _NESTED_KEPT, MAX_WEIGHT, _TUPLE_SLOTS_MAX, _HOT_SPAN, MAX_LINE)
-        return self._hot_python()
+        if _native is None or PURE_PYTHON:
+            return self._hot_python()
+        read: int = _native.hot(self, ITEM_CAP, _NESTED_KEPT, MAX_WEIGHT, _TUPLE_SLOTS_MAX, _HOT_SPAN, MAX_LINE)
+        return read
 
     def _hot_python(self) -> int:
         """Run the opcodes that only move data (constants, memo, containers the pickle builds) in one
