@@ -280,6 +280,24 @@ static long long line_index(const unsigned char *s, Py_ssize_t n) {
     return v;
 }
 
+/* `int(line)` (base 10) or `int(line, 0)` of a protocol 0 line, new reference: plain decimals read here,
+ * anything else by int() itself; NULL without an error when int() rejects it (the general loop raises). */
+static PyObject *line_int(const unsigned char *line, Py_ssize_t n, int base) {
+    int neg = n > 0 && line[0] == '-';
+    Py_ssize_t k = n - neg;
+    if (k >= 1 && (base == 10 || k == 1 || line[neg] != '0')) {
+        long long x = line_index(line + neg, k);
+        if (x >= 0) return PyLong_FromLongLong(neg ? -x : x);
+    }
+    PyObject *text = PyBytes_FromStringAndSize((const char *)line, n);
+    if (text == NULL) return NULL;
+    PyObject *value = base == 10 ? PyObject_CallOneArg((PyObject *)&PyLong_Type, text)
+                                 : PyObject_CallFunction((PyObject *)&PyLong_Type, "Oi", text, base);
+    Py_DECREF(text);
+    if (value == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) PyErr_Clear();
+    return value;
+}
+
 /* ------------------------------------------------------------------ Machine._full_batch */
 typedef struct {
     Py_ssize_t at, n;
@@ -927,8 +945,14 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
             } else {
                 const unsigned char *nl = memchr(b + pos + 1, '\n', limit - pos - 1);
                 if (nl == NULL || nl - (b + pos) > st.max_line) goto done;
-                index = line_index(b + pos + 1, nl - (b + pos + 1));
-                if (index < 0) goto done;
+                PyObject *number = line_int(b + pos + 1, nl - (b + pos + 1), 10);
+                if (number == NULL) {
+                    if (PyErr_Occurred()) goto error;
+                    goto done;
+                }
+                int fits = get_ll(number, &index);
+                Py_DECREF(number);
+                if (fits < 0 || index < 0) goto done; /* a negative index is the general loop's error */
                 step = nl + 1 - (b + pos);
             }
             Py_ssize_t size = PyList_GET_SIZE(stack);
@@ -1087,8 +1111,11 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
             PyObject *target = PyList_GET_ITEM(stack, n - width);
             if (!is_fresh(target) || fresh_is_dict(target) != (op == 0x73)) goto done;
             PyObject *item = PyList_GET_ITEM(stack, n - 1);
+            PyObject *kept = SLOT(target, F_items);
             long long slot, weight;
-            if (get_ll(SLOT(target, F_slot), &slot) < 0 || get_ll(SLOT(target, F_weight), &weight) < 0) goto done;
+            if (get_ll(SLOT(target, F_slot), &slot) < 0 || get_ll(SLOT(target, F_weight), &weight) < 0 ||
+                kept == NULL || !PyList_CheckExact(kept))
+                goto done;
             if (slot >= -1 && weight < st.max_weight - 1 && (op == 0x61 || is_scalar_data(PyList_GET_ITEM(stack, n - 2)))) {
                 int constant = is_scalar_data(item);
                 if (PyTuple_CheckExact(item)) {
@@ -1118,8 +1145,6 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
                     }
                 }
                 if (constant) {
-                    PyObject *kept = SLOT(target, F_items);
-                    if (kept == NULL || !PyList_CheckExact(kept)) goto done;
                     Py_INCREF(target); /* the pops below may leave the stack its only holder */
                     PyObject *last = list_pop(stack);
                     int r;
@@ -1247,8 +1272,15 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
                     goto error;
                 }
             } else if (op == 0x67) {
-                long long index = line_index(line, n);
-                if (index < 0) goto done;
+                long long index;
+                PyObject *number = line_int(line, n, 10);
+                if (number == NULL) {
+                    if (PyErr_Occurred()) goto error;
+                    goto done;
+                }
+                int fits = get_ll(number, &index);
+                Py_DECREF(number);
+                if (fits < 0) goto done;
                 value = memo_get(&st, index);
                 if (value == NULL) {
                     if (PyErr_Occurred()) goto error;
@@ -1259,14 +1291,11 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
                     value = line[1] == '1' ? Py_True : Py_False;
                     Py_INCREF(value);
                 } else {
-                    /* int(line, 0) for plain decimals; anything else is read by the general loop */
-                    int neg = n > 0 && line[0] == '-';
-                    const unsigned char *digits = line + neg;
-                    Py_ssize_t k = n - neg;
-                    if (k < 1 || (k > 1 && digits[0] == '0')) goto done;
-                    long long x = line_index(digits, k);
-                    if (x < 0) goto done;
-                    value = PyLong_FromLongLong(neg ? -x : x);
+                    value = line_int(line, n, 0);
+                    if (value == NULL) {
+                        if (PyErr_Occurred()) goto error;
+                        goto done;
+                    }
                 }
             } else {
                 PyObject *text = PyBytes_FromStringAndSize((const char *)line, n);
