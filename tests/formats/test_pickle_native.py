@@ -273,6 +273,28 @@ RED_TEAM: dict[str, bytes] = {
     + POP
     + TAIL
     + STOP,
+    "a list appended to itself": proto(4) + EMPTY_LIST + MEMOIZE + DUP + APPEND + DUP + APPEND + TAIL + STOP,
+    "a list fetched into itself in the fused shape": proto(4)
+    + EMPTY_LIST
+    + MEMOIZE
+    + MARK
+    + binget(0)
+    + binget(0)
+    + APPENDS
+    + TAIL
+    + STOP,
+    "a dict set as its own value": proto(4)
+    + EMPTY_DICT
+    + MEMOIZE
+    + MARK
+    + text("self")
+    + binget(0)
+    + SETITEMS
+    + text("again")
+    + binget(0)
+    + SETITEM
+    + TAIL
+    + STOP,
     "SETITEMS of an odd number of items": proto(4)
     + EMPTY_DICT
     + MEMOIZE

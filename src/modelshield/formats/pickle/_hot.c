@@ -21,7 +21,7 @@
 #define ARENA_MAX (1LL << (OFF - 1))
 
 /* set by setup() */
-static PyObject *FreshType, *PlainType, *BlobType, *TupleMarker, *PlainMarker, *Markers, *LimitExceeded;
+static PyObject *FreshType, *PlainType, *BlobType, *TupleMarker, *PlainMarker, *Markers, *LimitExceeded, *MemoType;
 static long long SharedWeights;
 static Py_ssize_t F_items, F_kind, F_plain, F_slot, F_weight;
 static Py_ssize_t M_arena, M_dropped, M_far, M_objs, M_tags, M_tuples;
@@ -872,7 +872,7 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
     metastack = PyObject_GetAttr(self, S_metastack);
     memo = st.memo = PyObject_GetAttr(self, S_memo);
     if (stack == NULL || metastack == NULL || memo == NULL) goto leave;
-    if (!PyList_CheckExact(stack) || !PyList_CheckExact(metastack) || Py_TYPE(memo)->tp_basicsize < M_tags) {
+    if (!PyList_CheckExact(stack) || !PyList_CheckExact(metastack) || (PyObject *)Py_TYPE(memo) != MemoType) {
         result = PyLong_FromLong(0);
         goto leave;
     }
@@ -1497,6 +1497,8 @@ static PyObject *setup(PyObject *module, PyObject *args) {
     Py_INCREF(limit);
     Py_XSETREF(LimitExceeded, limit);
     SharedWeights = shared;
+    Py_INCREF(memo);
+    Py_XSETREF(MemoType, memo);
     Py_RETURN_NONE;
 }
 
