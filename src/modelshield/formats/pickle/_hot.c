@@ -23,6 +23,7 @@
 /* set by setup() */
 static PyObject *FreshType, *PlainType, *BlobType, *TupleMarker, *PlainMarker, *Markers, *LimitExceeded, *MemoType;
 static long long SharedWeights;
+static PyObject *Zero;
 static Py_ssize_t F_items, F_kind, F_plain, F_slot, F_weight;
 static Py_ssize_t M_arena, M_dropped, M_far, M_objs, M_tags, M_tuples;
 static PyObject *S_list, *S_dict, *S_buf, *S_pos, *S_lim, *S_fend, *S_base, *S_stack, *S_metastack, *S_memo,
@@ -932,6 +933,7 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
         case 0x71:
         case 0x70: { /* MEMOIZE, LONG_BINPUT, BINPUT, PUT */
             long long index;
+            PyObject *big = NULL;
             Py_ssize_t step;
             if (op == 0x94) {
                 index = dense ? ntags(&st) : ntags(&st) + PyDict_GET_SIZE(st.far);
@@ -950,19 +952,31 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
                     if (PyErr_Occurred()) goto error;
                     goto done;
                 }
-                int fits = get_ll(number, &index);
-                Py_DECREF(number);
-                if (fits < 0 || index < 0) goto done; /* a negative index is the general loop's error */
+                int negative = PyObject_RichCompareBool(number, Zero, Py_LT);
+                if (negative != 0) { /* a negative index is the general loop's error */
+                    Py_DECREF(number);
+                    if (negative < 0) goto error;
+                    goto done;
+                }
+                if (get_ll(number, &index) < 0) {
+                    big = number; /* past 2**63: a far entry, stored by Memo.put */
+                    index = -1;
+                } else {
+                    Py_DECREF(number);
+                }
                 step = nl + 1 - (b + pos);
             }
             Py_ssize_t size = PyList_GET_SIZE(stack);
-            if (size == 0) goto done;
+            if (size == 0) {
+                Py_XDECREF(big);
+                goto done;
+            }
             value = PyList_GET_ITEM(stack, size - 1);
             pos += step;
             PyTypeObject *kind = Py_TYPE(value);
             long long slot = 0;
             if (!dense || index != ntags(&st)) {
-                PyObject *pyindex = PyLong_FromLongLong(index);
+                PyObject *pyindex = big != NULL ? big : PyLong_FromLongLong(index);
                 if (pyindex == NULL) goto error;
                 Py_INCREF(value);
                 PyObject *cargs[] = {memo, pyindex, value};
@@ -1278,10 +1292,13 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
                     if (PyErr_Occurred()) goto error;
                     goto done;
                 }
-                int fits = get_ll(number, &index);
+                if (get_ll(number, &index) == 0) {
+                    value = memo_get(&st, index);
+                } else { /* past 2**63: only a far entry */
+                    value = PyDict_GetItemWithError(st.far, number);
+                    Py_XINCREF(value);
+                }
                 Py_DECREF(number);
-                if (fits < 0) goto done;
-                value = memo_get(&st, index);
                 if (value == NULL) {
                     if (PyErr_Occurred()) goto error;
                     goto done;
@@ -1517,6 +1534,8 @@ PyMODINIT_FUNC PyInit__hot(void) {
                           &S_memo, &S_nested, &S_at, &S_put, &S_tag, &S_frombytes};
     const char *texts[] = {"list", "dict", "buf", "pos", "lim", "fend", "base", "stack", "metastack",
                            "memo", "nested", "at", "put", "tag", "frombytes"};
+    Zero = PyLong_FromLong(0);
+    if (Zero == NULL) return NULL;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         *names[i] = PyUnicode_InternFromString(texts[i]);
         if (*names[i] == NULL) return NULL;
