@@ -877,22 +877,26 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
         result = PyLong_FromLong(0);
         goto leave;
     }
-    st.tags = SLOT(memo, M_tags);
-    st.objs = SLOT(memo, M_objs);
-    st.arena = SLOT(memo, M_arena);
-    st.tuples = SLOT(memo, M_tuples);
-    st.far = SLOT(memo, M_far);
-    if (st.tags == NULL || st.objs == NULL || !PyList_CheckExact(st.objs) || st.arena == NULL ||
-        !PyByteArray_CheckExact(st.arena) || st.tuples == NULL || !PyDict_CheckExact(st.tuples) || st.far == NULL ||
-        !PyDict_CheckExact(st.far)) {
-        result = PyLong_FromLong(0);
-        goto leave;
+    {
+        PyObject *tags = SLOT(memo, M_tags), *objs = SLOT(memo, M_objs), *arena = SLOT(memo, M_arena);
+        PyObject *tuples = SLOT(memo, M_tuples), *far = SLOT(memo, M_far);
+        if (tags == NULL || objs == NULL || !PyList_CheckExact(objs) || arena == NULL ||
+            !PyByteArray_CheckExact(arena) || tuples == NULL || !PyDict_CheckExact(tuples) || far == NULL ||
+            !PyDict_CheckExact(far)) {
+            result = PyLong_FromLong(0);
+            goto leave;
+        }
+        Py_INCREF(tags);
+        Py_INCREF(objs);
+        Py_INCREF(arena);
+        Py_INCREF(tuples);
+        Py_INCREF(far);
+        st.tags = tags;
+        st.objs = objs;
+        st.arena = arena;
+        st.tuples = tuples;
+        st.far = far;
     }
-    Py_INCREF(st.tags);
-    Py_INCREF(st.objs);
-    Py_INCREF(st.arena);
-    Py_INCREF(st.tuples);
-    Py_INCREF(st.far);
     if (acquire(&st) < 0) goto leave;
 
     Py_ssize_t limit = fend > lim ? (Py_ssize_t)lim : (Py_ssize_t)fend;
