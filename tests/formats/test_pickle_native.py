@@ -117,7 +117,8 @@ def test_mutated_pickles_give_the_same_state(
 ) -> None:
     """Real pickles with bytes flipped, cut, dropped and calls or hostile opcodes spliced in: the C loop
     and the Python loop leave the same findings, error, memo and stack (with low bounds too, so that
-    containers are full, batches are taken and the expansion and tuple bounds are reached)."""
+    containers are full, batches are taken, the expansion and tuple bounds are reached and runs end
+    inside the shapes)."""
     _native_or_skip()
     data = bytearray(_SEEDS[seed])
     for how, where, value in edits:
@@ -136,6 +137,7 @@ def test_mutated_pickles_give_the_same_state(
             patch.setattr(machine, "_NESTED_KEPT", 3)
             patch.setattr(machine, "MAX_WEIGHT", 500)
             patch.setattr(machine, "_TUPLE_SLOTS_MAX", 12)
+            patch.setattr(machine, "_HOT_SPAN", 97)  # runs end inside the shapes
         native, pure = _both(bytes(data), patch)
     assert native == pure
 
@@ -371,6 +373,7 @@ def test_a_crafted_input_gives_the_same_state(name: str, low: bool, monkeypatch:
         monkeypatch.setattr(machine, "_NESTED_KEPT", 3)
         monkeypatch.setattr(machine, "MAX_WEIGHT", 500)
         monkeypatch.setattr(machine, "_TUPLE_SLOTS_MAX", 12)
+        monkeypatch.setattr(machine, "_HOT_SPAN", 97)
     native, pure = _both(RED_TEAM[name], monkeypatch)
     assert native == pure
     general, _ = _outcome(RED_TEAM[name], fast=False)
