@@ -355,6 +355,12 @@ RED_TEAM: dict[str, bytes] = {
         f"protocol 0 PUT {line!r}": b"(lp0\n" + b"I1\na" * 30 + b"Vx\n" + line + b"\n" + TAIL + b"g5\n."
         for line in (b"p5", b"p+5", b"p 5", b"p5_0", b"p-1", b"p", b"p99999999999999999999", b"p0005")
     },
+    "a protocol 0 string with a lone surrogate memoised and fetched": b"(lp0\n"
+    + b"I1\na" * 30
+    + b"V\\ud800x\np1\n0"
+    + b"Vplain\np2\n0g1\na"
+    + TAIL
+    + b"g1\n.",
     "a container of constants past the expansion bound": proto(4)
     + EMPTY_LIST
     + MEMOIZE
@@ -395,6 +401,8 @@ def test_the_crafted_inputs_reach_what_they_aim_at(monkeypatch: pytest.MonkeyPat
     assert not far[1] and "os.system" in far[0][0][3]
     assert "maximum size" in outcomes["a FRAME of 2**64 - 1 at the end of a framed batch"][1][2]
     assert "memo has no entry" in outcomes["a fused BINGET of a missing entry"][1][2]
+    surrogate = outcomes["a protocol 0 string with a lone surrogate memoised and fetched"]
+    assert not surrogate[1] and surrogate[6] == repr("\ud800x")
 
 
 def test_the_native_loop_reads_the_data(monkeypatch: pytest.MonkeyPatch) -> None:
