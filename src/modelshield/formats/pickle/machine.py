@@ -1377,17 +1377,16 @@ class Machine:
                 "it was finished; its later expansion is not counted",
             )
             return
-        if kind is Call and (not target.trusted or target.tag == "joblib"):
-            return  # the call that made it is already reported
-        shown = render_args(items)
+        if kind is Call:
+            return  # an untrusted call is already reported; a trusted one builds what it fills
         if kind is Global:
             self.add(
                 FOREIGN_MUTATION,
-                f"{what} on the global {target.text} with ({shown})",
+                f"{what} on the global {target.text} with ({render_args(items)})",
                 severity=Severity.CRITICAL,
             )
-        elif kind is not Call:
-            self.add(FOREIGN_MUTATION, f"{what} on {render(target)} with ({shown})")
+        else:
+            self.add(FOREIGN_MUTATION, f"{what} on {render(target)} with ({render_args(items)})")
 
     # ----------------------------------------------------------------- opcodes
     def _dispatch(self) -> list[Callable[[], bool | None]]:
