@@ -5,8 +5,8 @@
  * so it follows that loop branch by branch. Wherever it is unsure (a value that is not what the fast
  * branch expects, an argument that does not parse, an error) it stops before the opcode, with nothing of
  * that opcode done, and returns: the general loop then runs that opcode with every check and raises the
- * error itself. It only calls back into Python (Memo.put, Memo.tag, Machine._absorb, Machine._fresh)
- * where the Python loop calls the same methods.
+ * error itself. `Machine._absorb` (and so `_fresh`) is followed here too, the same steps in the same
+ * order; it calls back into Python only for `Memo.put` and `Memo.tag`, where the Python loop calls them.
  *
  * Every read of the buffer is below `limit` (the end of the buffer or of the frame); the loop reads at
  * most `span` bytes per call, like the Python loop, so the general loop checks the memory bound between
@@ -220,11 +220,11 @@ static int objs_add(St *st, PyObject *value) {
     return tag_push(st, -2 - (long long)index);
 }
 
-static PyObject *callback(St *st, PyObject *obj, PyObject *name, PyObject *const *args, size_t nargs,
-                          PyObject *kwnames) {
+/* `name(*args)` on a Python object (args[0]) that may read or change the memo: the tags go back to the
+ * array first and the buffer is taken again after. */
+static PyObject *callback(St *st, PyObject *name, PyObject *const *args, size_t nargs) {
     if (memo_sync(st) < 0) return NULL;
-    PyObject *res = PyObject_VectorcallMethod(name, args, nargs, kwnames);
-    (void)obj;
+    PyObject *res = PyObject_VectorcallMethod(name, args, nargs, NULL);
     if (acquire(st) < 0) {
         Py_XDECREF(res);
         return NULL;
@@ -832,7 +832,7 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
         return NULL;
     }
     St st = {0};
-    long long span, v;
+    long long span;
     long long *bounds[] = {&st.item_cap, &st.nested_kept, &st.max_weight, &st.tuple_slots_max, &span, &st.max_line};
     for (int i = 0; i < 6; i++) {
         if (get_ll(args[i + 1], bounds[i]) < 0) {
@@ -984,7 +984,7 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
                 if (pyindex == NULL) goto error;
                 Py_INCREF(value);
                 PyObject *cargs[] = {memo, pyindex, value};
-                PyObject *r = callback(&st, memo, S_put, cargs, 3, NULL);
+                PyObject *r = callback(&st, S_put, cargs, 3);
                 Py_DECREF(value);
                 Py_DECREF(pyindex);
                 if (r == NULL) goto error;
@@ -1023,7 +1023,7 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
                 /* tags.append(memo.tag(value)) */
                 Py_INCREF(value);
                 PyObject *cargs[] = {memo, value};
-                PyObject *r = callback(&st, memo, S_tag, cargs, 2, NULL);
+                PyObject *r = callback(&st, S_tag, cargs, 2);
                 Py_DECREF(value);
                 if (r == NULL) goto error;
                 long long t;
@@ -1465,7 +1465,6 @@ leave:
     Py_XDECREF(stack);
     Py_XDECREF(metastack);
     Py_XDECREF(memo);
-    (void)v;
     return result;
 }
 
