@@ -373,6 +373,7 @@ RED_TEAM: dict[str, bytes] = {
 @pytest.mark.parametrize("low", [False, True])
 @pytest.mark.parametrize("name", sorted(RED_TEAM))
 def test_a_crafted_input_gives_the_same_state(name: str, low: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each crafted input leaves the same state with the C loop, the Python loop and no data loop."""
     _native_or_skip()
     if low:
         monkeypatch.setattr(machine, "ITEM_CAP", 7)
@@ -403,6 +404,9 @@ def test_the_crafted_inputs_reach_what_they_aim_at(monkeypatch: pytest.MonkeyPat
     assert "memo has no entry" in outcomes["a fused BINGET of a missing entry"][1][2]
     surrogate = outcomes["a protocol 0 string with a lone surrogate memoised and fetched"]
     assert not surrogate[1] and surrogate[6] == repr("\ud800x")
+    monkeypatch.setattr(machine, "MAX_WEIGHT", 500)
+    expanded = _outcome(RED_TEAM["a container of constants past the expansion bound"], fast=True)[0]
+    assert expanded[1][:2] == ("limit", "pickle-expansion")
 
 
 def test_the_native_loop_reads_the_data(monkeypatch: pytest.MonkeyPatch) -> None:
