@@ -10,6 +10,7 @@ really have run part of it.
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
 from typing import Any
@@ -23,6 +24,7 @@ from modelshield.core.errors import LimitExceeded
 from modelshield.core.findings import Location
 from modelshield.core.handler import Context
 from modelshield.core.source import BytesSource
+from modelshield.formats.pickle import machine
 from modelshield.formats.pickle.machine import Machine, Malformed
 from modelshield.formats.pickle.names import Judge
 from modelshield.formats.pickle.values import render
@@ -50,6 +52,20 @@ from tests.formats.pickle_build import (
     proto,
     text,
 )
+
+#: the data loops a comparison runs: the C one (`_hot.c`) and the Python one
+LOOPS = ["native", "python"]
+
+
+def use_loop(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switch the machine to `loop`. Without the built extension the native case is skipped, or fails
+    when `MODELSHIELD_REQUIRE_NATIVE=1` (CI builds it and must not pass by skipping)."""
+    monkeypatch.setattr(machine, "PURE_PYTHON", loop == "python")
+    if loop == "native" and machine._native is None:
+        if os.environ.get("MODELSHIELD_REQUIRE_NATIVE") == "1":
+            pytest.fail("the C data loop (modelshield.formats.pickle._hot) is not built")
+        pytest.skip("the C data loop (modelshield.formats.pickle._hot) is not built")
+
 
 APPEND, SETITEMS, BININT_OP = b"a", b"u", b"J"
 #: The data loop starts only with more than 64 bytes ahead: a tail of NONE POP keeps the shape inside it.
@@ -419,12 +435,14 @@ def _outcome(data: bytes, fast: bool) -> tuple[Any, ...]:
     [(65_536, 100_000, 1 << 30, 65_536), (7, 100_000, 1 << 30, 65_536), (7, 3, 60, 65_536), (7, 100_000, 1 << 30, 12)],
 )
 @pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("loop", LOOPS)
 def test_a_fused_shape_gives_the_general_loops_result(
-    name: str, bounds: tuple[int, int, int, int], monkeypatch: pytest.MonkeyPatch
+    name: str, bounds: tuple[int, int, int, int], loop: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the bounds at their defaults, and low (so that containers fill up inside the shapes, the
     nested containers kept reach their bound, the expansion bound is reached and the memo's table of
-    memoised tuples is cleared)."""
+    memoised tuples is cleared); the C data loop and the Python one."""
+    use_loop(loop, monkeypatch)
     cap, nested, weight, tuples = bounds
     monkeypatch.setattr("modelshield.formats.pickle.machine.ITEM_CAP", cap)
     monkeypatch.setattr("modelshield.formats.pickle.machine._NESTED_KEPT", nested)
@@ -477,7 +495,9 @@ def test_the_cases_break_where_they_should() -> None:
 
 def test_full_batches_are_taken_whole_or_not_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
     """The batch path really runs on the batch shapes (past the item cap), across frames too, and
-    gives up on each broken one (the general loop then reports what is wrong with it)."""
+    gives up on each broken one (the general loop then reports what is wrong with it). The Python
+    loop's batch (the C loop has its own, compared with it in test_pickle_native.py)."""
+    use_loop("python", monkeypatch)
     monkeypatch.setattr("modelshield.formats.pickle.machine.ITEM_CAP", 7)
     batch = Machine._full_batch
     results: list[int] = []

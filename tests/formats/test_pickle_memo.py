@@ -48,6 +48,7 @@ from tests.formats.pickle_build import (
     rules,
     text,
 )
+from tests.formats.test_pickle_fast_shapes import LOOPS, use_loop
 
 APPEND, SETITEMS, LIST = b"a", b"u", b"l"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -163,9 +164,12 @@ def _pickles() -> list[Path]:
     )
 
 
+@pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("path", _pickles(), ids=lambda p: str(p.relative_to(FIXTURES)))
-def test_the_data_loop_gives_the_general_loops_findings(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every committed pickle (real models, hostile fixtures) scanned with and without the fast loop."""
+def test_the_data_loop_gives_the_general_loops_findings(path: Path, loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every committed pickle (real models, hostile fixtures) scanned with and without the fast loop
+    (the C one and the Python one)."""
+    use_loop(loop, monkeypatch)
     fast = scan_file(str(path))
     monkeypatch.setattr(Machine, "_hot", lambda self: 0)
     general = scan_file(str(path))

@@ -8,12 +8,15 @@ skipped with only a bounded prefix kept. The reader follows the unpickler's FRAM
 from __future__ import annotations
 
 import codecs
+import importlib
 import io
+import os
 import re
 import struct
 import sys
 from array import array
 from collections.abc import Callable, Generator, Iterator, Mapping
+from types import ModuleType
 from typing import Any, BinaryIO, TypeVar
 
 from modelshield.core.callables import (
@@ -271,6 +274,25 @@ class Memo:
 
 
 _TUPLE_MARKER = plain_marker("tuple", 0)
+
+
+def _load_native() -> ModuleType | None:
+    """The C data loop (`_hot.c`) if it was built; installed without a compiler, the package runs the
+    Python loop, with the same results."""
+    try:
+        native = importlib.import_module("modelshield.formats.pickle._hot")
+    except ImportError:
+        return None
+    native.setup(
+        Fresh, Plain, Blob, _TUPLE_MARKER, plain_marker, MARKERS, SHARED_WEIGHTS, LimitExceeded, Memo, _OFF, _ARENA_MAX
+    )
+    return native
+
+
+_native = _load_native()
+PURE_PYTHON = os.environ.get("MODELSHIELD_PURE_PYTHON", "") not in ("", "0")
+"""`MODELSHIELD_PURE_PYTHON=1` (read at import; tests set this attribute): the data loop runs in Python
+even when the C one is built."""
 
 
 class Machine:
@@ -599,6 +621,14 @@ class Machine:
         return self.result
 
     def _hot(self) -> int:
+        """The data loop: the C one (`_hot.c`) when it is built and not switched off, else `_hot_python`.
+        Both leave the same state; the C loop may hand an opcode to the general loop earlier."""
+        if _native is None or PURE_PYTHON:
+            return self._hot_python()
+        read: int = _native.hot(self, ITEM_CAP, _NESTED_KEPT, MAX_WEIGHT, _TUPLE_SLOTS_MAX, _HOT_SPAN, MAX_LINE)
+        return read
+
+    def _hot_python(self) -> int:
         """Run the opcodes that only move data (constants, memo, containers the pickle builds) in one
         tight loop over the buffer, with the state in locals; returns the bytes it read. It stops before
         any other opcode, before an argument that could reach the end of the buffer or frame, and
@@ -1347,17 +1377,16 @@ class Machine:
                 "it was finished; its later expansion is not counted",
             )
             return
-        if kind is Call and (not target.trusted or target.tag == "joblib"):
-            return  # the call that made it is already reported
-        shown = render_args(items)
+        if kind is Call:
+            return  # an untrusted call is already reported; a trusted one builds what it fills
         if kind is Global:
             self.add(
                 FOREIGN_MUTATION,
-                f"{what} on the global {target.text} with ({shown})",
+                f"{what} on the global {target.text} with ({render_args(items)})",
                 severity=Severity.CRITICAL,
             )
-        elif kind is not Call:
-            self.add(FOREIGN_MUTATION, f"{what} on {render(target)} with ({shown})")
+        else:
+            self.add(FOREIGN_MUTATION, f"{what} on {render(target)} with ({render_args(items)})")
 
     # ----------------------------------------------------------------- opcodes
     def _dispatch(self) -> list[Callable[[], bool | None]]:
