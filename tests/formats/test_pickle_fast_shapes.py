@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from modelshield import Policy
+from modelshield.core import native
 from modelshield.core.callables import Trust
 from modelshield.core.engine import Engine
 from modelshield.core.errors import LimitExceeded
@@ -60,7 +61,7 @@ LOOPS = ["native", "python"]
 def use_loop(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch the machine to `loop`. Without the built extension the native case is skipped, or fails
     when `MODELSHIELD_REQUIRE_NATIVE=1` (CI builds it and must not pass by skipping)."""
-    monkeypatch.setattr(machine, "PURE_PYTHON", loop == "python")
+    monkeypatch.setattr(native, "PURE_PYTHON", loop == "python")
     if loop == "native" and machine._native is None:
         if os.environ.get("MODELSHIELD_REQUIRE_NATIVE") == "1":
             pytest.fail("the C data loop (modelshield.formats.pickle._hot) is not built")

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelshield import scan_file
+from modelshield.core import native as accelerators
 from modelshield.formats.pickle import machine
 from tests.formats.pickle_build import (
     APPENDS,
@@ -57,9 +58,9 @@ def _native_or_skip() -> None:
 
 def _both(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     """The outcome of `data` with the C loop and with the Python loop."""
-    monkeypatch.setattr(machine, "PURE_PYTHON", False)
+    monkeypatch.setattr(accelerators, "PURE_PYTHON", False)
     native, _ = _outcome(data, fast=True)
-    monkeypatch.setattr(machine, "PURE_PYTHON", True)
+    monkeypatch.setattr(accelerators, "PURE_PYTHON", True)
     pure, _ = _outcome(data, fast=True)
     return native, pure
 
@@ -391,7 +392,7 @@ def test_the_crafted_inputs_reach_what_they_aim_at(monkeypatch: pytest.MonkeyPat
     """The cases are what they say: the surrogate is read, the invalid UTF-8 and far indices break where
     the loader breaks, the bounds are reached."""
     _native_or_skip()
-    monkeypatch.setattr(machine, "PURE_PYTHON", False)
+    monkeypatch.setattr(accelerators, "PURE_PYTHON", False)
     outcomes = {name: _outcome(data, fast=True)[0] for name, data in RED_TEAM.items()}
     assert not outcomes["an encoded surrogate in a key (surrogatepass accepts it)"][1]
     assert not outcomes["a surrogate pair encoded as two surrogates, in a batch"][1]
@@ -412,7 +413,7 @@ def test_the_crafted_inputs_reach_what_they_aim_at(monkeypatch: pytest.MonkeyPat
 def test_the_native_loop_reads_the_data(monkeypatch: pytest.MonkeyPatch) -> None:
     """On the shape cases the C loop does the work (not the general loop after an immediate return)."""
     _native_or_skip()
-    monkeypatch.setattr(machine, "PURE_PYTHON", False)
+    monkeypatch.setattr(accelerators, "PURE_PYTHON", False)
     for name in ("batches of names to lists, protocol 2", "keys to numbers", "protocol 0 nested data"):
         data = CASES[name]
         _, read = _outcome(data, fast=True)
@@ -429,9 +430,9 @@ def test_the_native_loop_stops_where_the_python_loop_stops(low: bool, monkeypatc
         monkeypatch.setattr(machine, "ITEM_CAP", 7)
         monkeypatch.setattr(machine, "_NESTED_KEPT", 3)
     for name, data in {**CASES, **RED_TEAM}.items():
-        monkeypatch.setattr(machine, "PURE_PYTHON", False)
+        monkeypatch.setattr(accelerators, "PURE_PYTHON", False)
         native, native_read = _outcome(data, fast=True)
-        monkeypatch.setattr(machine, "PURE_PYTHON", True)
+        monkeypatch.setattr(accelerators, "PURE_PYTHON", True)
         _, pure_read = _outcome(data, fast=True)
         assert native_read == pure_read or (native[1] and native_read == pure_read - 1), name
 
@@ -455,11 +456,11 @@ def test_the_switch_keeps_the_native_loop_out(monkeypatch: pytest.MonkeyPatch) -
     counting = _Counting(machine._native)
     monkeypatch.setattr(machine, "_native", counting)
     path = FIXTURES / "real" / "python_data_p4.pkl"
-    monkeypatch.setattr(machine, "PURE_PYTHON", False)
+    monkeypatch.setattr(accelerators, "PURE_PYTHON", False)
     native = scan_file(str(path))
     assert counting.calls > 0
     counting.calls = 0
-    monkeypatch.setattr(machine, "PURE_PYTHON", True)
+    monkeypatch.setattr(accelerators, "PURE_PYTHON", True)
     pure = scan_file(str(path))
     assert counting.calls == 0
     assert [f.evidence for f in native.findings] == [f.evidence for f in pure.findings]
@@ -469,7 +470,7 @@ def test_the_switch_keeps_the_native_loop_out(monkeypatch: pytest.MonkeyPatch) -
 def test_the_environment_variable_sets_the_switch(value: str, pure: bool) -> None:
     env = {**os.environ, "MODELSHIELD_PURE_PYTHON": value}
     done = subprocess.run(
-        [sys.executable, "-c", "from modelshield.formats.pickle import machine; print(machine.PURE_PYTHON)"],
+        [sys.executable, "-c", "from modelshield.core import native; print(native.PURE_PYTHON)"],
         env=env,
         capture_output=True,
         text=True,

@@ -8,9 +8,7 @@ skipped with only a bounded prefix kept. The reader follows the unpickler's FRAM
 from __future__ import annotations
 
 import codecs
-import importlib
 import io
-import os
 import re
 import struct
 import sys
@@ -19,6 +17,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from types import ModuleType
 from typing import Any, BinaryIO, TypeVar
 
+from modelshield.core import native
 from modelshield.core.callables import (
     ATTRIBUTE_GETTER,
     GRAPH_MODULE_REBUILDER,
@@ -279,20 +278,25 @@ _TUPLE_MARKER = plain_marker("tuple", 0)
 def _load_native() -> ModuleType | None:
     """The C data loop (`_hot.c`) if it was built; installed without a compiler, the package runs the
     Python loop, with the same results."""
-    try:
-        native = importlib.import_module("modelshield.formats.pickle._hot")
-    except ImportError:
-        return None
-    native.setup(
-        Fresh, Plain, Blob, _TUPLE_MARKER, plain_marker, MARKERS, SHARED_WEIGHTS, LimitExceeded, Memo, _OFF, _ARENA_MAX
-    )
-    return native
+    loop = native.load("modelshield.formats.pickle._hot")
+    if loop is not None:
+        loop.setup(
+            Fresh,
+            Plain,
+            Blob,
+            _TUPLE_MARKER,
+            plain_marker,
+            MARKERS,
+            SHARED_WEIGHTS,
+            LimitExceeded,
+            Memo,
+            _OFF,
+            _ARENA_MAX,
+        )
+    return loop
 
 
 _native = _load_native()
-PURE_PYTHON = os.environ.get("MODELSHIELD_PURE_PYTHON", "") not in ("", "0")
-"""`MODELSHIELD_PURE_PYTHON=1` (read at import; tests set this attribute): the data loop runs in Python
-even when the C one is built."""
 
 
 class Machine:
@@ -623,7 +627,7 @@ class Machine:
     def _hot(self) -> int:
         """The data loop: the C one (`_hot.c`) when it is built and not switched off, else `_hot_python`.
         Both leave the same state; the C loop may hand an opcode to the general loop earlier."""
-        if _native is None or PURE_PYTHON:
+        if _native is None or native.PURE_PYTHON:
             return self._hot_python()
         read: int = _native.hot(self, ITEM_CAP, _NESTED_KEPT, MAX_WEIGHT, _TUPLE_SLOTS_MAX, _HOT_SPAN, MAX_LINE)
         return read
