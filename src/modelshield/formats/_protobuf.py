@@ -7,8 +7,9 @@ caller can skip a multi-gigabyte `graph` field by its length or read a short str
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from typing import NamedTuple
+import re
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 from modelshield.core.source import HEAD, BytesSource, Source
 
@@ -166,3 +167,198 @@ def read_text(source: Source, field: Field, limit: int) -> str | None:
         return source.read_at(field.offset, field.value).decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+# -- whole-message decoding, as the protobuf runtimes parse ----------------------------------------
+#
+# The walker above is for sniffing. `decode` parses a whole message the way the C++ runtime and upb do,
+# so that a scanner sees the same message a loader builds: a singular embedded message that appears
+# more than once is merged into one, a singular scalar keeps its last value, a closed enum keeps only
+# values it defines, repeated numbers are accepted packed and unpacked, unknown fields (groups too)
+# are skipped, and nesting stops at the runtimes' depth limit. A schema names only the fields a caller
+# keeps or that the runtime validates (embedded messages, packed numbers): everything else is an
+# unknown field to skip, which is exactly how the runtime treats a scalar it stores without checking.
+
+#: Nesting depth of embedded messages and groups the runtimes parse (upb's and C++'s default limit).
+MAX_DEPTH = 100
+
+#: What a schema does with a field (keyed by tag: field number and wire type together).
+STRING, BYTES, INT64, ENUM, MESSAGE, MESSAGES, CHECK, PACKED_VARINT, PACKED_FIXED32, PACKED_FIXED64 = range(10)
+
+#: A packed run of varints as the runtimes accept it: each at most 10 bytes (bits past 64 dropped).
+_VARINTS = re.compile(rb"(?:[\x80-\xff]{0,9}[\x00-\x7f])*")
+
+
+class Spec(NamedTuple):
+    """What to do with one field: `kind`, the attribute it is kept in, the embedded message's schema,
+    and for an enum the values it defines (others go to the unknown fields and change nothing)."""
+
+    kind: int
+    attr: str = ""
+    schema: Schema | None = None
+    values: frozenset[int] = frozenset()
+
+
+class Schema:
+    """One message type: the object it is decoded into (None: validated only) and its fields by tag."""
+
+    def __init__(self, name: str, factory: Callable[[], Any] | None = None) -> None:
+        self.name = name
+        self.factory = factory
+        self.specs: dict[int, Spec] = {}
+
+    def define(self, fields: dict[tuple[int, int], Spec]) -> None:
+        """Fields by (number, wire type): set after construction so that schemas can refer to each other."""
+        self.specs = {number << 3 | wire_type: spec for (number, wire_type), spec in fields.items()}
+
+
+class Decoded(NamedTuple):
+    message: Any
+    #: messages left out after `limit` were kept (still validated)
+    truncated: bool
+
+
+def decode(buf: bytes, schema: Schema, limit: int) -> Decoded:
+    """Decode `buf` as one `schema` message, keeping at most `limit` embedded messages.
+
+    Raises `WireError` wherever the runtimes reject the bytes. Work is linear in the input: every byte
+    is read once, merging included (a repeated embedded message is parsed into the one already there)."""
+    decoder = _Decoder(buf, limit)
+    message = schema.factory() if schema.factory is not None else None
+    decoder.parse(0, len(buf), schema, message, MAX_DEPTH)
+    return Decoded(message, decoder.kept > limit)
+
+
+def _int64(value: int) -> int:
+    return value - (1 << 64) if value >> 63 else value
+
+
+def _int32(value: int) -> int:
+    """An enum's value as the runtimes store it: the low 32 bits of the varint, signed."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >> 31 else value
+
+
+class _Decoder:
+    def __init__(self, buf: bytes, limit: int) -> None:
+        self.buf = buf
+        self.limit = limit
+        self.kept = 0
+
+    def varint(self, pos: int, end: int, width: int = 10) -> tuple[int, int]:
+        """A varint of at most `width` bytes ending before `end`. Unlike `read_varint`, bits past the
+        64th are dropped as the runtimes drop them; a tag or a length (width 5) must fit in 32 bits."""
+        buf, value, start = self.buf, 0, pos
+        while pos < end and pos - start < width:
+            byte = buf[pos]
+            value |= (byte & 0x7F) << (7 * (pos - start))
+            pos += 1
+            if byte < 0x80:
+                if width == 5 and value >> 32:
+                    raise WireError(f"tag or length wider than 32 bits at offset {start}")
+                return value & 0xFFFFFFFFFFFFFFFF, pos
+        if pos - start < width:
+            raise CutShort(f"varint runs past the end of its message at offset {start}")
+        raise WireError(f"varint longer than {width} bytes at offset {start}")
+
+    def parse(self, pos: int, end: int, schema: Schema, message: Any, depth: int) -> None:
+        buf, specs = self.buf, schema.specs
+        while pos < end:
+            tag = buf[pos]
+            if tag < 0x80:
+                pos += 1
+            else:
+                tag, pos = self.varint(pos, end, 5)
+            wire_type = tag & 7
+            if tag < 8:
+                raise WireError(f"invalid field number 0 in {schema.name} at offset {pos}")
+            spec = specs.get(tag)
+            if wire_type == LEN:
+                if pos < end and buf[pos] < 0x80:
+                    length, pos = buf[pos], pos + 1
+                else:
+                    length, pos = self.varint(pos, end, 5)
+                stop = pos + length
+                if stop > end:
+                    raise CutShort(f"field {tag >> 3} of {schema.name} runs past the end at offset {pos}")
+                if spec is not None:
+                    self.value(spec, pos, stop, message, depth)
+                pos = stop
+            elif wire_type == VARINT:
+                if pos < end and buf[pos] < 0x80:
+                    value, pos = buf[pos], pos + 1
+                else:
+                    value, pos = self.varint(pos, end)
+                if spec is not None:
+                    if spec.kind == INT64:
+                        setattr(message, spec.attr, _int64(value))
+                    elif _int32(value) in spec.values:
+                        setattr(message, spec.attr, _int32(value))
+            elif wire_type in (I64, I32):
+                pos += 8 if wire_type == I64 else 4
+                if pos > end:
+                    raise CutShort(f"fixed-width field of {schema.name} runs past the end at offset {pos}")
+            elif wire_type == START_GROUP:
+                pos = self.skip_group(pos, end, tag >> 3, depth)
+            else:
+                raise WireError(f"unexpected wire type {wire_type} in {schema.name} at offset {pos}")
+
+    def value(self, spec: Spec, pos: int, stop: int, message: Any, depth: int) -> None:
+        """A length-delimited field the schema names."""
+        kind = spec.kind
+        if kind == STRING:
+            setattr(message, spec.attr, self.buf[pos:stop].decode("utf-8", "surrogateescape"))
+        elif kind == BYTES:
+            setattr(message, spec.attr, self.buf[pos:stop])
+        elif kind in (MESSAGE, MESSAGES, CHECK):
+            if depth <= 0:
+                raise WireError(f"messages nested deeper than {MAX_DEPTH} at offset {pos}")
+            schema = spec.schema
+            assert schema is not None
+            sub = None
+            if kind != CHECK and message is not None:
+                self.kept += 1
+                if self.kept <= self.limit:
+                    sub = getattr(message, spec.attr) if kind == MESSAGE else None
+                    if sub is None:
+                        sub = schema.factory() if schema.factory is not None else None
+                        if kind == MESSAGE:
+                            setattr(message, spec.attr, sub)  # merged into by a later occurrence
+                        else:
+                            getattr(message, spec.attr).append(sub)
+            self.parse(pos, stop, schema, sub, depth - 1)
+        elif kind == PACKED_VARINT:
+            if _VARINTS.fullmatch(self.buf, pos, stop) is None:
+                raise WireError(f"malformed packed varints at offset {pos}")
+        elif (stop - pos) % (4 if kind == PACKED_FIXED32 else 8):
+            raise WireError(f"packed fixed-width numbers of a partial length at offset {pos}")
+
+    def skip_group(self, pos: int, end: int, number: int, depth: int) -> int:
+        """Skip an unknown group's body and end tag; each group level costs one level of depth."""
+        open_groups = [number]
+        while open_groups:
+            if len(open_groups) > depth:
+                raise WireError(f"groups nested deeper than {MAX_DEPTH} at offset {pos}")
+            if pos >= end:
+                raise CutShort("a group runs past the end of its message")
+            tag, pos = self.varint(pos, end, 5)
+            wire_type = tag & 7
+            if tag < 8:
+                raise WireError(f"invalid field number 0 at offset {pos}")
+            if wire_type == VARINT:
+                pos = self.varint(pos, end)[1]
+            elif wire_type == LEN:
+                length, pos = self.varint(pos, end, 5)
+                pos += length
+            elif wire_type in (I64, I32):
+                pos += 8 if wire_type == I64 else 4
+            elif wire_type == START_GROUP:
+                open_groups.append(tag >> 3)
+            elif wire_type == END_GROUP:
+                if open_groups.pop() != tag >> 3:
+                    raise WireError(f"group end at offset {pos} does not match its start")
+            else:
+                raise WireError(f"unexpected wire type {wire_type} at offset {pos}")
+            if pos > end:
+                raise CutShort("a field inside a group runs past the end of its message")
+        return pos
