@@ -44,7 +44,10 @@ class Field(NamedTuple):
 
 
 def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """Decode a base-128 varint at `pos`; return (value, position after it)."""
+    """Decode a base-128 varint at `pos`; return (value, position after it).
+
+    At most 10 bytes; bits past the 64th are dropped, as protobuf's parsers (C++, upb) and LevelDB's
+    drop them: an `ir_version` with junk in its tenth byte is still a model ONNX Runtime loads."""
     value = 0
     for shift in range(0, 70, 7):
         if pos >= len(buf):
@@ -53,9 +56,7 @@ def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         pos += 1
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
-            if value >= 1 << 64:
-                raise WireError("varint wider than 64 bits")
-            return value, pos
+            return value & 0xFFFFFFFFFFFFFFFF, pos
     raise WireError("varint longer than 10 bytes")
 
 
@@ -245,21 +246,19 @@ class _Decoder:
         self.limit = limit
         self.kept = 0
 
-    def varint(self, pos: int, end: int, width: int = 10) -> tuple[int, int]:
-        """A varint of at most `width` bytes ending before `end`. Unlike `read_varint`, bits past the
-        64th are dropped as the runtimes drop them; a tag or a length (width 5) must fit in 32 bits."""
-        buf, value, start = self.buf, 0, pos
-        while pos < end and pos - start < width:
-            byte = buf[pos]
-            value |= (byte & 0x7F) << (7 * (pos - start))
-            pos += 1
-            if byte < 0x80:
-                if width == 5 and value >> 32:
-                    raise WireError(f"tag or length wider than 32 bits at offset {start}")
-                return value & 0xFFFFFFFFFFFFFFFF, pos
-        if pos - start < width:
-            raise CutShort(f"varint runs past the end of its message at offset {start}")
-        raise WireError(f"varint longer than {width} bytes at offset {start}")
+    def varint(self, pos: int, end: int) -> tuple[int, int]:
+        """A varint ending before `end`, and the position after it."""
+        value, after = read_varint(self.buf, pos)
+        if after > end:
+            raise CutShort(f"varint runs past the end of its message at offset {pos}")
+        return value, after
+
+    def size(self, pos: int, end: int) -> tuple[int, int]:
+        """A tag or a length: the runtimes read these as 32-bit varints, at most 5 bytes."""
+        value, after = self.varint(pos, end)
+        if after - pos > 5 or value >> 32:
+            raise WireError(f"tag or length wider than 32 bits at offset {pos}")
+        return value, after
 
     def parse(self, pos: int, end: int, schema: Schema, message: Any, depth: int) -> None:
         buf, specs = self.buf, schema.specs
@@ -268,7 +267,7 @@ class _Decoder:
             if tag < 0x80:
                 pos += 1
             else:
-                tag, pos = self.varint(pos, end, 5)
+                tag, pos = self.size(pos, end)
             wire_type = tag & 7
             if tag < 8:
                 raise WireError(f"invalid field number 0 in {schema.name} at offset {pos}")
@@ -277,7 +276,7 @@ class _Decoder:
                 if pos < end and buf[pos] < 0x80:
                     length, pos = buf[pos], pos + 1
                 else:
-                    length, pos = self.varint(pos, end, 5)
+                    length, pos = self.size(pos, end)
                 stop = pos + length
                 if stop > end:
                     raise CutShort(f"field {tag >> 3} of {schema.name} runs past the end at offset {pos}")
@@ -289,7 +288,7 @@ class _Decoder:
                     value, pos = buf[pos], pos + 1
                 else:
                     value, pos = self.varint(pos, end)
-                if spec is not None:
+                if spec is not None and message is not None:
                     if spec.kind == INT64:
                         setattr(message, spec.attr, _int64(value))
                     elif _int32(value) in spec.values:
@@ -306,10 +305,10 @@ class _Decoder:
     def value(self, spec: Spec, pos: int, stop: int, message: Any, depth: int) -> None:
         """A length-delimited field the schema names."""
         kind = spec.kind
-        if kind == STRING:
-            setattr(message, spec.attr, self.buf[pos:stop].decode("utf-8", "surrogateescape"))
-        elif kind == BYTES:
-            setattr(message, spec.attr, self.buf[pos:stop])
+        if kind in (STRING, BYTES):
+            if message is not None:  # None: a message past the limit, validated only
+                value = self.buf[pos:stop]
+                setattr(message, spec.attr, value.decode("utf-8", "surrogateescape") if kind == STRING else value)
         elif kind in (MESSAGE, MESSAGES, CHECK):
             if depth <= 0:
                 raise WireError(f"messages nested deeper than {MAX_DEPTH} at offset {pos}")
@@ -341,14 +340,14 @@ class _Decoder:
                 raise WireError(f"groups nested deeper than {MAX_DEPTH} at offset {pos}")
             if pos >= end:
                 raise CutShort("a group runs past the end of its message")
-            tag, pos = self.varint(pos, end, 5)
+            tag, pos = self.size(pos, end)
             wire_type = tag & 7
             if tag < 8:
                 raise WireError(f"invalid field number 0 at offset {pos}")
             if wire_type == VARINT:
                 pos = self.varint(pos, end)[1]
             elif wire_type == LEN:
-                length, pos = self.varint(pos, end, 5)
+                length, pos = self.size(pos, end)
                 pos += length
             elif wire_type in (I64, I32):
                 pos += 8 if wire_type == I64 else 4

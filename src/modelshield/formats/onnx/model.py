@@ -22,8 +22,8 @@ from typing import Any, NamedTuple
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
-from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.paths import escape_reason
+from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import Source
 from modelshield.formats._data import load_data
 from modelshield.formats._protobuf import LEN, VARINT, WireError, fields, plausible_head, read_text
