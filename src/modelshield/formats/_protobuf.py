@@ -186,6 +186,8 @@ MAX_DEPTH = 100
 #: What a schema does with a field (keyed by tag: field number and wire type together).
 STRING, BYTES, INT64, ENUM, MESSAGE, MESSAGES, CHECK, PACKED_VARINT, PACKED_FIXED32, PACKED_FIXED64 = range(10)
 
+#: Validated-only messages up to this many bytes are remembered once valid, up to _MAX_VALID of them.
+_SMALL, _MAX_VALID = 64, 65536
 #: A packed run of varints as the runtimes accept it: each at most 10 bytes (bits past 64 dropped).
 _VARINTS = re.compile(rb"(?:[\x80-\xff]{0,9}[\x00-\x7f])*")
 
@@ -201,16 +203,27 @@ class Spec(NamedTuple):
 
 
 class Schema:
-    """One message type: the object it is decoded into (None: validated only) and its fields by tag."""
+    """One message type: the object it is decoded into (None: validated only), its fields by tag, and
+    which elements of a repeated field of this type are worth keeping once decoded (`keep`)."""
 
-    def __init__(self, name: str, factory: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, name: str, factory: Callable[[], Any] | None = None, keep: Callable[[Any], bool] | None = None
+    ) -> None:
         self.name = name
         self.factory = factory
+        self.keep = keep
         self.specs: dict[int, Spec] = {}
+        #: what validating without keeping needs: embedded messages (all as CHECK) and packed numbers
+        self.checks: dict[int, Spec] = {}
 
     def define(self, fields: dict[tuple[int, int], Spec]) -> None:
         """Fields by (number, wire type): set after construction so that schemas can refer to each other."""
         self.specs = {number << 3 | wire_type: spec for (number, wire_type), spec in fields.items()}
+        self.checks = {
+            key: spec._replace(kind=CHECK, attr="") if spec.kind in (MESSAGE, MESSAGES) else spec
+            for key, spec in self.specs.items()
+            if spec.kind in (MESSAGE, MESSAGES, CHECK, PACKED_VARINT, PACKED_FIXED32, PACKED_FIXED64)
+        }
 
 
 class Decoded(NamedTuple):
@@ -245,6 +258,8 @@ class _Decoder:
         self.buf = buf
         self.limit = limit
         self.kept = 0
+        #: small validated-only messages already found valid, by (schema, depth, bytes)
+        self.valid: set[tuple[Schema | None, int, bytes]] = set()
 
     def varint(self, pos: int, end: int) -> tuple[int, int]:
         """A varint ending before `end`, and the position after it."""
@@ -261,11 +276,14 @@ class _Decoder:
         return value, after
 
     def parse(self, pos: int, end: int, schema: Schema, message: Any, depth: int) -> None:
-        buf, specs = self.buf, schema.specs
+        """The fields of `buf[pos:end]` into `message`, or validated only when it is None."""
+        buf, specs = self.buf, schema.specs if message is not None else schema.checks
         while pos < end:
             tag = buf[pos]
             if tag < 0x80:
                 pos += 1
+            elif pos + 1 < end and buf[pos + 1] < 0x80:  # field numbers 16 to 2047
+                tag, pos = (tag & 0x7F) | buf[pos + 1] << 7, pos + 2
             else:
                 tag, pos = self.size(pos, end)
             wire_type = tag & 7
@@ -275,12 +293,32 @@ class _Decoder:
             if wire_type == LEN:
                 if pos < end and buf[pos] < 0x80:
                     length, pos = buf[pos], pos + 1
+                elif pos + 1 < end and buf[pos + 1] < 0x80:
+                    length, pos = (buf[pos] & 0x7F) | buf[pos + 1] << 7, pos + 2
                 else:
                     length, pos = self.size(pos, end)
                 stop = pos + length
                 if stop > end:
                     raise CutShort(f"field {tag >> 3} of {schema.name} runs past the end at offset {pos}")
-                if spec is not None:
+                if spec is None:
+                    pass
+                elif spec.kind == STRING:  # only in `specs`: `message` is not None
+                    setattr(message, spec.attr, buf[pos:stop].decode("utf-8", "surrogateescape"))
+                elif spec.kind == PACKED_VARINT:
+                    if _VARINTS.fullmatch(buf, pos, stop) is None:
+                        raise WireError(f"malformed packed varints at offset {pos}")
+                elif spec.kind == CHECK:  # the common case, inline: value infos, types, shapes
+                    if depth <= 0:
+                        raise WireError(f"messages nested deeper than {MAX_DEPTH} at offset {pos}")
+                    if stop - pos > _SMALL:
+                        self.parse(pos, stop, spec.schema, None, depth - 1)  # type: ignore[arg-type]
+                    elif stop > pos:  # value infos repeat the same few types: each is validated once
+                        key = (spec.schema, depth, buf[pos:stop])
+                        if key not in self.valid:
+                            self.parse(pos, stop, spec.schema, None, depth - 1)  # type: ignore[arg-type]
+                            if len(self.valid) < _MAX_VALID:
+                                self.valid.add(key)
+                else:
                     self.value(spec, pos, stop, message, depth)
                 pos = stop
             elif wire_type == VARINT:
@@ -288,7 +326,7 @@ class _Decoder:
                     value, pos = buf[pos], pos + 1
                 else:
                     value, pos = self.varint(pos, end)
-                if spec is not None and message is not None:
+                if spec is not None:  # a kept scalar: only in `specs`, so `message` is not None
                     if spec.kind == INT64:
                         setattr(message, spec.attr, _int64(value))
                     elif _int32(value) in spec.values:
@@ -303,32 +341,30 @@ class _Decoder:
                 raise WireError(f"unexpected wire type {wire_type} in {schema.name} at offset {pos}")
 
     def value(self, spec: Spec, pos: int, stop: int, message: Any, depth: int) -> None:
-        """A length-delimited field the schema names."""
+        """A length-delimited field the schema names, other than the common ones `parse` handles inline;
+        `message` is not None (a message validated only is parsed with its schema's `checks`)."""
         kind = spec.kind
-        if kind in (STRING, BYTES):
-            if message is not None:  # None: a message past the limit, validated only
-                value = self.buf[pos:stop]
-                setattr(message, spec.attr, value.decode("utf-8", "surrogateescape") if kind == STRING else value)
-        elif kind in (MESSAGE, MESSAGES, CHECK):
+        if kind == BYTES:
+            setattr(message, spec.attr, self.buf[pos:stop])
+        elif kind in (MESSAGE, MESSAGES):
             if depth <= 0:
                 raise WireError(f"messages nested deeper than {MAX_DEPTH} at offset {pos}")
             schema = spec.schema
             assert schema is not None
-            sub = None
-            if kind != CHECK and message is not None:
-                self.kept += 1
-                if self.kept <= self.limit:
-                    sub = getattr(message, spec.attr) if kind == MESSAGE else None
-                    if sub is None:
-                        sub = schema.factory() if schema.factory is not None else None
-                        if kind == MESSAGE:
-                            setattr(message, spec.attr, sub)  # merged into by a later occurrence
-                        else:
-                            getattr(message, spec.attr).append(sub)
+            sub, before = None, self.kept
+            self.kept += 1
+            if self.kept <= self.limit:  # past it, validated only
+                sub = getattr(message, spec.attr) if kind == MESSAGE else None
+                if sub is None:
+                    sub = schema.factory() if schema.factory is not None else None
+                    if kind == MESSAGE:
+                        setattr(message, spec.attr, sub)  # merged into by a later occurrence
+                    else:
+                        getattr(message, spec.attr).append(sub)
             self.parse(pos, stop, schema, sub, depth - 1)
-        elif kind == PACKED_VARINT:
-            if _VARINTS.fullmatch(self.buf, pos, stop) is None:
-                raise WireError(f"malformed packed varints at offset {pos}")
+            if kind == MESSAGES and sub is not None and schema.keep is not None and not schema.keep(sub):
+                getattr(message, spec.attr).pop()  # an element is never merged into: dropping it changes nothing
+                self.kept = before  # with what it held
         elif (stop - pos) % (4 if kind == PACKED_FIXED32 else 8):
             raise WireError(f"packed fixed-width numbers of a partial length at offset {pos}")
 

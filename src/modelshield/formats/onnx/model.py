@@ -74,8 +74,9 @@ VENDOR_DOMAINS = frozenset(
 EXTERNAL_KEYS = frozenset({"location", "offset", "length", "checksum", "basepath"})
 #: Nodes visited per model; real models have at most a few hundred thousand.
 MAX_NODES = 2_000_000
-#: Embedded messages (nodes, attributes, tensors, entries) kept per node allowed: memory stays bounded.
-MESSAGES_PER_NODE = 4
+#: Embedded messages (nodes, attributes, external tensors, entries) kept per node allowed: memory stays
+#: bounded; tensors that name no external data are not kept at all.
+MESSAGES_PER_NODE = 2
 #: Findings per rule, so a model with a million bad tensors stays a short report.
 MAX_FINDINGS_PER_RULE = 20
 
@@ -688,11 +689,10 @@ class OnnxHandler(Handler):
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         data = ctx.read_whole(source, "ONNX model")
         try:
-            model, truncated = decode_model(data, MESSAGES_PER_NODE * MAX_NODES)
+            model, cut = decode_model(data, MESSAGES_PER_NODE * MAX_NODES)
         except WireError as exc:
             raise ScanError(f"malformed ONNX protobuf: {exc}") from exc
         walk = ModelWalker(model).walk()
-        walk.truncated = walk.truncated or truncated
         findings = operator_findings(walk)
         folder = model_folder(ctx)
         external = ExternalData(folder)
@@ -712,5 +712,8 @@ class OnnxHandler(Handler):
             if entry.key == ORT_CONFIG_KEY
         ]
         yield from emit(ctx, findings)
+        if cut:
+            what = f"more than {MESSAGES_PER_NODE * MAX_NODES} ONNX nodes, attributes and external tensors"
+            raise LimitExceeded("max_nodes", f"{what}; the rest were not analysed")
         if walk.truncated:
             raise LimitExceeded("max_nodes", f"more than {MAX_NODES} ONNX nodes; the rest were not analysed")

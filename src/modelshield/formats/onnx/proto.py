@@ -109,6 +109,11 @@ class Model:
     metadata_props: list[StringStringEntry] = field(default_factory=list)
 
 
+def refers_outside(tensor: Tensor) -> bool:
+    """Whether a tensor names external data: the only tensors the scanner looks at (others are dropped)."""
+    return tensor.data_location != 0 or bool(tensor.external_data)
+
+
 def _string(attr: str) -> Spec:
     return Spec(STRING, attr)
 
@@ -131,8 +136,10 @@ MODEL = Schema("ModelProto", Model)
 GRAPH = Schema("GraphProto", Graph)
 NODE = Schema("NodeProto", Node)
 ATTRIBUTE = Schema("AttributeProto", Attribute)
-TENSOR = Schema("TensorProto", Tensor)
-SPARSE_TENSOR = Schema("SparseTensorProto", SparseTensor)
+TENSOR = Schema("TensorProto", Tensor, refers_outside)
+SPARSE_TENSOR = Schema(
+    "SparseTensorProto", SparseTensor, lambda s: refers_outside(s.values) or refers_outside(s.indices)
+)
 FUNCTION = Schema("FunctionProto", Function)
 TRAINING_INFO = Schema("TrainingInfoProto", TrainingInfo)
 ENTRY = Schema("StringStringEntryProto", StringStringEntry)
