@@ -394,16 +394,42 @@ def _real_models() -> list[bytes]:
 REAL = _real_models()
 
 
+def top_level_fields(data: bytes) -> list[bytes]:
+    """A serialised model cut into its top-level fields (real models have no groups)."""
+    out, pos = [], 0
+    while pos < len(data):
+        key, after = pb.read_varint(data, pos)
+        if key & 7 == pb.VARINT:
+            after = pb.read_varint(data, after)[1]
+        else:
+            assert key & 7 == pb.LEN
+            length, after = pb.read_varint(data, after)
+            after += length
+        out.append(data[pos:after])
+        pos = after
+    return out
+
+
+EDIT = st.tuples(st.integers(0, 1 << 16), st.integers(0, 255), st.sampled_from(["set", "insert", "delete"]))
+#: whole top-level fields repeated (a second graph, opset or function merges or adds), dropped or moved
+SPLICE = st.tuples(st.integers(0, 63), st.integers(0, 63), st.sampled_from(["repeat", "drop", "move"]))
+
+
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(
-    st.sampled_from(range(len(REAL))),
-    st.lists(
-        st.tuples(st.integers(0, 1 << 16), st.integers(0, 255), st.sampled_from(["set", "insert", "delete"])),
-        max_size=6,
-    ),
-)
-def test_mutated_real_models_decode_as_onnx_parses_them(which: int, edits: list[tuple[int, int, str]]) -> None:
-    data = bytearray(REAL[which])
+@given(st.sampled_from(range(len(REAL))), st.lists(SPLICE, max_size=4), st.lists(EDIT, max_size=6))
+def test_mutated_real_models_decode_as_onnx_parses_them(
+    which: int, splices: list[tuple[int, int, str]], edits: list[tuple[int, int, str]]
+) -> None:
+    parts = top_level_fields(REAL[which])
+    for source, target, how in splices:
+        part = parts[source % len(parts)]
+        if how == "drop" and len(parts) > 1:
+            parts.remove(part)
+        elif how != "drop":
+            if how == "move":
+                parts.remove(part)
+            parts.insert(target % (len(parts) + 1), part)
+    data = bytearray(b"".join(parts))
     for position, value, how in edits:
         at = position % (len(data) + 1)
         if how == "insert":
