@@ -377,6 +377,15 @@ def test_kept_messages_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "SCN005" in rule_ids(scan_file(str(path)))
 
 
+def test_a_cut_stays_reported_when_the_message_it_emptied_is_dropped() -> None:
+    """A tensor is kept only if it names external data; when its entries are the ones past the budget
+    it looks plain and is dropped, giving its count back: the cut must still be reported."""
+    entries = b"".join(ln(13, ln(1, b"location") + ln(2, b"/etc/passwd")) for _ in range(3))
+    data = HEAD + ln(7, RELU + ln(5, ln(8, b"w") + entries))
+    assert proto.decode_model(data, 3).truncated  # graph, node and tensor kept; its entries are not
+    assert not proto.decode_model(data, 6).truncated
+
+
 # -- mutated real models ---------------------------------------------------------------------------
 
 

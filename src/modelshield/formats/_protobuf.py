@@ -240,7 +240,7 @@ def decode(buf: bytes, schema: Schema, limit: int) -> Decoded:
     decoder = _Decoder(buf, limit)
     message = schema.factory() if schema.factory is not None else None
     decoder.parse(0, len(buf), schema, message, MAX_DEPTH)
-    return Decoded(message, decoder.kept > limit)
+    return Decoded(message, decoder.cut)
 
 
 def _int64(value: int) -> int:
@@ -258,6 +258,8 @@ class _Decoder:
         self.buf = buf
         self.limit = limit
         self.kept = 0
+        #: a message was left out: sticky, since dropping an element gives back what it counted
+        self.cut = False
         #: small validated-only messages already found valid, by (schema, depth, bytes)
         self.valid: set[tuple[Schema | None, int, bytes]] = set()
 
@@ -353,7 +355,9 @@ class _Decoder:
             assert schema is not None
             sub, before = None, self.kept
             self.kept += 1
-            if self.kept <= self.limit:  # past it, validated only
+            if self.kept > self.limit:  # past it, validated only
+                self.cut = True
+            else:
                 sub = getattr(message, spec.attr) if kind == MESSAGE else None
                 if sub is None:
                     sub = schema.factory() if schema.factory is not None else None
