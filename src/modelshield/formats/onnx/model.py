@@ -5,8 +5,10 @@ object the loader registers) implements, it can point tensors at files anywhere:
 follow `external_data` have read arbitrary files (CVE-2022-25882, CVE-2024-27318, CVE-2026-27489),
 or at a raw memory address (ONNX Runtime's `*/_ORT_MEM_ADDR_/*` location), and its `EPContext`
 nodes hand an execution provider a precompiled engine, embedded or in a file the node names.
-The model is parsed with the `onnx` package from bytes read here, so the package never opens an
-external file; external files are only `stat`ed, never read.
+The model is decoded by our own bounded protobuf reader (`proto.py`), with the wire semantics of
+ONNX Runtime's parser (merged repeated messages, last scalar wins), from bytes read here: nothing
+opens an external file, which is only `stat`ed, never read. The `onnx` package is not imported,
+except to look up an operator that the frozen copy of its registry lacks (a newer onnx release).
 """
 
 from __future__ import annotations
@@ -15,19 +17,17 @@ import functools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from modelshield.core.errors import LimitExceeded, ScanError
 from modelshield.core.findings import Finding
 from modelshield.core.handler import Context, Handler
-from modelshield.core.rules import Category, Rule, Severity
-
-if TYPE_CHECKING:  # onnx is imported only when a model is parsed: it costs start-up time
-    import onnx
 from modelshield.core.paths import escape_reason
+from modelshield.core.rules import Category, Rule, Severity
 from modelshield.core.source import Source
 from modelshield.formats._data import load_data
 from modelshield.formats._protobuf import LEN, VARINT, WireError, fields, plausible_head, read_text
+from modelshield.formats.onnx.proto import Attribute, Graph, Model, Node, Tensor, decode_model
 
 #: ModelProto's top-level fields and their wire types (onnx.proto).
 MODEL_FIELDS = {
@@ -49,6 +49,8 @@ IR_VERSIONS = range(3, 65)
 #: Top-level fields walked while detecting; real models have a handful plus metadata_props.
 MAX_FIELDS = 4096
 
+#: Every ONNX operator domain starts so (`ai.onnx`, `ai.onnx.ml`, `ai.onnx.preview.training`...).
+ONNX_DOMAIN_PREFIX = "ai.onnx"
 #: Domain names that mean the default ONNX operator set, besides the empty string.
 DEFAULT_DOMAIN_ALIASES = frozenset({"", "ai.onnx"})
 #: ONNX's own domains; `ai.onnx.training` is reserved by the spec and has no operators yet.
@@ -72,6 +74,9 @@ VENDOR_DOMAINS = frozenset(
 EXTERNAL_KEYS = frozenset({"location", "offset", "length", "checksum", "basepath"})
 #: Nodes visited per model; real models have at most a few hundred thousand.
 MAX_NODES = 2_000_000
+#: Embedded messages (nodes, attributes, external tensors, entries) kept per node allowed: memory stays
+#: bounded; tensors that name no external data are not kept at all.
+MESSAGES_PER_NODE = 2
 #: Findings per rule, so a model with a million bad tensors stays a short report.
 MAX_FINDINGS_PER_RULE = 20
 
@@ -324,15 +329,22 @@ def runtime_operators() -> dict[str, frozenset[str]]:
 
 @functools.cache
 def standard_operators() -> dict[str, frozenset[str]]:
-    """Operator names per standard domain, from the installed onnx package's schema registry.
+    """Operator names per standard domain: onnx's schema registry frozen into data/onnx_ops.json
+    (scripts/gen_onnx_data.py), so that a scan never pays for importing onnx."""
+    frozen = load_data("onnx_ops.json")["domains"]
+    return {domain: frozenset(frozen.get(domain, ())) for domain in {*frozen, *RESERVED_DOMAINS}}
 
-    The registry is used at run time rather than frozen into a data file: onnx is a dependency
-    anyway, its registry only ever grows, and an operator it does not know is also one its checker
-    and the runtimes built against it reject.
-    """
-    import onnx.defs  # noqa: PLC0415 - heavy; needed only when a model is parsed
 
-    names: dict[str, set[str]] = {domain: set() for domain in RESERVED_DOMAINS}
+@functools.cache
+def installed_operators() -> dict[str, frozenset[str]]:
+    """The frozen table plus the installed onnx package's registry, which only ever grows: consulted only
+    for an operator the frozen table lacks, so a newer onnx release's operators are never false alarms.
+    Without onnx, the frozen table alone."""
+    names = {domain: set(ops) for domain, ops in standard_operators().items()}
+    try:
+        import onnx.defs  # noqa: PLC0415 - costs most of a second; needed only for an operator newer than the table
+    except ImportError:
+        return standard_operators()
     for schema in onnx.defs.get_all_schemas_with_history():
         names.setdefault(schema.domain, set()).add(schema.name)
     return {domain: frozenset(ops) for domain, ops in names.items()}
@@ -389,9 +401,15 @@ class OperatorJudge:
         domain = _domain(domain)
         if (domain, op_type, overload) in self.functions:
             return None  # a model-local function: its body is walked on its own
+        rule = self._rule(self.standard, domain, op_type)
+        if rule is not None and (domain in self.standard or _onnx_namespace(domain)):
+            return self._rule(installed_operators(), domain, op_type)  # maybe newer than the frozen table
+        return rule
+
+    def _rule(self, standard: dict[str, frozenset[str]], domain: str, op_type: str) -> Rule | None:
         known = op_type in self.runtime.get(domain, ())
-        if domain in self.standard:
-            return None if known or op_type in self.standard[domain] else UNKNOWN_OPERATOR
+        if domain in standard:
+            return None if known or op_type in standard[domain] else UNKNOWN_OPERATOR
         if domain in self.runtime:
             return VENDOR_DOMAIN if known else UNKNOWN_OPERATOR
         return VENDOR_DOMAIN if domain in VENDOR_DOMAINS else CUSTOM_DOMAIN
@@ -402,7 +420,7 @@ class Walk:
     """Everything found while walking one model, aggregated so reports stay short."""
 
     ops: dict[tuple[Rule, str, str], _OpUse] = field(default_factory=dict)
-    tensors: list[tuple[str, onnx.TensorProto]] = field(default_factory=list)
+    tensors: list[tuple[str, Tensor]] = field(default_factory=list)
     contexts: list[EpContext] = field(default_factory=list)
     nodes: int = 0
     #: the walk stopped at MAX_NODES
@@ -415,18 +433,18 @@ class Walk:
             use.count += 1
 
 
-def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+def _graph_tensors(graph: Graph) -> Iterator[Tensor]:
     yield from graph.initializer
     for sparse in graph.sparse_initializer:
         yield sparse.values
         yield sparse.indices
 
 
-def _attribute_tensors(attribute: onnx.AttributeProto) -> Iterator[onnx.TensorProto]:
-    if attribute.HasField("t"):
+def _attribute_tensors(attribute: Attribute) -> Iterator[Tensor]:
+    if attribute.t is not None:
         yield attribute.t
     yield from attribute.tensors
-    sparse_tensors = [attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []
+    sparse_tensors = [attribute.sparse_tensor] if attribute.sparse_tensor is not None else []
     for sparse in (*sparse_tensors, *attribute.sparse_tensors):
         yield sparse.values
         yield sparse.indices
@@ -435,7 +453,7 @@ def _attribute_tensors(attribute: onnx.AttributeProto) -> Iterator[onnx.TensorPr
 class ModelWalker:
     """Visits every node of the main graph, subgraphs, local functions and training graphs."""
 
-    def __init__(self, model: onnx.ModelProto) -> None:
+    def __init__(self, model: Model) -> None:
         self.model = model
         self.judge = OperatorJudge(frozenset((_domain(f.domain), f.name, f.overload) for f in model.functions))
         self.result = Walk()
@@ -443,7 +461,7 @@ class ModelWalker:
     def walk(self) -> Walk:
         """Walk iteratively: nesting depth costs no Python stack."""
         model = self.model
-        pending: list[tuple[str, Iterable[onnx.NodeProto], Iterable[onnx.TensorProto]]] = []
+        pending: list[tuple[str, Iterable[Node], Iterable[Tensor]]] = []
         pending.append((f"graph {model.graph.name!r}", model.graph.node, _graph_tensors(model.graph)))
         for function in model.functions:
             # default attribute values (`attribute_proto`) can hold tensors too
@@ -468,11 +486,16 @@ class ModelWalker:
                     self.result.contexts.append(EpContext.of(node_where, attributes))
                 for attribute in node.attribute:
                     self.result.tensors.extend((node_where, t) for t in _attribute_tensors(attribute))
-                    subgraphs = [attribute.g] if attribute.HasField("g") else []
+                    subgraphs = [attribute.g] if attribute.g is not None else []
                     for graph in (*subgraphs, *attribute.graphs):
                         sub_where = f"{node_where}.{attribute.name}"
                         pending.append((sub_where, graph.node, _graph_tensors(graph)))
         return self.result
+
+
+def _onnx_namespace(domain: str) -> bool:
+    """Whether a newer onnx could define `domain`: it names its domains `ai.onnx.*`, vendors aside."""
+    return domain.startswith(ONNX_DOMAIN_PREFIX) and domain not in VENDOR_DOMAINS
 
 
 def _domain(name: str) -> str:
@@ -542,7 +565,7 @@ class ExternalData:
         self.escapes: dict[tuple[str, str], list[str]] = {}
         self.missing: dict[str, list[str]] = {}
 
-    def check(self, where: str, tensor: onnx.TensorProto) -> None:
+    def check(self, where: str, tensor: Tensor) -> None:
         external = tensor.data_location == _EXTERNAL
         if not external and not tensor.external_data:
             return
@@ -665,12 +688,9 @@ class OnnxHandler(Handler):
 
     def scan(self, source: Source, ctx: Context) -> Iterator[Finding]:
         data = ctx.read_whole(source, "ONNX model")
-        import onnx  # noqa: PLC0415 - heavy; needed only when a model is parsed
-        from google.protobuf.message import DecodeError  # noqa: PLC0415
-
         try:
-            model = onnx.load_model_from_string(data)
-        except DecodeError as exc:
+            model, cut = decode_model(data, MESSAGES_PER_NODE * MAX_NODES)
+        except WireError as exc:
             raise ScanError(f"malformed ONNX protobuf: {exc}") from exc
         walk = ModelWalker(model).walk()
         findings = operator_findings(walk)
@@ -692,5 +712,8 @@ class OnnxHandler(Handler):
             if entry.key == ORT_CONFIG_KEY
         ]
         yield from emit(ctx, findings)
+        if cut:
+            what = f"more than {MESSAGES_PER_NODE * MAX_NODES} ONNX nodes, attributes and external tensors"
+            raise LimitExceeded("max_nodes", f"{what}; the rest were not analysed")
         if walk.truncated:
             raise LimitExceeded("max_nodes", f"more than {MAX_NODES} ONNX nodes; the rest were not analysed")
