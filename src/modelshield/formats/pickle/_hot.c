@@ -129,14 +129,34 @@ static int valid_utf8(const unsigned char *s, Py_ssize_t n) {
 }
 
 /* ------------------------------------------------------------------ the run's state */
+/* a growing vector of memo tags */
+typedef struct {
+    long long *v;
+    Py_ssize_t n, cap;
+} Tags;
+
+static int tags_add(Tags *t, long long v) {
+    if (t->n == t->cap) {
+        Py_ssize_t cap = t->cap ? t->cap * 2 : 1024;
+        long long *p = PyMem_Realloc(t->v, cap * sizeof(long long));
+        if (p == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->v = p;
+        t->cap = cap;
+    }
+    t->v[t->n++] = v;
+    return 0;
+}
+
 typedef struct {
     PyObject *self, *memo, *tags, *objs, *arena, *tuples, *far;
     Py_buffer view;
     int have_view;
     long long *T;     /* the memo's tags (array('q')) while the buffer is held */
     Py_ssize_t nbase; /* how many */
-    long long *P;     /* tags appended since, not yet in the array */
-    Py_ssize_t np, cap;
+    Tags pend;        /* tags appended since, not yet in the array */
     long long dropped; /* added to memo.dropped at the next sync */
     long long item_cap, nested_kept, max_weight, tuple_slots_max, max_line;
 } St;
@@ -161,13 +181,13 @@ static int memo_sync(St *st) {
         PyBuffer_Release(&st->view);
         st->have_view = 0;
     }
-    if (st->np) {
-        PyObject *data = PyBytes_FromStringAndSize((const char *)st->P, st->np * 8);
+    if (st->pend.n) {
+        PyObject *data = PyBytes_FromStringAndSize((const char *)st->pend.v, st->pend.n * 8);
         PyObject *res = data ? PyObject_CallMethodOneArg(st->tags, S_frombytes, data) : NULL;
         Py_XDECREF(data);
         if (res == NULL) r = -1;
         Py_XDECREF(res);
-        st->np = 0;
+        st->pend.n = 0;
     }
     if (st->dropped) {
         long long old;
@@ -181,29 +201,16 @@ static int memo_sync(St *st) {
     return r;
 }
 
-static inline Py_ssize_t ntags(St *st) { return st->nbase + st->np; }
-static inline long long tag_get(St *st, Py_ssize_t i) { return i < st->nbase ? st->T[i] : st->P[i - st->nbase]; }
+static inline Py_ssize_t ntags(St *st) { return st->nbase + st->pend.n; }
+static inline long long tag_get(St *st, Py_ssize_t i) { return i < st->nbase ? st->T[i] : st->pend.v[i - st->nbase]; }
 static inline void tag_set(St *st, Py_ssize_t i, long long v) {
     if (i < st->nbase)
         st->T[i] = v;
     else
-        st->P[i - st->nbase] = v;
+        st->pend.v[i - st->nbase] = v;
 }
 
-static int tag_push(St *st, long long v) {
-    if (st->np == st->cap) {
-        Py_ssize_t cap = st->cap ? st->cap * 2 : 1024;
-        long long *p = PyMem_Realloc(st->P, cap * sizeof(long long));
-        if (p == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        st->P = p;
-        st->cap = cap;
-    }
-    st->P[st->np++] = v;
-    return 0;
-}
+static int tag_push(St *st, long long v) { return tags_add(&st->pend, v); }
 
 static int arena_add(St *st, const char *data, Py_ssize_t n, int is_bytes) {
     /* the memo's next tag: a constant in the arena */
@@ -323,26 +330,6 @@ static int pieces_add(Pieces *ps, Py_ssize_t at, Py_ssize_t n) {
     ps->p[ps->n].at = at;
     ps->p[ps->n].n = n;
     ps->n++;
-    return 0;
-}
-
-typedef struct {
-    long long *v;
-    Py_ssize_t n, cap;
-} Tags;
-
-static int tags_add(Tags *t, long long v) {
-    if (t->n == t->cap) {
-        Py_ssize_t cap = t->cap ? t->cap * 2 : 256;
-        long long *p = PyMem_Realloc(t->v, cap * sizeof(long long));
-        if (p == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        t->v = p;
-        t->cap = cap;
-    }
-    t->v[t->n++] = v;
     return 0;
 }
 
@@ -1455,7 +1442,7 @@ error: {
 }
 leave:
     if (st.have_view) PyBuffer_Release(&st.view);
-    PyMem_Free(st.P);
+    PyMem_Free(st.pend.v);
     Py_XDECREF(st.tags);
     Py_XDECREF(st.objs);
     Py_XDECREF(st.arena);
