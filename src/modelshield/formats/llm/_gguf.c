@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 static PyObject *skip_strings(PyObject *module, PyObject *args) {
+    (void)module;
     Py_buffer view;
     Py_ssize_t at, end, count;
     int big;
