@@ -386,6 +386,22 @@ def test_a_cut_stays_reported_when_the_message_it_emptied_is_dropped() -> None:
     assert not proto.decode_model(data, 6).truncated
 
 
+def test_decoding_stops_at_the_budget_whatever_is_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Millions of empty initializers are dropped as they are decoded, but each is decoded: they count, so
+    a file of them costs the budget, not its size (100 MB took 43 s), and is reported as not fully
+    analysed. Nothing past the cut is read: a broken tail there is not met."""
+    monkeypatch.setattr(onnx_format, "MAX_NODES", 10)
+    limit = onnx_format.MESSAGES_PER_NODE * onnx_format.MAX_NODES
+    graph = RELU + b"\x2a\x00" * (3 * limit)  # GraphProto.initializer, empty: plain tensors, never kept
+    data = HEAD + ln(7, graph + b"\x3a\x80")  # then a field whose length is cut short
+    assert proto.decode_model(data, limit).truncated
+    with pytest.raises(pb.WireError):
+        proto.decode_model(data, 10 * limit)  # with room for all of them the broken tail is read
+    path = tmp_path / "model.onnx"
+    path.write_bytes(data)
+    assert "SCN005" in rule_ids(scan_file(str(path)))
+
+
 # -- mutated real models ---------------------------------------------------------------------------
 
 

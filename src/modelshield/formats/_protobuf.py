@@ -232,15 +232,25 @@ class Decoded(NamedTuple):
     truncated: bool
 
 
+class _Cut(Exception):
+    """`limit` embedded messages were decoded: the rest of the message is not read."""
+
+
 def decode(buf: bytes, schema: Schema, limit: int) -> Decoded:
-    """Decode `buf` as one `schema` message, keeping at most `limit` embedded messages.
+    """Decode `buf` as one `schema` message, decoding at most `limit` embedded messages (kept or not).
 
     Raises `WireError` wherever the runtimes reject the bytes. Work is linear in the input: every byte
-    is read once, merging included (a repeated embedded message is parsed into the one already there)."""
+    is read once, merging included (a repeated embedded message is parsed into the one already there).
+    Past `limit` decoding stops (`truncated`): what was decoded is returned for the caller to judge and
+    report as not fully analysed, so a file of millions of empty messages costs what `limit` costs, not
+    what its size allows."""
     decoder = _Decoder(buf, limit)
     message = schema.factory() if schema.factory is not None else None
-    decoder.parse(0, len(buf), schema, message, MAX_DEPTH)
-    return Decoded(message, decoder.cut)
+    try:
+        decoder.parse(0, len(buf), schema, message, MAX_DEPTH)
+    except _Cut:
+        return Decoded(message, True)
+    return Decoded(message, False)
 
 
 def _int64(value: int) -> int:
@@ -257,9 +267,8 @@ class _Decoder:
     def __init__(self, buf: bytes, limit: int) -> None:
         self.buf = buf
         self.limit = limit
-        self.kept = 0
-        #: a message was left out: sticky, since dropping an element gives back what it counted
-        self.cut = False
+        #: embedded messages decoded (kept or dropped)
+        self.decoded = 0
         #: small validated-only messages already found valid, by (schema, depth, bytes)
         self.valid: set[tuple[Schema | None, int, bytes]] = set()
 
@@ -353,22 +362,19 @@ class _Decoder:
                 raise WireError(f"messages nested deeper than {MAX_DEPTH} at offset {pos}")
             schema = spec.schema
             assert schema is not None
-            sub, before = None, self.kept
-            self.kept += 1
-            if self.kept > self.limit:  # past it, validated only
-                self.cut = True
-            else:
-                sub = getattr(message, spec.attr) if kind == MESSAGE else None
-                if sub is None:
-                    sub = schema.factory() if schema.factory is not None else None
-                    if kind == MESSAGE:
-                        setattr(message, spec.attr, sub)  # merged into by a later occurrence
-                    else:
-                        getattr(message, spec.attr).append(sub)
+            self.decoded += 1
+            if self.decoded > self.limit:
+                raise _Cut
+            sub = getattr(message, spec.attr) if kind == MESSAGE else None
+            if sub is None:
+                sub = schema.factory() if schema.factory is not None else None
+                if kind == MESSAGE:
+                    setattr(message, spec.attr, sub)  # merged into by a later occurrence
+                else:
+                    getattr(message, spec.attr).append(sub)
             self.parse(pos, stop, schema, sub, depth - 1)
             if kind == MESSAGES and sub is not None and schema.keep is not None and not schema.keep(sub):
                 getattr(message, spec.attr).pop()  # an element is never merged into: dropping it changes nothing
-                self.kept = before  # with what it held
         elif (stop - pos) % (4 if kind == PACKED_FIXED32 else 8):
             raise WireError(f"packed fixed-width numbers of a partial length at offset {pos}")
 
