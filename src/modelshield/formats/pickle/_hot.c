@@ -239,6 +239,23 @@ static PyObject *callback(St *st, PyObject *name, PyObject *const *args, size_t 
     return res;
 }
 
+/* The text of a str constant as the Python loop decodes it (UTF-8, `surrogatepass`), new reference; NULL
+ * without an error when it is not valid (the general loop raises there), with one on any other failure. */
+static PyObject *decode_text(const char *s, Py_ssize_t n) {
+    PyObject *v = PyUnicode_DecodeUTF8(s, n, "surrogatepass");
+    if (v == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) PyErr_Clear();
+    return v;
+}
+
+/* The constant an arena tag refers to, as `Memo.text` rebuilds it, new reference; NULL without an error
+ * when the tag runs past the arena or the text is not valid, with one on any other failure. */
+static PyObject *arena_value(St *st, long long tag) {
+    long long at = tag >> OFF, n = (tag >> 1) & (ARENA_MAX - 1);
+    if (at + n > PyByteArray_GET_SIZE(st->arena)) return NULL;
+    const char *data = PyByteArray_AS_STRING(st->arena) + at;
+    return tag & 1 ? PyBytes_FromStringAndSize(data, n) : decode_text(data, n);
+}
+
 /* The memo entry `index` as `Memo.get` gives it (a constant promoted from the arena as `Memo.text` does),
  * new reference; NULL without an error when the general loop must run the fetch (a missing entry). */
 static PyObject *memo_get(St *st, long long index) {
@@ -251,14 +268,8 @@ static PyObject *memo_get(St *st, long long index) {
             Py_INCREF(v);
             return v;
         }
-        long long at = tag >> OFF, n = (tag >> 1) & (ARENA_MAX - 1);
-        if (at + n > PyByteArray_GET_SIZE(st->arena)) return NULL;
-        const char *data = PyByteArray_AS_STRING(st->arena) + at;
-        PyObject *v = tag & 1 ? PyBytes_FromStringAndSize(data, n) : PyUnicode_DecodeUTF8(data, n, "surrogatepass");
-        if (v == NULL) {
-            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) PyErr_Clear();
-            return NULL;
-        }
+        PyObject *v = arena_value(st, tag);
+        if (v == NULL) return NULL;
         Py_ssize_t slot = PyList_GET_SIZE(st->objs);
         if (PyList_Append(st->objs, v) < 0) {
             Py_DECREF(v);
@@ -366,20 +377,10 @@ static int batch_fetch(St *st, const unsigned char *b, Py_ssize_t pos, Batch *bt
         Py_DECREF(key);
         return seen < 0 ? -1 : 1;
     }
-    long long at = tag >> OFF, n = (tag >> 1) & (ARENA_MAX - 1);
-    if (at + n > PyByteArray_GET_SIZE(st->arena)) {
-        Py_DECREF(key);
-        return 0;
-    }
-    const char *data = PyByteArray_AS_STRING(st->arena) + at;
-    PyObject *v = tag & 1 ? PyBytes_FromStringAndSize(data, n) : PyUnicode_DecodeUTF8(data, n, "surrogatepass");
+    PyObject *v = arena_value(st, tag);
     if (v == NULL) {
         Py_DECREF(key);
-        if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-            PyErr_Clear();
-            return 0;
-        }
-        return -1;
+        return PyErr_Occurred() ? -1 : 0;
     }
     PyObject *slot = PyLong_FromSsize_t(bt->slot);
     int r = slot == NULL || push(bt->markers, v) < 0 || PyDict_SetItem(bt->promoted, key, slot) < 0 ? -1 : 1;
@@ -899,13 +900,10 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
             Py_ssize_t stop = pos + 2 + b[pos + 1];
             if (stop >= limit) goto done;
             Py_ssize_t n = stop - pos - 2;
-            value = PyUnicode_DecodeUTF8((const char *)b + pos + 2, n, "surrogatepass");
+            value = decode_text((const char *)b + pos + 2, n);
             if (value == NULL) {
-                if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                    PyErr_Clear();
-                    goto done;
-                }
-                goto error;
+                if (PyErr_Occurred()) goto error;
+                goto done;
             }
             if (push(stack, value) < 0) goto error;
             if (b[stop] == 0x94 && dense) {
@@ -1029,13 +1027,10 @@ static PyObject *hot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
             Py_ssize_t size = u32(b + pos + 1);
             Py_ssize_t stop = pos + 5 + size;
             if (stop > limit) goto done;
-            value = PyUnicode_DecodeUTF8((const char *)b + pos + 5, size, "surrogatepass");
+            value = decode_text((const char *)b + pos + 5, size);
             if (value == NULL) {
-                if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                    PyErr_Clear();
-                    goto done;
-                }
-                goto error;
+                if (PyErr_Occurred()) goto error;
+                goto done;
             }
             if (push(stack, value) < 0) goto error;
             Py_ssize_t start = pos + 5;
