@@ -42,6 +42,13 @@ def _large_repo(folder: Path) -> Path:
     return folder
 
 
+def _serving(hub: HubServer, gateway: Gateway, name: str, source: Path) -> None:
+    """`source` published privately as `name`, and the gateway started in front of the hub, anonymous."""
+    hub.add_repo(name, source, private=True)
+    gateway.anonymous = True
+    gateway.start()
+
+
 def _blob(gateway: Gateway, data: bytes) -> Path:
     return gateway.workdir / "store" / "blobs" / hashlib.sha256(data).hexdigest()
 
@@ -71,9 +78,7 @@ def test_rejudge_hashes_the_store_and_refetches_what_changed(
     hub: HubServer, gateway: Gateway, tmp_path: Path, damage: str
 ) -> None:
     source = benign_repo(tmp_path / "benign")
-    hub.add_repo("org/benign", source, private=True)
-    gateway.anonymous = True
-    gateway.start()
+    _serving(hub, gateway, "org/benign", source)
     assert _get(f"{gateway.url}/org/benign/resolve/main/config.json")[0] == 200
     gateway.stop()
     weights = (source / "model.safetensors").read_bytes()
@@ -133,9 +138,7 @@ def test_serving_an_altered_blob_is_cut_off_and_never_completes(
     hub: HubServer, gateway: Gateway, tmp_path: Path
 ) -> None:
     source = _large_repo(tmp_path / "benign")
-    hub.add_repo("org/benign", source, private=True)
-    gateway.anonymous = True
-    gateway.start()
+    _serving(hub, gateway, "org/benign", source)
     weights = (source / "model.safetensors").read_bytes()
     first = hf_hub_download("org/benign", "model.safetensors", endpoint=gateway.url, token=False, cache_dir=tmp_path)
     assert Path(first).read_bytes() == weights
@@ -174,9 +177,7 @@ def test_resumed_download_of_an_altered_blob_is_not_stitched(hub: HubServer, gat
     versions across calls from their `.incomplete` file): the gateway answers whole (200), the client's cue
     to start over, rather than the tail of the blob fetched again."""
     source = _large_repo(tmp_path / "benign")
-    hub.add_repo("org/benign", source, private=True)
-    gateway.anonymous = True
-    gateway.start()
+    _serving(hub, gateway, "org/benign", source)
     weights = (source / "model.safetensors").read_bytes()
     url = f"{gateway.url}/org/benign/resolve/main/model.safetensors"
     assert _get(url)[2] == weights
@@ -198,9 +199,7 @@ def test_resumed_download_of_an_altered_blob_is_not_stitched(hub: HubServer, gat
 
 def test_range_on_an_altered_blob_is_verified_first(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
     source = _large_repo(tmp_path / "benign")
-    hub.add_repo("org/benign", source, private=True)
-    gateway.anonymous = True
-    gateway.start()
+    _serving(hub, gateway, "org/benign", source)
     weights = (source / "model.safetensors").read_bytes()
     url = f"{gateway.url}/org/benign/resolve/main/model.safetensors"
     assert _get(url, {"Range": "bytes=0-99"})[2] == weights[:100]
@@ -215,9 +214,7 @@ def test_range_on_an_altered_blob_is_verified_first(hub: HubServer, gateway: Gat
 
 def test_head_of_a_truncated_blob_refetches_it(hub: HubServer, gateway: Gateway, tmp_path: Path) -> None:
     source = benign_repo(tmp_path / "benign")
-    hub.add_repo("org/benign", source, private=True)
-    gateway.anonymous = True
-    gateway.start()
+    _serving(hub, gateway, "org/benign", source)
     weights = (source / "model.safetensors").read_bytes()
     url = f"{gateway.url}/org/benign/resolve/main/model.safetensors"
     assert _get(url)[2] == weights
