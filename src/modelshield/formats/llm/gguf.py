@@ -51,7 +51,7 @@ MAX_ARRAY_STRINGS = 20_000_000
 #: Findings per rule, so a table of a million broken tensors stays a short report.
 MAX_FINDINGS_PER_RULE = 20
 _CHUNK = 1 << 20
-#: the vocabulary step in C (`_gguf.c`) when it was built; `_Reader.skip_strings` runs it in Python otherwise
+#: the vocabulary step in C (`_gguf.c`) when it was built; `_step_strings` is its Python twin
 _native = native.load("modelshield.formats.llm._gguf")
 
 # Metadata value types: fixed-width ones by struct code, then STRING (8) and ARRAY (9).
@@ -209,6 +209,22 @@ class Malformed(Exception):
         self.offset = offset
 
 
+_LENGTHS = {False: struct.Struct("<Q").unpack_from, True: struct.Struct(">Q").unpack_from}
+
+
+def _step_strings(buf: bytes, at: int, end: int, count: int, big: bool) -> tuple[int, int]:
+    """The Python twin of `_gguf.skip_strings`: step over the length-prefixed strings lying wholly in
+    `buf[at:end]`; returns where it stopped and how many are left."""
+    length = _LENGTHS[big]
+    while count and at + 8 <= end:
+        after = at + 8 + length(buf, at)[0]
+        if after > end:
+            break
+        at = after
+        count -= 1
+    return at, count
+
+
 class _Reader:
     """Sequential reads over a Source through a bounded window; every read is checked against the size."""
 
@@ -239,21 +255,13 @@ class _Reader:
         """Skip `count` length-prefixed strings (a vocabulary holds hundreds of thousands): those lying
         wholly in the window are stepped over by their lengths alone; any other goes through `unpack`
         and `skip`, which refill the window or report the string that runs past the file."""
-        length = struct.Struct(self.order + "Q").unpack_from
-        step = None if _native is None or native.PURE_PYTHON else _native.skip_strings
+        step = _step_strings if _native is None or native.PURE_PYTHON else _native.skip_strings
         while count:
             buf, base = self._buf, self._buf_start
             end = min(len(buf), self.size - base)
             at = self.pos - base
             if at >= 0:
-                if step is not None:
-                    at, count = step(buf, at, end, count, self.order == ">")
-                while count and at + 8 <= end:
-                    after = at + 8 + length(buf, at)[0]
-                    if after > end:
-                        break
-                    at = after
-                    count -= 1
+                at, count = step(buf, at, end, count, self.order == ">")
                 self.pos = base + at
             if count:
                 self.skip(self.unpack("Q", f"string length in {what}"), what)
